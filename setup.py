@@ -1,0 +1,12 @@
+"""Package discovery: `wmbench/` as `wmbench`, `baselines/` as `wmbench_baselines` (with all subpackages)."""
+
+from setuptools import find_packages, setup
+
+harness = find_packages(".", include=["wmbench", "wmbench.*"])
+methods = ["wmbench_baselines"] + [f"wmbench_baselines.{p}" for p in find_packages("baselines")]
+
+setup(
+    packages=harness + methods,
+    package_dir={"wmbench_baselines": "baselines"},
+    package_data={"wmbench": ["py.typed"]},
+)

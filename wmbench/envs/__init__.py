@@ -1,0 +1,92 @@
+"""Environment suites: the registry of adapters and the env contract the runner relies on.
+
+A suite is a module (registered here or through the entry-point group `wmbench.suites`) that defines:
+
+- `ENV_SCHEMA: dict[str, type]`   protocol `[env]` keys it understands, with their types (others are errors)
+- `TASKS: frozenset[str] | None`  tasks it knows (None: not checked)
+- `INSTALL_HINT: str`             the exact command that installs it
+- `make(protocol, task, seed) -> gymnasium.Env`  an env whose observation space is a `Dict` with `image`
+  (uint8 HWC) and/or `vector` (float32) entries, built only from the protocol's settings
+- `check_installed() -> None`     raises `SuiteNotInstalled` (with the install hint) when it cannot run
+
+Suite modules import their heavy libraries lazily, inside `make`/`check_installed`, so that listing, validating
+and testing protocols never needs the suite installed. The runner wraps the gymnasium env with
+`wmbench.envs.wrappers.ContractEnv` into dict steps with `reward`, `is_first`, `is_last`, `is_terminal`
+(terminal != time-limit truncation).
+"""
+
+from __future__ import annotations
+
+from wmbench.errors import WmbenchError
+
+import importlib
+from collections.abc import Mapping
+from functools import cache
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+BUILTIN_SUITES: dict[str, str] = {
+    "atari": "wmbench.envs.atari",
+    "dmc": "wmbench.envs.dmc",
+    "control": "wmbench.envs.control",
+    "fake": "wmbench.envs.fake",
+}
+
+
+class SuiteNotInstalled(WmbenchError, RuntimeError):
+    """The suite's simulator is missing; the message holds the exact install command."""
+
+
+@cache
+def _registry() -> dict[str, str]:
+    suites = dict(BUILTIN_SUITES)
+    for ep in entry_points(group="wmbench.suites"):
+        suites.setdefault(ep.name, ep.value)
+    return suites
+
+
+def suite_names() -> list[str]:
+    return sorted(_registry())
+
+
+def suite_module(suite: str) -> ModuleType:
+    registry = _registry()
+    if suite not in registry:
+        raise KeyError(f"unknown suite {suite!r}; suites: {', '.join(sorted(registry))}")
+    return importlib.import_module(registry[suite].split(":")[0])
+
+
+def suite_tasks(suite: str) -> frozenset[str] | None:
+    return getattr(suite_module(suite), "TASKS", None)
+
+
+def validate_env_settings(suite: str, env: Mapping[str, Any], where: str) -> None:
+    """Check protocol `[env]` keys and types against the suite's declared schema."""
+    from wmbench.protocols import ProtocolError, _typecheck
+
+    schema: dict[str, Any] = getattr(suite_module(suite), "ENV_SCHEMA", {})
+    for key, value in env.items():
+        if key not in schema:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(schema), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ProtocolError(
+                f"{where}: unknown setting {key!r} for suite {suite!r}.{hint} Allowed: {', '.join(schema)}"
+            )
+        _typecheck(value, schema[key], f"{where}.{key}")
+
+
+def check_installed(suite: str) -> None:
+    suite_module(suite).check_installed()
+
+
+def make_env(protocol: Any, task: str, seed: int):
+    """Build the contract env (`ContractEnv`) for one task of a protocol."""
+    from wmbench.envs.wrappers import ContractEnv
+
+    protocol.check_task(task)
+    module = suite_module(protocol.suite)
+    module.check_installed()
+    return ContractEnv(module.make(protocol, task, seed), seed=seed)

@@ -1,0 +1,110 @@
+"""The Method contract and the method registry.
+
+A method is a class registered under a name in the entry-point group `wmbench.methods` (so a method package
+installed from anywhere plugs in without touching the harness). Entries are imported lazily: listing methods never
+imports torch models.
+
+Contract (what the runner calls; see docs/contracts.md):
+
+    cls.Config                                 frozen dataclass, paper defaults, optional PRESETS
+    cls.supports(obs_space, act_space) -> str | None    None if usable, else the reason it is not
+    m = cls(obs_space, act_space, config, device, seed)
+    action, state = m.policy(obs, state, mode)  obs: dict of batched arrays (leading dim = number of envs,
+                                                 entries as in the env contract); mode "train" (explore) or
+                                                 "eval"; state None at the start; returns a batched action
+                                                 array and the next state. `is_first` in obs marks resets.
+    metrics = m.update(replay, step)            called once after every env step with the replay buffer and the
+                                                 agent-step count; the method runs its own schedule (train
+                                                 ratio, per-episode model fitting, ...) and returns a dict of
+                                                 float metrics (empty if it did nothing this step)
+    m.state_dict() / m.load_state_dict(d)       everything needed to resume: weights, optimisers, counters.
+                                                 Only tensors, numbers, strings, lists, dicts
+                                                 (torch.load(weights_only=True) must load it).
+"""
+
+from __future__ import annotations
+
+from wmbench.errors import WmbenchError
+
+import difflib
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import gymnasium
+
+
+class MethodError(WmbenchError, ValueError):
+    """A method cannot be used as asked (unknown name, unsupported spaces, bad state); the message says why."""
+
+
+class Method:
+    """Base class with the contract's defaults. Subclasses set `name` and `Config`."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(
+        self,
+        obs_space: dict[str, gymnasium.Space],
+        act_space: gymnasium.Space,
+        config: Any,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
+        reason = self.supports(obs_space, act_space)
+        if reason is not None:
+            raise MethodError(f"method {self.name!r} cannot run on these spaces: {reason}")
+        self.obs_space = obs_space
+        self.act_space = act_space
+        self.config = config
+        self.device = device
+        self.seed = seed
+
+    @classmethod
+    def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
+        return None
+
+    def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def update(self, replay: Any, step: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@cache
+def _registry() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="wmbench.methods")}
+
+
+def register(name: str, target: str) -> None:
+    """Register a method at run time (`module:Class`), e.g. from tests or notebooks."""
+    _registry()[name] = target
+
+
+def method_names() -> list[str]:
+    return sorted(_registry())
+
+
+def get_method(name: str) -> type[Method]:
+    registry = _registry()
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=4, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise MethodError(
+            f"unknown method {name!r}.{hint} Methods: {', '.join(sorted(registry))}. "
+            "A method package registers itself in the entry-point group 'wmbench.methods'."
+        )
+    module_name, _, attr = registry[name].partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, attr)
+    if not cls.name:
+        cls.name = name
+    return cls

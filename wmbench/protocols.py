@@ -1,0 +1,342 @@
+"""Protocols: versioned data files (`protocols/<name>@<version>.toml`) that fix what makes scores comparable.
+
+A method never overrides a protocol. `load_protocol("atari100k@1")` parses and validates a file into a frozen
+`Protocol`; the run records `protocol.id` and `protocol.hash` (sha256 of the resolved content), so a run made under
+another version or an edited file is detected. Variants (sticky actions, distractors, stand-ins) are separate
+files, never flags.
+
+Validation is strict: unknown keys, wrong types, unknown suites, and env settings the suite's adapter does not
+declare all raise `ProtocolError` naming the file, the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+from wmbench.errors import WmbenchError
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", Path(__file__).resolve().parents[1] / "protocols"))
+STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")
+SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean")
+PHASES = ("train", "eval")
+
+
+class ProtocolError(WmbenchError, ValueError):
+    """A protocol file or a request against a protocol is invalid; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    agent_steps: int
+    # Unit in which score records count steps (`env_step` column). Atari records frames (agent steps x action
+    # repeat), DMC records env steps (control steps incl. action repeat): the published files do the same.
+    step_unit: str = "agent_steps"
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    """How a run's final score is computed from its score records (one function: `wmbench.results.final_score`).
+
+    window_mean: mean of `phase` episode returns whose end lies in (budget - window, budget] (in step_unit);
+        if none does and fallback == "last", the last episode ending at or before the budget.
+    eval_mean: mean of the `episodes` eval episodes run at the budget.
+    last_episodes_mean: mean of the last `episodes` episodes of `phase` ending at or before the budget.
+    """
+
+    rule: str = "window_mean"
+    phase: str = "train"
+    window: int = 0
+    episodes: int = 10
+    fallback: str = "last"
+    normaliser: str = "none"
+    aggregates: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
+
+
+@dataclass(frozen=True)
+class EvalSchedule:
+    """Evaluation episodes (policy in `eval` mode, not stored in replay); every=0 means only at the end if episodes>0."""
+
+    every: int = 0
+    episodes: int = 0
+
+
+@dataclass(frozen=True)
+class Seeds:
+    minimum: int = 5
+    recommended: int = 10
+
+
+@dataclass(frozen=True)
+class Reproduce:
+    """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation."""
+
+    margin: float = 0.1
+    alpha: float = 0.05
+    published_sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    suite: str
+    tasks: tuple[str, ...]
+    env: Mapping[str, Any]
+    budget: Budget
+    score: ScoreRule
+    eval: EvalSchedule
+    seeds: Seeds
+    smoke: Budget
+    reproduce: Reproduce
+    description: str = ""
+    path: str = ""
+    hash: str = field(default="", compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def action_repeat(self) -> int:
+        return int(self.env.get("action_repeat", 1))
+
+    def budget_steps(self, smoke: bool = False) -> int:
+        """Agent steps (decisions) the run takes."""
+        return (self.smoke if smoke else self.budget).agent_steps
+
+    def to_unit(self, agent_steps: int | float, unit: str | None = None) -> float:
+        """Convert agent steps to the record unit (explicit; never done silently elsewhere)."""
+        unit = unit or self.budget.step_unit
+        if unit == "agent_steps":
+            return agent_steps
+        if unit in ("env_steps", "frames"):
+            return agent_steps * self.action_repeat
+        raise ProtocolError(f"protocol {self.id}: cannot convert agent steps to unit {unit!r}; units: {STEP_UNITS}")
+
+    def from_unit(self, value: int | float, unit: str) -> float:
+        """Convert a record-unit count back to agent steps."""
+        if unit == "agent_steps":
+            return value
+        if unit in ("env_steps", "frames"):
+            return value / self.action_repeat
+        raise ProtocolError(f"protocol {self.id}: cannot convert unit {unit!r} to agent steps; units: {STEP_UNITS}")
+
+    def check_task(self, task: str) -> str:
+        if task not in self.tasks:
+            close = difflib.get_close_matches(task, self.tasks, n=4, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ProtocolError(
+                f"unknown task {task!r} for protocol {self.id}.{hint} Tasks: {', '.join(self.tasks)}"
+            )
+        return task
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["env"] = dict(self.env)
+        d.pop("path")
+        d.pop("hash")
+        return d
+
+
+_SECTIONS: dict[str, type] = {
+    "budget": Budget,
+    "score": ScoreRule,
+    "eval": EvalSchedule,
+    "seeds": Seeds,
+    "smoke": Budget,
+    "reproduce": Reproduce,
+}
+_TOP_KEYS = {"name", "version", "suite", "tasks", "description", "env", *_SECTIONS}
+
+
+def _typecheck(value: Any, expected: Any, where: str) -> Any:
+    if expected in (int,):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"{where} must be an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ProtocolError(f"{where} must be a string, got {value!r}")
+        return value
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{where} must be true or false, got {value!r}")
+        return value
+    if expected == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProtocolError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if expected == tuple[int, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ProtocolError(f"{where} must be a list of integers, got {value!r}")
+        return tuple(value)
+    raise ProtocolError(f"{where}: unsupported type {expected}")
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ProtocolError(f"{where} must be a table, got {data!r}")
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - set(hints)
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, list(hints), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ProtocolError(f"{where}: unknown key {key!r}.{hint} Allowed: {', '.join(hints)}")
+    values = {k: _typecheck(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**values)
+
+
+def content_hash(content: Mapping[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protocol:
+    """Validate a parsed protocol mapping; raise ProtocolError naming the field on any problem."""
+    from wmbench import envs  # local import: envs imports this module
+
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, sorted(_TOP_KEYS), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ProtocolError(f"{where}: unknown key {key!r}.{hint} Allowed: {', '.join(sorted(_TOP_KEYS))}")
+    for key in ("name", "version", "suite", "tasks", "budget"):
+        if key not in data:
+            raise ProtocolError(f"{where}: missing required key {key!r}")
+    name = _typecheck(data["name"], str, f"{where}: name")
+    if not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ProtocolError(f"{where}: name {name!r} must be lowercase letters, digits and underscores")
+    version = _typecheck(data["version"], int, f"{where}: version")
+    suite = _typecheck(data["suite"], str, f"{where}: suite")
+    suites = envs.suite_names()
+    if suite not in suites:
+        raise ProtocolError(f"{where}: unknown suite {suite!r}; suites: {', '.join(suites)}")
+    tasks = _typecheck(data["tasks"], tuple[str, ...], f"{where}: tasks")
+    if not tasks:
+        raise ProtocolError(f"{where}: tasks must not be empty")
+    if len(set(tasks)) != len(tasks):
+        dup = sorted({t for t in tasks if tasks.count(t) > 1})
+        raise ProtocolError(f"{where}: duplicate tasks {dup}")
+    known = envs.suite_tasks(suite)
+    if known is not None:
+        bad = [t for t in tasks if t not in known]
+        if bad:
+            close = difflib.get_close_matches(bad[0], sorted(known), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ProtocolError(
+                f"{where}: tasks: {bad[0]!r} is not a task of suite {suite!r}.{hint} Known: {', '.join(sorted(known))}"
+            )
+    env = dict(data.get("env", {}))
+    envs.validate_env_settings(suite, env, f"{where}: env")
+    budget = _section(Budget, data["budget"], f"{where}: budget")
+    smoke = _section(Budget, data.get("smoke", {"agent_steps": min(budget.agent_steps, 1000)}), f"{where}: smoke")
+    smoke = dataclasses.replace(smoke, step_unit=budget.step_unit)
+    score = _section(ScoreRule, data.get("score", {}), f"{where}: score")
+    for b, label in ((budget, "budget"), (smoke, "smoke")):
+        if b.agent_steps <= 0:
+            raise ProtocolError(f"{where}: {label}.agent_steps must be positive, got {b.agent_steps}")
+        if b.step_unit not in STEP_UNITS:
+            raise ProtocolError(f"{where}: {label}.step_unit {b.step_unit!r} not one of {STEP_UNITS}")
+    if score.rule not in SCORE_RULES:
+        raise ProtocolError(f"{where}: score.rule {score.rule!r} not one of {SCORE_RULES}")
+    if score.phase not in PHASES:
+        raise ProtocolError(f"{where}: score.phase {score.phase!r} not one of {PHASES}")
+    if score.fallback not in ("last", "none"):
+        raise ProtocolError(f"{where}: score.fallback {score.fallback!r} not one of ('last', 'none')")
+    evals = _section(EvalSchedule, data.get("eval", {}), f"{where}: eval")
+    if score.rule == "eval_mean" and evals.episodes <= 0:
+        raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
+    seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")
+    reproduce = _section(Reproduce, data.get("reproduce", {}), f"{where}: reproduce")
+    content = {
+        "name": name,
+        "version": version,
+        "suite": suite,
+        "tasks": list(tasks),
+        "env": env,
+        "budget": dataclasses.asdict(budget),
+        "smoke": dataclasses.asdict(smoke),
+        "score": dataclasses.asdict(score),
+        "eval": dataclasses.asdict(evals),
+        "seeds": dataclasses.asdict(seeds),
+        "reproduce": dataclasses.asdict(reproduce),
+    }
+    return Protocol(
+        name=name,
+        version=version,
+        suite=suite,
+        tasks=tasks,
+        env=MappingProxyType(env),
+        budget=budget,
+        score=score,
+        eval=evals,
+        seeds=seeds,
+        smoke=smoke,
+        reproduce=reproduce,
+        description=str(data.get("description", "")),
+        path=where,
+        hash=content_hash(content),
+    )
+
+
+def protocol_files(directory: Path | None = None) -> dict[str, Path]:
+    """Map `name@version` -> file for every protocol file in the directory."""
+    directory = Path(directory or PROTOCOL_DIR)
+    out = {}
+    for p in sorted(directory.glob("*.toml")):
+        out[p.stem] = p
+    return out
+
+
+def list_protocols(directory: Path | None = None) -> list[str]:
+    return sorted(protocol_files(directory))
+
+
+def load_protocol(spec: str | Path, directory: Path | None = None) -> Protocol:
+    """Load `name@version`, `name` (latest version) or a path to a .toml file."""
+    spec_str = str(spec)
+    if spec_str.endswith(".toml") or os.sep in spec_str:
+        path = Path(spec_str)
+        if not path.exists():
+            raise ProtocolError(f"protocol file {path} does not exist")
+    else:
+        files = protocol_files(directory)
+        if "@" in spec_str:
+            path = files.get(spec_str)
+        else:
+            versions = sorted(
+                (int(k.split("@")[1]), p) for k, p in files.items() if k.split("@")[0] == spec_str
+            )
+            path = versions[-1][1] if versions else None
+        if path is None:
+            close = difflib.get_close_matches(spec_str, list(files), n=4, cutoff=0.4)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ProtocolError(f"unknown protocol {spec_str!r}.{hint} Protocols: {', '.join(files)}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ProtocolError(f"{path}: not valid TOML ({e})") from e
+    protocol = parse_protocol(data, str(path))
+    if path.stem != protocol.id:
+        raise ProtocolError(f"{path}: file name must be {protocol.id}.toml (name@version from its content)")
+    return protocol
