@@ -1,0 +1,567 @@
+"""Score tables: our run directories and the shipped published data in one tidy schema, and the final-score rule.
+
+Owns
+- `SCORE_COLUMNS`, the schema shared by our runs and the published data (DESIGN.md "Score table");
+- `published(...)`: the curves and finals shipped in `results/published/` (loaded once per protocol file, cached);
+- `load_scores(...)`: our run directories (`run.json` + `scores.csv`) or score-table CSVs -> the schema;
+- `final_score(...)`: THE one implementation of a protocol's score rule (`ScoreRule` in wmbench/protocols.py);
+- `final_scores(...)`: per-run finals of a table (published `final` rows where a source ships them, else the rule);
+- `convert_units(...)`: the only place record units are converted (explicitly, never silently);
+- `normalise(...)`: atari_human, dmc (raw / 1000), dmlab30 and procgen ([low, high]), none;
+- `wmbench validate SCORES.csv` (`cli_validate`).
+
+Published protocol names are bare (`atari100k`), ours are versioned (`atari100k@1`). The link between the two is
+explicit: a protocol file names the published sources it reproduces in `reproduce.published_sources`
+(`protocol_sources(...)`), and the bare name of a versioned protocol is its `name`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wmbench.errors import WmbenchError
+from wmbench.protocols import STEP_UNITS, Protocol, ProtocolError, load_protocol
+
+SCORE_COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type"]
+POINT_TYPES = ("curve", "final", "final_mean")
+RUN_SCORE_COLUMNS = ["env_step", "step_unit", "episode", "score", "length", "phase"]
+PUBLISHED_DIR = Path(
+    os.environ.get("WMBENCH_PUBLISHED", Path(__file__).resolve().parents[1] / "results" / "published")
+)
+NORMALISERS = ("atari_human", "dmc", "dmlab30", "procgen", "none")
+_TEXT_COLUMNS = ["source", "method", "protocol", "task", "seed", "step_unit", "point_type"]
+
+
+class ResultsError(WmbenchError, ValueError):
+    """A score table, run directory or selection is invalid; the message names the rows or values and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, str) else {str(v) for v in value}
+
+
+def _rows(index: Iterable[int], limit: int = 12) -> str:
+    """Row numbers of a table as a compact list (first `limit` shown)."""
+    idx = list(index)
+    shown = ", ".join(str(i) for i in idx[:limit])
+    return shown + (f", ... ({len(idx) - limit} more)" if len(idx) > limit else "")
+
+
+def _suggest(value: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, sorted(set(choices)), n=3, cutoff=0.5)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _protocol(protocol: str | Protocol) -> Protocol:
+    return protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+
+
+def check_schema(table: pd.DataFrame, where: str = "score table") -> pd.DataFrame:
+    """Raise ResultsError naming missing columns, bad point types / units, and NaN/inf or non-numeric values (rows)."""
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ResultsError(f"{where}: missing columns {missing}; a score table has columns {SCORE_COLUMNS}")
+    problems = []
+    for col in ("env_step", "score"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
+        if len(bad):
+            problems.append(f"{col} is NaN, inf or not a number in rows {_rows(table.index[bad])}")
+    bad = np.flatnonzero(~table["point_type"].isin(POINT_TYPES).to_numpy())
+    if len(bad):
+        problems.append(f"point_type not one of {POINT_TYPES} in rows {_rows(table.index[bad])}")
+    bad = np.flatnonzero(~table["step_unit"].isin(STEP_UNITS).to_numpy())
+    if len(bad):
+        problems.append(f"step_unit not one of {STEP_UNITS} in rows {_rows(table.index[bad])}")
+    if problems:
+        raise ResultsError(f"{where}: " + "; ".join(problems))
+    return table
+
+
+def check_units(table: pd.DataFrame, unit: str | None = None, where: str = "selection") -> str:
+    """Return the one step unit of `table`; raise naming the rows if it mixes units or differs from `unit`."""
+    units = table["step_unit"].unique().tolist()
+    expected = unit or (units[0] if units else None)
+    bad = np.flatnonzero((table["step_unit"] != expected).to_numpy())
+    if len(bad):
+        counts = table["step_unit"].value_counts().to_dict()
+        raise ResultsError(
+            f"{where}: step units {counts} where {expected!r} is needed (rows {_rows(table.index[bad])}). "
+            f"Convert explicitly with wmbench.results.convert_units(table, protocol, {expected!r}) or select one unit."
+        )
+    return expected
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# published data
+
+
+@functools.cache
+def _published_file(name: str) -> pd.DataFrame:
+    path = PUBLISHED_DIR / "curves" / f"{name}.csv.gz"
+    dtypes = {c: "string" for c in _TEXT_COLUMNS + ["method_raw"]}
+    df = pd.read_csv(path, dtype={**dtypes, "env_step": "float64", "score": "float64"}, keep_default_na=False)
+    return df.astype({c: object for c in dtypes})
+
+
+def published_protocols() -> list[str]:
+    """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...)."""
+    return sorted(p.name.removesuffix(".csv.gz") for p in (PUBLISHED_DIR / "curves").glob("*.csv.gz"))
+
+
+def protocol_sources(protocol: str | Protocol) -> tuple[str, ...]:
+    """Published sources a versioned protocol reproduces (its `reproduce.published_sources`)."""
+    return _protocol(protocol).reproduce.published_sources
+
+
+def published(
+    method: str | Iterable[str] | None = None,
+    protocol: str | Iterable[str] | None = None,
+    task: str | Iterable[str] | None = None,
+    source: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Published scores (SCORE_COLUMNS + `method_raw`), filtered; each filter takes a value or a list.
+
+    `protocol` is either a bare published name (`atari100k`: every source of that benchmark) or a versioned id
+    (`atari100k@1`: only the sources that protocol file lists in `reproduce.published_sources`).
+    """
+    available = published_protocols()
+    names: list[str] = []
+    sources = _as_set(source)
+    for spec in sorted(_as_set(protocol) or available):
+        if "@" in spec:
+            p = load_protocol(spec)
+            listed = set(p.reproduce.published_sources)
+            if not listed:
+                raise ResultsError(f"protocol {p.id} lists no reproduce.published_sources; use the bare name {p.name!r}")
+            sources = listed if sources is None else sources & listed
+            spec = p.name
+        if spec not in available:
+            raise ResultsError(f"no published data for protocol {spec!r}.{_suggest(spec, available)} "
+                               f"Published: {', '.join(available)}")
+        names.append(spec)
+    frames = [_published_file(n) for n in dict.fromkeys(names)]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    mask = np.ones(len(df), dtype=bool)
+    for column, wanted in (("method", _as_set(method)), ("task", _as_set(task)), ("source", sources)):
+        if wanted is None:
+            continue
+        present = set(df[column].unique())
+        unknown = sorted(wanted - present)
+        if unknown:
+            raise ResultsError(
+                f"published {column} {unknown[0]!r} not found for protocol(s) {', '.join(names)}."
+                f"{_suggest(unknown[0], present)} Available: {', '.join(sorted(present))}"
+            )
+        mask &= df[column].isin(wanted).to_numpy()
+    out = df[mask].reset_index(drop=True)
+    if out.empty:
+        raise ResultsError(
+            f"published selection is empty (method={method!r}, protocol={protocol!r}, task={task!r}, "
+            f"source={source!r}); list what exists with wmbench.results.published(protocol=...)"
+        )
+    return out
+
+
+@functools.cache
+def _atari_normalisers() -> pd.DataFrame:
+    return pd.read_csv(PUBLISHED_DIR / "atari_normalisers.csv").set_index("game")
+
+
+@functools.cache
+def _other_normalisers() -> pd.DataFrame:
+    df = pd.read_csv(PUBLISHED_DIR / "other_normalisers.csv")
+    # baselines.yaml calls the Procgen table procgen_hard; the protocol and normaliser name is procgen.
+    df["suite"] = df["suite"].replace({"procgen_hard": "procgen"})
+    return df.set_index(["suite", "task"])
+
+
+def headline() -> pd.DataFrame:
+    """The shipped headline aggregates (`headline.csv`), with the rule each was computed by."""
+    return pd.read_csv(PUBLISHED_DIR / "headline.csv", dtype={"n_seeds": str})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# our runs
+
+
+def _load_run(run_dir: Path) -> pd.DataFrame:
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{run_dir / 'run.json'}: cannot read ({e}); is this a wmbench run directory?") from e
+    missing = [k for k in ("method", "protocol", "task", "seed") if k not in info]
+    if missing:
+        raise ResultsError(f"{run_dir / 'run.json'}: missing keys {missing}")
+    path = run_dir / "scores.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        scores = pd.DataFrame(columns=RUN_SCORE_COLUMNS)
+    else:
+        try:
+            scores = pd.read_csv(path, dtype={"step_unit": str, "phase": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path}: not a readable CSV ({e})") from e
+    missing = [c for c in RUN_SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing}; scores.csv has {RUN_SCORE_COLUMNS}")
+    out = pd.DataFrame(
+        {
+            "source": f"wmbench:{run_dir}",
+            "method": str(info["method"]),
+            "protocol": str(info["protocol"]),
+            "task": str(info["task"]),
+            "seed": str(info["seed"]),
+            "env_step": pd.to_numeric(scores["env_step"], errors="coerce").astype(float),
+            "score": pd.to_numeric(scores["score"], errors="coerce").astype(float),
+            "step_unit": scores["step_unit"].astype(object),
+            "point_type": "curve",
+            "phase": scores["phase"].astype(object),
+            "episode": scores["episode"],
+            "length": scores["length"],
+            "smoke": bool(info.get("smoke", False)),
+            "status": str(info.get("status", "")),
+        },
+        index=scores.index,
+    )
+    # scores.csv row i is file line i + 2 (header is line 1): name that line in errors.
+    return check_schema(out.set_axis(out.index + 2), where=str(path)).reset_index(drop=True)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: not a readable CSV ({e})") from e
+    # Report file line numbers (header = line 1).
+    return check_schema(df.set_axis(df.index + 2), where=str(path)).reset_index(drop=True)
+
+
+def load_scores(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """Our run directories (a run dir, or any folder holding run dirs) and/or score-table CSVs -> one table.
+
+    Run episodes become `point_type` "curve" rows with `source` "wmbench:<run_dir>"; `phase` (train/eval),
+    `episode`, `length`, `smoke` and `status` are kept as extra columns.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    frames = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            runs = [path] if (path / "run.json").exists() else sorted(p.parent for p in path.rglob("run.json"))
+            if not runs:
+                raise ResultsError(f"{path}: no run.json found in it or below; pass run directories or score CSVs")
+            frames += [_load_run(r) for r in runs]
+        elif path.is_file():
+            frames.append(_read_table(path))
+        else:
+            raise ResultsError(f"{path} does not exist; pass run directories or score-table CSV files")
+    if not frames:
+        raise ResultsError("load_scores: no paths given")
+    table = pd.concat(frames, ignore_index=True)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# units
+
+
+def convert_units(table: pd.DataFrame, protocol: str | Protocol, to_unit: str) -> pd.DataFrame:
+    """Return a copy of `table` with `env_step` in `to_unit`, via agent steps and the protocol's action repeat."""
+    p = _protocol(protocol)
+    if to_unit not in STEP_UNITS:
+        raise ResultsError(f"unknown step unit {to_unit!r}; units: {STEP_UNITS}")
+    out = table.copy()
+    for unit in out["step_unit"].unique():
+        if unit == to_unit:
+            continue
+        rows = out["step_unit"] == unit
+        if "episodes" in (unit, to_unit):
+            raise ResultsError(
+                f"cannot convert {unit!r} to {to_unit!r} (rows {_rows(out.index[rows])}): episodes are not steps"
+            )
+        try:
+            agent_steps = p.from_unit(out.loc[rows, "env_step"].to_numpy(dtype=float), unit)
+        except ProtocolError as e:
+            raise ResultsError(f"rows {_rows(out.index[rows])}: {e}") from e
+        out.loc[rows, "env_step"] = p.to_unit(agent_steps, to_unit)
+        out.loc[rows, "step_unit"] = to_unit
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the score rule
+
+
+def final_score(episodes: pd.DataFrame, protocol: str | Protocol, *, budget: float | None = None) -> float:
+    """Final score of ONE run by the protocol's rule (see `ScoreRule`); `budget` in the record unit (default: the
+    protocol budget; pass the smoke budget for smoke runs).
+
+    `episodes` holds `env_step` (episode end, record unit), `score`, `step_unit`, and optionally `phase` and
+    `episode`. Rows without a `phase` column (published curves) are taken to be of the rule's phase.
+    """
+    p = _protocol(protocol)
+    rule = p.score
+    unit = p.budget.step_unit
+    if "step_unit" in episodes.columns:
+        check_units(episodes, unit, where=f"final_score({p.id})")
+    limit = float(p.to_unit(p.budget.agent_steps, unit)) if budget is None else float(budget)
+    data = episodes
+    phase = "eval" if rule.rule == "eval_mean" else rule.phase
+    if "phase" in data.columns:
+        data = data[data["phase"] == phase]
+    order = ["env_step", "episode"] if "episode" in data.columns else ["env_step"]
+    data = data[data["env_step"] <= limit].sort_values(order, kind="stable")
+    if data.empty:
+        raise ResultsError(
+            f"no {phase} episode ends at or before the budget {limit:g} {unit} (protocol {p.id}); "
+            f"the run has not produced a score yet"
+        )
+    scores = data["score"].to_numpy(dtype=float)
+    if rule.rule == "window_mean":
+        # Mean over episodes ending in (budget - window, budget]: averages out episode noise at the budget.
+        in_window = data["env_step"].to_numpy(dtype=float) > limit - rule.window
+        if in_window.any():
+            return float(scores[in_window].mean())
+        if rule.fallback == "last":
+            return float(scores[-1])
+        raise ResultsError(f"no {phase} episode ends in the last {rule.window} {unit} before {limit:g} ({p.id})")
+    if rule.rule == "eval_mean":
+        if len(scores) < rule.episodes:
+            raise ResultsError(f"{len(scores)} eval episodes at or before {limit:g} {unit}; {p.id} needs {rule.episodes}")
+        return float(scores[-rule.episodes:].mean())
+    if rule.rule == "last_episodes_mean":
+        return float(scores[-rule.episodes:].mean())
+    raise ResultsError(f"protocol {p.id}: unknown score rule {rule.rule!r}")
+
+
+def _check_protocol_rows(table: pd.DataFrame, p: Protocol) -> None:
+    bad = np.flatnonzero(~table["protocol"].isin([p.id, p.name]).to_numpy())
+    if len(bad):
+        found = sorted(table["protocol"].iloc[bad].unique())
+        raise ResultsError(f"rows {_rows(table.index[bad])} belong to protocol(s) {found}, not {p.id}; select one protocol")
+    unknown = sorted(set(table["task"]) - set(p.tasks))
+    if unknown:
+        rows = np.flatnonzero(table["task"].isin(unknown).to_numpy())
+        raise ResultsError(
+            f"tasks {unknown} (rows {_rows(table.index[rows])}) are not tasks of {p.id}.{_suggest(unknown[0], p.tasks)} "
+            f"Select the protocol's tasks: table[table.task.isin(protocol.tasks)]"
+        )
+
+
+def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float | None = None) -> pd.DataFrame:
+    """Per-run final scores: columns [method, task, seed, final, source, basis].
+
+    A run is (source, method, task, seed). Where a source ships `final` rows (published per-run finals, computed by
+    its authors or from full-resolution logs) they are used as published (`basis` "final"), `final_mean` rows become
+    one row with seed "mean" (`basis` "final_mean"); otherwise the protocol rule is applied to the curve
+    (`basis` "rule"). All rows must be in the protocol's record unit (see `convert_units`).
+    """
+    p = _protocol(protocol)
+    if table.empty:
+        raise ResultsError(f"final_scores({p.id}): the table is empty")
+    check_schema(table)
+    _check_protocol_rows(table, p)
+    unit = check_units(table, p.budget.step_unit, where=f"final_scores({p.id})")
+    limit = float(p.to_unit(p.budget.agent_steps, unit)) if budget is None else float(budget)
+    out, problems = [], []
+    for (source, method, task, seed), run in table.groupby(["source", "method", "task", "seed"], sort=True):
+        kinds = set(run["point_type"])
+        if "final" in kinds or "final_mean" in kinds:
+            kind = "final" if "final" in kinds else "final_mean"
+            rows = run[run["point_type"] == kind]
+            at_budget = rows[rows["env_step"] == limit]
+            if len(at_budget) != 1:
+                problems.append(
+                    f"{source} {method} {task} seed {seed}: {len(at_budget)} {kind} rows at the budget {limit:g} "
+                    f"{unit} (rows {_rows(rows.index)}, at {sorted(rows['env_step'].unique())})"
+                )
+                continue
+            value = float(at_budget["score"].iloc[0])
+        else:
+            kind = "rule"
+            try:
+                value = final_score(run, p, budget=limit)
+            except ResultsError as e:
+                problems.append(f"{source} {method} {task} seed {seed}: {e}")
+                continue
+        out.append((method, task, seed, value, source, kind))
+    if problems:
+        raise ResultsError(f"final_scores({p.id}): {len(problems)} run(s) have no final score:\n  " + "\n  ".join(problems[:30]))
+    return pd.DataFrame(out, columns=["method", "task", "seed", "final", "source", "basis"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation
+
+
+def _normaliser_name(protocol_or_normaliser: str | Protocol) -> str:
+    if isinstance(protocol_or_normaliser, Protocol):
+        return protocol_or_normaliser.score.normaliser
+    if protocol_or_normaliser in NORMALISERS:
+        return protocol_or_normaliser
+    if protocol_or_normaliser == "procgen_hard":
+        return "procgen"
+    try:
+        return load_protocol(protocol_or_normaliser).score.normaliser
+    except ProtocolError as e:
+        raise ResultsError(
+            f"{protocol_or_normaliser!r} is neither a normaliser ({', '.join(NORMALISERS)}) nor a protocol ({e})"
+        ) from e
+
+
+def normalise(
+    scores: float | Sequence[float] | np.ndarray | pd.Series,
+    task: str | Sequence[str] | np.ndarray | pd.Series,
+    protocol_or_normaliser: str | Protocol,
+) -> np.ndarray:
+    """Normalised scores: `task` is one task or one task per score.
+
+    atari_human: (s - random) / (human - random), human-gamer scores of danijar/dreamerv3 baselines.yaml;
+    dmc: s / 1000 (the maximum episode return); dmlab30 / procgen: (s - low) / (high - low) from baselines.yaml;
+    none: s.
+    """
+    name = _normaliser_name(protocol_or_normaliser)
+    values = np.asarray(scores, dtype=float)
+    if name == "none":
+        return values.copy()
+    if name == "dmc":
+        return values / 1000.0
+    tasks = np.broadcast_to(np.asarray(task, dtype=object), values.shape)
+    if name == "atari_human":
+        table = _atari_normalisers()
+        low_col, high_col, keys = "random", "human", list(table.index)
+        lookup = {t: (table.at[t, low_col], table.at[t, high_col]) for t in keys}
+    else:
+        table = _other_normalisers().loc[name]
+        lookup = {t: (row.low, row.high) for t, row in table.iterrows()}
+    unknown = sorted({str(t) for t in np.unique(tasks) if t not in lookup})
+    if unknown:
+        raise ResultsError(
+            f"no {name} normaliser for task {unknown[0]!r}.{_suggest(unknown[0], lookup)} Known: {', '.join(sorted(lookup))}"
+        )
+    low = np.vectorize(lambda t: lookup[t][0], otypes=[float])(tasks) if tasks.size else np.zeros(values.shape)
+    high = np.vectorize(lambda t: lookup[t][1], otypes=[float])(tasks) if tasks.size else np.ones(values.shape)
+    return (values - low) / (high - low)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# wmbench validate
+
+
+def validate_table(table: pd.DataFrame, protocol: str | None = None) -> list[str]:
+    """Every problem of a submitted score table against its protocol, one message each (empty list: valid).
+
+    Row numbers are CSV line numbers when the table was read by `cli_validate` (header = line 1).
+    """
+    problems: list[str] = []
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing:
+        return [f"missing columns {missing}; a score table has columns {SCORE_COLUMNS}"]
+    if table.empty:
+        return ["the table has no rows"]
+    numeric = {c: pd.to_numeric(table[c], errors="coerce") for c in ("env_step", "score")}
+    for col, values in numeric.items():
+        bad = table.index[~np.isfinite(values.to_numpy(dtype=float))]
+        if len(bad):
+            problems.append(f"{col}: NaN, inf or not a number in lines {_rows(bad)}")
+    for col, allowed in (("point_type", POINT_TYPES), ("step_unit", STEP_UNITS)):
+        bad = table.index[~table[col].isin(allowed)]
+        if len(bad):
+            problems.append(f"{col}: {sorted(set(table.loc[bad, col].astype(str)))} not one of {allowed} (lines {_rows(bad)})")
+    for col in ("method", "task", "seed", "protocol"):
+        bad = table.index[table[col].isna() | (table[col].astype(str).str.strip() == "")]
+        if len(bad):
+            problems.append(f"{col}: empty in lines {_rows(bad)}")
+    key = ["method", "task", "seed", "env_step", "point_type"]
+    key += [c for c in ("source", "phase", "episode") if c in table.columns]  # eval episodes share env_step
+    dup = table.index[table.duplicated(key, keep=False)]
+    if len(dup):
+        problems.append(f"duplicate rows of ({', '.join(key)}) in lines {_rows(dup)}")
+
+    ids = sorted(set(table["protocol"].dropna().astype(str)))
+    if protocol is not None:
+        try:
+            p = load_protocol(protocol)
+        except ProtocolError as e:
+            return problems + [f"--protocol: {e}"]
+        bad = table.index[~table["protocol"].isin([p.id])]
+        if len(bad):
+            problems.append(f"protocol: rows of {sorted(set(table.loc[bad, 'protocol'].astype(str)))} while validating "
+                            f"against {p.id} (lines {_rows(bad)})")
+    elif len(ids) != 1:
+        return problems + [f"protocol: the table mixes protocols {ids}; validate one protocol at a time (--protocol)"]
+    else:
+        try:
+            p = load_protocol(ids[0]) if "@" in ids[0] else None
+        except ProtocolError as e:
+            return problems + [f"protocol: {e}"]
+        if p is None:
+            return problems + [f"protocol: {ids[0]!r} has no version; use name@version (e.g. {ids[0]}@1)"]
+
+    rows = table[table["protocol"] == p.id]
+    unknown = sorted(set(rows["task"].astype(str)) - set(p.tasks))
+    for t in unknown:
+        problems.append(f"task {t!r} is not a task of {p.id}{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")
+    unit = p.budget.step_unit
+    bad = rows.index[rows["step_unit"] != unit]
+    if len(bad):
+        found = sorted(set(rows.loc[bad, "step_unit"].astype(str)))
+        problems.append(f"step_unit: {found} where {p.id} records {unit!r} (lines {_rows(bad)}); "
+                        f"convert with wmbench.results.convert_units")
+    known = rows[rows["task"].isin(p.tasks)]
+    for (method, task), group in known.groupby(["method", "task"], sort=True):
+        n = group["seed"].nunique()
+        if n < p.seeds.minimum:
+            problems.append(f"{method} {task}: {n} seed(s), {p.id} needs at least {p.seeds.minimum} "
+                            f"(lines {_rows(group.index)})")
+    budget = float(p.to_unit(p.budget.agent_steps, unit))
+    steps = pd.to_numeric(known["env_step"], errors="coerce")
+    in_unit = known["step_unit"] == unit
+    last = steps[in_unit].groupby([known["method"], known["task"], known["seed"]]).max()
+    for (method, task, seed), reached in last.items():
+        if not reached >= budget:
+            group = known.index[(known.method == method) & (known.task == task) & (known.seed == seed)]
+            problems.append(f"{method} {task} seed {seed}: reaches {reached:g} {unit}, budget is {budget:g} "
+                            f"(lines {_rows(group)})")
+    return problems
+
+
+def cli_validate(argv: list[str]) -> int:
+    """`wmbench validate SCORES.csv [--protocol ID]`: print every problem; exit 1 if any, 0 if valid."""
+    parser = argparse.ArgumentParser(prog="wmbench validate", description="check a score table against its protocol")
+    parser.add_argument("scores", type=Path, help="score-table CSV (columns: " + ", ".join(SCORE_COLUMNS) + ")")
+    parser.add_argument("--protocol", help="protocol id (name@version); default: the table's protocol column")
+    args = parser.parse_args(argv)
+    if not args.scores.is_file():
+        print(f"{args.scores}: file not found")
+        return 1
+    try:
+        table = pd.read_csv(args.scores, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        print(f"{args.scores}: not a readable CSV: {e}")
+        return 1
+    table = table.set_axis(table.index + 2)  # CSV line numbers (header = line 1)
+    problems = validate_table(table, args.protocol)
+    for line in problems:
+        print(f"{args.scores}: {line}")
+    if problems:
+        print(f"{len(problems)} problem(s): not valid")
+        return 1
+    runs = table.groupby(["method", "task", "seed"]).ngroups
+    print(f"{args.scores}: valid ({len(table)} rows, {runs} runs, protocol {table['protocol'].iloc[0]})")
+    return 0
