@@ -1,0 +1,348 @@
+"""Replay buffer: steps stored once in a byte-bounded ring, fixed-length sequence sampling, episodic views, and
+persistence as append-only chunk files that a checkpoint can cover exactly.
+
+Layout (embodied convention, docs/contracts.md): stored step t holds the observation entries at t, the `reward`
+received on arriving at t, the flags `is_first/is_last/is_terminal` at t and the `action` chosen at t.
+
+- Storage: one preallocated array per key with `capacity` rows (capacity = `capacity_bytes` // bytes of one step,
+  bookkeeping included), written in place; the oldest step is overwritten when full. Images stay uint8 and are
+  never copied per sequence: `sample` gathers rows by index (numpy fancy indexing), so a [B, T] batch costs one
+  gather per key.
+- Several env workers may add interleaved steps: each slot links to the same worker's next slot, so a sequence
+  follows one worker's stream. Sequences are contiguous in time and may cross episode boundaries (`is_first`
+  marks the resets, as in DreamerV3's replay); a method that starts from a zero state treats t=0 as a start.
+- `transitions()` and `episodes()` give the (s, a, r, s', terminal) pairs and the completed episodes that
+  episodic model-based methods (PETS, PILCO, MBMF) fit their models to.
+- Persistence: with a `directory`, every step also goes to `chunk_000000.npz`, `chunk_000001.npz`, ... of
+  `chunk_size` steps each, each written once (atomically) when full and never rewritten. `state_dict()` records the
+  number of complete chunks plus the steps of the partial chunk still in memory; `load_state_dict` rebuilds exactly
+  that replay (the same ring slots, hence the same samples) and deletes chunk files written after the checkpoint.
+  Without a directory the state dict carries the stored steps themselves.
+
+Sampling uses the replay's own `np.random.Generator` (PCG64), saved in `state_dict()`.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wmbench.errors import WmbenchError
+from wmbench.io import atomic_open
+from wmbench.seeding import generator_state, set_generator_state
+
+FLAG_KEYS = ("is_first", "is_last", "is_terminal")
+NON_OBS_KEYS = ("action", "reward", *FLAG_KEYS)
+# Per-slot bookkeeping bytes, counted against capacity_bytes: worker (int32), seqno, next slot, global index (int64).
+_BOOKKEEPING_BYTES = 4 + 8 + 8 + 8
+_CHUNK_RE = re.compile(r"chunk_(\d{6,})\.npz$")
+
+
+class ReplayError(WmbenchError, RuntimeError):
+    """The replay cannot do what was asked (too few steps, missing or damaged chunk files); says which and why."""
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class Replay:
+    def __init__(
+        self, capacity_bytes: int, directory: Path | str | None = None, chunk_size: int = 1024, seed: int = 0
+    ):
+        if capacity_bytes <= 0:
+            raise ValueError(f"capacity_bytes must be positive, got {capacity_bytes}")
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.capacity_bytes = int(capacity_bytes)
+        self.directory = Path(directory) if directory is not None else None
+        self.chunk_size = int(chunk_size)
+        self.rng = np.random.default_rng(seed)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self._reset_storage()
+
+    # ------------------------------------------------------------------ storage
+    def _reset_storage(self) -> None:
+        self._data: dict[str, np.ndarray] = {}
+        self._keys: tuple[str, ...] = ()
+        self.capacity = 0  # steps; known once the first step fixes the layout
+        self.step_bytes = 0
+        self._size = 0
+        self.total = 0  # steps ever added: the global index of the next step
+        self._worker = np.zeros(0, np.int32)
+        self._seqno = np.zeros(0, np.int64)  # position of the slot in its worker's stream
+        self._next = np.zeros(0, np.int64)  # slot of the same worker's next step, -1 if none yet
+        self._gidx = np.zeros(0, np.int64)
+        self._last_slot: dict[int, int] = {}  # newest stored slot of each worker
+        self._stream_len = np.zeros(0, np.int64)  # steps each worker has added (seqno of its next step)
+        self._stored = np.zeros(0, np.int64)  # stored steps of each worker
+        self._pending: list[dict[str, np.ndarray]] = []  # steps not yet in a chunk file
+        self._chunks = 0  # complete chunk files written
+
+    def _allocate(self, step: Mapping[str, Any]) -> None:
+        if not self._keys:
+            self._keys = tuple(sorted(step))
+        missing = [k for k in ("action", "reward", *FLAG_KEYS) if k not in step]
+        if missing:
+            raise ReplayError(f"replay steps need the keys {missing} (embodied step layout, docs/contracts.md)")
+        arrays = {k: np.asarray(step[k]) for k in self._keys}
+        for k in FLAG_KEYS:
+            arrays[k] = arrays[k].astype(bool)
+        self.step_bytes = sum(a.nbytes for a in arrays.values()) + _BOOKKEEPING_BYTES
+        self.capacity = max(1, self.capacity_bytes // self.step_bytes)
+        # np.zeros is lazily committed by the OS, so an unfilled replay costs little resident memory.
+        self._data = {k: np.zeros((self.capacity, *a.shape), a.dtype) for k, a in arrays.items()}
+        self._worker = np.zeros(self.capacity, np.int32)
+        self._seqno = np.zeros(self.capacity, np.int64)
+        self._next = np.full(self.capacity, -1, np.int64)
+        self._gidx = np.zeros(self.capacity, np.int64)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored steps (bounded by capacity_bytes)."""
+        return self._size * self.step_bytes
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def add(self, step: Mapping[str, Any], worker: int = 0) -> None:
+        """Store one env step of one worker (copied; the caller may reuse its arrays)."""
+        self._put(step, worker)
+        if self.directory is not None:
+            record = {k: np.array(step[k]) for k in self._keys}
+            record["worker"] = np.array(worker, np.int32)
+            self._pending.append(record)
+            if len(self._pending) == self.chunk_size:
+                self._write_chunk()
+
+    def _put(self, step: Mapping[str, Any], worker: int) -> None:
+        if self.capacity == 0:
+            self._allocate(step)
+        elif set(step) != set(self._keys):
+            extra, missing = sorted(set(step) - set(self._keys)), sorted(set(self._keys) - set(step))
+            raise ReplayError(f"replay step keys changed: missing {missing}, unexpected {extra}")
+        worker = int(worker)
+        if worker < 0:
+            raise ValueError(f"worker must be >= 0, got {worker}")
+        if worker >= len(self._stream_len):
+            grow = worker + 1 - len(self._stream_len)
+            self._stream_len = np.concatenate([self._stream_len, np.zeros(grow, np.int64)])
+            self._stored = np.concatenate([self._stored, np.zeros(grow, np.int64)])
+        slot = self.total % self.capacity
+        if self._size == self.capacity:  # evict the oldest step, which lives in this slot
+            old = int(self._worker[slot])
+            self._stored[old] -= 1
+            if self._last_slot.get(old) == slot:
+                del self._last_slot[old]
+        for k in self._keys:
+            self._data[k][slot] = step[k]
+        self._worker[slot] = worker
+        self._seqno[slot] = self._stream_len[worker]
+        self._next[slot] = -1
+        self._gidx[slot] = self.total
+        prev = self._last_slot.get(worker)
+        if prev is not None:
+            self._next[prev] = slot
+        self._last_slot[worker] = slot
+        self._stream_len[worker] += 1
+        self._stored[worker] += 1
+        self.total += 1
+        self._size = min(self._size + 1, self.capacity)
+
+    # ----------------------------------------------------------------- sampling
+    def _chronological_slots(self) -> np.ndarray:
+        oldest = self.total - self._size
+        return (oldest + np.arange(self._size)) % max(self.capacity, 1)
+
+    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+        """`batch` sequences of `length` consecutive steps of one worker, uniformly over valid start steps."""
+        valid_starts = int(np.maximum(self._stored - length + 1, 0).sum()) if self._size else 0
+        if valid_starts == 0:
+            raise ReplayError(
+                f"replay holds {self._size} steps, too few for sequences of length {length}; "
+                "start training later (e.g. a larger train start / prefill)"
+            )
+        starts = np.empty(batch, np.int64)
+        filled = 0
+        # Rejection sampling keeps starts uniform over valid ones; almost all stored steps are valid starts.
+        last_seqno = self._stream_len - 1
+        while filled < batch:
+            cand = self.rng.integers(0, self._size, size=batch - filled)
+            ok = self._seqno[cand] + (length - 1) <= last_seqno[self._worker[cand]]
+            take = cand[ok]
+            starts[filled : filled + len(take)] = take
+            filled += len(take)
+        index = np.empty((batch, length), np.int64)
+        index[:, 0] = starts
+        for t in range(1, length):
+            index[:, t] = self._next[index[:, t - 1]]
+        return {k: np.take(v, index, axis=0) for k, v in self._data.items()}
+
+    # ----------------------------------------------------------- episodic views
+    def _worker_streams(self) -> list[np.ndarray]:
+        slots = self._chronological_slots()
+        workers = self._worker[slots]
+        return [slots[workers == w] for w in np.unique(workers)]
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        """All stored (obs, action, reward, next_obs, terminal) pairs that lie within one episode.
+
+        Keys: each observation entry (e.g. `vector`, `image`) at t, `action` at t, `reward` and `terminal`
+        (is_terminal) on arriving at t+1, and `next_<entry>` at t+1. Chronological per worker.
+        """
+        if self._size == 0:
+            return {}
+        slots = self._chronological_slots()
+        nxt = self._next[slots]
+        keep = nxt >= 0
+        keep[keep] &= ~self._data["is_last"][slots[keep]]
+        s, n = slots[keep], nxt[keep]
+        obs_keys = [k for k in self._keys if k not in NON_OBS_KEYS]
+        out = {k: self._data[k][s] for k in obs_keys}
+        out["action"] = self._data["action"][s]
+        out["reward"] = self._data["reward"][n]
+        out["terminal"] = self._data["is_terminal"][n]
+        out.update({f"next_{k}": self._data[k][n] for k in obs_keys})
+        return out
+
+    def episodes(self) -> list[dict[str, np.ndarray]]:
+        """Completed episodes whose every step is still stored (is_first ... is_last), time-major arrays."""
+        episodes = []
+        for stream in self._worker_streams():
+            first = np.flatnonzero(self._data["is_first"][stream])
+            last = np.flatnonzero(self._data["is_last"][stream])
+            for f in first:
+                j = np.searchsorted(last, f)
+                if j == len(last):
+                    break  # episode still running
+                idx = stream[f : last[j] + 1]
+                episodes.append({k: v[idx] for k, v in self._data.items()})
+        return episodes
+
+    # -------------------------------------------------------------- persistence
+    def _chunk_path(self, index: int) -> Path:
+        assert self.directory is not None
+        return self.directory / f"chunk_{index:06d}.npz"
+
+    def _write_chunk(self) -> None:
+        arrays = {k: np.stack([p[k] for p in self._pending]) for k in self._pending[0]}
+        with atomic_open(self._chunk_path(self._chunks), "wb") as f:
+            np.savez_compressed(f, **arrays)
+        self._chunks += 1
+        self._pending = []
+
+    def chunk_files(self) -> list[Path]:
+        if self.directory is None or not self.directory.exists():
+            return []
+        return sorted(p for p in self.directory.iterdir() if _CHUNK_RE.fullmatch(p.name))
+
+    def discard_chunks_after(self, count: int | None = None) -> list[Path]:
+        """Delete chunk files with index >= count (default: those this replay did not write); return them."""
+        count = self._chunks if count is None else count
+        removed = []
+        for p in self.chunk_files():
+            m = _CHUNK_RE.fullmatch(p.name)
+            if m and int(m.group(1)) >= count:
+                p.unlink()
+                removed.append(p)
+        return removed
+
+    def _read_chunk(self, index: int) -> dict[str, np.ndarray]:
+        path = self._chunk_path(index)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise ReplayError(f"replay chunk {path} is missing but the checkpoint covers it") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise ReplayError(f"replay chunk {path} is damaged ({e}); the checkpoint that covers it is unusable") from e
+        n = len(arrays.get("worker", ()))
+        keys = set(arrays) - {"worker"}
+        if n != self.chunk_size or (self._keys and keys != set(self._keys)):
+            raise ReplayError(f"replay chunk {path} holds {n} steps with keys {sorted(arrays)}; expected "
+                              f"{self.chunk_size} steps with keys {sorted(self._keys)}")
+        return arrays
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild exactly this replay (tensors and primitives only)."""
+        if self.directory is not None:
+            # Complete chunks are on disk already; only the partial chunk travels with the checkpoint.
+            tail = self._pending
+            tail_arrays = {k: np.stack([p[k] for p in tail]) for k in tail[0]} if tail else {}
+            tail_start = self._chunks * self.chunk_size
+        else:
+            slots = self._chronological_slots()
+            tail_arrays = {k: v[slots] for k, v in self._data.items()}
+            tail_arrays["worker"] = self._worker[slots]
+            tail_start = self.total - self._size
+        return {
+            "format": 1,
+            "capacity_bytes": self.capacity_bytes,
+            "chunk_size": self.chunk_size,
+            "total": self.total,
+            "chunks": self._chunks if self.directory is not None else None,
+            "tail_start": tail_start,
+            "tail": {k: _to_tensor(v) for k, v in tail_arrays.items()},
+            "rng": generator_state(self.rng),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Rebuild the replay a checkpoint describes (chunks [0, chunks) + tail); delete later chunk files."""
+        if state.get("format") != 1:
+            raise ReplayError(f"unknown replay state format {state.get('format')!r}")
+        if int(state["capacity_bytes"]) != self.capacity_bytes or int(state["chunk_size"]) != self.chunk_size:
+            raise ReplayError(
+                f"replay was saved with capacity_bytes={state['capacity_bytes']}, chunk_size={state['chunk_size']}"
+                f" but this replay has {self.capacity_bytes}, {self.chunk_size}: resume needs the same settings"
+            )
+        chunks = state["chunks"]
+        if (chunks is None) != (self.directory is None):
+            raise ReplayError("replay state and replay disagree on whether steps live in a directory")
+        self._reset_storage()
+        tail = {k: v.numpy() for k, v in state["tail"].items()}
+        total = int(state["total"])
+        tail_start = int(state["tail_start"])
+        if tail:
+            self._keys = tuple(sorted(k for k in tail if k != "worker"))
+        if chunks is not None:
+            self.discard_chunks_after(chunks)
+        # Layout first (capacity), then re-add only the steps that still fit, each at its original ring slot.
+        if tail:
+            self._allocate({k: tail[k][0] for k in self._keys})
+        elif chunks:
+            last = self._read_chunk(chunks - 1)
+            self._keys = tuple(sorted(k for k in last if k != "worker"))
+            self._allocate({k: last[k][0] for k in self._keys})
+        if self.capacity:
+            first_kept = max(0, total - self.capacity)
+            self.total = first_kept
+            if chunks:
+                for c in range(first_kept // self.chunk_size, chunks):
+                    arrays = self._read_chunk(c)
+                    begin = max(first_kept - c * self.chunk_size, 0)
+                    self._put_many(arrays, begin)
+            if tail:
+                self._put_many(tail, max(first_kept - tail_start, 0))
+            if self.total != total:
+                raise ReplayError(f"replay state covers {total} steps but its chunks and tail hold {self.total}")
+        if chunks is not None:
+            self._chunks = int(chunks)
+            n = len(tail.get("worker", ()))
+            self._pending = [{k: np.array(v[i]) for k, v in tail.items()} for i in range(n)]
+        set_generator_state(self.rng, state["rng"])
+
+    def _put_many(self, arrays: Mapping[str, np.ndarray], begin: int) -> None:
+        workers = arrays["worker"]
+        for i in range(begin, len(workers)):
+            self._put({k: arrays[k][i] for k in self._keys}, int(workers[i]))
