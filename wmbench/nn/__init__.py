@@ -1,0 +1,10 @@
+"""Shared model-based RL building blocks (the nouns methods are made of).
+
+- `distributions`: symlog/symexp, two-hot, unimix categoricals, Bernoulli, bounded Normal (tensor functions)
+- `networks`: MLP, Norm, BlockLinear, CNN encoder/decoder
+- `rssm`: the recurrent state-space model (categorical or Gaussian latents)
+- `returns`: lambda-returns, percentile return normalisation, EMA (slow) networks
+- `ensemble`, `planners`, `gp`: probabilistic ensembles, CEM/MPPI planners, Gaussian processes
+
+Import the submodule you need (`from wmbench.nn.rssm import RSSM`); this package imports nothing heavy itself.
+"""

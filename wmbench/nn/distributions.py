@@ -1,0 +1,148 @@
+"""Output distributions of world-model methods as plain tensor functions (no torch.distributions objects).
+
+Owns: symlog/symexp squashing, two-hot regression over symlog-spaced bins, categorical latents/actions with
+uniform mixing and straight-through samples, the Bernoulli continue head, and the bounded Normal for continuous
+actions. Everything is a function of tensors so that a training step builds no per-call Python objects
+(DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official code's `outs.py`/`heads.py`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) ln(|x| + 1): compresses large magnitudes, identity-like near 0 (DreamerV3 Eq. 1)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of symlog: sign(x) (exp(|x|) - 1)."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+# --- two-hot regression (DreamerV3 Sec. 2, "Robust predictions") -------------------------------------------------
+
+
+def symlog_bins(num: int = 255, low: float = -20.0, high: float = 20.0, device=None) -> Tensor:
+    """Bin centres in symlog space: `num` equally spaced values in [low, high] (255 in [-20, 20] in the paper)."""
+    return torch.linspace(low, high, num, device=device)
+
+
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """Two-hot encoding of `x` (already in bin space) over sorted `bins`: weights on the two nearest bins,
+    inversely proportional to the distance, summing to one; values outside the range go to the end bin."""
+    x = x.clamp(bins[0], bins[-1])
+    # index of the bin just above x (right side), kept within [1, K-1] so below = above - 1 is valid.
+    above = torch.searchsorted(bins, x.detach().contiguous(), right=True).clamp(1, len(bins) - 1)
+    below = above - 1
+    lo, hi = bins[below], bins[above]
+    weight_above = ((x - lo) / (hi - lo)).clamp(0, 1)
+    out = torch.zeros(*x.shape, len(bins), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, below.unsqueeze(-1), (1 - weight_above).unsqueeze(-1))
+    out.scatter_add_(-1, above.unsqueeze(-1), weight_above.unsqueeze(-1))
+    return out
+
+
+def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
+    """Prediction of a two-hot symlog head in raw space: symexp(E_softmax(logits)[bins])."""
+    return symexp(torch.softmax(logits.float(), -1) @ bins)
+
+
+def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
+    """Cross-entropy of the softmax over bins against twohot(symlog(target)); one value per leading element."""
+    target = twohot(symlog(target.detach().float()), bins)
+    return -(target * torch.log_softmax(logits.float(), -1)).sum(-1)
+
+
+def symlog_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error in symlog space summed over the last dim (DreamerV3 vector decoder)."""
+    return (pred.float() - symlog(target.float())).square().sum(-1)
+
+
+# --- categoricals with unimix (DreamerV3 Sec. 2: "1% uniform mixture") ---------------------------------------------
+
+
+def unimix_logits(logits: Tensor, unimix: float = 0.01) -> Tensor:
+    """Log-probabilities of (1 - unimix) softmax(logits) + unimix / K, which bounds every log-prob from below and
+    so keeps KL terms and REINFORCE gradients finite."""
+    logits = logits.float()
+    if unimix <= 0:
+        return torch.log_softmax(logits, -1)
+    probs = torch.softmax(logits, -1)
+    probs = (1 - unimix) * probs + unimix / logits.shape[-1]
+    return torch.log(probs)
+
+
+def sample_onehot(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One-hot sample with straight-through gradients (Bengio et al. 2013), as DreamerV3 uses for latents/actions.
+
+    Sampling uses the Gumbel-max trick on uniform noise from `generator` (reproducible, one kernel)."""
+    u = torch.rand(logprobs.shape, device=logprobs.device, generator=generator).clamp_(1e-20, 1.0)
+    index = torch.argmax(logprobs.detach() - torch.log(-torch.log(u)), -1)
+    onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
+    probs = logprobs.exp()
+    return onehot + probs - probs.detach()
+
+
+def mode_onehot(logprobs: Tensor) -> Tensor:
+    return F.one_hot(logprobs.argmax(-1), logprobs.shape[-1]).to(logprobs.dtype)
+
+
+def categorical_entropy(logprobs: Tensor) -> Tensor:
+    return -(logprobs.exp() * logprobs).sum(-1)
+
+
+def categorical_kl(lhs_logprobs: Tensor, rhs_logprobs: Tensor) -> Tensor:
+    """KL(lhs || rhs) over the last (class) dim."""
+    return (lhs_logprobs.exp() * (lhs_logprobs - rhs_logprobs)).sum(-1)
+
+
+# --- Bernoulli continue head ------------------------------------------------------------------------------------
+
+
+def bernoulli_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """-log p(target) of a Bernoulli with these logits (binary cross-entropy), elementwise."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+
+
+def bernoulli_mode(logits: Tensor) -> Tensor:
+    return (logits > 0).float()
+
+
+# --- Gaussians ---------------------------------------------------------------------------------------------------
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def bounded_normal(raw_mean: Tensor, raw_std: Tensor, minstd: float = 0.1, maxstd: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Mean tanh(raw_mean) in [-1, 1] and std in [minstd, maxstd] via a shifted sigmoid, as the official
+    `bounded_normal` action head (sigmoid(x + 2) starts the std near its maximum for exploration)."""
+    std = (maxstd - minstd) * torch.sigmoid(raw_std.float() + 2.0) + minstd
+    return torch.tanh(raw_mean.float()), std
+
+
+def normal_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log N(x; mean, std) summed over the last dim."""
+    return (-0.5 * ((x - mean) / std).square() - torch.log(std) - _HALF_LOG_2PI).sum(-1)
+
+
+def normal_entropy(std: Tensor) -> Tensor:
+    """Entropy of a diagonal Normal, summed over the last dim."""
+    return (torch.log(std) + 0.5 + _HALF_LOG_2PI).sum(-1)
+
+
+def normal_kl(mean1: Tensor, std1: Tensor, mean2: Tensor, std2: Tensor) -> Tensor:
+    """KL(N1 || N2) of diagonal Normals, summed over the last dim (Gaussian RSSM latents, PlaNet/Dreamer v1)."""
+    var_ratio = (std1 / std2).square()
+    return 0.5 * (var_ratio + ((mean1 - mean2) / std2).square() - 1 - torch.log(var_ratio)).sum(-1)
+
+
+def normal_sample(mean: Tensor, std: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Reparameterised sample mean + std * eps (gradients flow to mean and std)."""
+    eps = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
+    return mean + std * eps

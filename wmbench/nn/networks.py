@@ -1,0 +1,199 @@
+"""Shared network blocks: initialisation, normalisation, MLPs, block-diagonal linear layers, CNN encoder/decoder.
+
+The layer structure follows DreamerV3's official networks (danijar/dreamerv3, `embodied/jax/nets.py` and
+`dreamerv3/rssm.py`, 2024 release): Linear -> Norm (RMSNorm or LayerNorm, eps 1e-4) -> SiLU, truncated-normal
+fan-in initialisation, zero-initialised or down-scaled output layers (`outscale`), a CNN of stride-1 kernel-5
+convolutions with 2x2 max-pooling, and a decoder that upsamples by nearest-neighbour repetition. Images enter as
+uint8 HWC and are handled as float NCHW inside.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def init_trunc_normal_(weight: Tensor, fan_in: int, scale: float = 1.0) -> Tensor:
+    """Truncated normal in [-2, 2] std with variance ~1/fan_in (1.1368 corrects the truncation), times `scale`.
+    scale 0 gives zeros (DreamerV3 zero-initialises the reward and critic output layers, Sec. 2)."""
+    with torch.no_grad():
+        if scale == 0:
+            return weight.zero_()
+        std = 1.1368 * math.sqrt(1.0 / fan_in)
+        nn.init.trunc_normal_(weight, 0.0, 1.0, -2.0, 2.0)
+        return weight.mul_(std * scale)
+
+
+def linear(in_dim: int, out_dim: int, bias: bool = True, outscale: float = 1.0) -> nn.Linear:
+    layer = nn.Linear(in_dim, out_dim, bias=bias)
+    init_trunc_normal_(layer.weight, in_dim, outscale)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Norm(nn.Module):
+    """RMSNorm or LayerNorm over the last dim (or over channels of NCHW maps with `channel_dim=1`); 'none' skips."""
+
+    def __init__(self, dim: int, kind: str = "rms", eps: float = 1e-4, channel_dim: int = -1):
+        super().__init__()
+        if kind not in ("rms", "layer", "none"):
+            raise ValueError(f"norm must be 'rms', 'layer' or 'none', got {kind!r}")
+        self.kind, self.eps, self.dim, self.channel_dim = kind, eps, dim, channel_dim
+        if kind != "none":
+            self.weight = nn.Parameter(torch.ones(dim))
+        if kind == "layer":
+            self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "none":
+            return x
+        if self.channel_dim == 1:  # NCHW conv maps: normalise each pixel's channel vector
+            x = x.movedim(1, -1)
+        if self.kind == "rms":
+            out = F.rms_norm(x, (self.dim,), self.weight.to(x.dtype), self.eps)
+        else:
+            out = F.layer_norm(x, (self.dim,), self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+        return out.movedim(-1, 1) if self.channel_dim == 1 else out
+
+
+class MLP(nn.Module):
+    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        units: int,
+        layers: int,
+        out_dim: int | None = None,
+        norm: str = "rms",
+        outscale: float = 1.0,
+    ):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(layers):
+            blocks += [linear(dim, units), Norm(units, norm), nn.SiLU()]
+            dim = units
+        self.hidden = nn.Sequential(*blocks)
+        self.out = linear(dim, out_dim, outscale=outscale) if out_dim is not None else None
+        self.out_dim = out_dim if out_dim is not None else dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.hidden(x)
+        return self.out(x) if self.out is not None else x
+
+
+class BlockLinear(nn.Module):
+    """Block-diagonal linear map: the input splits into `blocks` groups, each mapped by its own weight
+    (the official `BlockLinear`, which lets the 2024 RSSM have an 8x wider recurrent state for the same cost).
+
+    `fan_in` overrides the initialisation fan-in (the official code uses the full input width)."""
+
+    def __init__(self, in_dim: int, out_dim: int, blocks: int, bias: bool = True, fan_in: int | None = None):
+        super().__init__()
+        if in_dim % blocks or out_dim % blocks:
+            raise ValueError(f"BlockLinear: {in_dim} -> {out_dim} is not divisible into {blocks} blocks")
+        self.blocks, self.in_dim, self.out_dim = blocks, in_dim, out_dim
+        self.weight = nn.Parameter(torch.empty(blocks, in_dim // blocks, out_dim // blocks))
+        init_trunc_normal_(self.weight, fan_in or in_dim)
+        self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.blocks, self.in_dim // self.blocks).transpose(0, 1)  # [G, N, i]
+        out = torch.bmm(x, self.weight.to(x.dtype)).transpose(0, 1).reshape(*lead, self.out_dim)
+        return out + self.bias.to(out.dtype) if self.bias is not None else out
+
+
+def conv(in_ch: int, out_ch: int, kernel: int, outscale: float = 1.0) -> nn.Conv2d:
+    layer = nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2)
+    init_trunc_normal_(layer.weight, in_ch * kernel * kernel, outscale)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ConvEncoder(nn.Module):
+    """uint8 HWC images -> flat features: per stage conv(k, stride 1) -> 2x2 max-pool -> Norm -> SiLU.
+
+    Channels are depth x mults (DreamerV3 2024: depth 64 x (2, 3, 4, 4)); 64x64 inputs end at 4x4."""
+
+    def __init__(self, shape: Sequence[int], depth: int, mults: Sequence[int] = (2, 3, 4, 4), kernel: int = 5, norm: str = "rms"):
+        super().__init__()
+        h, w, c = shape
+        factor = 2 ** len(mults)
+        if h % factor or w % factor or not (3 <= h // factor <= 16):
+            raise ValueError(f"image size {h}x{w} must be divisible by {factor} and end between 3 and 16 pixels")
+        layers: list[nn.Module] = []
+        for mult in mults:
+            layers += [conv(c, depth * mult, kernel), nn.MaxPool2d(2), Norm(depth * mult, norm, channel_dim=1), nn.SiLU()]
+            c = depth * mult
+        self.net = nn.Sequential(*layers)
+        self.out_dim = c * (h // factor) * (w // factor)
+
+    def forward(self, image: Tensor) -> Tensor:
+        lead = image.shape[:-3]
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2)
+        x = x.float() / 255.0 - 0.5
+        return self.net(x).reshape(*lead, self.out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """Latent state -> image in [0, 1] (sigmoid), mirroring ConvEncoder with nearest-neighbour upsampling.
+
+    The input projection follows the official `bspace` design: the deterministic state maps to the 4x4 map through a
+    block-diagonal layer (`bspace` blocks), the stochastic state through a 2-layer MLP, summed, then Norm -> SiLU."""
+
+    def __init__(
+        self,
+        deter: int,
+        stoch: int,
+        shape: Sequence[int],
+        depth: int,
+        units: int,
+        mults: Sequence[int] = (2, 3, 4, 4),
+        kernel: int = 5,
+        norm: str = "rms",
+        bspace: int = 8,
+        outscale: float = 1.0,
+    ):
+        super().__init__()
+        h, w, c = shape
+        factor = 2 ** len(mults)
+        self.minres = (h // factor, w // factor)
+        depths = [depth * m for m in mults]
+        self.top = depths[-1]
+        space = self.minres[0] * self.minres[1] * self.top
+        if self.top % bspace or deter % bspace:
+            raise ValueError(f"decoder bspace {bspace} must divide deter {deter} and channels {self.top}")
+        self.bspace = bspace
+        self.sp0 = BlockLinear(deter, space, bspace)
+        self.sp1 = MLP(stoch, 2 * units, 1, out_dim=space, norm=norm)
+        self.spnorm = Norm(self.top, norm, channel_dim=1)
+        layers: list[nn.Module] = []
+        ch = self.top
+        for d in reversed(depths[:-1]):
+            layers += [nn.Upsample(scale_factor=2), conv(ch, d, kernel), Norm(d, norm, channel_dim=1), nn.SiLU()]
+            ch = d
+        layers += [nn.Upsample(scale_factor=2), conv(ch, c, kernel, outscale)]
+        self.net = nn.Sequential(*layers)
+        self.shape = (h, w, c)
+
+    def forward(self, deter: Tensor, stoch: Tensor) -> Tensor:
+        lead = deter.shape[:-1]
+        g, (mh, mw) = self.bspace, self.minres
+        x0 = self.sp0(deter.reshape(-1, deter.shape[-1]))
+        # block-linear output is (g, h, w, c/g) per sample: gather the groups into channels -> NCHW
+        x0 = x0.reshape(-1, g, mh, mw, self.top // g).permute(0, 1, 4, 2, 3).reshape(-1, self.top, mh, mw)
+        x1 = self.sp1(stoch.reshape(-1, stoch.shape[-1])).reshape(-1, mh, mw, self.top).permute(0, 3, 1, 2)
+        x = F.silu(self.spnorm(x0 + x1))
+        x = torch.sigmoid(self.net(x))
+        return x.permute(0, 2, 3, 1).reshape(*lead, *self.shape)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,217 @@
+"""The recurrent state-space model (RSSM) shared by Dreamer-style methods: one class, two latent kinds.
+
+State = (deter h_t, stoch z_t). Sequence model h_t = f(h_{t-1}, z_{t-1}, a_{t-1}); prior p(z_t | h_t) (dynamics
+predictor); posterior q(z_t | h_t, embed(x_t)) (encoder). Latents are either
+- `categorical`: `stoch` one-hot vectors of `classes` classes, 1% uniform mix, straight-through samples
+  (DreamerV2/V3), or
+- `gaussian`: a diagonal Normal of `stoch` dims with std = softplus + 0.1, reparameterised (PlaNet, Dreamer v1).
+
+The deterministic core follows the official DreamerV3 code (2024 release, `rssm.py`): (h, z, a) are each projected by
+Linear -> Norm -> SiLU, concatenated and combined with h through a block-diagonal layer, then a GRU-style update
+with `blocks` block-diagonal gates (reset r, candidate tanh(r * c), update sigmoid(u - 1)). With `blocks=1` this is a
+dense GRU-style cell. Two exact refactorings keep it fast in a Python time loop: the action projection and the
+embedding part of the posterior layer do not depend on the recurrent state, so `observe` computes them for all time
+steps in one batched call, and the prior logits of a training sequence are computed after the loop in one call.
+
+KL losses (DreamerV3 Sec. 2, Eq. 5): dyn = max(free, KL[sg(q) || p]), rep = max(free, KL[q || sg(p)]) per time step,
+free bits 1 nat; the method weights them (0.5 and 0.1 in the paper).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmbench.nn.distributions import (
+    categorical_entropy,
+    categorical_kl,
+    mode_onehot,
+    normal_entropy,
+    normal_kl,
+    normal_sample,
+    sample_onehot,
+    unimix_logits,
+)
+from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear
+
+
+class RSSM(nn.Module):
+    def __init__(
+        self,
+        embed_dim: int,
+        action_dim: int,
+        deter: int = 4096,
+        hidden: int = 512,
+        stoch: int = 32,
+        classes: int = 32,
+        latent: Literal["categorical", "gaussian"] = "categorical",
+        blocks: int = 8,
+        norm: str = "rms",
+        unimix: float = 0.01,
+        img_layers: int = 2,
+        obs_layers: int = 1,
+        dyn_layers: int = 1,
+        min_std: float = 0.1,
+    ):
+        super().__init__()
+        if latent not in ("categorical", "gaussian"):
+            raise ValueError(f"latent must be 'categorical' or 'gaussian', got {latent!r}")
+        if deter % blocks:
+            raise ValueError(f"deter {deter} must be divisible by blocks {blocks}")
+        self.deter, self.hidden, self.stoch, self.classes = deter, hidden, stoch, classes
+        self.latent, self.blocks, self.unimix, self.min_std = latent, blocks, unimix, min_std
+        self.stoch_dim = stoch * classes if latent == "categorical" else stoch
+        stats_dim = stoch * classes if latent == "categorical" else 2 * stoch
+        self.feat_dim = deter + self.stoch_dim
+        self.action_dim = action_dim
+
+        # sequence model inputs: Linear -> Norm -> SiLU of h, z and a
+        self.dynin_deter = nn.Sequential(linear(deter, hidden), Norm(hidden, norm), nn.SiLU())
+        self.dynin_stoch = nn.Sequential(linear(self.stoch_dim, hidden), Norm(hidden, norm), nn.SiLU())
+        self.dynin_action = nn.Sequential(linear(action_dim, hidden), Norm(hidden, norm), nn.SiLU())
+        # first hidden layer: the official BlockLinear over [h_g, x] per group g, where x = the 3 projections repeated
+        # in every group. Split exactly into a dense map of x (shared input) plus a block-diagonal map of h.
+        fan_in = deter + 3 * hidden * blocks  # the official initialiser's fan-in of that BlockLinear
+        self.dynhid_x = nn.Linear(3 * hidden, deter, bias=True)
+        init_trunc_normal_(self.dynhid_x.weight, fan_in)
+        nn.init.zeros_(self.dynhid_x.bias)
+        self.dynhid_h = BlockLinear(deter, deter, blocks, bias=False, fan_in=fan_in)
+        self.dynhid_norm = Norm(deter, norm)
+        self.dynhid_more = nn.ModuleList(
+            nn.Sequential(BlockLinear(deter, deter, blocks), Norm(deter, norm), nn.SiLU()) for _ in range(dyn_layers - 1)
+        )
+        self.gru = BlockLinear(deter, 3 * deter, blocks)
+        # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
+        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm)
+        if obs_layers < 1:
+            raise ValueError("obs_layers must be >= 1")
+        self.obs_deter = linear(deter, hidden)
+        self.obs_embed = linear(embed_dim, hidden, bias=False)
+        init_trunc_normal_(self.obs_deter.weight, deter + embed_dim)
+        init_trunc_normal_(self.obs_embed.weight, deter + embed_dim)
+        self.obs_net = nn.Sequential(Norm(hidden, norm), nn.SiLU(), MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm))
+
+    # ------------------------------------------------------------------ state and distributions
+    def initial(self, batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        return torch.zeros(batch, self.deter, device=device), torch.zeros(batch, self.stoch_dim, device=device)
+
+    def dist_stats(self, raw: Tensor) -> Tensor:
+        """Raw head output -> distribution statistics: unimix log-probs [.., stoch, classes] or (mean, std)."""
+        if self.latent == "categorical":
+            return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
+        mean, std = raw.float().chunk(2, -1)
+        return torch.cat([mean, F.softplus(std) + self.min_std], -1)
+
+    def sample(self, stats: Tensor, generator: torch.Generator | None = None, mode: bool = False) -> Tensor:
+        if self.latent == "categorical":
+            z = mode_onehot(stats) if mode else sample_onehot(stats, generator)
+            return z.reshape(*z.shape[:-2], self.stoch_dim)
+        mean, std = stats.chunk(2, -1)
+        return mean if mode else normal_sample(mean, std, generator)
+
+    def kl(self, lhs: Tensor, rhs: Tensor) -> Tensor:
+        if self.latent == "categorical":
+            return categorical_kl(lhs, rhs).sum(-1)
+        return normal_kl(*lhs.chunk(2, -1), *rhs.chunk(2, -1))
+
+    def entropy(self, stats: Tensor) -> Tensor:
+        if self.latent == "categorical":
+            return categorical_entropy(stats).sum(-1)
+        return normal_entropy(stats.chunk(2, -1)[1])
+
+    def kl_losses(self, post: Tensor, prior: Tensor, free: float = 1.0) -> tuple[Tensor, Tensor]:
+        """(dyn, rep) per time step with free bits: the prior learns towards the posterior (dyn) and the
+        representation is regularised towards the prior (rep); both are clipped below at `free` nats so that
+        neither is pushed once it is already small (DreamerV3 Eq. 5)."""
+        dyn = self.kl(post.detach(), prior)
+        rep = self.kl(post, prior.detach())
+        return dyn.clamp(min=free), rep.clamp(min=free)
+
+    # ------------------------------------------------------------------ sequence model
+    def action_features(self, action: Tensor) -> Tensor:
+        # scale actions with |a| > 1 back to unit range (official `_core`), without a gradient through the scale
+        action = action / torch.clamp(action.detach().abs(), min=1.0)
+        return self.dynin_action(action)
+
+    def core(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
+        x = torch.cat([self.dynin_deter(deter), self.dynin_stoch(stoch), action_feat], -1)
+        x = F.silu(self.dynhid_norm(self.dynhid_x(x) + self.dynhid_h(deter)))
+        for layer in self.dynhid_more:
+            x = layer(x)
+        g, d = self.blocks, self.deter // self.blocks
+        gates = self.gru(x).reshape(*x.shape[:-1], g, 3, d)
+        reset, cand, update = gates.unbind(-2)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1)  # bias towards keeping the old state (official code)
+        new = update * cand + (1 - update) * deter.reshape(*deter.shape[:-1], g, d)
+        return new.reshape(deter.shape)
+
+    def prior(self, deter: Tensor) -> Tensor:
+        return self.dist_stats(self.prior_net(deter))
+
+    def embed_features(self, embed: Tensor) -> Tensor:
+        return self.obs_embed(embed)
+
+    def posterior(self, deter: Tensor, embed_feat: Tensor) -> Tensor:
+        return self.dist_stats(self.obs_net(self.obs_deter(deter) + embed_feat))
+
+    def img_step(
+        self, deter: Tensor, stoch: Tensor, action: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One imagined step: (h, z, a) -> (h', z' ~ p(z' | h'), prior stats)."""
+        deter = self.core(deter, stoch, self.action_features(action))
+        stats = self.prior(deter)
+        return deter, self.sample(stats, generator), stats
+
+    def obs_step(
+        self,
+        deter: Tensor,
+        stoch: Tensor,
+        prev_action: Tensor,
+        embed: Tensor,
+        is_first: Tensor,
+        generator: torch.Generator | None = None,
+        mode: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One filtering step for acting: resets state and previous action where `is_first`."""
+        keep = (~is_first.bool()).to(deter.dtype).unsqueeze(-1)
+        deter, stoch, prev_action = deter * keep, stoch * keep, prev_action * keep
+        deter = self.core(deter, stoch, self.action_features(prev_action))
+        stats = self.posterior(deter, self.embed_features(embed))
+        return deter, self.sample(stats, generator, mode), stats
+
+    def observe(
+        self,
+        embed: Tensor,
+        prev_action: Tensor,
+        is_first: Tensor,
+        state: tuple[Tensor, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """Filter a [B, T] sequence. `prev_action[:, t]` is the action that led to step t (zero at t=0 and at
+        resets). Returns deter/stoch [B, T, .] and post/prior stats [B, T, ...]."""
+        batch, length = embed.shape[:2]
+        deter, stoch = state if state is not None else self.initial(batch, embed.device)
+        keep = (~is_first.bool()).to(deter.dtype).unsqueeze(-1)
+        act_feat = self.action_features(prev_action * keep)  # all steps at once: independent of the state
+        embed_feat = self.embed_features(embed)
+        deters, stochs, posts = [], [], []
+        for t in range(length):
+            k = keep[:, t]
+            deter = self.core(deter * k, stoch * k, act_feat[:, t])
+            stats = self.posterior(deter, embed_feat[:, t])
+            stoch = self.sample(stats, generator)
+            deters.append(deter)
+            stochs.append(stoch)
+            posts.append(stats)
+        deter_seq = torch.stack(deters, 1)
+        return {
+            "deter": deter_seq,
+            "stoch": torch.stack(stochs, 1),
+            "post": torch.stack(posts, 1),
+            "prior": self.prior(deter_seq),  # p(z_t | h_t) needs only h_t: one batched call after the loop
+        }
