@@ -1,9 +1,33 @@
-"""Atari adapter (ale-py, gymnasium): protocol settings -> a Dict-observation gymnasium env.
+"""Atari adapter (ale-py 0.12, driven directly through `ALEInterface`): protocol `[env]` -> a gymnasium env.
 
-(Adapter body is being written; schema and task list are final.)
+Every setting comes from the protocol; nothing is left to ale-py or gymnasium defaults:
+
+- `action_repeat` emulator frames per agent step, rewards summed; with `max_pool` the observation is the
+  pixel-wise max of the last two frames (Mnih et al. 2015, "Preprocessing": removes sprite flicker).
+- `sticky_actions` = ALE `repeat_action_probability` per frame (Machado et al. 2018, Sec. 5.2).
+- `noop_max`: at reset, a number of no-op frames drawn uniformly from {0, ..., noop_max} with the env's
+  `np_random`, so the gymnasium reset seed fixes them (danijar/dreamerv3 `embodied/envs/atari.py`: `noops`).
+- `full_action_space` false = the game's minimal action set.
+- `grayscale`: ALE's own luminance screen (`getScreenGrayscale`), observation (H, W, 1); else RGB (H, W, 3).
+- `resize` "bilinear": Pillow's antialiased bilinear filter, as the DreamerV3 adapter (`resize='pillow'`).
+- Game over is terminal. `life_loss_terminal` true makes every life its own episode (DreamerV3 `lives='reset'`):
+  losing a life ends the episode as terminal, and the next `reset()` continues the same game from there (no
+  game reset, no no-ops) until the game is over. Scores are then per life.
+- `max_frames`: the episode is truncated (not terminal) once the agent's steps have emulated this many frames
+  (no-ops at reset not counted, as DreamerV3's `length`): 108,000 frames = 27,000 agent steps at repeat 4.
+
+Speed: frames are read with `getScreenRGB` into two preallocated buffers, only for the last two frames of a step,
+pooled in place; the one unavoidable allocation per step is the small resized observation returned.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from wmbench.envs import SuiteNotInstalled
 
 ENV_SCHEMA = {
     "size": tuple[int, ...],
@@ -23,3 +47,177 @@ TASKS = frozenset(
     "private_eye qbert road_runner seaquest up_n_down".split()
 )
 INSTALL_HINT = "pip install 'wmbench[atari]'   (ale-py==0.12.1; ROMs are bundled)"
+
+# Defaults when a protocol leaves a key out (the atari100k@1 values; protocols should state them all).
+DEFAULTS: dict[str, Any] = {
+    "size": (64, 64),
+    "action_repeat": 4,
+    "max_pool": True,
+    "sticky_actions": 0.0,
+    "grayscale": False,
+    "noop_max": 30,
+    "full_action_space": False,
+    "life_loss_terminal": False,
+    "max_frames": 108000,
+    "resize": "bilinear",
+}
+RESIZE_METHODS = ("bilinear",)
+
+
+def check_installed() -> None:
+    try:
+        import ale_py  # noqa: F401
+        from ale_py import roms  # noqa: F401
+    except ImportError as e:
+        raise SuiteNotInstalled(f"suite 'atari' needs ale-py ({e}). Install: {INSTALL_HINT}") from e
+
+
+def rom_path(task: str) -> str:
+    """Path of the bundled ROM of a snake_case task (ALE ROM ids are snake_case: `ms_pacman`, `up_n_down`)."""
+    from ale_py import roms
+
+    try:
+        return str(roms.get_rom_path(task))
+    except Exception as e:  # ale-py raises a bare Error type for unknown ids
+        raise SuiteNotInstalled(
+            f"ale-py has no ROM {task!r} ({e}); ale-py>=0.9 bundles the ROMs. Install: {INSTALL_HINT}"
+        ) from e
+
+
+def _settings(protocol: Any) -> dict[str, Any]:
+    from wmbench.protocols import ProtocolError
+
+    cfg = {**DEFAULTS, **dict(protocol.env)}
+    cfg["size"] = tuple(cfg["size"])
+    where = f"protocol {getattr(protocol, 'id', '?')}: env"
+    if len(cfg["size"]) != 2 or min(cfg["size"]) <= 0:
+        raise ProtocolError(
+            f"{where}.size must be [height, width] of positive integers, got {list(cfg['size'])}"
+        )
+    if cfg["resize"] not in RESIZE_METHODS:
+        raise ProtocolError(f"{where}.resize {cfg['resize']!r} is not one of {RESIZE_METHODS}")
+    if cfg["action_repeat"] < 1:
+        raise ProtocolError(f"{where}.action_repeat must be >= 1, got {cfg['action_repeat']}")
+    if not 0.0 <= cfg["sticky_actions"] <= 1.0:
+        raise ProtocolError(f"{where}.sticky_actions must lie in [0, 1], got {cfg['sticky_actions']}")
+    if cfg["noop_max"] < 0 or cfg["max_frames"] <= 0:
+        raise ProtocolError(f"{where}: noop_max must be >= 0 and max_frames > 0")
+    return cfg
+
+
+class AtariEnv(gymnasium.Env):
+    """One ALE game with the protocol's preprocessing; observations `{"image": uint8 (H, W, C)}`."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str, seed: int = 0, **settings: Any):
+        import ale_py
+        from PIL import Image
+
+        cfg = {**DEFAULTS, **settings}
+        self.task = task
+        self.repeat = int(cfg["action_repeat"])
+        self.max_pool = bool(cfg["max_pool"])
+        self.sticky = float(cfg["sticky_actions"])
+        self.grayscale = bool(cfg["grayscale"])
+        self.noop_max = int(cfg["noop_max"])
+        self.life_loss_terminal = bool(cfg["life_loss_terminal"])
+        self.max_frames = int(cfg["max_frames"])
+        height, width = cfg["size"]
+        self._pil_size = (width, height)
+        self._bilinear = Image.Resampling.BILINEAR
+        self._fromarray = Image.fromarray
+
+        # Seeded here so that reset() without a seed is still reproducible from the constructor's seed.
+        self._np_random, _ = gymnasium.utils.seeding.np_random(seed)
+        self._rom = rom_path(task)
+        self.ale = ale_py.ALEInterface()
+        self.ale.setLoggerMode(ale_py.LoggerMode.Error)
+        self.ale.setFloat("repeat_action_probability", self.sticky)
+        self._load(np.random.SeedSequence(seed).generate_state(1)[0])
+        get_set = self.ale.getLegalActionSet if cfg["full_action_space"] else self.ale.getMinimalActionSet
+        self.actions = list(get_set())
+        self._noop = ale_py.Action.NOOP
+
+        screen_h, screen_w = self.ale.getScreenDims()
+        shape = (screen_h, screen_w) if self.grayscale else (screen_h, screen_w, 3)
+        self._read = self.ale.getScreenGrayscale if self.grayscale else self.ale.getScreenRGB
+        self._frames = (np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+        self.observation_space = gymnasium.spaces.Dict(
+            {"image": gymnasium.spaces.Box(0, 255, (height, width, 1 if self.grayscale else 3), np.uint8)}
+        )
+        self.action_space = gymnasium.spaces.Discrete(len(self.actions))
+        self._episode_frames = 0
+        self._lives = 0
+        self._continue_game = False
+
+    def _load(self, ale_seed: int) -> None:
+        # ALE reads `random_seed` (its sticky-action RNG) only when a ROM is loaded.
+        self.ale.setInt("random_seed", int(ale_seed) & 0x7FFFFFFF)
+        self.ale.loadROM(self._rom)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        ale = self.ale
+        if self._continue_game:
+            # life_loss_terminal: the last episode ended with a lost life, the game goes on from there.
+            self._continue_game = False
+        else:
+            if seed is not None and self.sticky > 0.0:
+                # Reloading costs ~0.1 s, so only when ALE's own RNG matters (sticky actions).
+                self._load(self.np_random.integers(2**31))
+            ale.reset_game()
+            for _ in range(int(self.np_random.integers(self.noop_max + 1))):
+                ale.act(self._noop)
+                if ale.game_over():
+                    ale.reset_game()
+            self._episode_frames = 0
+        self._lives = ale.lives()
+        self._read(self._frames[0])
+        return {"image": self._resize(self._frames[0])}, {}
+
+    def step(self, action: Any):
+        ale = self.ale
+        act = self.actions[int(action)]
+        last, prev = self._frames
+        reward = 0.0
+        terminated = life_lost = False
+        repeat = self.repeat
+        done_at = repeat - 1
+        for i in range(repeat):
+            reward += ale.act(act)
+            if i == repeat - 2 and self.max_pool:
+                self._read(prev)
+            if ale.game_over():
+                terminated = True
+            elif self.life_loss_terminal:
+                lives = ale.lives()
+                if lives < self._lives:
+                    life_lost = terminated = True
+                self._lives = lives
+            if terminated or self._episode_frames + i + 1 >= self.max_frames:
+                done_at = i
+                break
+        self._episode_frames += done_at + 1
+        self._read(last)
+        if self.max_pool and done_at == repeat - 1 and repeat > 1:
+            image = np.maximum(last, prev, out=prev)
+        else:
+            # Ended early (or no pooling): the frame before the last was not captured, so the last stands alone.
+            image = last
+        truncated = not terminated and self._episode_frames >= self.max_frames
+        self._continue_game = life_lost and not ale.game_over()
+        return {"image": self._resize(image)}, reward, terminated, truncated, {"lives": ale.lives()}
+
+    def _resize(self, frame: np.ndarray) -> np.ndarray:
+        small = self._fromarray(frame).resize(self._pil_size, self._bilinear)
+        out = np.array(small)  # owns its memory and is writable (np.asarray of a PIL image is read-only)
+        return out[:, :, None] if self.grayscale else out
+
+    def close(self) -> None:
+        self.ale = None
+
+
+def make(protocol: Any, task: str, seed: int) -> gymnasium.Env:
+    cfg = _settings(protocol)
+    return AtariEnv(task, seed=seed, **cfg)
