@@ -306,6 +306,51 @@ def convert_units(table: pd.DataFrame, protocol: str | Protocol, to_unit: str) -
 # ----------------------------------------------------------------------------------------------------------------
 # the score rule
 
+RUN_KEY = ["source", "method", "task", "seed"]
+
+
+def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str]) -> tuple[pd.Series, list[str]]:
+    """The protocol's score rule applied to every run (`keys`) of `data` at once: (finals by run, problems).
+
+    Vectorised over runs so that thousands of published runs take milliseconds; `final_score` is this function on
+    one run, so there is one implementation of the rule.
+    """
+    rule = p.score
+    unit = p.budget.step_unit
+    phase = "eval" if rule.rule == "eval_mean" else rule.phase
+    runs = data[keys].drop_duplicates()
+    if "phase" in data.columns:  # rows without a phase column (published curves) are of the rule's phase
+        data = data[data["phase"] == phase]
+    order = keys + (["env_step", "episode"] if "episode" in data.columns else ["env_step"])
+    data = data[data["env_step"] <= limit].sort_values(order, kind="stable")
+    grouped = data.groupby(keys, sort=True)["score"]
+    if rule.rule == "window_mean":
+        # Mean over episodes ending in (budget - window, budget]: averages out episode noise at the budget.
+        in_window = data[data["env_step"] > limit - rule.window]
+        finals = in_window.groupby(keys, sort=True)["score"].mean()
+        if rule.fallback == "last":  # no episode in the window: the last one ending at or before the budget
+            finals = finals.combine_first(grouped.last())
+    elif rule.rule in ("eval_mean", "last_episodes_mean"):
+        tail = data.groupby(keys, sort=True).tail(rule.episodes)
+        finals = tail.groupby(keys, sort=True)["score"].mean()
+        if rule.rule == "eval_mean":
+            counts = tail.groupby(keys, sort=True).size()
+            finals = finals[counts >= rule.episodes]
+    else:
+        raise ResultsError(f"protocol {p.id}: unknown score rule {rule.rule!r}")
+    problems = []
+    index = pd.MultiIndex.from_frame(runs) if len(keys) > 1 else pd.Index(runs[keys[0]])
+    for run in index.difference(finals.index):
+        label = " ".join(str(v) for v in (run if isinstance(run, tuple) else (run,)))
+        if rule.rule == "eval_mean":
+            why = f"fewer than {rule.episodes} eval episodes at or before {limit:g} {unit}"
+        elif rule.rule == "window_mean" and rule.fallback == "none":
+            why = f"no {phase} episode ends in ({limit - rule.window:g}, {limit:g}] {unit} (fallback none)"
+        else:
+            why = f"no {phase} episode ends at or before the budget {limit:g} {unit}; no score yet"
+        problems.append(f"{label}: {why}")
+    return finals, problems
+
 
 def final_score(episodes: pd.DataFrame, protocol: str | Protocol, *, budget: float | None = None) -> float:
     """Final score of ONE run by the protocol's rule (see `ScoreRule`); `budget` in the record unit (default: the
@@ -315,38 +360,13 @@ def final_score(episodes: pd.DataFrame, protocol: str | Protocol, *, budget: flo
     `episode`. Rows without a `phase` column (published curves) are taken to be of the rule's phase.
     """
     p = _protocol(protocol)
-    rule = p.score
-    unit = p.budget.step_unit
     if "step_unit" in episodes.columns:
-        check_units(episodes, unit, where=f"final_score({p.id})")
-    limit = float(p.to_unit(p.budget.agent_steps, unit)) if budget is None else float(budget)
-    data = episodes
-    phase = "eval" if rule.rule == "eval_mean" else rule.phase
-    if "phase" in data.columns:
-        data = data[data["phase"] == phase]
-    order = ["env_step", "episode"] if "episode" in data.columns else ["env_step"]
-    data = data[data["env_step"] <= limit].sort_values(order, kind="stable")
-    if data.empty:
-        raise ResultsError(
-            f"no {phase} episode ends at or before the budget {limit:g} {unit} (protocol {p.id}); "
-            f"the run has not produced a score yet"
-        )
-    scores = data["score"].to_numpy(dtype=float)
-    if rule.rule == "window_mean":
-        # Mean over episodes ending in (budget - window, budget]: averages out episode noise at the budget.
-        in_window = data["env_step"].to_numpy(dtype=float) > limit - rule.window
-        if in_window.any():
-            return float(scores[in_window].mean())
-        if rule.fallback == "last":
-            return float(scores[-1])
-        raise ResultsError(f"no {phase} episode ends in the last {rule.window} {unit} before {limit:g} ({p.id})")
-    if rule.rule == "eval_mean":
-        if len(scores) < rule.episodes:
-            raise ResultsError(f"{len(scores)} eval episodes at or before {limit:g} {unit}; {p.id} needs {rule.episodes}")
-        return float(scores[-rule.episodes:].mean())
-    if rule.rule == "last_episodes_mean":
-        return float(scores[-rule.episodes:].mean())
-    raise ResultsError(f"protocol {p.id}: unknown score rule {rule.rule!r}")
+        check_units(episodes, p.budget.step_unit, where=f"final_score({p.id})")
+    limit = float(p.to_unit(p.budget.agent_steps)) if budget is None else float(budget)
+    finals, problems = _rule_finals(episodes.assign(_run=0), p, limit, ["_run"])
+    if problems or finals.empty:
+        raise ResultsError(f"final_score({p.id}): " + (problems[0].removeprefix("0: ") if problems else "no episodes"))
+    return float(finals.iloc[0])
 
 
 def _check_protocol_rows(table: pd.DataFrame, p: Protocol) -> None:
@@ -367,42 +387,49 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
     """Per-run final scores: columns [method, task, seed, final, source, basis].
 
     A run is (source, method, task, seed). Where a source ships `final` rows (published per-run finals, computed by
-    its authors or from full-resolution logs) they are used as published (`basis` "final"), `final_mean` rows become
+    its authors or from full-resolution logs) they are used as published (`basis` "final"); `final_mean` rows become
     one row with seed "mean" (`basis` "final_mean"); otherwise the protocol rule is applied to the curve
-    (`basis` "rule"). All rows must be in the protocol's record unit (see `convert_units`).
+    (`basis` "rule"). All rows must be in the protocol's record unit (see `convert_units`); `budget` (record unit)
+    defaults to the protocol budget.
     """
     p = _protocol(protocol)
     if table.empty:
-        raise ResultsError(f"final_scores({p.id}): the table is empty")
+        raise ResultsError(f"final_scores({p.id}): the table is empty (nothing selected?)")
     check_schema(table)
     _check_protocol_rows(table, p)
     unit = check_units(table, p.budget.step_unit, where=f"final_scores({p.id})")
     limit = float(p.to_unit(p.budget.agent_steps, unit)) if budget is None else float(budget)
-    out, problems = [], []
-    for (source, method, task, seed), run in table.groupby(["source", "method", "task", "seed"], sort=True):
-        kinds = set(run["point_type"])
-        if "final" in kinds or "final_mean" in kinds:
-            kind = "final" if "final" in kinds else "final_mean"
-            rows = run[run["point_type"] == kind]
-            at_budget = rows[rows["env_step"] == limit]
-            if len(at_budget) != 1:
-                problems.append(
-                    f"{source} {method} {task} seed {seed}: {len(at_budget)} {kind} rows at the budget {limit:g} "
-                    f"{unit} (rows {_rows(rows.index)}, at {sorted(rows['env_step'].unique())})"
-                )
-                continue
-            value = float(at_budget["score"].iloc[0])
-        else:
-            kind = "rule"
-            try:
-                value = final_score(run, p, budget=limit)
-            except ResultsError as e:
-                problems.append(f"{source} {method} {task} seed {seed}: {e}")
-                continue
-        out.append((method, task, seed, value, source, kind))
+    table = table.astype({k: str for k in RUN_KEY})
+    kinds = table.groupby(RUN_KEY, sort=True)["point_type"].agg(set)
+    problems: list[str] = []
+    parts = []
+    for kind in ("final", "final_mean"):
+        runs = kinds.index[kinds.map(lambda s, kind=kind: kind in s and (kind == "final" or "final" not in s))]
+        if not len(runs):
+            continue
+        rows = table[table["point_type"] == kind].set_index(RUN_KEY).loc[runs]
+        at_budget = rows[rows["env_step"] == limit]
+        counts = at_budget.groupby(level=RUN_KEY, sort=True).size().reindex(runs, fill_value=0)
+        for run in counts.index[counts != 1]:
+            steps = sorted(rows.loc[[run], "env_step"].unique())
+            problems.append(f"{' '.join(run)}: {counts[run]} {kind} rows at the budget {limit:g} {unit} (at {steps})")
+        good = at_budget[counts.reindex(at_budget.index).to_numpy() == 1]
+        parts.append(good["score"].rename("final").to_frame().assign(basis=kind))
+    curve_runs = kinds.index[kinds.map(lambda s: not (s & {"final", "final_mean"}))]
+    if len(curve_runs):
+        curves = table.set_index(RUN_KEY).loc[curve_runs].reset_index()
+        finals, rule_problems = _rule_finals(curves, p, limit, RUN_KEY)
+        problems += rule_problems
+        parts.append(finals.rename("final").to_frame().assign(basis="rule"))
     if problems:
-        raise ResultsError(f"final_scores({p.id}): {len(problems)} run(s) have no final score:\n  " + "\n  ".join(problems[:30]))
-    return pd.DataFrame(out, columns=["method", "task", "seed", "final", "source", "basis"])
+        raise ResultsError(
+            f"final_scores({p.id}): {len(problems)} run(s) (source method task seed) have no final score:\n  "
+            + "\n  ".join(problems[:30])
+        )
+    out = pd.concat(parts).reset_index()
+    return out[["method", "task", "seed", "final", "source", "basis"]].sort_values(
+        ["method", "task", "source", "seed"], ignore_index=True
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
