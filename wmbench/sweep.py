@@ -1,0 +1,794 @@
+"""Seeded sweeps: one run per (task, seed) of a method under a protocol, on local processes, Ray or Slurm.
+
+This module owns the sweep spec (`<root>/sweeps/<id>/sweep.json`), its expansion into runs, the driver loop
+(bounded retries; a run locked by a live process is "running elsewhere", not a failure), the status table and the
+sweep's score table (`<root>/sweeps/<id>/scores.csv`). Everything about one run (seed derivation, resume from a
+checkpoint, the run lock, run.json) belongs to `wmbench.runner.run`; backends live in `wmbench.sweep_backends`.
+
+Idempotence: the sweep id is a hash of what defines the runs (method, protocol id + hash, tasks, seeds, overrides,
+smoke, steps), so the same command finds its sweep again. Runs live in the ordinary run-directory layout, so a
+finished run is skipped whichever sweep (or `wmbench run`) produced it, and a run's seed is derived by the runner
+from (protocol, task, seed index): a sweep on 1 machine and on 100 gives the same runs.
+
+Every attempt is appended to `<sweep>/attempts.jsonl` (durably) with how it ended and where its traceback is; the
+status table (`wmbench sweep --status`) is computed from that log and the run directories alone, so it works from
+any machine sharing the file system, while or after the sweep runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import os
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wmbench.errors import WmbenchError
+from wmbench.sweep_backends import DEFAULT_TARGET, Backend, Outcome, RunJob
+
+SPEC_VERSION = 1
+BACKENDS = ("local", "ray", "submitit")
+
+
+class SweepError(WmbenchError, ValueError):
+    """A sweep request or sweep directory is invalid; the message names the bad value and the fix."""
+
+
+# ---------------------------------------------------------------- spec and expansion
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`0-9`, `0,3,5`, `0-2,7` -> seed indices in the given order, duplicates dropped."""
+    seeds: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        lo, sep, hi = part.partition("-")
+        try:
+            values = range(int(lo), int(hi) + 1) if sep else [int(part)]
+        except ValueError:
+            raise SweepError(f"--seeds: {part!r} in {text!r} is not a seed or a range; use e.g. 0-9, 0,3,5 or 0-2,7") from None
+        if sep and int(hi) < int(lo):
+            raise SweepError(f"--seeds: range {part!r} is empty (end before start); write it as {hi}-{lo}")
+        if any(v < 0 for v in values):
+            raise SweepError(f"--seeds: seed indices are non-negative, got {part!r}")
+        seeds += [v for v in values if v not in seeds]
+    if not seeds:
+        raise SweepError(f"--seeds {text!r} selects no seeds")
+    return tuple(seeds)
+
+
+def parse_tasks(text: str, protocol: Any) -> tuple[str, ...]:
+    """`all` -> the protocol's tasks; `a,b` -> those tasks (each checked against the protocol)."""
+    if text.strip() == "all":
+        return tuple(protocol.tasks)
+    tasks: list[str] = []
+    for task in (t.strip() for t in text.split(",")):
+        if task and task not in tasks:
+            tasks.append(protocol.check_task(task))
+    if not tasks:
+        raise SweepError(f"--tasks {text!r} selects no tasks; use 'all' or a comma-separated list")
+    return tuple(tasks)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What defines a sweep's runs. Execution choices (backend, workers, device, retries) are not part of it."""
+
+    method: str
+    protocol: str  # protocol id, "name@version"
+    protocol_hash: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+    smoke: bool = False
+    steps: int | None = None
+    protocol_source: str | None = None  # absolute path when the protocol came from a file, not the registry
+    name: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "protocol": self.protocol,
+            "protocol_hash": self.protocol_hash,
+            "tasks": list(self.tasks),
+            "seeds": list(self.seeds),
+            "overrides": list(self.overrides),
+            "smoke": self.smoke,
+            "steps": self.steps,
+        }
+
+    @property
+    def id(self) -> str:
+        if self.name:
+            return self.name
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.method}-{self.protocol}-{digest}"
+
+    def runs(self) -> list[tuple[str, int]]:
+        return [(task, seed) for task in self.tasks for seed in self.seeds]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.identity(), "protocol_source": self.protocol_source, "name": self.name, "id": self.id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        return cls(
+            method=data["method"],
+            protocol=data["protocol"],
+            protocol_hash=data["protocol_hash"],
+            tasks=tuple(data["tasks"]),
+            seeds=tuple(int(s) for s in data["seeds"]),
+            overrides=tuple(data.get("overrides", ())),
+            smoke=bool(data.get("smoke", False)),
+            steps=data.get("steps"),
+            protocol_source=data.get("protocol_source"),
+            name=data.get("name"),
+        )
+
+
+def make_spec(
+    method: str,
+    protocol: str,
+    seeds: str | Sequence[int],
+    tasks: str | Sequence[str] = "all",
+    overrides: Sequence[str] = (),
+    smoke: bool = False,
+    steps: int | None = None,
+    name: str | None = None,
+) -> SweepSpec:
+    """Validate a sweep request (protocol, tasks, method, config overrides) and build its spec."""
+    from wmbench.protocols import load_protocol
+
+    proto = load_protocol(protocol)
+    task_list = parse_tasks(tasks, proto) if isinstance(tasks, str) else tuple(proto.check_task(t) for t in tasks)
+    seed_list = parse_seeds(seeds) if isinstance(seeds, str) else tuple(int(s) for s in seeds)
+    if steps is not None and steps <= 0:
+        raise SweepError(f"--steps must be positive, got {steps}")
+    if name is not None and (not name or "/" in name or name.startswith(".")):
+        raise SweepError(f"--name {name!r} must be a plain directory name (no '/', not starting with '.')")
+    check_method_config(method, overrides)
+    source = None
+    if str(protocol).endswith(".toml") or os.sep in str(protocol):
+        source = str(Path(protocol).resolve())
+    return SweepSpec(
+        method=method,
+        protocol=proto.id,
+        protocol_hash=proto.hash,
+        tasks=task_list,
+        seeds=seed_list,
+        overrides=tuple(overrides),
+        smoke=smoke,
+        steps=steps,
+        protocol_source=source,
+        name=name,
+    )
+
+
+def check_method_config(method: str, overrides: Sequence[str]) -> None:
+    """Fail the whole sweep at once on an unknown method or a bad `--set`, before launching N runs that would
+    each fail the same way."""
+    from wmbench.config import make_config
+    from wmbench.method import get_method
+
+    make_config(get_method(method).Config, list(overrides))
+
+
+def run_dir(root: Path | str, spec: SweepSpec, task: str, seed: int) -> Path:
+    from wmbench.runner import run_dir_for
+
+    return Path(run_dir_for(root, spec.protocol, task, spec.method, seed))
+
+
+def sweeps_dir(root: Path | str) -> Path:
+    return Path(root) / "sweeps"
+
+
+def sweep_dir(root: Path | str, spec: SweepSpec) -> Path:
+    return sweeps_dir(root) / spec.id
+
+
+def write_spec(root: Path | str, spec: SweepSpec, argv: Sequence[str] = ()) -> Path:
+    """Create `<root>/sweeps/<id>/sweep.json`, or check that the one there describes the same runs."""
+    from wmbench.io import atomic_write_json
+
+    directory = sweep_dir(root, spec)
+    path = directory / "sweep.json"
+    if path.exists():
+        old = SweepSpec.from_dict(json.loads(path.read_text()))
+        if old.identity() != spec.identity():
+            diff = [k for k, v in spec.identity().items() if old.identity().get(k) != v]
+            raise SweepError(
+                f"sweep {spec.id!r} in {directory} was created with different {', '.join(diff)}. "
+                "Use another --name (or none: the id is then derived from the sweep's content)."
+            )
+        return directory
+    runs = [
+        {"task": task, "seed": seed, "run_dir": os.path.relpath(run_dir(root, spec, task, seed), root)}
+        for task, seed in spec.runs()
+    ]
+    atomic_write_json(
+        path,
+        {
+            "spec_version": SPEC_VERSION,
+            **spec.to_dict(),
+            "runs": runs,
+            "created": _now(),
+            "command": ["wmbench", "sweep", *argv],
+        },
+    )
+    return directory
+
+
+def load_spec(directory: Path | str) -> SweepSpec:
+    path = Path(directory) / "sweep.json"
+    if not path.exists():
+        raise SweepError(f"{directory} is not a sweep directory (no sweep.json); sweeps live in <root>/sweeps/<id>/")
+    return SweepSpec.from_dict(json.loads(path.read_text()))
+
+
+def find_sweeps(root: Path | str) -> list[Path]:
+    return sorted(p.parent for p in sweeps_dir(root).glob("*/sweep.json"))
+
+
+# ---------------------------------------------------------------- attempts log and status
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def append_attempt(directory: Path, record: dict[str, Any]) -> None:
+    from wmbench.io import append_text
+
+    append_text(directory / "attempts.jsonl", json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_attempts(directory: Path) -> list[dict[str, Any]]:
+    path = Path(directory) / "attempts.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut by a crash mid-append
+            records.append(json.loads(line))
+    return records
+
+
+@dataclass
+class RunStatus:
+    task: str
+    seed: int
+    state: str  # finished | running | failed | pending
+    reason: str = ""
+    steps: int | None = None
+    budget: int | None = None
+    steps_per_s: float | None = None
+    eta_s: float | None = None
+    attempts: int = 0
+    run_dir: str = ""
+    error_file: str | None = None
+    final_score: float | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
+
+
+def _rate(run: Path) -> float | None:
+    """Recent agent steps per second from timing.csv (the runner's own measurement, last row)."""
+    try:
+        with open(run / "timing.csv") as f:
+            rows = list(csv.DictReader(f))
+    except (FileNotFoundError, OSError):
+        return None
+    with contextlib.suppress(KeyError, ValueError, IndexError):
+        value = float(rows[-1]["steps_per_s"])
+        return value if value > 0 and math.isfinite(value) else None
+    return None
+
+
+def _lock_holder(run: Path) -> dict[str, Any] | None:
+    """The live holder of the run's lock, or None if unlocked or stale (dead pid / old heartbeat)."""
+    from wmbench.io import RunLock
+
+    lock = RunLock(run)
+    if not lock.path.exists():
+        return None
+    info = lock.holder()
+    return None if lock.is_stale(info) else (info or {})
+
+
+def run_status(root: Path | str, spec: SweepSpec, task: str, seed: int, attempts: Sequence[dict[str, Any]] = ()) -> RunStatus:
+    """State of one run of a sweep from its run directory and the sweep's attempt records for it."""
+    directory = run_dir(root, spec, task, seed)
+    info = _read_json(directory / "run.json") or {}
+    status = RunStatus(task, seed, "pending", run_dir=str(directory), attempts=len(attempts))
+    status.steps = info.get("agent_steps")
+    status.budget = info.get("budget_agent_steps")
+    last = attempts[-1] if attempts else None
+    state = info.get("status")
+    if state == "finished":
+        status.state = "finished"
+        status.final_score = info.get("final_score")
+        return status
+    holder = _lock_holder(directory) if directory.exists() else None
+    if holder is not None:
+        status.state = "running"
+        where = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "locked"
+        status.reason = where
+        status.steps_per_s = _rate(directory)
+        if status.steps_per_s and status.steps is not None and status.budget is not None:
+            status.eta_s = max(0, status.budget - status.steps) / status.steps_per_s
+        return status
+    if last is not None and last.get("gave_up"):
+        status.state = "failed"
+        status.reason = f"{last.get('status')} after {last.get('attempt')} attempts: {last.get('error') or ''}".strip()
+        status.error_file = last.get("error_file")
+        return status
+    if state == "failed":
+        status.state = "failed"
+        status.reason = str(info.get("error") or "run failed")
+        error_file = directory / "error.txt"
+        status.error_file = str(error_file) if error_file.exists() else None
+        return status
+    if state == "running":  # run.json says running but no live lock: the process died; resumes on re-run
+        status.reason = f"interrupted at step {status.steps}; resumes from its checkpoint on re-run"
+    elif last is not None:
+        status.reason = f"last attempt {last.get('status')}: {last.get('error') or ''}".strip()
+    else:
+        status.reason = "not started"
+    return status
+
+
+def sweep_status(root: Path | str, spec: SweepSpec) -> list[RunStatus]:
+    by_run: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for record in read_attempts(sweep_dir(root, spec)):
+        by_run.setdefault((record["task"], int(record["seed"])), []).append(record)
+    return [run_status(root, spec, task, seed, by_run.get((task, seed), [])) for task, seed in spec.runs()]
+
+
+def summarize(statuses: Sequence[RunStatus]) -> dict[str, int]:
+    counts = {"finished": 0, "running": 0, "failed": 0, "pending": 0}
+    for s in statuses:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    return counts
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def status_table(spec: SweepSpec, statuses: Sequence[RunStatus], limit: int | None = None) -> Any:
+    """A rich Table of runs. With `limit`, running and failed runs are listed first and the rest summarised."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    counts = summarize(statuses)
+    title = f"sweep {spec.id}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    table = Table(title=title, title_justify="left")
+    for column in ("task", "seed", "state", "steps", "steps/s", "ETA", "tries", "reason / traceback"):
+        table.add_column(column, overflow="fold")
+    order = {"running": 0, "failed": 1, "pending": 2, "finished": 3}
+    rows = sorted(statuses, key=lambda s: order.get(s.state, 9)) if limit else list(statuses)
+    colour = {"finished": "green", "running": "cyan", "failed": "red", "pending": "yellow"}
+    for s in rows[: limit or None]:
+        steps = "" if s.steps is None else f"{s.steps}/{s.budget if s.budget is not None else '?'}"
+        reason = s.reason + (f" [{s.error_file}]" if s.error_file else "")
+        if s.state == "finished" and s.final_score is not None:
+            reason = f"final score {s.final_score:.4g}"
+        table.add_row(
+            escape(s.task),
+            str(s.seed),
+            f"[{colour.get(s.state, 'white')}]{s.state}[/]",
+            steps,
+            "" if s.steps_per_s is None else f"{s.steps_per_s:.1f}",
+            _fmt_eta(s.eta_s),
+            str(s.attempts) if s.attempts else "",
+            escape(reason),
+        )
+    if limit and len(rows) > limit:
+        table.caption = f"... {len(rows) - limit} more (wmbench sweep --status lists all)"
+    return table
+
+
+# ---------------------------------------------------------------- driver
+
+
+@dataclass
+class ExecOptions:
+    """How (not what) to run: backend, concurrency, retries. Not part of the sweep's identity."""
+
+    backend: str = "local"
+    workers: int | None = None
+    threads: int | None = None
+    retries: int = 2
+    device: str = "cpu"
+    checkpoint_every: int | None = None
+    target: str = DEFAULT_TARGET
+    ray_address: str | None = None
+    gpus_per_run: float = 0.0
+    submitit_local: bool = False
+    slurm_partition: str | None = None
+    timeout_min: int = 24 * 60
+    progress: bool = True
+    poll_s: float = 0.5
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    finished: list[tuple[str, int]] = field(default_factory=list)
+    failed: list[tuple[str, int]] = field(default_factory=list)
+    elsewhere: list[tuple[str, int]] = field(default_factory=list)
+    skipped: list[tuple[str, int]] = field(default_factory=list)
+    scores_csv: Path | None = None
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.elsewhere
+
+
+def cpu_cores() -> int:
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    # One run per core on CPU; one per GPU device otherwise (several runs on one GPU: --workers + --gpus-per-run).
+    return cpu_cores() if device == "cpu" else 1
+
+
+def threads_per_run(workers: int) -> int:
+    """max(1, cores // workers): N concurrent runs together use the cores once, without oversubscription."""
+    return max(1, cpu_cores() // max(1, workers))
+
+
+def make_backend(options: ExecOptions, directory: Path, workers: int, threads: int) -> Backend:
+    from wmbench import sweep_backends as sb
+
+    if options.backend == "local":
+        return sb.LocalBackend(workers, directory / "logs")
+    if options.backend == "ray":
+        return sb.RayBackend(workers, threads, options.ray_address, options.gpus_per_run)
+    if options.backend == "submitit":
+        return sb.SubmititBackend(
+            directory / "submitit",
+            workers,
+            threads,
+            local=options.submitit_local,
+            gpus_per_run=options.gpus_per_run,
+            timeout_min=options.timeout_min,
+            partition=options.slurm_partition,
+        )
+    raise SweepError(f"unknown backend {options.backend!r}; backends: {', '.join(BACKENDS)}")
+
+
+def run_sweep(
+    spec: SweepSpec,
+    root: Path | str = "runs",
+    options: ExecOptions | None = None,
+    argv: Sequence[str] = (),
+    backend: Backend | None = None,
+) -> SweepResult:
+    """Run every not-yet-finished run of the sweep; retry failures up to `options.retries` times; write the
+    sweep's score table. Safe to call again after any interruption: finished runs are skipped, crashed ones
+    resume (the runner does), runs held by a live process elsewhere are reported, not started twice."""
+    options = options or ExecOptions()
+    if options.retries < 0:
+        raise SweepError(f"--retries must be >= 0, got {options.retries}")
+    root = Path(root)
+    directory = write_spec(root, spec, argv)
+    workers = options.workers or default_workers(options.device)
+    if workers < 1:
+        raise SweepError(f"--workers must be >= 1, got {workers}")
+    threads = options.threads or threads_per_run(workers)
+    result = SweepResult(directory)
+    protocol_arg = spec.protocol_source or spec.protocol
+
+    todo: deque[tuple[RunJob, int]] = deque()
+    expected = _expected_identity(spec)
+    for task, seed in spec.runs():
+        info = _read_json(run_dir(root, spec, task, seed) / "run.json")
+        if info is not None and info.get("status") == "finished" and _same_run(info, expected):
+            # The runner would also return at once; skipping here saves starting a worker for it.
+            result.skipped.append((task, seed))
+            result.finished.append((task, seed))
+            continue
+        job = RunJob(
+            method=spec.method,
+            protocol=protocol_arg,
+            task=task,
+            seed=seed,
+            root=str(root.resolve()),
+            overrides=spec.overrides,
+            smoke=spec.smoke,
+            steps=spec.steps,
+            device=options.device,
+            checkpoint_every=options.checkpoint_every,
+            threads=threads,
+            target=options.target,
+            run_dir=str(run_dir(root.resolve(), spec, task, seed)),
+        )
+        todo.append((job, 1))
+
+    invocation = f"{socket.gethostname()}:{os.getpid()}:{_now()}"
+    live = _LiveView(root, spec, enabled=options.progress)
+    started: dict[tuple[str, int], float] = {}
+    if todo and backend is None:
+        backend = make_backend(options, directory, workers, threads)
+    try:
+        with live:
+            while todo or (backend is not None and backend.in_flight):
+                assert backend is not None
+                room = backend.capacity - backend.in_flight
+                batch = [todo.popleft() for _ in range(min(room, len(todo)))]
+                if batch:
+                    for job, _ in batch:
+                        started[job.key] = time.time()
+                    backend.submit(batch)
+                for job, attempt, outcome in backend.wait(options.poll_s):
+                    _handle(job, attempt, outcome, options, directory, invocation, started, todo, result, live)
+                live.refresh()
+    except KeyboardInterrupt:
+        print(
+            "sweep interrupted: running runs are stopped and resume from their checkpoints when the same "
+            "command is run again",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        if backend is not None:
+            backend.close()
+    result.scores_csv = write_scores(root, spec, directory, result.finished)
+    return result
+
+
+def _expected_identity(spec: SweepSpec) -> dict[str, Any]:
+    from wmbench.config import make_config, to_dict
+    from wmbench.method import get_method
+    from wmbench.protocols import load_protocol
+
+    proto = load_protocol(spec.protocol_source or spec.protocol)
+    return {
+        "method": spec.method,
+        "protocol_hash": spec.protocol_hash,
+        "smoke": spec.smoke,
+        "budget_agent_steps": spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke),
+        "config": to_dict(make_config(get_method(spec.method).Config, list(spec.overrides))),
+    }
+
+
+def _same_run(info: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """A finished run.json made by this sweep's settings may be skipped without starting a worker; any
+    difference goes to the runner, which reports it (a run directory never silently changes meaning)."""
+    return all(info.get(k) == v for k, v in expected.items())
+
+
+def _handle(
+    job: RunJob,
+    attempt: int,
+    outcome: Outcome,
+    options: ExecOptions,
+    directory: Path,
+    invocation: str,
+    started: dict[tuple[str, int], float],
+    todo: deque[tuple[RunJob, int]],
+    result: SweepResult,
+    live: _LiveView,
+) -> None:
+    gave_up = outcome.status in ("failed", "crashed") and attempt > options.retries
+    record = {
+        "task": job.task,
+        "seed": job.seed,
+        "attempt": attempt,
+        "invocation": invocation,
+        "backend": options.backend,
+        "status": outcome.status,
+        "error": outcome.error,
+        "error_file": outcome.error_file,
+        "resumed": outcome.resumed,
+        "final_score": outcome.final_score,
+        "started": datetime.fromtimestamp(started.get(job.key, time.time()), UTC).isoformat(timespec="seconds"),
+        "ended": _now(),
+        "gave_up": gave_up,
+    }
+    if outcome.traceback and outcome.error_file is None:
+        # Ray/submitit return the traceback in the outcome; keep it in a file the status table can point to.
+        path = directory / "logs" / f"{job.task}.seed_{job.seed}.attempt_{attempt}.traceback.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(outcome.traceback)
+        record["error_file"] = str(path)
+    append_attempt(directory, record)
+    from rich.markup import escape
+
+    label, error = escape(job.label), escape(str(outcome.error))
+    if outcome.status == "finished":
+        result.finished.append(job.key)
+        live.note(f"finished {label}" + (" (resumed)" if outcome.resumed else ""))
+    elif outcome.status == "locked":
+        result.elsewhere.append(job.key)
+        live.note(f"{label} is running elsewhere (locked); not started twice")
+    elif gave_up:
+        result.failed.append(job.key)
+        live.note(f"[red]gave up on {label}[/] after {attempt} attempts: {error} ({escape(str(record['error_file']))})")
+    else:
+        todo.append((job, attempt + 1))
+        live.note(f"{label} attempt {attempt} {outcome.status}: {error}; retrying")
+
+
+class _LiveView:
+    """rich Live table refreshed from the run directories (at most every `every` seconds), or plain lines when
+    progress is off or stderr is not a terminal."""
+
+    def __init__(self, root: Path, spec: SweepSpec, enabled: bool, every: float = 1.0):
+        from rich.console import Console
+
+        self.root, self.spec = root, spec
+        self.console = Console(stderr=True)
+        self.live_mode = enabled and self.console.is_terminal
+        self.enabled = enabled
+        self.every = every
+        self._last = 0.0
+        self._live: Any = None
+
+    def __enter__(self) -> _LiveView:
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+
+    def _render(self) -> Any:
+        return status_table(self.spec, sweep_status(self.root, self.spec), limit=20)
+
+    def refresh(self) -> None:
+        if self._live is not None and time.monotonic() - self._last > self.every:
+            self._last = time.monotonic()
+            self._live.update(self._render())
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text)
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def write_scores(root: Path, spec: SweepSpec, directory: Path, finished: Sequence[tuple[str, int]]) -> Path | None:
+    """One tidy score table of the sweep's finished runs (score-table schema) for `wmbench report`."""
+    if not finished:
+        return None
+    try:
+        from wmbench.results import load_scores
+    except ImportError:  # results.py not installed in this checkout: runs are intact, the table can be rebuilt
+        return None
+    from wmbench.io import atomic_write_text
+
+    dirs = [run_dir(root, spec, task, seed) for task, seed in spec.runs() if (task, seed) in set(finished)]
+    table = load_scores(dirs)
+    path = directory / "scores.csv"
+    atomic_write_text(path, table.to_csv(index=False))
+    return path
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wmbench sweep",
+        description="Seeded sweep over tasks x seeds. Re-running the same command skips finished runs, resumes "
+        "crashed ones and retries failures; --status shows where a sweep stands.",
+    )
+    p.add_argument("method", nargs="?", help="method name (wmbench list methods)")
+    p.add_argument("protocol", nargs="?", help="protocol id, e.g. atari100k@1 (wmbench list protocols)")
+    p.add_argument("--seeds", default=None, help="seed indices: 0-9, 0,3,5 or 0-2,7 (default: the protocol's recommended count)")
+    p.add_argument("--tasks", default="all", help="'all' or a comma-separated list of the protocol's tasks")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--smoke", action="store_true", help="the protocol's tiny smoke budget")
+    p.add_argument("--steps", type=int, default=None, help="agent steps per run (overrides the budget; for tests)")
+    p.add_argument("--device", default="cpu", help="torch device for every run (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--root", default="runs", help="root of run directories (default: runs)")
+    p.add_argument("--name", default=None, help="sweep id (default: derived from method, protocol and a content hash)")
+    p.add_argument("--backend", choices=BACKENDS, default="local")
+    p.add_argument("--workers", type=int, default=None, help="concurrent runs (default: one per core on cpu, 1 on gpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch/BLAS threads per run (default: cores // workers)")
+    p.add_argument("--retries", type=int, default=2, help="retries of a failed or crashed run (default 2)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="agent steps between checkpoints (runner default)")
+    p.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start a local one)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs per run: a fraction shares a GPU (ray); rounded up for Slurm")
+    p.add_argument("--submitit-local", action="store_true", help="submitit's LocalExecutor instead of Slurm")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="submitit/Slurm time limit per job (requeued on timeout)")
+    p.add_argument("--status", action="store_true", help="show the sweep's runs (all sweeps under --root without METHOD)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs the sweep expands to and exit")
+    p.add_argument("--no-progress", action="store_true", help="no live table")
+    p.add_argument("--target", default=DEFAULT_TARGET, help=argparse.SUPPRESS)  # tests inject a stand-in runner
+    return p
+
+
+def cli_sweep(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    if args.status and not args.method:
+        return _print_all_status(console, Path(args.root), args.name)
+    if not args.method or not args.protocol:
+        raise SweepError("wmbench sweep needs METHOD and PROTOCOL (or --status to list the sweeps under --root)")
+    seeds = args.seeds
+    if seeds is None:
+        from wmbench.protocols import load_protocol
+
+        seeds = f"0-{load_protocol(args.protocol).seeds.recommended - 1}"
+    spec = make_spec(args.method, args.protocol, seeds, args.tasks, args.overrides, args.smoke, args.steps, args.name)
+    if args.status:
+        if not (sweep_dir(args.root, spec) / "sweep.json").exists():
+            console.print(f"no sweep {spec.id} under {args.root} yet; all {len(spec.runs())} runs pending")
+        console.print(status_table(spec, sweep_status(args.root, spec)))
+        return 0
+    if args.dry_run:
+        for task, seed in spec.runs():
+            console.print(f"{task} seed {seed} -> {run_dir(args.root, spec, task, seed)}", markup=False)
+        console.print(f"{len(spec.runs())} runs; sweep id {spec.id}")
+        return 0
+    options = ExecOptions(
+        backend=args.backend,
+        workers=args.workers,
+        threads=args.threads,
+        retries=args.retries,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        target=args.target,
+        ray_address=args.ray_address,
+        gpus_per_run=args.gpus_per_run,
+        submitit_local=args.submitit_local,
+        slurm_partition=args.slurm_partition,
+        timeout_min=args.timeout_min,
+        progress=not args.no_progress,
+    )
+    result = run_sweep(spec, args.root, options, argv=argv)
+    console.print(status_table(spec, sweep_status(args.root, spec), limit=50))
+    console.print(
+        f"{len(result.finished)} finished ({len(result.skipped)} already done), {len(result.failed)} failed, "
+        f"{len(result.elsewhere)} running elsewhere. Sweep: {result.sweep_dir}"
+    )
+    if result.scores_csv:
+        console.print(f"scores: {result.scores_csv}  (wmbench report {result.scores_csv})")
+    if result.elsewhere:
+        console.print("runs held by another live process were not started twice; run the same command later")
+    return 0 if result.complete else 1
+
+
+def _print_all_status(console: Any, root: Path, name: str | None) -> int:
+    dirs = [sweeps_dir(root) / name] if name else find_sweeps(root)
+    if not dirs:
+        console.print(f"no sweeps under {sweeps_dir(root)}")
+        return 0
+    for directory in dirs:
+        spec = load_spec(directory)
+        console.print(status_table(spec, sweep_status(root, spec)))
+    return 0

@@ -1,0 +1,445 @@
+"""Where a sweep's runs execute: local subprocesses, Ray tasks or submitit (Slurm) jobs, behind one small interface.
+
+Every backend runs the same worker function, `execute(job)`, which calls the run target (`wmbench.runner:run`
+unless a test injects another) and turns its result or exception into an `Outcome`. The driver in
+`wmbench.sweep` decides what to launch, when to retry and what to report; a backend only launches jobs and says
+which ended and how (`submit`, `wait`, `close`). A worker that dies without reporting (kill -9, OOM killer, lost
+node) comes back as status `crashed`, so the driver can retry it and the runner resumes it from its checkpoint.
+
+Backends
+- `local`: one `python -m wmbench.sweep_backends` subprocess per run. A subprocess (rather than a pool worker)
+  isolates faults: kill -9 of one run takes down that run only (a `ProcessPoolExecutor` marks its whole pool
+  broken and terminates the other workers). Children die with the driver (Linux `PR_SET_PDEATHSIG`), so killing
+  the driver leaves no orphan holding a run lock; the runs resume on the next invocation.
+- `ray`: `ray.init(address=...)` for a cluster, else a local instance (no dashboard, temp dir under /tmp, CPUs
+  bounded by workers x threads). Each run asks for `threads` CPUs and an optional GPU fraction.
+- `submitit`: Slurm job arrays via `AutoExecutor` (array parallelism = workers), or `LocalExecutor` for tests and
+  machines without Slurm. Jobs are requeued by submitit on timeout/preemption (the runner resumes them).
+
+Ray and submitit are optional (`pip install 'wmbench[sweep]'`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wmbench.errors import WmbenchError
+
+DEFAULT_TARGET = "wmbench.runner:run"
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class BackendError(WmbenchError, RuntimeError):
+    """A sweep backend cannot be used as asked (not installed, bad option); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """Everything a worker needs to execute one run; plain data so it travels as JSON, pickle or cloudpickle."""
+
+    method: str
+    protocol: str  # "name@version" or an absolute path to a protocol file
+    task: str
+    seed: int
+    root: str
+    overrides: tuple[str, ...] = ()
+    smoke: bool = False
+    steps: int | None = None
+    device: str = "cpu"
+    checkpoint_every: int | None = None
+    threads: int = 1
+    target: str = DEFAULT_TARGET
+    run_dir: str = ""  # where the runner puts it (for the error file of a failed attempt)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task, self.seed)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/seed_{self.seed}"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunJob:
+        data = json.loads(text)
+        data["overrides"] = tuple(data["overrides"])
+        return cls(**data)
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended. status: finished | failed (the run raised) | locked (a live process holds the run:
+    running elsewhere) | crashed (the worker died without reporting)."""
+
+    status: str
+    run_dir: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    error_file: str | None = None
+    final_score: float | None = None
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise BackendError(f"run target {target!r} must be 'module:function', e.g. {DEFAULT_TARGET!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's BLAS/torch threads so N concurrent runs use N x threads cores, not N x all cores."""
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:  # already imported (Ray workers are reused): the env vars came too late
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _is_run_locked(error: BaseException) -> bool:
+    # By class name, so an injected target (tests) can signal it without importing the runner.
+    return any(cls.__name__ == "RunLocked" for cls in type(error).__mro__)
+
+
+def execute(job: RunJob) -> Outcome:
+    """Run one job in this process and report how it ended (never raises for a failing run)."""
+    limit_threads(job.threads)
+    try:
+        target = resolve_target(job.target)
+        result = target(
+            job.method,
+            job.protocol,
+            job.task,
+            job.seed,
+            root=job.root,
+            overrides=list(job.overrides),
+            smoke=job.smoke,
+            device=job.device,
+            steps=job.steps,
+            checkpoint_every=job.checkpoint_every,
+            progress=False,
+            threads=job.threads,
+        )
+    except Exception as e:
+        if _is_run_locked(e):
+            return Outcome("locked", error=str(e))
+        error_file = Path(job.run_dir) / "error.txt" if job.run_dir else None
+        return Outcome(
+            "failed",
+            run_dir=job.run_dir or None,
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(),
+            error_file=str(error_file) if error_file is not None and error_file.exists() else None,
+        )
+    status = str(getattr(result, "status", "finished"))
+    return Outcome(
+        "finished" if status == "finished" else "failed",
+        run_dir=str(result.run_dir),
+        error=None if status == "finished" else f"run ended with status {status!r}",
+        final_score=getattr(result, "final_score", None),
+        resumed=bool(getattr(result, "resumed", False)),
+    )
+
+
+def optional_import(name: str, backend: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise BackendError(
+            f"--backend {backend} needs the package {name!r}, which is not installed ({e}). "
+            "Install the sweep extra: pip install 'wmbench[sweep]' (or use --backend local)."
+        ) from e
+
+
+Finished = tuple[RunJob, int, Outcome]  # job, attempt number, how it ended
+
+
+class Backend:
+    """Interface: `capacity` concurrent jobs; `submit(jobs)`; `wait(timeout)` returns the ones that ended."""
+
+    name = "?"
+    capacity: int = 1
+
+    def submit(self, jobs: Sequence[tuple[RunJob, int]]) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> list[Finished]:
+        raise NotImplementedError
+
+    @property
+    def in_flight(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- local subprocesses
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM when the driver dies, even by kill -9, so no orphan run
+    # keeps a run lock that the next sweep invocation would report as "running elsewhere".
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, workers: int, log_dir: Path):
+        self.capacity = max(1, workers)
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._procs: dict[tuple[str, int], tuple[subprocess.Popen, RunJob, int, Path, Path]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._procs)
+
+    def pids(self) -> dict[tuple[str, int], int]:
+        return {key: entry[0].pid for key, entry in self._procs.items()}
+
+    def submit(self, jobs: Sequence[tuple[RunJob, int]]) -> None:
+        for job, attempt in jobs:
+            stem = f"{job.task}.seed_{job.seed}.attempt_{attempt}.{os.getpid()}"
+            log_path = self.log_dir / f"{stem}.log"
+            result_path = self.log_dir / f"{stem}.result.json"
+            env = dict(os.environ, **{var: str(job.threads) for var in THREAD_ENV_VARS})
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "wmbench.sweep_backends", job.to_json(), str(result_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                )
+            self._procs[job.key] = (proc, job, attempt, result_path, log_path)
+
+    def wait(self, timeout: float) -> list[Finished]:
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [key for key, entry in self._procs.items() if entry[0].poll() is not None]
+            if done or time.monotonic() >= deadline or not self._procs:
+                break
+            time.sleep(0.01)
+        finished = []
+        for key in done:
+            proc, job, attempt, result_path, log_path = self._procs.pop(key)
+            try:
+                outcome = Outcome(**json.loads(result_path.read_text()))
+                result_path.unlink()
+            except (FileNotFoundError, json.JSONDecodeError, TypeError):
+                code = proc.returncode
+                how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                outcome = Outcome("crashed", error=f"worker {how} before reporting; log: {log_path}")
+            if outcome.status != "finished" and outcome.error_file is None:
+                outcome.error_file = str(log_path)
+            finished.append((job, attempt, outcome))
+        return finished
+
+    def close(self) -> None:
+        for proc, *_ in self._procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc, *_ in self._procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+
+
+# ---------------------------------------------------------------- ray
+
+
+def ray_temp_dir() -> str:
+    # Ray puts unix sockets under its temp dir; their paths must stay under ~107 bytes, so a deep sweep root
+    # would break it. /tmp is short everywhere.
+    return os.path.join(tempfile.gettempdir(), f"ray-wmbench-{os.getuid()}")
+
+
+class RayBackend(Backend):
+    name = "ray"
+
+    def __init__(self, workers: int, threads: int, address: str | None = None, gpus_per_run: float = 0.0):
+        self.ray = optional_import("ray", "ray")
+        self.capacity = max(1, workers)
+        self._owned = False
+        if not self.ray.is_initialized():
+            if address:
+                self.ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:
+                cores = os.cpu_count() or 1
+                self.ray.init(
+                    num_cpus=max(cores, self.capacity * threads),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    _temp_dir=ray_temp_dir(),
+                )
+            self._owned = True
+        # max_retries=0: retries are the driver's, identical on every backend (and counted in attempts.jsonl).
+        self._remote = self.ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(execute)
+        self._refs: dict[Any, tuple[RunJob, int]] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def submit(self, jobs: Sequence[tuple[RunJob, int]]) -> None:
+        for job, attempt in jobs:
+            self._refs[self._remote.remote(job)] = (job, attempt)
+
+    def wait(self, timeout: float) -> list[Finished]:
+        if not self._refs:
+            return []
+        ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        if ready:  # collect everything else that is ready too, without waiting
+            ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
+        finished = []
+        for ref in ready:
+            job, attempt = self._refs.pop(ref)
+            try:
+                outcome = self.ray.get(ref)
+            except Exception as e:  # WorkerCrashedError, node lost, ...: the run resumes on retry
+                outcome = Outcome("crashed", error=f"{type(e).__name__}: {e}".strip()[:2000])
+            finished.append((job, attempt, outcome))
+        return finished
+
+    def close(self) -> None:
+        for ref in self._refs:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        self._refs.clear()
+        if self._owned:
+            self.ray.shutdown()
+
+
+# ---------------------------------------------------------------- submitit
+
+
+def _submitit_callable(submitit: Any) -> Any:
+    # A Checkpointable's `checkpoint` makes submitit requeue the same job on a Slurm timeout or preemption; the
+    # runner then resumes the run from its checkpoint. Defined here because submitit is an optional import.
+    class SubmititRun(submitit.helpers.Checkpointable):
+        def __call__(self, job: RunJob) -> Outcome:
+            return execute(job)
+
+    return SubmititRun()
+
+
+class SubmititBackend(Backend):
+    name = "submitit"
+
+    def __init__(
+        self,
+        folder: Path,
+        workers: int,
+        threads: int,
+        local: bool = False,
+        gpus_per_run: float = 0.0,
+        timeout_min: int = 24 * 60,
+        partition: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ):
+        self.submitit = optional_import("submitit", "submitit")
+        folder = Path(folder) / "%j"
+        if local:
+            self.executor = self.submitit.LocalExecutor(folder=folder)
+            self.executor.update_parameters(timeout_min=timeout_min, gpus_per_node=math.ceil(gpus_per_run))
+            self.on_slurm = False
+        else:
+            self.executor = self.submitit.AutoExecutor(folder=folder)
+            self.on_slurm = self.executor.cluster == "slurm"
+            params: dict[str, Any] = {"timeout_min": timeout_min, "cpus_per_task": threads, "name": "wmbench"}
+            if gpus_per_run:
+                params["gpus_per_node"] = math.ceil(gpus_per_run)
+            if self.on_slurm:
+                params["slurm_array_parallelism"] = max(1, workers)
+                if partition:
+                    params["slurm_partition"] = partition
+            params.update(parameters or {})
+            self.executor.update_parameters(**params)
+        # On Slurm the scheduler bounds concurrency (array parallelism), so the driver submits everything at once;
+        # a local executor starts every submitted job immediately, so the driver meters them out.
+        self.capacity = 10**9 if self.on_slurm else max(1, workers)
+        self._fn = _submitit_callable(self.submitit)
+        self._jobs: list[tuple[Any, RunJob, int]] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._jobs)
+
+    def submit(self, jobs: Sequence[tuple[RunJob, int]]) -> None:
+        if not jobs:
+            return
+        with self.executor.batch():  # one Slurm array per batch
+            handles = [self.executor.submit(self._fn, job) for job, _ in jobs]
+        self._jobs += [(h, job, attempt) for h, (job, attempt) in zip(handles, jobs, strict=True)]
+
+    def wait(self, timeout: float) -> list[Finished]:
+        deadline = time.monotonic() + timeout
+        while True:
+            done = [entry for entry in self._jobs if entry[0].done()]
+            if done or time.monotonic() >= deadline or not self._jobs:
+                break
+            time.sleep(0.05 if not self.on_slurm else 1.0)
+        finished = []
+        for entry in done:
+            self._jobs.remove(entry)
+            handle, job, attempt = entry
+            try:
+                outcome = handle.result()
+            except Exception as e:  # the job died (killed, timed out beyond requeues, node failure)
+                outcome = Outcome("crashed", error=f"{type(e).__name__}: {str(e)[-1500:]}")
+            if outcome.status != "finished" and outcome.error_file is None:
+                with contextlib.suppress(Exception):
+                    outcome.error_file = str(handle.paths.stderr)
+            finished.append((job, attempt, outcome))
+        return finished
+
+    def close(self) -> None:
+        for handle, *_ in self._jobs:
+            with contextlib.suppress(Exception):
+                handle.cancel(check=False)
+        self._jobs.clear()
+
+
+def main(argv: list[str]) -> int:
+    """Subprocess entry of the local backend: `python -m wmbench.sweep_backends JOB_JSON RESULT_PATH`."""
+    job = RunJob.from_json(argv[0])
+    outcome = execute(job)
+    if outcome.traceback:
+        print(outcome.traceback, file=sys.stderr, flush=True)
+    from wmbench.io import atomic_write_json
+
+    atomic_write_json(argv[1], outcome.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
