@@ -1,0 +1,586 @@
+"""Reproduction verdicts: do our runs of a method reproduce its published scores under a protocol?
+
+Owns the decision rule and the `wmbench reproduce` command. Final scores come from `wmbench.results.final_scores`
+(the protocol's one rule, applied identically to our runs and to the published curves), normalisation from
+`wmbench.results.normalise`, aggregates and bootstrap intervals from `wmbench.stats`; nothing here recomputes them.
+
+The test is an equivalence test, not a difference test (Schuirmann 1987, "two one-sided tests", TOST): the claim
+"reproduced" needs evidence that the normalised difference d = ours - published lies inside (-margin, margin).
+TOST at level alpha rejects both one-sided nulls (d <= -margin, d >= margin) exactly when the (1 - 2 alpha) interval
+of d lies inside (-margin, margin). Hence, with that interval [low, high]:
+
+    reproduced       -margin < low and high < margin
+    not reproduced   low > margin or high < -margin      (the interval excludes the whole equivalence region)
+    inconclusive     otherwise: the data cannot tell (typically too few seeds for the margin)
+
+Per task the interval is Welch's t interval (unequal variances, Welch-Satterthwaite degrees of freedom) on
+normalised per-seed finals. In aggregate it is a stratified bootstrap over seeds (resampling runs within each
+task, ours and published independently: Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice")
+of the difference of the normalised IQM (default; robust to the few tasks with huge normalised scores) or mean.
+Margin and alpha are declared by the protocol (`[reproduce]`), so a verdict is comparable across methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from wmbench.errors import WmbenchError
+from wmbench.protocols import Protocol, load_protocol
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+AGGREGATE_METRICS = ("iqm", "mean")
+MIN_SEEDS = 2  # a variance (Welch) or a non-degenerate bootstrap needs at least two runs per side
+
+
+class ReproduceError(WmbenchError, ValueError):
+    """Bad input to a reproduction check (no runs, unknown source, mixed methods, ...)."""
+
+
+def decide(low: float, high: float, margin: float) -> str:
+    """The verdict for a (1 - 2 alpha) interval [low, high] of the difference and an equivalence margin."""
+    if -margin < low and high < margin:
+        return REPRODUCED
+    if low > margin or high < -margin:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class TaskVerdict:
+    """One task: normalised per-seed finals of ours vs published, Welch interval of the difference."""
+
+    task: str
+    n_ours: int
+    n_published: int
+    ours_mean: float  # normalised
+    published_mean: float
+    ours_raw_mean: float  # raw episode return, for the reader
+    published_raw_mean: float
+    difference: float  # ours - published, normalised
+    low: float  # (1 - 2 alpha) Welch interval of the difference
+    high: float
+    df: float  # Welch-Satterthwaite degrees of freedom
+    p_equivalence: float  # TOST p-value: the larger of the two one-sided p-values
+    verdict: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AggregateVerdict:
+    """All compared tasks together: normalised aggregates with bootstrap CIs and the verdict on `metric`."""
+
+    metric: str
+    tasks: tuple[str, ...]
+    n_ours: int  # seeds per task entering the score matrix
+    n_published: int
+    ours: dict[str, tuple[float, float, float]]  # metric -> (point, low, high), 95% CI
+    published: dict[str, tuple[float, float, float]]
+    difference: dict[str, tuple[float, float, float]]  # metric -> ours - published, (1 - 2 alpha) CI
+    probability_of_improvement: tuple[float, float, float] | None  # P(ours > published), 95% CI (None: skipped)
+    verdict: str
+    reason: str = ""
+
+
+@dataclass
+class Verdict:
+    """A reproduction verdict: per task and in aggregate, with everything needed to read and audit it."""
+
+    method: str
+    protocol: str
+    source: str  # published source compared against
+    budget: float  # in `unit` (the protocol budget, or --at-step)
+    unit: str
+    at_step: float | None
+    margin: float
+    alpha: float
+    normaliser: str
+    tasks: list[TaskVerdict]
+    aggregate: AggregateVerdict | None
+    notes: list[str] = field(default_factory=list)
+    reps: int = 2000
+    seed: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return self.aggregate.verdict if self.aggregate is not None else INCONCLUSIVE
+
+    @property
+    def text(self) -> str:
+        """One paragraph stating the verdict, budget, unit, seeds, margin and the numbers behind it."""
+        conf = f"{100 * (1 - 2 * self.alpha):.0f}%"
+        head = (
+            f"{self.method} on {self.protocol} at {self.budget:,.0f} {self.unit}"
+            f"{' (early comparison, --at-step)' if self.at_step is not None else ''}, "
+            f"vs published {self.source or 'scores'}: {self.verdict.upper()}."
+        )
+        if self.aggregate is None:
+            return f"{head} No task has finals on both sides. " + " ".join(self.notes)
+        a = self.aggregate
+        m = a.metric
+        name = {"iqm": "IQM", "mean": "mean"}[m]
+        o, p, d = a.ours[m], a.published[m], a.difference[m]
+        poi = a.probability_of_improvement
+        poi_text = "" if poi is None else f" P(ours > published) = {poi[0]:.2f} [{poi[1]:.2f}, {poi[2]:.2f}]."
+        body = (
+            f" {name} of {self.normaliser}-normalised finals over {len(a.tasks)} tasks: ours {o[0]:.3f} "
+            f"[{o[1]:.3f}, {o[2]:.3f}] ({a.n_ours} seeds/task) vs published {p[0]:.3f} [{p[1]:.3f}, {p[2]:.3f}] "
+            f"({a.n_published} seeds/task); difference {d[0]:+.3f}, {conf} CI [{d[1]:+.3f}, {d[2]:+.3f}] vs "
+            f"equivalence margin ±{self.margin:g} (TOST, alpha {self.alpha:g}; stratified bootstrap, "
+            f"{self.reps} reps).{poi_text}"
+        )
+        if a.reason:
+            body += f" {a.reason}"
+        counts = {v: sum(t.verdict == v for t in self.tasks) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+        body += (
+            f" Per task (Welch {conf} interval vs ±{self.margin:g}): {counts[REPRODUCED]} reproduced, "
+            f"{counts[NOT_REPRODUCED]} not reproduced, {counts[INCONCLUSIVE]} inconclusive."
+        )
+        return head + body + ("".join(" " + n for n in self.notes) if self.notes else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["verdict"] = self.verdict
+        d["text"] = self.text
+        return _jsonable(d)
+
+    def table(self) -> str:
+        """Plain-text per-task table plus the aggregate lines, for the terminal."""
+        conf = f"{100 * (1 - 2 * self.alpha):.0f}% CI"
+        header = (
+            f"{'task':<24} {'ours':>5} {'pub':>5} {'ours raw':>10} {'pub raw':>10} {'ours norm':>9} "
+            f"{'pub norm':>9} {'diff':>8} {conf:>19}  verdict"
+        )
+        lines = [header, "-" * len(header)]
+        for t in self.tasks:
+            ci = f"[{t.low:+.3f}, {t.high:+.3f}]" if math.isfinite(t.low) else "n/a"
+            lines.append(
+                f"{t.task:<24} {t.n_ours:>5} {t.n_published:>5} {_fmt(t.ours_raw_mean, 10)} "
+                f"{_fmt(t.published_raw_mean, 10)} {_fmt(t.ours_mean, 9, 3)} {_fmt(t.published_mean, 9, 3)} "
+                f"{_fmt(t.difference, 8, 3, sign=True)} {ci:>19}  {t.verdict}"
+            )
+        if self.aggregate is not None:
+            a = self.aggregate
+            lines.append("-" * len(header))
+            for m in a.ours:
+                o, p, d = a.ours[m], a.published[m], a.difference[m]
+                mark = "  <- verdict" if m == a.metric else ""
+                lines.append(
+                    f"{'aggregate ' + m:<24} {a.n_ours:>5} {a.n_published:>5} {'':>10} {'':>10} "
+                    f"{o[0]:>9.3f} {p[0]:>9.3f} {d[0]:>+8.3f} {f'[{d[1]:+.3f}, {d[2]:+.3f}]':>19}  "
+                    f"{decide(d[1], d[2], self.margin)}{mark}"
+                )
+        return "\n".join(lines)
+
+
+def _fmt(value: float, width: int, digits: int = 1, sign: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return f"{'n/a':>{width}}"
+    return f"{value:>{'+' if sign else ''}{width}.{digits}f}"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def welch_interval(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, float, float, float, float]:
+    """Welch's (1 - 2 alpha) interval of mean(x) - mean(y): (difference, low, high, df, TOST p for margin 0).
+
+    Returns the pieces `task_verdict` needs; the TOST p-value depends on the margin and is computed there.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    difference = float(x.mean() - y.mean())
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se = math.sqrt(vx + vy)
+    if se == 0.0:  # identical scores on every seed (e.g. freeway at 0): the interval is the point itself
+        return difference, difference, difference, math.inf, se
+    # Welch-Satterthwaite approximation of the degrees of freedom of the difference's t statistic.
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = float(scipy_stats.t.ppf(1 - alpha, df)) * se
+    return difference, difference - half, difference + half, float(df), se
+
+
+def task_verdict(
+    task: str, ours: np.ndarray, published: np.ndarray, ours_raw: np.ndarray, published_raw: np.ndarray,
+    margin: float, alpha: float,
+) -> TaskVerdict:
+    """Welch-interval TOST for one task on normalised per-seed finals."""
+    n_o, n_p = len(ours), len(published)
+    means = (
+        float(np.mean(ours)) if n_o else math.nan,
+        float(np.mean(published)) if n_p else math.nan,
+        float(np.mean(ours_raw)) if n_o else math.nan,
+        float(np.mean(published_raw)) if n_p else math.nan,
+    )
+    if n_o < MIN_SEEDS or n_p < MIN_SEEDS:
+        diff = means[0] - means[1] if n_o and n_p else math.nan
+        return TaskVerdict(
+            task, n_o, n_p, *means, diff, math.nan, math.nan, math.nan, math.nan, INCONCLUSIVE,
+            reason=f"needs >= {MIN_SEEDS} seeds on each side for a variance (ours {n_o}, published {n_p})",
+        )
+    diff, low, high, df, se = welch_interval(ours, published, alpha)
+    if se == 0.0:
+        p = 0.0 if abs(diff) < margin else 1.0
+    else:
+        # TOST: H0a d <= -margin rejected for large (d + margin)/se, H0b d >= margin for small (d - margin)/se.
+        p = max(scipy_stats.t.sf((diff + margin) / se, df), scipy_stats.t.cdf((diff - margin) / se, df))
+    return TaskVerdict(task, n_o, n_p, *means, diff, low, high, df, float(p), decide(low, high, margin))
+
+
+def difference_interval(
+    ours: np.ndarray, published: np.ndarray, metric: str, reps: int, seed: int, confidence: float
+) -> tuple[float, float, float]:
+    """Stratified-bootstrap CI of metric(ours) - metric(published) for [runs x tasks] matrices.
+
+    The two matrices are resampled independently within each task (their runs are unpaired and their run counts
+    may differ), the same scheme `stats.probability_of_improvement` uses; the metric functions and the seeding of
+    rliable's global RNG are `wmbench.stats`'s own.
+    """
+    from rliable import library as rly
+
+    from wmbench import stats
+
+    ours = stats.check_matrix(ours, "ours")
+    published = stats.check_matrix(published, "published")
+    func = stats.METRICS[metric]
+    with stats._seeded(seed):  # noqa: SLF001 -- see "changes needed" in docs/reports.md: belongs in stats
+        points, intervals = rly.get_interval_estimates(
+            {"d": [ours, published]}, lambda a, b: np.array([func(a) - func(b)]),
+            reps=reps, confidence_interval_size=confidence,
+        )
+    return float(points["d"][0]), float(intervals["d"][0, 0]), float(intervals["d"][1, 0])
+
+
+def verdict(
+    ours_finals: pd.DataFrame,
+    published_finals: pd.DataFrame,
+    protocol: Protocol | str,
+    *,
+    margin: float | None = None,
+    alpha: float | None = None,
+    metric: str = "iqm",
+    reps: int = 2000,
+    seed: int = 0,
+    at_step: float | None = None,
+    source: str = "",
+    tasks: Sequence[str] | None = None,
+    improvement: bool = True,
+) -> Verdict:
+    """Compare per-seed finals (`results.final_scores` tables: method, task, seed, final) of ours vs published.
+
+    margin/alpha default to the protocol's `[reproduce]`. `at_step` only labels the verdict (the finals must already
+    have been computed at that step: see `compare`). `tasks` restricts the comparison (default: the protocol's).
+    improvement=False skips P(ours > published), which does not enter the verdict and is slow in rliable 1.2
+    (a SciPy Mann-Whitney test per task per bootstrap replicate).
+    """
+    from wmbench import results, stats
+
+    protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    margin = protocol.reproduce.margin if margin is None else float(margin)
+    alpha = protocol.reproduce.alpha if alpha is None else float(alpha)
+    if not 0 < alpha < 0.5:
+        raise ReproduceError(f"alpha must be in (0, 0.5), got {alpha}")
+    if margin <= 0:
+        raise ReproduceError(f"margin must be positive (normalised score units), got {margin}")
+    if metric not in AGGREGATE_METRICS:
+        raise ReproduceError(f"metric {metric!r} not one of {AGGREGATE_METRICS}")
+    notes: list[str] = []
+    tasks = list(tasks) if tasks is not None else list(protocol.tasks)
+    for t in tasks:
+        protocol.check_task(t)
+
+    ours_finals, published_finals = _per_seed(ours_finals, "ours", notes), _per_seed(published_finals, "published", notes)
+    method = str(ours_finals["method"].iloc[0]) if len(ours_finals) else ""
+    published_method = str(published_finals["method"].iloc[0]) if len(published_finals) else ""
+    if method != published_method:
+        notes.append(f"Ours is {method!r}, the published runs are {published_method!r}.")
+    per_task: list[TaskVerdict] = []
+    for task in tasks:
+        raw_o = ours_finals.loc[ours_finals["task"] == task, "final"].to_numpy(float)
+        raw_p = published_finals.loc[published_finals["task"] == task, "final"].to_numpy(float)
+        if not len(raw_o) and not len(raw_p):
+            continue
+        norm_o = np.asarray(results.normalise(raw_o, task, protocol), float)
+        norm_p = np.asarray(results.normalise(raw_p, task, protocol), float)
+        per_task.append(task_verdict(task, norm_o, norm_p, raw_o, raw_p, margin, alpha))
+
+    both = [t.task for t in per_task if t.n_ours and t.n_published]
+    missing = [t for t in tasks if t not in both]
+    if missing:
+        notes.append(f"No finals on both sides for {len(missing)} of {len(tasks)} tasks ({', '.join(missing)}): "
+                     "the aggregate covers the others only.")
+    unit = protocol.budget.step_unit
+    budget = float(at_step) if at_step is not None else float(protocol.to_unit(protocol.budget.agent_steps))
+    base = dict(
+        method=method, protocol=protocol.id, source=source, budget=budget, unit=unit, at_step=at_step,
+        margin=margin, alpha=alpha, normaliser=protocol.score.normaliser, tasks=per_task, notes=notes,
+        reps=reps, seed=seed,
+    )
+    if not both:
+        return Verdict(aggregate=None, **base)
+
+    # Score matrices need the same number of runs on every task: the first n runs of each task, n the fewest.
+    counts = {"ours": [t.n_ours for t in per_task if t.task in both],
+              "published": [t.n_published for t in per_task if t.task in both]}
+    for side, n in counts.items():
+        if min(n) != max(n):
+            notes.append(f"{side}: seed counts differ across tasks ({min(n)}..{max(n)}); the aggregate uses the "
+                         f"first {min(n)} seeds of each task.")
+    n_o, n_p = min(counts["ours"]), min(counts["published"])
+    normaliser = protocol.score.normaliser
+    (x,) = stats.score_matrix(ours_finals, normaliser, tasks=both, allow_missing="min_runs").values()
+    (y,) = stats.score_matrix(published_finals, normaliser, tasks=both, allow_missing="min_runs").values()
+    ours_ci = stats.aggregate(x, metrics=AGGREGATE_METRICS, reps=reps, seed=seed)
+    pub_ci = stats.aggregate(y, metrics=AGGREGATE_METRICS, reps=reps, seed=seed)
+    diffs = {
+        m: difference_interval(x, y, m, reps=reps, seed=seed, confidence=1 - 2 * alpha) for m in AGGREGATE_METRICS
+    }
+    poi = stats.probability_of_improvement(x, y, reps=reps, seed=seed) if improvement else None
+    reason = ""
+    if n_o < MIN_SEEDS or n_p < MIN_SEEDS:
+        agg_verdict = INCONCLUSIVE
+        reason = (f"Inconclusive by construction: a bootstrap over seeds needs >= {MIN_SEEDS} seeds per task on "
+                  f"each side (ours {n_o}, published {n_p}).")
+    else:
+        agg_verdict = decide(diffs[metric][1], diffs[metric][2], margin)
+        if agg_verdict == INCONCLUSIVE:
+            reason = (f"The interval straddles the margin: more seeds (protocol recommends "
+                      f"{protocol.seeds.recommended}) would narrow it.")
+    aggregate = AggregateVerdict(
+        metric=metric, tasks=tuple(both), n_ours=n_o, n_published=n_p,
+        ours={m: _triple(ours_ci[m]) for m in AGGREGATE_METRICS},
+        published={m: _triple(pub_ci[m]) for m in AGGREGATE_METRICS},
+        difference={m: _triple(diffs[m]) for m in AGGREGATE_METRICS},
+        probability_of_improvement=None if poi is None else _triple(poi), verdict=agg_verdict, reason=reason,
+    )
+    return Verdict(aggregate=aggregate, **base)
+
+
+def _triple(v: Sequence[float]) -> tuple[float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+def _per_seed(finals: pd.DataFrame, side: str, notes: list[str]) -> pd.DataFrame:
+    """Drop `final_mean` rows (one publisher-averaged value per task, no seeds): they cannot enter a test over seeds."""
+    if "basis" in finals.columns and (finals["basis"] == "final_mean").any():
+        dropped = sorted(set(finals.loc[finals["basis"] == "final_mean", "task"]))
+        notes.append(f"{side}: {len(dropped)} task(s) have only a publisher-averaged final (no per-seed values) "
+                     f"and are left out: {', '.join(dropped)}.")
+        finals = finals[finals["basis"] != "final_mean"]
+    if finals["method"].nunique() > 1:
+        if side == "ours":
+            raise ReproduceError(f"our finals mix methods {sorted(set(finals['method']))}: one method at a time")
+        raise ReproduceError(f"published finals mix methods {sorted(set(finals['method']))}: select one source")
+    return finals
+
+
+def finals_at(table: pd.DataFrame, protocol: Protocol | str, at_step: float | None = None) -> pd.DataFrame:
+    """Per-seed finals by the protocol's one rule (`results.final_scores`), at the budget or at `at_step`.
+
+    At an earlier step only curve points can say anything: a source's shipped `final` rows hold the score at the
+    full budget, so they are set aside and the rule is applied to the curve with the budget replaced by `at_step`
+    (record unit). A run with no curve then has no final and `final_scores` names it.
+    """
+    from wmbench import results
+
+    if at_step is None:
+        return results.final_scores(table, protocol)
+    return results.final_scores(table[table["point_type"] == "curve"], protocol, budget=at_step)
+
+
+def compare(
+    ours: pd.DataFrame,
+    published: pd.DataFrame,
+    protocol: Protocol | str,
+    *,
+    at_step: float | None = None,
+    source: str = "",
+    **kwargs: Any,
+) -> Verdict:
+    """Score tables (score schema) in, verdict out: finals by the protocol's rule on both sides, then `verdict`."""
+    protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    if at_step is not None:
+        budget = protocol.to_unit(protocol.budget.agent_steps)
+        if not 0 < at_step <= budget:
+            raise ReproduceError(
+                f"--at-step {at_step:g} must be in (0, {budget:g}] ({protocol.budget.step_unit}, the record unit of "
+                f"{protocol.id})"
+            )
+    ours_f = finals_at(ours, protocol, at_step)
+    pub_f = finals_at(published, protocol, at_step)
+    return verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+
+
+def find_runs(root: Path, protocol: Protocol, method: str, tasks: Sequence[str]) -> dict[str, list[Path]]:
+    """Run directories of `method` per task, in the runner's layout (`runner.run_dir_for`), that have a run.json."""
+    from wmbench.runner import run_dir_for
+
+    found: dict[str, list[Path]] = {}
+    for task in tasks:
+        base = run_dir_for(root, protocol, task, method, 0).parent
+        found[task] = sorted(
+            (p for p in base.glob("seed_*") if (p / "run.json").is_file()),
+            key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 1 << 30,
+        )
+    return found
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReproduceError(f"{run_dir}/run.json cannot be read ({e}); remove the run or re-run it") from e
+
+
+def select_source(protocol: Protocol, method: str, source: str | None) -> str:
+    """The published source to compare against: --against-source, else the protocol's listed source for method."""
+    from wmbench import results
+
+    available = results.published(protocol=protocol.name)
+    pairs = available[["source", "method"]].drop_duplicates()
+    if source is not None:
+        if source not in set(pairs["source"]):
+            import difflib
+
+            close = difflib.get_close_matches(source, sorted(set(pairs["source"])), n=4, cutoff=0.4)
+            raise ReproduceError(
+                f"unknown published source {source!r} for protocol {protocol.name}."
+                + (f" Did you mean: {', '.join(close)}?" if close else "")
+                + f" Sources: {', '.join(sorted(set(pairs['source'])))}"
+            )
+        return source
+    of_method = set(pairs.loc[pairs["method"] == method, "source"])
+    listed = [s for s in protocol.reproduce.published_sources if s in of_method]
+    if listed:
+        return listed[0]
+    if len(of_method) == 1:
+        return next(iter(of_method))
+    if not of_method:
+        have = sorted(set(pairs["method"]))
+        raise ReproduceError(
+            f"no published {protocol.name} scores of method {method!r}. Published methods: {', '.join(have)}; "
+            "compare against one of them with --against-source SOURCE"
+        )
+    raise ReproduceError(
+        f"several published sources of {method!r} for {protocol.name} ({', '.join(sorted(of_method))}) and none is "
+        f"listed in the protocol's reproduce.published_sources: choose one with --against-source"
+    )
+
+
+def cli_reproduce(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wmbench reproduce",
+        description="Compare our runs of METHOD with its published scores under PROTOCOL: per-task and aggregate "
+        "equivalence verdicts (TOST on normalised scores, margin and alpha from the protocol).",
+    )
+    parser.add_argument("method")
+    parser.add_argument("protocol", help="protocol id, e.g. atari100k@1")
+    parser.add_argument("--tasks", help="comma-separated subset of the protocol's tasks (default: all)")
+    parser.add_argument("--runs", nargs="+", type=Path, help="run directories to use (default: discover under --root)")
+    parser.add_argument("--root", type=Path, default=Path("runs"), help="root of run directories (default: runs)")
+    parser.add_argument("--against-source", dest="source", help="published source id (default: the protocol's)")
+    parser.add_argument("--at-step", type=float, help="compare at this step (record unit) instead of the budget")
+    parser.add_argument("--margin", type=float, help="equivalence margin in normalised units (default: protocol's)")
+    parser.add_argument("--alpha", type=float, help="TOST level (default: protocol's)")
+    parser.add_argument("--metric", choices=AGGREGATE_METRICS, default="iqm", help="aggregate deciding the verdict")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
+    args = parser.parse_args(argv)
+
+    from wmbench import results
+
+    protocol = load_protocol(args.protocol)
+    tasks = [protocol.check_task(t.strip()) for t in args.tasks.split(",")] if args.tasks else list(protocol.tasks)
+    source = select_source(protocol, args.method, args.source)
+
+    notes: list[str] = []
+    if args.runs:
+        run_dirs = list(args.runs)
+    else:
+        found = find_runs(args.root, protocol, args.method, tasks)
+        run_dirs = [p for paths in found.values() for p in paths]
+        short = {t: len(p) for t, p in found.items() if len(p) < protocol.seeds.minimum}
+        if short:
+            seeds = f"0-{protocol.seeds.minimum - 1}"
+            print(
+                f"{len(short)} of {len(tasks)} tasks have fewer than the protocol's minimum of "
+                f"{protocol.seeds.minimum} seeds under {args.root} ("
+                + ", ".join(f"{t}: {n}" for t, n in short.items())
+                + f"). To produce them (finished runs are skipped):\n  wmbench sweep {args.method} {protocol.id} "
+                f"--seeds {seeds} --tasks {','.join(short)} --root {args.root}\n"
+            )
+    if not run_dirs:
+        raise ReproduceError(
+            f"no runs of {args.method} on {protocol.id} found under {args.root}/{protocol.id}/<task>/{args.method}/; "
+            f"run the sweep printed above, or pass run directories with --runs"
+        )
+    usable = []
+    for run_dir in run_dirs:
+        info = _run_info(run_dir)
+        problem = _run_problem(info, protocol, args.method, args.at_step)
+        if problem:
+            notes.append(f"skipped {run_dir}: {problem}.")
+        else:
+            usable.append(run_dir)
+    if not usable:
+        raise ReproduceError("no usable runs: " + " ".join(notes))
+
+    ours = results.load_scores(usable)
+    ours = ours[ours["task"].isin(tasks)]
+    published = results.published(method=None, protocol=protocol.name, source=source)
+    published = published[published["task"].isin(tasks)]
+    result = compare(
+        ours, published, protocol, at_step=args.at_step, source=source, margin=args.margin, alpha=args.alpha,
+        metric=args.metric, reps=args.reps, seed=args.seed, tasks=tasks,
+    )
+    result.notes[:0] = notes
+    print(result.table())
+    print()
+    print(result.text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def _run_problem(info: dict[str, Any], protocol: Protocol, method: str, at_step: float | None) -> str:
+    """Why a run cannot enter a verdict (empty string if it can). Never silently mixed: the reason is printed."""
+    if info.get("protocol") != protocol.id:
+        return f"protocol {info.get('protocol')!r}, not {protocol.id}"
+    if info.get("protocol_hash") and info["protocol_hash"] != protocol.hash:
+        return (f"protocol hash {info['protocol_hash']} differs from the current {protocol.id} file's {protocol.hash} "
+                "(the protocol file was edited after the run)")
+    if info.get("method") != method:
+        return f"method {info.get('method')!r}, not {method!r}"
+    if info.get("smoke"):
+        return "a smoke run (tiny budget)"
+    if info.get("status") != "finished":
+        done = protocol.to_unit(info.get("agent_steps") or 0)
+        if at_step is None or done < at_step:
+            return f"status {info.get('status')!r} at {done:,.0f} {protocol.budget.step_unit}"
+    return ""
