@@ -235,19 +235,19 @@ def score_matrix(
         hint = " (several sources: select one, e.g. table[table.source == ...])" if "source" in df.columns else ""
         raise ResultsError(f"several final scores for (method, task, seed) {cells}{hint}")
     tasks = list(tasks) if tasks is not None else sorted(df["task"].unique())
-    out = {}
+    out, problems = {}, []
     for method, group in df.groupby("method", sort=True):
         group = group[group["task"].isin(tasks)]
         absent = [t for t in tasks if t not in set(group["task"])]
         if absent:
-            raise ResultsError(f"method {method!r} has no runs on tasks {absent}; pass tasks=... to select tasks")
+            problems.append(f"method {method!r} has no runs on tasks {absent} (pass tasks=... to select tasks)")
+            continue
         group = group.assign(value=normalise(group["final"].to_numpy(), group["task"].to_numpy(), normaliser))
         if allow_missing == "min_runs":
             # Rows are runs: only the runs within a task are exchangeable, so take the same count from every task.
             ranked = group.sort_values(["task", "seed"], key=_seed_key)
             n = ranked.groupby("task").size().min()
-            cols = [ranked[ranked.task == t]["value"].to_numpy()[:n] for t in tasks]
-            out[method] = np.stack(cols, axis=1)
+            out[str(method)] = np.stack([ranked[ranked.task == t]["value"].to_numpy()[:n] for t in tasks], axis=1)
             continue
         wide = group.pivot(index="seed", columns="task", values="value").reindex(columns=tasks)
         wide = wide.sort_index(key=_seed_key)
@@ -256,14 +256,18 @@ def score_matrix(
             if allow_missing == "error":
                 cells = [(method, t, s) for s in wide.index for t in tasks if holes.at[s, t]]
                 more = f" and {len(cells) - 20} more" if len(cells) > 20 else ""
-                raise ResultsError(
-                    f"missing (method, task, seed) cells {cells[:20]}{more}; run them, or pass "
-                    f"allow_missing='drop_seeds' / 'min_runs' to state how to handle them"
-                )
+                problems.append(f"missing (method, task, seed) cells {cells[:20]}{more}")
+                continue
             wide = wide[~holes.any(axis=1)]
             if wide.empty:
-                raise ResultsError(f"method {method!r}: no seed has a score on every task (allow_missing='drop_seeds')")
+                problems.append(f"method {method!r}: no seed has a score on every task (allow_missing='drop_seeds')")
+                continue
         out[str(method)] = wide.to_numpy(dtype=float)
+    if problems:
+        raise ResultsError(
+            "; ".join(problems) + ". Run the missing cells, select tasks, or pass allow_missing='drop_seeds' / "
+            "'min_runs' to state how to handle them"
+        )
     return out
 
 
