@@ -543,7 +543,7 @@ def validate_table(table: pd.DataFrame, protocol: str | None = None) -> list[str
     rows = table[table["protocol"] == p.id]
     unknown = sorted(set(rows["task"].astype(str)) - set(p.tasks))
     for t in unknown:
-        problems.append(f"task {t!r} is not a task of {p.id}{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")
+        problems.append(f"task {t!r} is not a task of {p.id}.{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")
     unit = p.budget.step_unit
     bad = rows.index[rows["step_unit"] != unit]
     if len(bad):
