@@ -95,17 +95,25 @@ def read_json(path: Path | str) -> Any:
 
 
 def append_text(path: Path | str, text: str) -> int:
-    """Append `text` durably (flush + fsync); return the file's new length in bytes."""
+    """Append `text` (flushed to the OS, not fsynced: `fsync_file` before recording the length in a checkpoint)."""
     path = Path(path)
     try:
         with open(path, "ab") as f:
             f.write(text.encode())
-            f.flush()
-            os.fsync(f.fileno())
             return f.tell()
     except OSError as e:
         _raise_disk_full(path, e)
         raise
+
+
+def fsync_file(path: Path | str) -> int:
+    """Make a file's content durable; return its length (what a checkpoint may then rely on)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
 
 
 def file_length(path: Path | str) -> int:

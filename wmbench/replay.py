@@ -78,7 +78,7 @@ class Replay:
         self.total = 0  # steps ever added: the global index of the next step
         self._worker = np.zeros(0, np.int32)
         self._seqno = np.zeros(0, np.int64)  # position of the slot in its worker's stream
-        self._next = np.zeros(0, np.int64)  # slot of the same worker's next step, -1 if none yet
+        self._next = np.zeros(0, np.int64)  # slot of the same worker's next step + 1; 0: none yet
         self._gidx = np.zeros(0, np.int64)
         self._last_slot: dict[int, int] = {}  # newest stored slot of each worker
         self._stream_len = np.zeros(0, np.int64)  # steps each worker has added (seqno of its next step)
@@ -101,7 +101,7 @@ class Replay:
         self._data = {k: np.zeros((self.capacity, *a.shape), a.dtype) for k, a in arrays.items()}
         self._worker = np.zeros(self.capacity, np.int32)
         self._seqno = np.zeros(self.capacity, np.int64)
-        self._next = np.full(self.capacity, -1, np.int64)
+        self._next = np.zeros(self.capacity, np.int64)  # zeros, not -1: untouched pages stay uncommitted
         self._gidx = np.zeros(self.capacity, np.int64)
 
     def __len__(self) -> int:
@@ -149,11 +149,11 @@ class Replay:
             self._data[k][slot] = step[k]
         self._worker[slot] = worker
         self._seqno[slot] = self._stream_len[worker]
-        self._next[slot] = -1
+        self._next[slot] = 0
         self._gidx[slot] = self.total
         prev = self._last_slot.get(worker)
         if prev is not None:
-            self._next[prev] = slot
+            self._next[prev] = slot + 1
         self._last_slot[worker] = slot
         self._stream_len[worker] += 1
         self._stored[worker] += 1
@@ -186,7 +186,7 @@ class Replay:
         index = np.empty((batch, length), np.int64)
         index[:, 0] = starts
         for t in range(1, length):
-            index[:, t] = self._next[index[:, t - 1]]
+            index[:, t] = self._next[index[:, t - 1]] - 1
         return {k: np.take(v, index, axis=0) for k, v in self._data.items()}
 
     # ----------------------------------------------------------- episodic views
@@ -204,7 +204,7 @@ class Replay:
         if self._size == 0:
             return {}
         slots = self._chronological_slots()
-        nxt = self._next[slots]
+        nxt = self._next[slots] - 1
         keep = nxt >= 0
         keep[keep] &= ~self._data["is_last"][slots[keep]]
         s, n = slots[keep], nxt[keep]

@@ -54,8 +54,8 @@ from wmbench.io import (
     atomic_open,
     atomic_write_json,
     atomic_write_text,
-    file_length,
     fsync_dir,
+    fsync_file,
     read_json,
     truncate,
 )
@@ -484,7 +484,7 @@ def _run_locked(
             "method": agent.state_dict(),
             "replay": replay.state_dict(),
             "rng": rng_state(),
-            "logs": {name: file_length(run_dir / name) for name in LOGS},
+            "logs": {name: fsync_file(run_dir / name) for name in LOGS},
         }
         save_checkpoint(run_dir, state)
         record.update({"agent_steps": counters["step"], "updated": _now()})

@@ -1,0 +1,189 @@
+"""Replay: sequences, eviction under a byte budget, episodic views, workers, persistence and exact reload."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from wmbench.replay import Replay, ReplayError
+
+
+def make_step(t: int, episode_len: int = 10, image: bool = True, offset: int = 0) -> dict:
+    """Step t of a stream of fixed-length episodes; the reward encodes t so order is checkable."""
+    k = t % episode_len
+    step = {
+        "vector": np.array([t, -t], np.float32),
+        "action": np.int64(t % 3),
+        "reward": np.float32(t + offset),
+        "is_first": k == 0,
+        "is_last": k == episode_len - 1,
+        "is_terminal": k == episode_len - 1 and (t // episode_len) % 2 == 0,
+    }
+    if image:
+        step["image"] = np.full((8, 8, 3), t % 256, np.uint8)
+    return step
+
+
+def fill(replay: Replay, n: int, start: int = 0, **kw) -> None:
+    for t in range(start, start + n):
+        replay.add(make_step(t, **kw))
+
+
+def test_sample_shapes_dtypes_and_contiguity():
+    r = Replay(10**7, seed=1)
+    fill(r, 95)
+    b = r.sample(6, 12)
+    assert b["image"].shape == (6, 12, 8, 8, 3) and b["image"].dtype == np.uint8
+    assert b["vector"].shape == (6, 12, 2) and b["reward"].shape == (6, 12)
+    assert b["is_first"].dtype == bool
+    # Contiguous in time: rewards (= t) increase by one; flags follow t, crossing episode boundaries.
+    assert np.all(np.diff(b["reward"], axis=1) == 1)
+    t = b["reward"].astype(int)
+    assert np.array_equal(b["is_first"], t % 10 == 0)
+    assert np.array_equal(b["image"][..., 0, 0, 0], t % 256)
+    assert len(r) == 95
+
+
+def test_sample_is_uniform_over_valid_starts():
+    r = Replay(10**7, seed=2)
+    fill(r, 20, image=False)
+    starts = np.concatenate([r.sample(500, 5)["reward"][:, 0] for _ in range(40)]).astype(int)
+    counts = np.bincount(starts, minlength=20)
+    assert counts[16:].sum() == 0  # a start later than 15 has no room for 5 steps
+    expected = len(starts) / 16  # 16 valid starts, 20000 draws: 1250 each, sd ~34
+    assert np.all(np.abs(counts[:16] - expected) < 6 * np.sqrt(expected))
+
+
+def test_too_few_steps_is_a_clear_error():
+    r = Replay(10**6)
+    fill(r, 3)
+    with pytest.raises(ReplayError, match="too few"):
+        r.sample(2, 5)
+
+
+def test_memory_bounded_evicts_oldest():
+    probe = Replay(10**6)
+    probe.add(make_step(0))
+    per_step = probe.nbytes
+    # 8x8x3 image (192) + vector (8) + action (8) + reward (4) + 3 flags: at least 215 bytes a step.
+    assert per_step >= 215
+    r = Replay(55 * per_step, seed=3)
+    fill(r, 130)
+    assert len(r) == 55 and r.nbytes <= 55 * per_step
+    b = r.sample(64, 4)
+    assert b["reward"].min() >= 75  # steps 0..74 were evicted
+    assert np.all(np.diff(b["reward"], axis=1) == 1)
+    eps = r.episodes()
+    assert [int(e["reward"][0]) for e in eps] == [80, 90, 100, 110, 120]  # 75..79 is a partial episode
+
+
+def test_transitions_stay_within_episodes():
+    r = Replay(10**7)
+    fill(r, 35)  # episodes 0-9, 10-19, 20-29 complete; 30-34 running
+    tr = r.transitions()
+    t = tr["vector"][:, 0].astype(int)
+    # pairs (t, t+1) for every t whose step is not last: 35 steps - 1 (no successor yet) - 3 last steps
+    assert len(t) == 31
+    assert not np.any(t % 10 == 9)
+    assert np.array_equal(tr["next_vector"][:, 0], t + 1)
+    assert np.array_equal(tr["reward"], t + 1)  # reward received on arriving at t+1
+    assert np.array_equal(tr["action"], t % 3)
+    assert np.array_equal(tr["next_image"][:, 0, 0, 0], (t + 1) % 256)
+    assert np.array_equal(tr["terminal"], ((t + 1) % 10 == 9) & (((t + 1) // 10) % 2 == 0))
+
+
+def test_episodes_complete_only():
+    r = Replay(10**7)
+    fill(r, 35)
+    eps = r.episodes()
+    assert len(eps) == 3
+    for i, ep in enumerate(eps):
+        assert np.array_equal(ep["reward"], np.arange(10 * i, 10 * i + 10))
+        assert ep["is_first"][0] and ep["is_last"][-1] and ep["is_first"].sum() == 1
+        assert ep["image"].shape == (10, 8, 8, 3)
+
+
+def test_workers_sequences_follow_one_stream():
+    r = Replay(10**7, seed=4)
+    for t in range(60):  # two interleaved streams; worker 1's rewards are offset by 1000
+        r.add(make_step(t), worker=0)
+        r.add(make_step(t, offset=1000), worker=1)
+    b = r.sample(200, 7)
+    assert np.all(np.diff(b["reward"], axis=1) == 1)
+    streams = b["reward"][:, 0] >= 1000
+    assert 0 < streams.sum() < 200
+    assert len(r.episodes()) == 12
+    assert len(r.transitions()["reward"]) == 2 * (59 - 5)
+
+
+def _same_batches(a: Replay, b: Replay, n: int = 5) -> None:
+    for _ in range(n):
+        x, y = a.sample(4, 6), b.sample(4, 6)
+        for k in x:
+            assert np.array_equal(x[k], y[k]), k
+
+
+def _roundtrip(state: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("capacity_steps", [10**5, 70])
+def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capacity_steps):
+    probe = Replay(10**6)
+    probe.add(make_step(0))
+    cap = capacity_steps * probe.nbytes
+    r = Replay(cap, tmp_path / "replay", chunk_size=16, seed=5)
+    twin = Replay(cap, seed=5)  # no directory: the reference replay of the same steps
+    fill(r, 150)
+    fill(twin, 150)
+    assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 9  # 150 // 16 complete chunks
+    state = _roundtrip(r.state_dict())
+    assert state["chunks"] == 9 and len(state["tail"]["reward"]) == 150 - 9 * 16  # only the partial chunk
+    fill(r, 60, start=150)  # after the checkpoint: chunks 9..12 are written
+    assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 13
+
+    back = Replay(cap, tmp_path / "replay", chunk_size=16, seed=123)
+    back.load_state_dict(state)
+    assert sorted(p.name for p in (tmp_path / "replay").glob("chunk_*.npz"))[-1] == "chunk_000008.npz"
+    assert len(back) == len(twin) == min(150, capacity_steps)
+    _same_batches(back, twin)
+    # Continuing after the reload writes the same chunks as an uninterrupted replay.
+    fill(back, 60, start=150)
+    fill(twin, 60, start=150)
+    _same_batches(back, twin)
+    with np.load(tmp_path / "replay" / "chunk_000012.npz") as f:
+        assert np.array_equal(f["reward"], np.arange(192, 208))
+
+
+def test_memory_state_roundtrip(tmp_path):
+    r = Replay(10**6, seed=6)
+    fill(r, 77)
+    state = _roundtrip(r.state_dict())
+    back = Replay(10**6, seed=0)
+    back.load_state_dict(state)
+    assert len(back) == 77
+    _same_batches(back, r)
+    assert len(back.episodes()) == len(r.episodes()) == 7
+
+
+def test_damaged_chunk_is_named(tmp_path):
+    r = Replay(10**6, tmp_path / "replay", chunk_size=8)
+    fill(r, 20)
+    state = r.state_dict()
+    path = tmp_path / "replay" / "chunk_000001.npz"
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ReplayError, match="chunk_000001.npz"):
+        Replay(10**6, tmp_path / "replay", chunk_size=8).load_state_dict(state)
+
+
+def test_settings_must_match_on_reload(tmp_path):
+    r = Replay(10**6, tmp_path / "replay", chunk_size=8)
+    fill(r, 20)
+    with pytest.raises(ReplayError, match="capacity_bytes"):
+        Replay(10**5, tmp_path / "replay", chunk_size=8).load_state_dict(r.state_dict())
