@@ -159,3 +159,24 @@ def test_pixels(pixels_available, task, camera):
     a, _ = env.env.reset(seed=7)
     b, _ = env.env.reset(seed=7)
     np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_gl_probe_reports_a_broken_backend():
+    error = dmc_suite.probe_gl("no_such_backend")
+    assert error is not None and "no_such_backend" in error
+
+
+def test_no_working_gl_backend_names_the_packages(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "dm_control._render")  # pretend dm_control is not imported yet
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(dmc_suite, "probe_gl", lambda backend: f"{backend} is broken")
+    with pytest.raises(SuiteNotInstalled, match="apt-get install libegl1.*apt-get install libosmesa6"):
+        dmc_suite.configure_gl(render=True)
+    assert dmc_suite.configure_gl(render=False) == "disable"  # state-only tasks need no renderer
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.setattr(dmc_suite, "probe_gl", lambda backend: None if backend == "osmesa" else "no EGL")
+    assert dmc_suite.configure_gl(render=True) == "osmesa"
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    assert dmc_suite.configure_gl(render=True) == "egl"  # an explicit choice is kept

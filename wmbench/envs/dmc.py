@@ -17,7 +17,7 @@
 Rendering needs an OpenGL backend chosen *before* dm_control is imported (`MUJOCO_GL` is read once, at import,
 and EGL/OSMesa bind PyOpenGL for the whole process). `configure_gl` honours an explicit `MUJOCO_GL`, otherwise
 it tries EGL, then OSMesa, each in a short-lived subprocess, and raises `SuiteNotInstalled` with the apt package
-to install when neither can create a context.
+to install when pixels are needed and neither can create a context.
 """
 
 from __future__ import annotations
@@ -65,8 +65,6 @@ OBS_MODES = ("vector", "image")
 GL_PACKAGES = {"egl": "libegl1", "osmesa": "libosmesa6"}
 _GL_PROBE = "from dm_control import _render; _render.Renderer(8, 8).free()"
 _gl_probed: dict[str, str | None] = {}  # backend -> None if it works, else the error
-# MUJOCO_GL values this module chose itself (a later pixel env may still replace them with a working one).
-_gl_auto: set[str] = set()
 
 
 def split_task(task: str) -> tuple[str, str]:
@@ -101,37 +99,30 @@ def probe_gl(backend: str) -> str | None:
 def configure_gl(render: bool) -> str:
     """Choose `MUJOCO_GL` before dm_control is imported; returns the backend in use.
 
-    With `render` false (vector observations) no context is ever created, so an unset `MUJOCO_GL` becomes
-    "disable" unless a backend library is installed (then "egl"/"osmesa", which later pixel envs need too).
+    An explicit `MUJOCO_GL` is honoured as is (a broken one fails at the env's first render, with the fix in the
+    message). Unset, the first of EGL, OSMesa that can create a context is chosen (one ~0.3 s probe per
+    process), also for vector observations, so that a pixel env made later in the same process can render.
+    If none works, vector observations run with rendering disabled and pixel observations raise
+    `SuiteNotInstalled` naming the apt package to install.
     """
     requested = os.environ.get("MUJOCO_GL")
     if "dm_control._render" in sys.modules:
         return requested or "auto"  # already fixed for this process
-    if not render:
-        if requested is None:
-            import ctypes.util
-
-            found = [b for b, lib in (("egl", "EGL"), ("osmesa", "OSMesa")) if ctypes.util.find_library(lib)]
-            os.environ["MUJOCO_GL"] = found[0] if found else "disable"
-            _gl_auto.add(os.environ["MUJOCO_GL"])
-        return os.environ["MUJOCO_GL"]
-    explicit = requested is not None and requested not in _gl_auto
-    candidates = [requested] if explicit else ["egl", "osmesa"]
+    if requested is not None:
+        return requested
     errors = []
-    for backend in candidates:
+    for backend in GL_PACKAGES:
         error = probe_gl(backend)
         if error is None:
             os.environ["MUJOCO_GL"] = backend
-            if not explicit:
-                _gl_auto.add(backend)
             return backend
         errors.append(f"MUJOCO_GL={backend}: {error}")
-    fixes = " or ".join(
-        f"`apt-get install {GL_PACKAGES[b]}` (MUJOCO_GL={b})" for b in candidates if b in GL_PACKAGES
-    )
+    if not render:
+        os.environ["MUJOCO_GL"] = "disable"
+        return "disable"
+    fixes = " or ".join(f"`apt-get install {package}` (MUJOCO_GL={b})" for b, package in GL_PACKAGES.items())
     raise SuiteNotInstalled(
-        f"DMC pixels need an OpenGL backend and none works ({'; '.join(errors)}). "
-        f"Install one: {fixes or 'set MUJOCO_GL=egl or osmesa'}; MUJOCO_GL=egl also renders on a GPU."
+        f"DMC pixels need an OpenGL backend and none works ({'; '.join(errors)}). Install one: {fixes}."
     )
 
 
