@@ -399,6 +399,12 @@ class SubmititBackend(Backend):
             return
         with self.executor.batch():  # one Slurm array per batch
             handles = [self.executor.submit(self._fn, job) for job, _ in jobs]
+        if not self.on_slurm:
+            for handle in handles:
+                # A local job that died has no result to wait for (submitit waits up to 15 s for a lagging
+                # network file system); on Slurm keep submitit's default.
+                with contextlib.suppress(AttributeError):
+                    handle._results_timeout_s = 0
         self._jobs += [(h, job, attempt) for h, (job, attempt) in zip(handles, jobs, strict=True)]
 
     def wait(self, timeout: float) -> list[Finished]:
