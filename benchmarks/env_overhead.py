@@ -12,7 +12,8 @@ and reported as the median agent steps/s, with a uniform random policy:
            its chunk files, score/timing logs); its steady-state rate comes from the run's `timing.csv`
            (first to last log row), so env construction and the final checkpoint are not counted.
 
-Ratios are raw time per step / column time per step (1.00 = no overhead). Targets: adapter <= 1.10x raw for
+Ratios are column time per step / raw time per step (1.00 = no overhead), from wall-clock time and from this
+process's CPU time (`time.process_time`, less disturbed when other processes share the CPUs). Targets: adapter <= 1.10x raw for
 Atari, <= 1.05x for DMC pixels.
 
     python benchmarks/env_overhead.py                          # both suites, defaults below
@@ -67,7 +68,7 @@ def raw_atari(protocol, task: str, steps: int, seed: int) -> float:
         return np.array(Image.fromarray(a).resize((width, height), Image.BILINEAR))
 
     reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         act = actions[choices[i]]
         reward = 0.0
@@ -80,7 +81,7 @@ def raw_atari(protocol, task: str, steps: int, seed: int) -> float:
         if ale.game_over():
             obs = reset()
     del obs, reward
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def raw_dmc(protocol, task: str, steps: int, seed: int) -> float:
@@ -105,7 +106,7 @@ def raw_dmc(protocol, task: str, steps: int, seed: int) -> float:
         return np.concatenate([np.asarray(timestep.observation[k], np.float32).ravel() for k in keys])
 
     observe(dm.reset())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         reward = 0.0
         for _ in range(repeat):
@@ -117,7 +118,7 @@ def raw_dmc(protocol, task: str, steps: int, seed: int) -> float:
         if timestep.last():
             obs = observe(dm.reset())
     del obs
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def adapter(protocol, task: str, steps: int, seed: int) -> float:
@@ -132,35 +133,49 @@ def adapter(protocol, task: str, steps: int, seed: int) -> float:
     else:
         actions = rng.uniform(-1, 1, (steps, *space.shape)).astype(np.float32)
     env.reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         step = env.step(actions[i])
         if step["is_last"]:
             env.reset()
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start, time.process_time() - cpu
     env.close()
     return elapsed
 
 
-def runner(protocol, task: str, steps: int, seed: int) -> float:
-    """Steady-state seconds per `steps` agent steps of `wmbench.runner.run` with the random method."""
+def _run_random(protocol, task: str, steps: int, seed: int) -> tuple[float, Path]:
+    """CPU seconds of one whole `run(...)` call, and the run directory's timing rows."""
     from wmbench.runner import run
 
     root = Path(tempfile.mkdtemp(prefix="env_overhead_", dir=_scratch()))
     try:
+        cpu = time.process_time()
         # A run this short ends mid-episode, so the runner warns that it has no final score: expected here.
         with contextlib.redirect_stderr(io.StringIO()):
             result = run("random", protocol, task, seed, root=root, steps=steps, checkpoint_every=10 * steps,
                          progress=False)  # fmt: skip
+        cpu = time.process_time() - cpu
         with open(result.run_dir / "timing.csv") as f:
             rows = [(float(r["env_step"]), float(r["wall_s"])) for r in csv.DictReader(f)]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    return cpu, rows
+
+
+def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
+    """Steady-state (wall, CPU) seconds per `steps` agent steps of `wmbench.runner.run` with the random method.
+
+    Wall: from the run's `timing.csv`, first to last log row (excludes env construction and the final save).
+    CPU: a `steps` run minus a `steps // 10` run, scaled (the fixed set-up cost cancels).
+    """
+    cpu_long, rows = _run_random(protocol, task, steps, seed)
+    short = max(steps // 10, 10)
+    cpu_short, _ = _run_random(protocol, task, short, seed)
     (first_step, first_wall), (last_step, last_wall) = rows[0], rows[-1]
     agent_steps = protocol.from_unit(last_step - first_step, protocol.budget.step_unit)
     if agent_steps <= 0:
-        raise SystemExit(f"runner logged too few rows ({rows}); use more --steps")
-    return (last_wall - first_wall) / agent_steps * steps
+        raise SystemExit(f"runner logged too few rows ({rows}); use more steps")
+    return (last_wall - first_wall) / agent_steps * steps, (cpu_long - cpu_short) / (steps - short) * steps
 
 
 def _scratch() -> Path:
@@ -170,27 +185,33 @@ def _scratch() -> Path:
 
 
 def measure(label: str, protocol, task: str, columns: dict[str, Callable], steps: int, reps: int, seed: int):
-    times: dict[str, list[float]] = {name: [] for name in columns}
+    """Interleaved repetitions (order rotated each time); prints medians of wall and CPU time per column."""
+    wall: dict[str, list[float]] = {name: [] for name in columns}
+    cpu: dict[str, list[float]] = {name: [] for name in columns}
     names = list(columns)
     for fn in columns.values():  # warm-up: imports, ROM/model loading, GL context creation
-        fn(protocol, task, min(steps, 50), seed)
+        fn(protocol, task, min(steps, 100), seed)
     for rep in range(reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
-            times[name].append(columns[name](protocol, task, steps, seed + rep))
+            w, c = columns[name](protocol, task, steps, seed + rep)
+            wall[name].append(w)
+            cpu[name].append(c)
         print(
-            f"  rep {rep + 1}/{reps}: " + ", ".join(f"{n} {steps / times[n][-1]:.0f}/s" for n in names),
+            f"  rep {rep + 1}/{reps}: " + ", ".join(f"{n} {steps / wall[n][-1]:.0f}/s" for n in names),
             file=sys.stderr,
             flush=True,
         )
-    median = {n: statistics.median(t) for n, t in times.items()}
-    print(f"\n{label}: {protocol.id} {task}, {steps} agent steps x {reps} reps (median), random policy")
-    print(f"  {'column':<8} {'steps/s':>9} {'us/step':>9} {'x raw':>7}")
+    w_med = {n: statistics.median(t) for n, t in wall.items()}
+    c_med = {n: statistics.median(t) for n, t in cpu.items()}
+    print(f"\n{label}: {protocol.id} {task}, {steps} agent steps x {reps} reps (medians), random policy")
+    print(f"  {'column':<8} {'steps/s':>8} {'us/step':>8} {'x raw':>6} {'CPU us/step':>12} {'CPU x raw':>10}")
     for n in names:
         print(
-            f"  {n:<8} {steps / median[n]:>9.0f} {median[n] / steps * 1e6:>9.0f} {median[n] / median['raw']:>7.3f}"
+            f"  {n:<8} {steps / w_med[n]:>8.0f} {w_med[n] / steps * 1e6:>8.0f} {w_med[n] / w_med['raw']:>6.3f}"
+            f" {c_med[n] / steps * 1e6:>12.0f} {c_med[n] / c_med['raw']:>10.3f}"
         )
-    return median
+    return w_med, c_med
 
 
 def main(argv: list[str] | None = None) -> int:
