@@ -219,3 +219,15 @@ def test_published_selection_and_errors():
         results.published(protocol="atari100")
     with pytest.raises(ResultsError, match="selection is empty"):
         results.published(method="iris", protocol="atari100k", source="twm:results/scores.json")
+
+
+def test_smoke_runs_are_scored_at_the_smoke_budget_and_never_mixed(tmp_path):
+    # fake@1 smoke: 300 agent steps x repeat 2 = 600 env steps, window (200, 600].
+    make_run(tmp_path / "smoke", 0, [(100, "env_steps", 0, 1.0, 5, "train"), (500, "env_steps", 1, 3.0, 5, "train"),
+                                     (600, "env_steps", 2, 5.0, 5, "train")], smoke=True)
+    smoke = results.load_scores(tmp_path / "smoke")
+    assert results.final_scores(smoke, "fake@1")["final"].tolist() == [4.0]
+    make_run(tmp_path / "full", 1, [(4000, "env_steps", 0, 2.0, 5, "train")])
+    both = results.load_scores([tmp_path / "smoke", tmp_path / "full"])
+    with pytest.raises(ResultsError, match=r"mixes smoke runs \(rows 0, 1, 2\)"):
+        results.final_scores(both, "fake@1")

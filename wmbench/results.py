@@ -114,9 +114,10 @@ def check_units(table: pd.DataFrame, unit: str | None = None, where: str = "sele
 @functools.cache
 def _published_file(name: str) -> pd.DataFrame:
     path = PUBLISHED_DIR / "curves" / f"{name}.csv.gz"
-    dtypes = {c: "string" for c in _TEXT_COLUMNS + ["method_raw"]}
-    df = pd.read_csv(path, dtype={**dtypes, "env_step": "float64", "score": "float64"}, keep_default_na=False)
-    return df.astype({c: object for c in dtypes})
+    if not path.exists():
+        raise ResultsError(f"{path} is missing; rebuild results/published with scripts/convert_published.py")
+    dtypes = dict.fromkeys(_TEXT_COLUMNS + ["method_raw"], str)
+    return pd.read_csv(path, dtype={**dtypes, "env_step": "float64", "score": "float64"}, keep_default_na=False)
 
 
 def published_protocols() -> list[str]:
@@ -383,6 +384,19 @@ def _check_protocol_rows(table: pd.DataFrame, p: Protocol) -> None:
         )
 
 
+def _smoke_flag(table: pd.DataFrame, p: Protocol) -> bool:
+    """Smoke runs (run.json `smoke`) are scored at the protocol's smoke budget; never mixed with full runs."""
+    if "smoke" not in table.columns:
+        return False
+    flags = table["smoke"].fillna(False).astype(bool)
+    if flags.any() and not flags.all():
+        raise ResultsError(
+            f"final_scores({p.id}): the table mixes smoke runs (rows {_rows(table.index[flags])}) with full runs; "
+            f"select one kind: table[~table.smoke] or table[table.smoke]"
+        )
+    return bool(flags.all())
+
+
 def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float | None = None) -> pd.DataFrame:
     """Per-run final scores: columns [method, task, seed, final, source, basis].
 
@@ -390,7 +404,7 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
     its authors or from full-resolution logs) they are used as published (`basis` "final"); `final_mean` rows become
     one row with seed "mean" (`basis` "final_mean"); otherwise the protocol rule is applied to the curve
     (`basis` "rule"). All rows must be in the protocol's record unit (see `convert_units`); `budget` (record unit)
-    defaults to the protocol budget.
+    defaults to the protocol budget, or its smoke budget for a table of smoke runs (`smoke` column of load_scores).
     """
     p = _protocol(protocol)
     if table.empty:
@@ -398,7 +412,8 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
     check_schema(table)
     _check_protocol_rows(table, p)
     unit = check_units(table, p.budget.step_unit, where=f"final_scores({p.id})")
-    limit = float(p.to_unit(p.budget.agent_steps, unit)) if budget is None else float(budget)
+    smoke = _smoke_flag(table, p)
+    limit = float(p.to_unit(p.budget_steps(smoke), unit)) if budget is None else float(budget)
     table = table.astype({k: str for k in RUN_KEY})
     kinds = table.groupby(RUN_KEY, sort=True)["point_type"].agg(set)
     problems: list[str] = []
