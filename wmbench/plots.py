@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # reports are written on headless machines; never open a 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 # Font sizes chosen so that figures stay legible when the HTML shows them at ~1000 px wide.
 STYLE = {
@@ -50,6 +51,15 @@ Interval = tuple[float, float, float]  # (point, low, high)
 def colours(labels: Sequence[str]) -> dict[str, str]:
     """One colour per label, in order (cycles after 8)."""
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
+def _short_number(value: float, _pos: int | None = None) -> str:
+    """Tick label without offset text: 400000 -> 400k, 2500000 -> 2.5M, 0.25 -> 0.25."""
+    magnitude = abs(value)
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -93,7 +103,7 @@ def interval_plot(
             ax.set_title(METRIC_LABELS.get(metric, metric))
             ax.grid(axis="y", visible=False)
             ax.set_ylim(-0.6, len(methods) - 0.4)
-        fig.supxlabel(xlabel, fontsize=11)
+        fig.supxlabel(xlabel, fontsize=11, y=0.02)
         fig.tight_layout()
     return fig
 
@@ -178,7 +188,8 @@ def learning_curves(
             if budget is not None:
                 ax.axvline(budget, color="grey", linestyle=":", linewidth=1)
             ax.set_title(task)
-            ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
+            ax.xaxis.set_major_formatter(FuncFormatter(_short_number))
+            ax.yaxis.set_major_formatter(FuncFormatter(_short_number))
         for k in range(len(tasks), rows * columns):
             axes[k // columns][k % columns].set_visible(False)
         handles = [plt.Line2D([], [], color=colour_of[m], linewidth=2) for m in methods]

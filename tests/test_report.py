@@ -1,0 +1,134 @@
+"""Comparison reports and leaderboards (wmbench.report, wmbench.plots) on the shipped published data and toy runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from wmbench import plots, report, results
+from wmbench.protocols import load_protocol
+
+PROTOCOL = "atari100k@1"
+TASKS = "pong,boxing,krull"
+FAST = ["--reps", "200", "--poi-reps", "20"]
+
+
+def test_curve_bands_by_hand() -> None:
+    # Budget 100 in 4 bins (0,25], (25,50], (50,75], (75,100]; an episode ending at 25 belongs to the first bin.
+    curves = pd.DataFrame({
+        "seed": ["a", "a", "a", "a", "b", "b", "b"],
+        "env_step": [10.0, 20.0, 25.0, 60.0, 15.0, 30.0, 90.0],
+        "score": [1.0, 3.0, 10.0, 5.0, 4.0, 2.0, 8.0],
+    })
+    x, mean, low, high = report.curve_bands(curves, budget=100.0, bins=4)
+    # seed a: bin0 = (1+3+10)/3 = 14/3, bin2 = 5; seed b: bin0 = 4, bin1 = 2, bin3 = 8.
+    np.testing.assert_allclose(x, [12.5, 37.5, 62.5, 87.5])
+    np.testing.assert_allclose(mean, [(14 / 3 + 4) / 2, 2, 5, 8])
+    np.testing.assert_allclose(low, [4, 2, 5, 8])
+    np.testing.assert_allclose(high, [14 / 3, 2, 5, 8])
+
+
+def _hns_iqm(method: str, tasks: list[str]) -> float:
+    """IQM (25% trimmed mean over all runs x tasks) of human-normalised published finals, computed independently."""
+    pub = results.published(protocol=PROTOCOL, method=method, task=tasks)
+    finals = pub[pub.point_type == "final"]
+    norms = pd.read_csv(results.PUBLISHED_DIR / "atari_normalisers.csv").set_index("game")
+    lo, hi = norms.loc[finals.task, "random"].to_numpy(), norms.loc[finals.task, "human"].to_numpy()
+    return float(scipy_stats.trim_mean((finals.score.to_numpy() - lo) / (hi - lo), 0.25))
+
+
+def test_report_of_published_methods_is_self_contained_and_correct(tmp_path) -> None:
+    out = tmp_path / "r" / "report.html"
+    rc = report.cli_report(["--published", "dreamerv3", "ppo", "--protocol", PROTOCOL, "--tasks", TASKS,
+                            "--against", "dreamerv3", "--out", str(out), *FAST])
+    assert rc == 0
+    page = out.read_text()
+    md = out.with_suffix(".md").read_text()
+    # Self-contained: every image inline, no external stylesheet, script or image.
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 4  # intervals, profiles, improvement, learning curves
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", page) and "<script" not in page
+    # Aggregate IQMs agree with an independent computation from the published per-run finals.
+    for method in ("dreamerv3", "ppo"):
+        expected = _hns_iqm(method, TASKS.split(","))
+        row = next(line for line in md.splitlines() if line.startswith(f"| {method} (published) | 5 × 3 |"))
+        assert float(row.split("|")[3].split()[0]) == pytest.approx(expected, abs=5e-4)
+    poi = next(line for line in md.splitlines() if line.startswith("| P(ppo (published) > dreamerv3 (published))"))
+    assert float(poi.split("|")[2].split()[0]) < 0.5
+    assert "## Warnings" not in md  # 5 seeds on every task, one protocol: nothing to warn about
+
+
+def _write_run(root, task: str, seed: int, curve: pd.DataFrame, **info_overrides) -> None:
+    from wmbench.runner import run_dir_for
+
+    protocol = load_protocol(PROTOCOL)
+    info = {"method": "dreamerv3", "protocol": protocol.id, "protocol_hash": protocol.hash, "task": task,
+            "seed": seed, "smoke": False, "status": "finished", "agent_steps": 100000, **info_overrides}
+    run_dir = run_dir_for(root, info["protocol"], task, "dreamerv3", seed)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(info))
+    pd.DataFrame({"env_step": curve["env_step"].astype(int), "step_unit": "frames",
+                  "episode": np.arange(len(curve)), "score": curve["score"], "length": 1000, "phase": "train"}
+                 ).to_csv(run_dir / "scores.csv", index=False)
+
+
+def test_report_warns_and_never_mixes(tmp_path) -> None:
+    pub = results.published(protocol=PROTOCOL, method="dreamerv3", task="pong")
+    curves = {int(s): g for s, g in pub[pub.point_type == "curve"].groupby("seed")}
+    root = tmp_path / "runs"
+    _write_run(root, "pong", 0, curves[0])
+    _write_run(root, "pong", 1, curves[1])
+    _write_run(root, "pong", 2, curves[2].head(10), status="running", agent_steps=30000)
+    _write_run(root, "pong", 3, curves[3], protocol_hash="0123456789abcdef")
+    _write_run(root, "pong", 4, curves[4], protocol="atari100k@2")
+    _write_run(root, "pong", 5, curves[4].head(3), smoke=True)
+    c = report.collect([root], published=["dreamerv3"], protocol=PROTOCOL, tasks=["pong", "boxing"])
+    warnings = "\n".join(c.warnings)
+    assert "1 run(s)/table(s) of atari100k@2" in warnings
+    assert "seed_2: unfinished" in warnings
+    assert "seed_3: protocol hash 0123456789abcdef differs" in warnings
+    assert "seed_5: smoke run" in warnings
+    assert "dreamerv3: no runs on 1 of 2 tasks (boxing)" in warnings
+    assert "dreamerv3: fewer seeds than the protocol's minimum of 5 on 1 task(s) (pong: 2)" in warnings
+    # Only the two good runs enter, and only the shared task: 2 x 1 for ours, 5 x 1 for the published runs.
+    assert c.tasks == ["pong"]
+    shapes = {e.label: e.matrix.shape for e in c.entries}
+    assert shapes == {"dreamerv3": (2, 1), "dreamerv3 (published)": (5, 1)}
+    # --against dreamerv3 names our entry exactly (the published one is labelled "dreamerv3 (published)").
+    assert report._resolve_against(c, "dreamerv3") == "dreamerv3"
+
+
+def test_report_errors_name_the_fix(tmp_path) -> None:
+    with pytest.raises(report.ReportError, match="--protocol"):
+        report.collect(published=["dreamerv3"])
+    with pytest.raises(report.ReportError, match="Did you mean: ppo"):
+        c = report.collect(published=["dreamerv3", "ppo"], protocol=PROTOCOL, tasks=["pong"])
+        report.build_report(c, against="ppoo", reps=20, poi_reps=5)
+
+
+def test_leaderboard_ranks_by_iqm_and_links_sources(tmp_path) -> None:
+    rc = report.cli_leaderboard(["--protocol", PROTOCOL, "--published", "ppo", "dreamerv3", "--tasks", TASKS,
+                                 "--reps", "200", "--out", str(tmp_path)])
+    assert rc == 0
+    index = (tmp_path / "index.html").read_text()
+    assert "href='atari100k@1.html'" in index
+    page = (tmp_path / "atari100k@1.html").read_text()
+    rows = re.findall(r"<tr><td>(\d+)</td><td class='l'>([^<]+)</td>", page)
+    assert rows == [("1", "dreamerv3 (published)"), ("2", "ppo (published)")]
+    assert "https://github.com/danijar/dreamerv3/blob/e3f02248693a79dc8b0ebd62c93683888ddaccfe/" in page
+
+
+def test_plot_helpers_render_png() -> None:
+    fig = plots.scatter([0, 1, 2], [0, 1.5, 2], labels=["a", "b", "c"], xlabel="x", ylabel="y", diagonal=True)
+    assert base64.b64decode(plots.to_png_base64(fig))[:4] == b"\x89PNG"
+    fig = plots.bar({"a": 1.0, "b": 2.0}, errors={"a": (0.5, 1.5), "b": (1.0, 3.0)}, ylabel="v")
+    assert base64.b64decode(plots.to_png_base64(fig))[:4] == b"\x89PNG"
+    assert plots._short_number(400000) == "400k" and plots._short_number(2.5e6) == "2.5M"
+    assert plots._short_number(0.25) == "0.25"

@@ -1,0 +1,653 @@
+"""Comparison reports: `wmbench report` (Markdown + self-contained HTML) and `wmbench leaderboard` (static HTML).
+
+Owns how results are gathered into comparable groups and presented. A report compares *entries* (our method's
+runs, a score table's method, or a published method's runs) under ONE protocol: final scores by the protocol's
+rule (`results.final_scores`), normalised score matrices (`stats.score_matrix`), aggregates, performance profiles
+and probabilities of improvement with stratified-bootstrap CIs (`wmbench.stats`), figures from `wmbench.plots`.
+
+Nothing is averaged silently: runs of another protocol or version, edited protocol files (hash mismatch),
+unfinished or smoke runs are left out with a warning; tasks missing from some entry are dropped from the aggregate
+for every entry (aggregates over different task sets are not comparable), and differing seed counts are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import html
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wmbench.errors import WmbenchError
+from wmbench.protocols import Protocol, ProtocolError, load_protocol
+
+CURVE_BINS = 40
+
+
+class ReportError(WmbenchError, ValueError):
+    """Bad input to a report or leaderboard (no data, ambiguous protocol, unknown --against, ...)."""
+
+
+@dataclass
+class Entry:
+    """One compared group: a method's runs from one origin (ours, a score table, or a published source)."""
+
+    label: str
+    method: str
+    kind: str  # "ours" (run directories), "table" (score CSV) or "published"
+    sources: tuple[str, ...]
+    table: pd.DataFrame
+    finals: pd.DataFrame | None = None  # results.final_scores output
+    matrix: np.ndarray | None = None  # normalised [runs x tasks] over the report's common tasks
+
+
+@dataclass
+class Collection:
+    """Everything a report or leaderboard shows, for one protocol."""
+
+    protocol: Protocol
+    entries: list[Entry]
+    tasks: list[str]  # tasks every entry has finals on (aggregate columns)
+    warnings: list[str] = field(default_factory=list)
+    aggregates: dict[str, dict[str, tuple[float, float, float]]] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ gathering data
+
+
+def _published_entry(protocol: Protocol, spec: str) -> Entry:
+    """`METHOD` (the protocol's listed source for it, or its only one) or `METHOD=SOURCE`."""
+    from wmbench import results
+    from wmbench.reproduce import select_source
+
+    method, _, source = spec.partition("=")
+    source = select_source(protocol, method, source or None)
+    table = results.published(protocol=protocol.name, method=method, source=source)
+    return Entry(f"{method} (published)", method, "published", (source,), table)
+
+
+def _run_problem(run_dir: Path, protocol: Protocol) -> str:
+    """Why one of our runs cannot be compared under `protocol` ('' if it can)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return f"run.json unreadable ({e})"
+    if info.get("protocol_hash") and info["protocol_hash"] != protocol.hash:
+        return (f"protocol hash {info['protocol_hash']} differs from the current {protocol.id} file's "
+                f"{protocol.hash} (protocol file edited since the run)")
+    if info.get("smoke"):
+        return "smoke run (tiny budget)"
+    if info.get("status") != "finished":
+        return f"unfinished (status {info.get('status')!r}, {info.get('agent_steps', 0):,} agent steps done)"
+    return ""
+
+
+def _resolve_protocol(table: pd.DataFrame | None, protocol: str | None) -> Protocol:
+    if protocol is not None:
+        return load_protocol(protocol)
+    ids = sorted(set(table["protocol"])) if table is not None else []
+    versioned = [p for p in ids if "@" in p]
+    if len(versioned) == 1:
+        return load_protocol(versioned[0])
+    if not ids:
+        raise ReportError("no protocol: give --protocol ID (e.g. atari100k@1) when only published methods are compared")
+    raise ReportError(
+        f"the inputs hold scores of protocols {ids}; a report compares one protocol: choose it with --protocol "
+        "(the others are then left out with a warning)"
+    )
+
+
+def collect(
+    paths: Sequence[str | Path] = (),
+    published: Sequence[str] = (),
+    protocol: str | None = None,
+    tasks: Sequence[str] | None = None,
+    table: pd.DataFrame | None = None,
+) -> Collection:
+    """Load runs / score tables (`paths`, or an already loaded `table`) and published methods, keep one protocol,
+    compute finals and the common task set."""
+    from wmbench import results, stats
+
+    warnings: list[str] = []
+    if paths:
+        table = results.load_scores(list(paths))
+    proto = _resolve_protocol(table, protocol)
+    entries: list[Entry] = []
+    if table is not None:
+        other = ~table["protocol"].isin([proto.id, proto.name])
+        if other.any():
+            left = table[other].groupby("protocol")["source"].nunique()
+            warnings.append(
+                f"Left out: {', '.join(f'{n} run(s)/table(s) of {p}' for p, n in left.items())} "
+                f"(this report is for {proto.id}; other protocols or versions are never mixed in)."
+            )
+            table = table[~other]
+        ours = table["source"].str.startswith("wmbench:")
+        bad_sources = []
+        for source in sorted(set(table.loc[ours, "source"])):
+            problem = _run_problem(Path(source.removeprefix("wmbench:")), proto)
+            if problem:
+                bad_sources.append(source)
+                warnings.append(f"Left out {source.removeprefix('wmbench:')}: {problem}.")
+        table = table[~table["source"].isin(bad_sources)]
+        ours = table["source"].str.startswith("wmbench:")
+        for kind, rows in (("ours", table[ours]), ("table", table[~ours])):
+            for method, group in rows.groupby("method", sort=True):
+                entries.append(Entry(str(method), str(method), kind, tuple(sorted(set(group["source"]))), group))
+    entries += [_published_entry(proto, spec) for spec in published]
+    if not entries:
+        raise ReportError("nothing to compare: pass run directories / score tables and/or --published METHOD")
+    labels = [e.label for e in entries]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise ReportError(f"entries {dup} appear twice (e.g. in runs and in a score table): pass each once")
+
+    wanted = [proto.check_task(t) for t in tasks] if tasks else list(proto.tasks)
+    kept = []
+    for e in entries:
+        e.table = e.table[e.table["task"].isin(wanted)]
+        try:
+            finals = results.final_scores(e.table, proto)
+        except WmbenchError as err:
+            warnings.append(f"{e.label}: no final scores under {proto.id} ({err}); left out.")
+            continue
+        if (finals["basis"] == "final_mean").any():
+            warnings.append(f"{e.label}: only publisher-averaged finals (one value per task, no seeds) on "
+                            f"{(finals['basis'] == 'final_mean').sum()} task(s); left out of the statistics.")
+            finals = finals[finals["basis"] != "final_mean"]
+        if finals.empty:
+            continue
+        e.finals = finals
+        kept.append(e)
+    if not kept:
+        raise ReportError("no entry has per-seed final scores: " + " ".join(warnings))
+    common = [t for t in wanted if all(t in set(e.finals["task"]) for e in kept)]
+    for e in kept:
+        absent = [t for t in wanted if t not in set(e.finals["task"])]
+        if absent:
+            warnings.append(f"{e.label}: no runs on {len(absent)} of {len(wanted)} tasks ({', '.join(absent)}); "
+                            "these tasks are left out of every aggregate.")
+    if not common:
+        raise ReportError("the entries share no task with final scores; nothing can be aggregated")
+    for e in kept:
+        counts = e.finals[e.finals["task"].isin(common)].groupby("task").size()
+        if counts.min() < proto.seeds.minimum:
+            few = counts[counts < proto.seeds.minimum]
+            warnings.append(
+                f"{e.label}: fewer seeds than the protocol's minimum of {proto.seeds.minimum} on {len(few)} task(s) "
+                f"({', '.join(f'{t}: {n}' for t, n in few.items())})."
+            )
+        if counts.min() != counts.max():
+            warnings.append(f"{e.label}: seed counts differ across tasks ({counts.min()}..{counts.max()}); "
+                            f"aggregates use the first {counts.min()} seeds of each task.")
+        (e.matrix,) = stats.score_matrix(
+            e.finals, proto.score.normaliser, tasks=common, allow_missing="min_runs"
+        ).values()
+    return Collection(proto, kept, common, warnings)
+
+
+def compute_aggregates(c: Collection, reps: int, seed: int) -> None:
+    from wmbench import stats
+
+    c.aggregates = {
+        label: {m: tuple(v) for m, v in per.items()}
+        for label, per in stats.aggregate(
+            {e.label: e.matrix for e in c.entries}, metrics=c.protocol.score.aggregates, reps=reps, seed=seed
+        ).items()
+    }
+
+
+def curve_bands(
+    curves: pd.DataFrame, budget: float, bins: int = CURVE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Learning curve of one entry on one task: x, mean over seeds, min and max over seeds.
+
+    Each seed's episode returns are averaged within `bins` equal-width step bins over (0, budget] (episodes end at
+    irregular steps); bins where no seed has an episode are dropped, and a seed without an episode in a bin does
+    not enter that bin's mean or range.
+    """
+    edges = np.linspace(0.0, budget, bins + 1)
+    per_seed = []
+    for _, run in curves.groupby("seed"):
+        x = run["env_step"].to_numpy(float)
+        y = run["score"].to_numpy(float)
+        idx = np.clip(np.searchsorted(edges, x, side="left") - 1, 0, bins - 1)
+        inside = (x > 0) & (x <= budget)
+        sums = np.bincount(idx[inside], weights=y[inside], minlength=bins)
+        counts = np.bincount(idx[inside], minlength=bins)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_seed.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+    values = np.array(per_seed)
+    keep = ~np.all(np.isnan(values), axis=0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    v = values[:, keep]
+    return centres[keep], np.nanmean(v, axis=0), np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+
+
+def _curves(c: Collection, tasks: Sequence[str]) -> dict[str, dict[str, tuple]]:
+    budget = float(c.protocol.to_unit(c.protocol.budget.agent_steps))
+    phase = "eval" if c.protocol.score.rule == "eval_mean" else c.protocol.score.phase
+    out: dict[str, dict[str, tuple]] = {}
+    for task in tasks:
+        for e in c.entries:
+            rows = e.table[(e.table["task"] == task) & (e.table["point_type"] == "curve")]
+            if "phase" in rows.columns:
+                rows = rows[rows["phase"].isna() | (rows["phase"] == phase)]
+            if rows.empty:
+                continue
+            x, mean, low, high = curve_bands(rows, budget)
+            if len(x):
+                out.setdefault(task, {})[e.label] = (x, mean, low, high)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- rendering
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
+line-height:1.45;padding:0 1em}
+h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd;
+padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.3em .6em;
+text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}tr:nth-child(even) td{background:#fafafa}
+.warn{background:#fff4e5;border-left:4px solid #e69f00;padding:.6em 1em;margin:.8em 0}
+.warn li{margin:.2em 0}.meta{color:#555;font-size:.92em}img{max-width:100%;height:auto;display:block;
+margin:.5em 0}code{background:#f4f4f4;padding:0 .25em;border-radius:3px}.note{color:#555;font-size:.9em}
+"""
+
+
+def _ci(v: tuple[float, float, float], digits: int = 3) -> str:
+    return f"{v[0]:.{digits}f} [{v[1]:.{digits}f}, {v[2]:.{digits}f}]"
+
+
+def _seed_span(e: Entry, tasks: Sequence[str]) -> str:
+    counts = e.finals[e.finals["task"].isin(tasks)].groupby("task").size()
+    return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}–{counts.max()}"
+
+
+def methods_rows(c: Collection) -> list[list[str]]:
+    """Per entry: origin, sources, protocol, seeds/task, tasks covered, budget reached, unit, finals basis."""
+    unit = c.protocol.budget.step_unit
+    budget = c.protocol.to_unit(c.protocol.budget.agent_steps)
+    rows = []
+    for e in c.entries:
+        curve = e.table[e.table["point_type"] == "curve"]
+        reached = f"{curve['env_step'].max():,.0f}" if len(curve) else "—"
+        basis = ", ".join(f"{b} ({n})" for b, n in e.finals["basis"].value_counts().items())
+        protocols = ", ".join(sorted(set(e.table["protocol"])))
+        src = ", ".join(s.removeprefix("wmbench:") for s in e.sources[:3]) + (
+            f" … (+{len(e.sources) - 3})" if len(e.sources) > 3 else "")
+        rows.append([e.label, e.kind, src, protocols, _seed_span(e, c.tasks),
+                     f"{e.finals['task'].nunique()}/{len(c.protocol.tasks)}", reached, f"{budget:,.0f}", unit, basis])
+    return rows
+
+
+METHOD_HEADER = ["entry", "origin", "source", "protocol", "seeds/task", "tasks", "last curve step", "budget", "unit",
+                 "finals from"]
+
+
+def per_task_rows(c: Collection) -> tuple[list[str], list[list[str]]]:
+    """Mean raw final per task (n seeds) and its normalised value, per entry."""
+    header = ["task"] + [e.label for e in c.entries]
+    rows = []
+    for task in c.protocol.tasks:
+        cells = [task]
+        present = False
+        for e in c.entries:
+            f = e.finals[e.finals["task"] == task]["final"].to_numpy(float)
+            if len(f):
+                present = True
+                from wmbench import results
+
+                norm = float(np.mean(results.normalise(f, task, c.protocol)))
+                cells.append(f"{np.mean(f):,.1f} ({norm:.2f}, n={len(f)})")
+            else:
+                cells.append("—")
+        if present:
+            rows.append(cells)
+    return header, rows
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    th = "".join(f"<th class='{'l' if i < left else ''}'>{html.escape(h)}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f"<td class='{'l' if i < left else ''}'>{html.escape(str(v))}</td>"
+                         for i, v in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(v: object) -> str:
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _resolve_against(c: Collection, against: str | None) -> str | None:
+    if against is None:
+        return None
+    labels = [e.label for e in c.entries]
+    if against in labels:
+        return against
+    by_method = [e.label for e in c.entries if e.method == against]
+    if len(by_method) == 1:
+        return by_method[0]
+    import difflib
+
+    close = difflib.get_close_matches(against, labels + sorted({e.method for e in c.entries}), n=3, cutoff=0.4)
+    if by_method:
+        raise ReportError(f"--against {against!r} matches {by_method}: give the full label")
+    raise ReportError(f"--against {against!r} is not a compared entry." + (
+        f" Did you mean: {', '.join(close)}?" if close else "") + f" Entries: {', '.join(labels)}")
+
+
+@dataclass
+class Report:
+    """Computed report content (numbers and figures), rendered to Markdown and HTML."""
+
+    collection: Collection
+    against: str | None
+    improvement: dict[str, tuple[float, float, float]]
+    profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    taus: np.ndarray
+    curves: dict[str, dict[str, tuple]]
+    reps: int
+    poi_reps: int
+    seed: int
+    command: str
+
+    def aggregate_rows(self) -> tuple[list[str], list[list[str]]]:
+        metrics = list(self.collection.protocol.score.aggregates)
+        header = ["entry", "runs × tasks"] + [f"{m} [95% CI]" for m in metrics]
+        rows = [
+            [e.label, f"{e.matrix.shape[0]} × {e.matrix.shape[1]}"]
+            + [_ci(self.collection.aggregates[e.label][m]) for m in metrics]
+            for e in self.collection.entries
+        ]
+        return header, rows
+
+    def improvement_rows(self) -> tuple[list[str], list[list[str]]]:
+        header = ["comparison", "P(X > Y) [95% CI]", "reading"]
+        rows = []
+        for label, v in self.improvement.items():
+            reading = ("X better" if v[1] > 0.5 else "Y better" if v[2] < 0.5 else "no clear difference")
+            rows.append([f"P({label} > {self.against})", _ci(v, 2), reading])
+        return header, rows
+
+    def header_lines(self) -> list[str]:
+        p = self.collection.protocol
+        budget = p.to_unit(p.budget.agent_steps)
+        return [
+            f"Protocol {p.id} (hash {p.hash}): {len(p.tasks)} tasks, budget {p.budget.agent_steps:,} agent steps = "
+            f"{budget:,.0f} {p.budget.step_unit}; final score rule {p.score.rule} (phase {p.score.phase}, window "
+            f"{p.score.window:,} {p.budget.step_unit}); normaliser {p.score.normaliser}.",
+            f"Aggregates over the {len(self.collection.tasks)} tasks every entry has: stratified bootstrap over runs "
+            f"(Agarwal et al. 2021), {self.reps} replications, seed {self.seed}; probability of improvement "
+            f"{self.poi_reps} replications.",
+            f"Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by `{self.command}`.",
+        ]
+
+    def markdown(self) -> str:
+        c = self.collection
+        out = [f"# wmbench report: {c.protocol.id}", ""] + [f"- {line}" for line in self.header_lines()] + [""]
+        if c.warnings:
+            out += ["## Warnings", ""] + [f"- {w}" for w in c.warnings] + [""]
+        out += ["## Entries", "", _md_table(METHOD_HEADER, methods_rows(c)), ""]
+        out += ["## Aggregate normalised scores", "", _md_table(*self.aggregate_rows()), ""]
+        if self.improvement:
+            out += [f"## Probability of improvement vs {self.against}", "", _md_table(*self.improvement_rows()), ""]
+        out += ["## Per task: mean raw final (normalised, seeds)", "", _md_table(*per_task_rows(c)), ""]
+        out += ["Figures (intervals, performance profiles, learning curves) are in the HTML report.", ""]
+        return "\n".join(out)
+
+    def html(self) -> str:
+        from wmbench import plots
+
+        c = self.collection
+        labels = [e.label for e in c.entries]
+        colour_of = plots.colours(labels)
+        norm_label = f"{c.protocol.score.normaliser}-normalised score"
+        figs = {
+            "intervals": plots.to_png_base64(plots.interval_plot(
+                c.aggregates, list(c.protocol.score.aggregates), xlabel=norm_label, colour_of=colour_of)),
+            "profiles": plots.to_png_base64(plots.performance_profile_plot(
+                self.taus, self.profiles, xlabel=f"{norm_label} (τ)", colour_of=colour_of)),
+        }
+        if self.improvement:
+            figs["improvement"] = plots.to_png_base64(plots.improvement_plot(
+                self.improvement, self.against, colour_of=colour_of))
+        if self.curves:
+            p = c.protocol
+            figs["curves"] = plots.to_png_base64(plots.learning_curves(
+                self.curves, xlabel=p.budget.step_unit, ylabel="episode return", colour_of=colour_of,
+                budget=float(p.to_unit(p.budget.agent_steps))))
+
+        def img(key: str, alt: str) -> str:
+            return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{figs[key]}'>"
+
+        parts = [
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>wmbench report: {html.escape(c.protocol.id)}</title><style>{CSS}</style></head><body>",
+            f"<h1>wmbench report: {html.escape(c.protocol.id)}</h1>",
+            "".join(f"<p class='meta'>{_inline(line)}</p>" for line in self.header_lines()),
+        ]
+        if c.warnings:
+            parts.append("<div class='warn'><strong>Warnings</strong><ul>"
+                         + "".join(f"<li>{html.escape(w)}</li>" for w in c.warnings) + "</ul></div>")
+        parts += ["<h2>Entries</h2>", _html_table(METHOD_HEADER, methods_rows(c), left=4)]
+        parts += ["<h2>Aggregate normalised scores</h2>",
+                  "<p class='note'>Bar: 95% stratified-bootstrap CI; tick: point estimate. Optimality gap: lower is "
+                  "better.</p>",
+                  img("intervals", "aggregate intervals"), _html_table(*self.aggregate_rows())]
+        parts += ["<h2>Performance profiles</h2>",
+                  "<p class='note'>Fraction of runs (all tasks) whose normalised final score exceeds τ; band: 95% "
+                  "CI.</p>", img("profiles", "performance profiles")]
+        if self.improvement:
+            parts += [f"<h2>Probability of improvement vs {html.escape(self.against)}</h2>",
+                      "<p class='note'>P(X &gt; Y): chance that a run of X beats a run of Y on a random task "
+                      "(Mann-Whitney), averaged over tasks; 0.5 = no difference.</p>",
+                      img("improvement", "probability of improvement"), _html_table(*self.improvement_rows())]
+        parts += ["<h2>Per task</h2>", "<p class='note'>Mean raw final score over seeds (normalised mean, number "
+                  "of seeds).</p>", _html_table(*per_task_rows(c))]
+        if self.curves:
+            parts += ["<h2>Learning curves</h2>",
+                      f"<p class='note'>Episode returns of phase '{html.escape(c.protocol.score.phase)}' averaged in "
+                      f"{CURVE_BINS} step bins per seed; line: mean over seeds, band: range (min–max) over seeds; "
+                      "dotted line: budget.</p>", img("curves", "learning curves")]
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+
+def _inline(text: str) -> str:
+    """Escape text and render `code` spans."""
+    pieces = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+
+
+def build_report(
+    c: Collection, against: str | None, reps: int = 2000, poi_reps: int = 500, seed: int = 0, command: str = ""
+) -> Report:
+    from wmbench import stats
+
+    compute_aggregates(c, reps, seed)
+    against = _resolve_against(c, against)
+    improvement = {}
+    if against is not None:
+        ref = next(e for e in c.entries if e.label == against)
+        for e in c.entries:
+            if e.label != against:
+                improvement[e.label] = tuple(
+                    stats.probability_of_improvement(e.matrix, ref.matrix, reps=poi_reps, seed=seed))
+    pooled = np.concatenate([e.matrix.ravel() for e in c.entries])
+    # Profile range: from the lowest score (or 0) to the 95th percentile of all runs, so a few huge normalised
+    # scores (e.g. Atari games far above human) do not squash the informative part of the curve.
+    high = float(np.quantile(pooled, 0.95))
+    low = min(0.0, float(pooled.min()))
+    taus = np.linspace(low, high if high > low else low + 1.0, 81)
+    prof = stats.performance_profile({e.label: e.matrix for e in c.entries}, taus, reps=reps, seed=seed)
+    profiles = {label: (curve.point, curve.low, curve.high) for label, curve in prof.items()}
+    return Report(c, against, improvement, profiles, taus, _curves(c, c.tasks), reps, poi_reps, seed, command)
+
+
+def cli_report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wmbench report",
+        description="Compare runs, score tables and published methods under one protocol: Markdown summary and a "
+        "self-contained HTML report (aggregates with CIs, performance profiles, probability of improvement, "
+        "learning curves).",
+    )
+    parser.add_argument("inputs", nargs="*", type=Path, help="run directories, folders of runs, or score-table CSVs")
+    parser.add_argument("--published", nargs="+", default=[], metavar="METHOD[=SOURCE]",
+                        help="published methods to include (source: the protocol's listed one unless given)")
+    parser.add_argument("--protocol", help="protocol id (default: the one protocol of the inputs)")
+    parser.add_argument("--tasks", help="comma-separated subset of the protocol's tasks (default: all)")
+    parser.add_argument("--against", help="entry to compare every other entry with (probability of improvement)")
+    parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML report (default: report.html)")
+    parser.add_argument("--md", type=Path, help="Markdown summary (default: the HTML path with .md)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
+    parser.add_argument("--poi-reps", type=int, default=500,
+                        help="replications for probability of improvement (default 500; ~0.1 s each in rliable 1.2)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    if not args.inputs and not args.published:
+        parser.error("give run directories / score tables and/or --published METHOD")
+
+    tasks = args.tasks.split(",") if args.tasks else None
+    print("loading scores ...", file=sys.stderr)
+    c = collect(args.inputs, args.published, args.protocol, tasks)
+    print(f"computing statistics for {len(c.entries)} entries x {len(c.tasks)} tasks ({args.reps} bootstrap reps) ...",
+          file=sys.stderr)
+    command = "wmbench report " + " ".join(shlex.quote(a) for a in argv)
+    report = build_report(c, args.against, args.reps, args.poi_reps, args.seed, command)
+    md_path = args.md or args.out.with_suffix(".md")
+    for path, text in ((args.out, report.html()), (md_path, report.markdown())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for w in c.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {args.out} and {md_path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- leaderboard
+
+
+def _source_links() -> dict[str, str]:
+    from wmbench import results
+
+    path = results.PUBLISHED_DIR / "SOURCES.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {r.source: f"https://github.com/{r.repo}/blob/{r.commit}/{r.path}" for r in df.itertuples()}
+
+
+def leaderboard_page(c: Collection, links: dict[str, str]) -> str:
+    """One protocol's leaderboard: entries ranked by IQM, with mean, seeds, tasks and source links."""
+    p = c.protocol
+    order = sorted(c.entries, key=lambda e: -c.aggregates[e.label]["iqm"][0])
+    rows = []
+    for rank, e in enumerate(order, 1):
+        agg = c.aggregates[e.label]
+        src = []
+        for s in e.sources[:3]:
+            name = s.removeprefix("wmbench:")
+            href = links.get(s) or (Path(name).resolve().as_uri() if s.startswith("wmbench:") else "")
+            src.append(f"<a href='{html.escape(href)}'>{html.escape(name)}</a>" if href else html.escape(name))
+        more = f" … (+{len(e.sources) - 3})" if len(e.sources) > 3 else ""
+        rows.append(
+            f"<tr><td>{rank}</td><td class='l'>{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
+            f"<td>{_ci(agg['iqm'])}</td><td>{_ci(agg['mean'])}</td><td>{_seed_span(e, c.tasks)}</td>"
+            f"<td class='l'>{', '.join(src)}{more}</td></tr>"
+        )
+    head = ("<tr><th>#</th><th class='l'>method</th><th class='l'>origin</th><th>IQM [95% CI]</th>"
+            "<th>mean [95% CI]</th><th>seeds/task</th><th class='l'>source</th></tr>")
+    warn = ("<div class='warn'><strong>Warnings</strong><ul>" + "".join(
+        f"<li>{html.escape(w)}</li>" for w in c.warnings) + "</ul></div>") if c.warnings else ""
+    budget = p.to_unit(p.budget.agent_steps)
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{p.id} leaderboard</title>"
+        f"<style>{CSS}</style></head><body><p><a href='index.html'>all protocols</a></p>"
+        f"<h1>{html.escape(p.id)} leaderboard</h1><p class='meta'>{html.escape(p.description)}</p>"
+        f"<p class='meta'>Ranked by IQM of {html.escape(p.score.normaliser)}-normalised final scores over "
+        f"{len(c.tasks)} of {len(p.tasks)} tasks at {budget:,.0f} {p.budget.step_unit}; 95% stratified-bootstrap "
+        f"CIs. Overlapping intervals: the ranking between those entries is not established.</p>{warn}"
+        f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></body></html>"
+    )
+
+
+def cli_leaderboard(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wmbench leaderboard",
+        description="Static HTML leaderboard per protocol (IQM and mean with 95%% CIs, seeds, source links).",
+    )
+    parser.add_argument("results", nargs="*", type=Path, help="run directories, folders of runs, score-table CSVs")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (index.html + one page per protocol)")
+    parser.add_argument("--published", nargs="+", default=[], metavar="METHOD[=SOURCE]",
+                        help="published methods to include on every page")
+    parser.add_argument("--protocol", nargs="+", default=[], help="protocol ids (default: those of the results)")
+    parser.add_argument("--tasks", help="comma-separated subset of tasks (default: all of each protocol)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    from wmbench import results
+
+    protocols = list(args.protocol)
+    table = results.load_scores(args.results) if args.results else None
+    if table is not None:
+        protocols += sorted({p for p in table["protocol"] if "@" in p} - set(protocols))
+    if not protocols:
+        parser.error("no protocol: give results of versioned protocols or --protocol ID")
+    args.out.mkdir(parents=True, exist_ok=True)
+    links = _source_links()
+    index_rows = []
+    for pid in protocols:
+        try:
+            proto = load_protocol(pid)
+        except ProtocolError as e:
+            raise ReportError(f"cannot build the {pid} leaderboard: {e}") from e
+        published = [m for m in args.published if _has_published(proto, m.partition("=")[0])]
+        rows = None if table is None else table[table["protocol"].isin([proto.id, proto.name])]
+        rows = None if rows is None or rows.empty else rows
+        print(f"{proto.id}: {0 if rows is None else rows['source'].nunique()} run(s)/table(s), "
+              f"{len(published)} published method(s) ...", file=sys.stderr)
+        c = collect((), published, proto.id, args.tasks.split(",") if args.tasks else None, table=rows)
+        compute_aggregates(c, args.reps, args.seed)
+        page = args.out / f"{proto.id}.html"
+        page.write_text(leaderboard_page(c, links))
+        best = max(c.entries, key=lambda e: c.aggregates[e.label]["iqm"][0])
+        index_rows.append(
+            f"<tr><td class='l'><a href='{html.escape(page.name)}'>{html.escape(proto.id)}</a></td>"
+            f"<td>{len(c.entries)}</td><td class='l'>{html.escape(best.label)}</td>"
+            f"<td>{_ci(c.aggregates[best.label]['iqm'])}</td></tr>"
+        )
+    (args.out / "index.html").write_text(
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wmbench leaderboards</title>"
+        f"<style>{CSS}</style></head><body><h1>wmbench leaderboards</h1><table><thead><tr><th class='l'>protocol"
+        f"</th><th>entries</th><th class='l'>top IQM</th><th>IQM [95% CI]</th></tr></thead><tbody>"
+        f"{''.join(index_rows)}</tbody></table><p class='meta'>Generated "
+        f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p></body></html>"
+    )
+    print(f"wrote {args.out / 'index.html'} and {len(index_rows)} protocol page(s)")
+    return 0
+
+
+def _has_published(proto: Protocol, method: str) -> bool:
+    from wmbench import results
+
+    try:
+        return method in set(results.published(protocol=proto.name)["method"])
+    except results.ResultsError:
+        return False
