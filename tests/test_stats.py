@@ -120,3 +120,15 @@ def test_score_matrix_never_averages_over_missing_cells():
         stats.score_matrix(dup, "none")
     with pytest.raises(ResultsError, match="allow_missing"):
         stats.score_matrix(df, "none", allow_missing="ignore")
+
+
+def test_difference_by_hand():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])  # mean 2.5
+    y = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])  # mean 1.0
+    d = stats.difference(x, y, metric="mean", reps=200, seed=3)
+    assert d.point == pytest.approx(1.5)
+    assert d.low <= 1.5 <= d.high
+    assert d == stats.difference(x, y, metric="mean", reps=200, seed=3)
+    assert stats.difference(x, x + 0.0, metric="mean", reps=50).point == 0.0
+    with pytest.raises(ResultsError, match="same tasks"):
+        stats.difference(x, y[:, :1])

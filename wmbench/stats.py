@@ -154,6 +154,28 @@ def probability_of_improvement(
     return Interval(float(points["x_vs_y"][0]), float(intervals["x_vs_y"][0, 0]), float(intervals["x_vs_y"][1, 0]))
 
 
+def difference(
+    x: np.ndarray | pd.DataFrame,
+    y: np.ndarray | pd.DataFrame,
+    metric: str = "iqm",
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """metric(x) - metric(y) with a CI: x and y are [runs x tasks] with the same tasks; their runs are unpaired (and
+    may differ in number), so each is resampled independently within each task, as for probability_of_improvement."""
+    x = check_matrix(x, "x")
+    y = check_matrix(y, "y")
+    if x.shape[1] != y.shape[1]:
+        raise ResultsError(f"x has {x.shape[1]} tasks, y has {y.shape[1]}; both need the same tasks in the same order")
+    func = _metric_functions([metric])[0]
+    with _seeded(seed):
+        points, intervals = rly.get_interval_estimates(
+            {"d": [x, y]}, lambda a, b: np.array([func(a) - func(b)]), reps=reps, confidence_interval_size=confidence
+        )
+    return Interval(float(points["d"][0]), float(intervals["d"][0, 0]), float(intervals["d"][1, 0]))
+
+
 def performance_profile(
     scores: np.ndarray | pd.DataFrame | Mapping[str, np.ndarray],
     taus: Sequence[float] | np.ndarray,
