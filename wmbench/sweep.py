@@ -323,6 +323,8 @@ def run_status(root: Path | str, spec: SweepSpec, task: str, seed: int, attempts
     if state == "finished":
         status.state = "finished"
         status.final_score = info.get("final_score")
+        with contextlib.suppress(KeyError, TypeError, ValueError, ZeroDivisionError):
+            status.steps_per_s = float(info["agent_steps"]) / float(info["wall_s"])
         return status
     holder = _lock_holder(directory) if directory.exists() else None
     if holder is not None:
@@ -540,10 +542,12 @@ def run_sweep(
                 room = backend.capacity - backend.in_flight
                 batch = [todo.popleft() for _ in range(min(room, len(todo)))]
                 if batch:
-                    for job, _ in batch:
+                    for job, attempt in batch:
                         started[job.key] = time.time()
+                        live.in_flight[job.key] = attempt
                     backend.submit(batch)
                 for job, attempt, outcome in backend.wait(options.poll_s):
+                    live.in_flight.pop(job.key, None)
                     _handle(job, attempt, outcome, options, directory, invocation, started, todo, result, live)
                 live.refresh()
     except KeyboardInterrupt:
@@ -647,6 +651,7 @@ class _LiveView:
         self.every = every
         self._last = 0.0
         self._live: Any = None
+        self.in_flight: dict[tuple[str, int], int] = {}  # the driver's launched attempts
 
     def __enter__(self) -> _LiveView:
         if self.live_mode:
@@ -662,7 +667,12 @@ class _LiveView:
             self._live.__exit__(*exc)
 
     def _render(self) -> Any:
-        return status_table(self.spec, sweep_status(self.root, self.spec), limit=20)
+        statuses = sweep_status(self.root, self.spec)
+        for s in statuses:
+            attempt = self.in_flight.get((s.task, s.seed))
+            if attempt is not None and s.state == "pending":  # launched, not yet holding its lock (imports)
+                s.state, s.reason = "running", f"starting (attempt {attempt})"
+        return status_table(self.spec, statuses, limit=20)
 
     def refresh(self) -> None:
         if self._live is not None and time.monotonic() - self._last > self.every:
@@ -771,7 +781,8 @@ def cli_sweep(argv: list[str]) -> int:
         progress=not args.no_progress,
     )
     result = run_sweep(spec, args.root, options, argv=argv)
-    console.print(status_table(spec, sweep_status(args.root, spec), limit=50))
+    if not (options.progress and Console(stderr=True).is_terminal):  # else the live table is still on screen
+        console.print(status_table(spec, sweep_status(args.root, spec), limit=50))
     console.print(
         f"{len(result.finished)} finished ({len(result.skipped)} already done), {len(result.failed)} failed, "
         f"{len(result.elsewhere)} running elsewhere. Sweep: {result.sweep_dir}"
