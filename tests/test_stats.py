@@ -132,3 +132,10 @@ def test_difference_by_hand():
     assert stats.difference(x, x + 0.0, metric="mean", reps=50).point == 0.0
     with pytest.raises(ResultsError, match="same tasks"):
         stats.difference(x, y[:, :1])
+
+
+def test_bad_reps_and_confidence():
+    with pytest.raises(ResultsError, match="reps must be a positive integer"):
+        stats.aggregate(SCORES, reps=0)
+    with pytest.raises(ResultsError, match=r"confidence must be in \(0, 1\)"):
+        stats.aggregate(SCORES, confidence=95)

@@ -53,7 +53,11 @@ class Curve(NamedTuple):
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def _seeded(seed: int, reps: int = 1, confidence: float = 0.5) -> Iterator[None]:
+    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise ResultsError(f"reps must be a positive integer (bootstrap replications), got {reps!r}")
+    if not 0 < confidence < 1:
+        raise ResultsError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
     state = np.random.get_state()
     np.random.seed(seed)
     try:
@@ -121,7 +125,7 @@ def aggregate(
     def all_metrics(x: np.ndarray) -> np.ndarray:
         return np.array([f(x) for f in funcs])
 
-    with _seeded(seed):
+    with _seeded(seed, reps, confidence):
         points, intervals = rly.get_interval_estimates(
             data, all_metrics, reps=reps, confidence_interval_size=confidence, task_bootstrap=task_bootstrap
         )
@@ -146,7 +150,7 @@ def probability_of_improvement(
     y = check_matrix(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ResultsError(f"x has {x.shape[1]} tasks, y has {y.shape[1]}; both need the same tasks in the same order")
-    with _seeded(seed):
+    with _seeded(seed, reps, confidence):
         points, intervals = rly.get_interval_estimates(
             {"x_vs_y": [x, y]}, lambda a, b: np.array([rly_metrics.probability_of_improvement(a, b)]),
             reps=reps, confidence_interval_size=confidence,
@@ -169,7 +173,7 @@ def difference(
     if x.shape[1] != y.shape[1]:
         raise ResultsError(f"x has {x.shape[1]} tasks, y has {y.shape[1]}; both need the same tasks in the same order")
     func = _metric_functions([metric])[0]
-    with _seeded(seed):
+    with _seeded(seed, reps, confidence):
         points, intervals = rly.get_interval_estimates(
             {"d": [x, y]}, lambda a, b: np.array([func(a) - func(b)]), reps=reps, confidence_interval_size=confidence
         )
@@ -190,7 +194,7 @@ def performance_profile(
     taus = np.asarray(taus, dtype=float)
     if taus.ndim != 1 or not len(taus) or not np.isfinite(taus).all():
         raise ResultsError(f"taus must be a non-empty 1-D list of finite thresholds, got {taus!r}")
-    with _seeded(seed):
+    with _seeded(seed, reps, confidence):
         points, intervals = rly.create_performance_profile(
             data, taus, use_score_distribution=use_score_distribution, reps=reps, confidence_interval_size=confidence
         )
@@ -218,7 +222,7 @@ def sample_efficiency(
     def per_step(x: np.ndarray) -> np.ndarray:
         return np.array([func(x[:, :, j]) for j in range(x.shape[2])])
 
-    with _seeded(seed):
+    with _seeded(seed, reps, confidence):
         points, intervals = rly.get_interval_estimates(data, per_step, reps=reps, confidence_interval_size=confidence)
     out = {k: Curve(steps, np.asarray(points[k]), intervals[k][0], intervals[k][1]) for k in data}
     return out if many else out["scores"]
