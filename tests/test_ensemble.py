@@ -62,8 +62,16 @@ def test_holdout_early_stop_restores_best_and_reports():
     rng = np.random.default_rng(0)
     x, y = _toy(500, rng)
     model = ProbabilisticEnsemble(1, 1, members=2, hidden=32, layers=2)
-    result = train_ensemble(model, torch.optim.Adam(model.parameters(), 1e-3), x, y, rng, epochs=200,
-                            holdout_ratio=0.2, patience=3)
+    result = train_ensemble(
+        model,
+        torch.optim.Adam(model.parameters(), 1e-3),
+        x,
+        y,
+        rng,
+        epochs=200,
+        holdout_ratio=0.2,
+        patience=3,
+    )
     assert result.holdout_mse is not None and result.epochs < 200
 
 
@@ -73,7 +81,9 @@ def test_nan_loss_raises_clear_error():
     y[3] = float("nan")
     model = ProbabilisticEnsemble(1, 1, members=2, hidden=8, layers=1)
     with pytest.raises(ModelDivergedError, match="model_lr"):
-        train_ensemble(model, torch.optim.Adam(model.parameters()), x, y, rng, epochs=1, refit_normalisers=False)
+        train_ensemble(
+            model, torch.optim.Adam(model.parameters()), x, y, rng, epochs=1, refit_normalisers=False
+        )
 
 
 def _constant_delta_model(delta: float, logvar: float, members: int = 5) -> ProbabilisticEnsemble:
@@ -93,14 +103,18 @@ def test_propagation_modes_match_analytic_returns():
     # return is sum_{t=1..4} (1 + 0.5 t) = 9.
     reward = lambda s, a, s2: s2[..., 0]  # noqa: E731
     actions = torch.zeros(3, 4, 1)
-    exact = propagate(_constant_delta_model(0.5, -30.0), torch.tensor([1.0]), actions, reward, mode="expectation")
+    exact = propagate(
+        _constant_delta_model(0.5, -30.0), torch.tensor([1.0]), actions, reward, mode="expectation"
+    )
     assert torch.allclose(exact, torch.full((3,), 9.0), atol=1e-4)
     # Noise var 0.25 per step: the return's variance is sum_t (5 - t) ^2 * 0.25 = 7.5 per particle; mean over
     # 2000 particles has std ~0.06.
     noisy_model = _constant_delta_model(0.5, float(np.log(0.25)))
     for mode in ("ts1", "tsinf"):
         g = torch.Generator().manual_seed(0)
-        r = propagate(noisy_model, torch.tensor([1.0]), actions, reward, particles=2000, mode=mode, generator=g)
+        r = propagate(
+            noisy_model, torch.tensor([1.0]), actions, reward, particles=2000, mode=mode, generator=g
+        )
         assert torch.allclose(r, torch.full((3,), 9.0), atol=0.3), (mode, r)
 
 

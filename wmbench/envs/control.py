@@ -43,7 +43,9 @@ from wmbench.envs import SuiteNotInstalled
 
 ENV_SCHEMA = {"action_repeat": int, "time_limit": int}
 TASKS = frozenset({"cartpole_swingup", "half_cheetah", "reacher", "pusher"})
-INSTALL_HINT = "pip install 'wmbench[control]'   (mujoco==3.17.0, gymnasium[mujoco]); cartpole_swingup needs nothing"
+INSTALL_HINT = (
+    "pip install 'wmbench[control]'   (mujoco==3.17.0, gymnasium[mujoco]); cartpole_swingup needs nothing"
+)
 
 # Episode length (agent steps) of each task when the protocol does not set `time_limit`.
 TIME_LIMITS = {"cartpole_swingup": 200, "half_cheetah": 1000, "reacher": 50, "pusher": 100}
@@ -91,9 +93,9 @@ def cartpole_derivatives(state: np.ndarray, force: float, p: CartPoleParams = CA
     x_dot, theta, theta_dot = state[..., 1], state[..., 2], state[..., 3]
     sin, cos = np.sin(theta), np.cos(theta)
     m, total, length, g = p.pole_mass, p.cart_mass + p.pole_mass, p.pole_length, p.gravity
-    x_acc = (4 * force - 4 * p.friction * x_dot + 3 * m * g * sin * cos + 2 * m * length * theta_dot**2 * sin) / (
-        4 * total - 3 * m * cos**2
-    )
+    x_acc = (
+        4 * force - 4 * p.friction * x_dot + 3 * m * g * sin * cos + 2 * m * length * theta_dot**2 * sin
+    ) / (4 * total - 3 * m * cos**2)
     theta_acc = -1.5 / length * (cos * x_acc + g * sin)
     return np.stack([x_dot, x_acc, theta_dot, theta_acc], axis=-1)
 
@@ -129,6 +131,33 @@ def cartpole_reward(next_state: Any, p: CartPoleParams = CARTPOLE) -> Any:
     return lib.exp(-d2 / (2 * p.cost_width**2))
 
 
+def _norm(v: Any) -> Any:
+    return (v**2).sum(-1) ** 0.5
+
+
+def task_reward(task: str, state: Any, action: Any, next_state: Any) -> Any:
+    """The env's reward as a function of (state, action in [-1, 1], next_state) [..., dim], numpy or torch.
+
+    PETS assumes the reward is known (Chua et al. 2018, Sec. 6); this is that knowledge, checked against the envs
+    in tests/test_control_env.py. Observation layouts: HalfCheetah-v5 with x position = qpos(9) + qvel(9);
+    Reacher-v5 = cos q(2), sin q(2), target(2), qvel(2), fingertip - target(2); Pusher-v5 = qpos(7), qvel(7),
+    tips_arm(3), object(3), goal(3).
+    """
+    if task == "cartpole_swingup":
+        return cartpole_reward(next_state)
+    if task == "half_cheetah":
+        # forward_reward_weight 1 x (x' - x) / dt (dt = 5 x 0.01 s) - ctrl_cost_weight 0.1 x |a|^2
+        return (next_state[..., 0] - state[..., 0]) / 0.05 - 0.1 * (action**2).sum(-1)
+    if task == "reacher":
+        # -|fingertip - target| - 1.0 x |a|^2 (Reacher-v5 defaults; action bounds are already [-1, 1])
+        return -_norm(next_state[..., 8:10]) - (action**2).sum(-1)
+    if task == "pusher":
+        # -0.5 |object - tip| - |object - goal| - 0.1 |a_env|^2 with a_env = 2 a (bounds [-2, 2])
+        tip, obj, goal = next_state[..., 14:17], next_state[..., 17:20], next_state[..., 20:23]
+        return -0.5 * _norm(obj - tip) - _norm(obj - goal) - 0.1 * ((2 * action) ** 2).sum(-1)
+    raise KeyError(f"no known reward for task {task!r}; tasks: {sorted(TASKS)}")
+
+
 def cartpole_energy(state: np.ndarray, p: CartPoleParams = CARTPOLE) -> np.ndarray:
     """Total mechanical energy (J) with zero potential at the pivot height: conserved when b = 0 and u = 0."""
     x_dot, theta, theta_dot = state[..., 1], state[..., 2], state[..., 3]
@@ -160,7 +189,9 @@ class CartPoleSwingUp(gymnasium.Env):
         self.time_limit = int(time_limit)
         self.action_repeat = int(action_repeat)
         high = np.full(4, np.inf, np.float32)
-        self.observation_space = gymnasium.spaces.Dict({"vector": gymnasium.spaces.Box(-high, high, (4,), np.float32)})
+        self.observation_space = gymnasium.spaces.Dict(
+            {"vector": gymnasium.spaces.Box(-high, high, (4,), np.float32)}
+        )
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.state = np.zeros(4)
         self.t = 0

@@ -67,15 +67,21 @@ class ProbabilisticEnsemble(nn.Module):
     ):
         super().__init__()
         if members < 1 or hidden < 1 or layers < 1:
-            raise WmbenchError(f"ensemble needs members, hidden, layers >= 1; got {members}, {hidden}, {layers}")
+            raise WmbenchError(
+                f"ensemble needs members, hidden, layers >= 1; got {members}, {hidden}, {layers}"
+            )
         self.in_dim, self.out_dim, self.members = in_dim, out_dim, members
         self.probabilistic = probabilistic
         sizes = [in_dim] + [hidden] * layers + [out_dim * (2 if probabilistic else 1)]
-        self.layers = nn.ModuleList(EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.layers = nn.ModuleList(
+            EnsembleLinear(members, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
         n = len(self.layers)
         self.weight_decays = tuple(weight_decays) if weight_decays is not None else (0.0,) * n
         if len(self.weight_decays) != n:
-            raise WmbenchError(f"weight_decays needs {n} values (one per layer), got {len(self.weight_decays)}")
+            raise WmbenchError(
+                f"weight_decays needs {n} values (one per layer), got {len(self.weight_decays)}"
+            )
         self.act = {"silu": F.silu, "relu": F.relu, "tanh": torch.tanh}[activation]
         # PETS App. A.1: learned soft bounds, initialised at 0.5 and -10 (log-variance of normalised targets).
         self.max_logvar = nn.Parameter(torch.full((1, 1, out_dim), 0.5))
@@ -127,10 +133,17 @@ class ProbabilisticEnsemble(nn.Module):
             # Gaussian NLL up to a constant (PETS Eq. 2), averaged over batch and dims, summed over members.
             fit = (((mean - target) ** 2) * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
             bound = 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
-        decay = sum(wd * 0.5 * (layer.weight**2).sum() for wd, layer in zip(self.weight_decays, self.layers, strict=True))
+        decay = sum(
+            wd * 0.5 * (layer.weight**2).sum()
+            for wd, layer in zip(self.weight_decays, self.layers, strict=True)
+        )
         total = fit + bound + decay
         mse = ((mean - target) ** 2).mean()
-        return total, {"model_loss": float(total.detach()), "model_fit": float(fit.detach()), "model_mse": float(mse.detach())}
+        return total, {
+            "model_loss": float(total.detach()),
+            "model_fit": float(fit.detach()),
+            "model_mse": float(mse.detach()),
+        }
 
 
 def bootstrap_indices(rng: np.random.Generator, members: int, n: int) -> np.ndarray:

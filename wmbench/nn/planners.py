@@ -47,11 +47,15 @@ def _bounds(action_space: Any, device: torch.device | str) -> tuple[torch.Tensor
         try:
             low, high = action_space
         except (TypeError, ValueError) as e:
-            raise PlannerError(f"action_space must be a Box or a (low, high) pair, got {action_space!r}") from e
+            raise PlannerError(
+                f"action_space must be a Box or a (low, high) pair, got {action_space!r}"
+            ) from e
     low = torch.as_tensor(low, dtype=torch.float32, device=device).reshape(-1)
     high = torch.as_tensor(high, dtype=torch.float32, device=device).reshape(-1)
     if not bool(torch.all(torch.isfinite(low) & torch.isfinite(high) & (high > low))):
-        raise PlannerError(f"action bounds must be finite with high > low, got low={low.tolist()} high={high.tolist()}")
+        raise PlannerError(
+            f"action bounds must be finite with high > low, got low={low.tolist()} high={high.tolist()}"
+        )
     return low, high
 
 
@@ -70,7 +74,9 @@ class Planner:
         self.previous = None
 
     @torch.no_grad()
-    def plan(self, initial_state: Any, rollout_fn: RolloutFn, horizon: int, action_space: Any) -> torch.Tensor:
+    def plan(
+        self, initial_state: Any, rollout_fn: RolloutFn, horizon: int, action_space: Any
+    ) -> torch.Tensor:
         """Best action sequence [horizon, A] found for `initial_state` (execute its first action, then re-plan)."""
         horizon = _positive_int("horizon", horizon)
         low, high = _bounds(action_space, self.device)
@@ -123,10 +129,14 @@ class CEMPlanner(Planner):
         super().__init__(population, seed, device)
         self.elites = _positive_int("elites", elites)
         if self.elites > self.population:
-            raise PlannerError(f"planner elites ({elites}) must be <= population ({population}); lower elites")
+            raise PlannerError(
+                f"planner elites ({elites}) must be <= population ({population}); lower elites"
+            )
         self.iterations = _positive_int("iterations", iterations)
         if not 0.0 <= alpha < 1.0:
-            raise PlannerError(f"CEM alpha (weight on the previous iteration) must be in [0, 1), got {alpha!r}")
+            raise PlannerError(
+                f"CEM alpha (weight on the previous iteration) must be in [0, 1), got {alpha!r}"
+            )
         if sampling not in ("truncated", "clip"):
             raise PlannerError(f"CEM sampling must be 'truncated' or 'clip', got {sampling!r}")
         self.alpha, self.sampling, self.min_std = alpha, sampling, min_std
@@ -146,7 +156,9 @@ class CEMPlanner(Planner):
                 torch.nn.init.trunc_normal_(noise, 0.0, 1.0, -2.0, 2.0, generator=self.generator)
             else:
                 std = var.sqrt().clamp_min(self.min_std)
-                noise = torch.randn(self.population, *mean.shape, generator=self.generator, device=mean.device)
+                noise = torch.randn(
+                    self.population, *mean.shape, generator=self.generator, device=mean.device
+                )
             samples = torch.clamp(mean + std * noise, low, high)
             returns = self._evaluate(initial_state, rollout_fn, samples)
             top = torch.topk(returns, self.elites).indices
@@ -181,7 +193,9 @@ class MPPIPlanner(Planner):
         super().__init__(population, seed, device)
         self.iterations = _positive_int("iterations", iterations)
         if not noise_std > 0 or not temperature > 0:
-            raise PlannerError(f"MPPI noise_std and temperature must be > 0, got {noise_std!r}, {temperature!r}")
+            raise PlannerError(
+                f"MPPI noise_std and temperature must be > 0, got {noise_std!r}, {temperature!r}"
+            )
         self.noise_std, self.temperature = noise_std, temperature
 
     def _optimise(self, initial_state, rollout_fn, init, low, high):
