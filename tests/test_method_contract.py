@@ -1,0 +1,37 @@
+"""Every registered method passes the shared method checks (run, determinism, exact resume) on a tiny budget."""
+
+import pytest
+
+from wmbench.method import method_names
+from wmbench.testing import check_method
+
+# Tiny presets keep each check to seconds; methods without one use their defaults on the fake protocol.
+TINY = {"dreamerv3": ["preset=tiny"], "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"]}
+PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
+            "mbmf": ("control@1", "cartpole_swingup")}
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_registered_method_meets_contract(name, tmp_path):
+    protocol, task = PROTOCOL.get(name, ("fake@1", None))
+    check_method(name, tmp_path, protocol=protocol, task=task, overrides=TINY.get(name, []))
+
+
+def test_check_method_catches_a_nondeterministic_method(tmp_path):
+    import random
+
+    from wmbench.method import register
+    from wmbench_baselines.random_agent import RandomAgent
+
+    class Leaky(RandomAgent):
+        # draws from an unseeded source: two runs differ
+        def policy(self, obs, state, mode="train"):
+            action, state = super().policy(obs, state, mode)
+            return (action + random.SystemRandom().randint(0, 1)) % self.act_space.n, state
+
+    import wmbench.testing as t
+
+    t._leaky = Leaky
+    register("leaky_test_method", "wmbench.testing:_leaky")
+    with pytest.raises(AssertionError, match="differ"):
+        check_method("leaky_test_method", tmp_path, task="vector_discrete")

@@ -1,0 +1,113 @@
+"""Shared method checks: every method (ours or a submitted package) must pass these through the real harness.
+
+`check_method(name, root, ...)` runs the method on a small protocol and asserts the contract's promises:
+1. it runs to the end and writes scores with a finite final score;
+2. it is deterministic under a seed (two fresh runs give byte-identical scores.csv and metrics.jsonl);
+3. it resumes exactly: a run that crashes after its first checkpoint and is started again ends with the same
+   scores.csv and metrics.jsonl, byte for byte, as the uninterrupted run;
+4. its state_dict loads with `torch.load(weights_only=True)` (a run directory must not execute code).
+The crash is injected by registering, under the same method name, a subclass whose `update` raises once the
+run has passed a checkpoint; then the real class is registered back and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wmbench import method as method_registry
+from wmbench.runner import run
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the crashing wrapper to simulate a process dying mid-run."""
+
+
+_CRASH_AT: dict[str, int] = {}
+
+
+def _crashing_subclass(cls: type, crash_at: int) -> type:
+    class Crashing(cls):  # type: ignore[misc, valid-type]
+        def update(self, replay: Any, step: int) -> dict[str, float]:
+            if step >= crash_at:
+                raise InjectedCrash(f"injected crash at agent step {step}")
+            return super().update(replay, step)
+
+    Crashing.__name__ = f"Crashing{cls.__name__}"
+    return Crashing
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in ("scores.csv", "metrics.jsonl")}
+
+
+def check_method(
+    name: str,
+    root: Path | str,
+    protocol: str = "fake@1",
+    task: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    steps: int = 240,
+    checkpoint_every: int = 60,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run the shared checks for method `name`; raise AssertionError naming the broken promise."""
+    from wmbench.protocols import load_protocol
+
+    proto = load_protocol(protocol)
+    cls = method_registry.get_method(name)
+    if task is None:
+        from wmbench.envs import make_env
+
+        for candidate in proto.tasks:
+            env = make_env(proto, candidate, 0)
+            reason = cls.supports(env.obs_space, env.act_space)
+            env.close()
+            if reason is None:
+                task = candidate
+                break
+        if task is None:
+            raise AssertionError(f"method {name!r} supports no task of {proto.id}")
+    root = Path(root)
+    kwargs = dict(overrides=list(overrides), steps=steps, checkpoint_every=checkpoint_every, progress=False)
+
+    first = run(name, proto, task, seed, root / "a", **kwargs)
+    assert first.status == "finished", f"{name}: run ended with status {first.status}"
+    assert first.final_score is not None and math.isfinite(first.final_score), (
+        f"{name}: final score {first.final_score!r} is not finite"
+    )
+    scores = (first.run_dir / "scores.csv").read_text().strip().splitlines()
+    assert len(scores) > 1, f"{name}: scores.csv has no episodes after {steps} steps"
+
+    second = run(name, proto, task, seed, root / "b", **kwargs)
+    assert _files(first.run_dir) == _files(second.run_dir), f"{name}: two runs with seed {seed} differ"
+
+    target = method_registry._registry()[name]
+    module = __name__
+    crash_name = f"_crashing_{name}"
+    globals()[crash_name] = _crashing_subclass(cls, crash_at=checkpoint_every + steps // 3)
+    method_registry.register(name, f"{module}:{crash_name}")
+    try:
+        try:
+            run(name, proto, task, seed, root / "c", **kwargs)
+        except InjectedCrash:
+            pass
+        else:
+            raise AssertionError(f"{name}: injected crash did not fire (is update() called every step?)")
+    finally:
+        method_registry.register(name, target)
+        globals().pop(crash_name, None)
+    resumed = run(name, proto, task, seed, root / "c", **kwargs)
+    assert resumed.resumed, f"{name}: the second start did not resume from a checkpoint"
+    assert _files(resumed.run_dir) == _files(first.run_dir), (
+        f"{name}: resumed run's scores.csv/metrics.jsonl differ from the uninterrupted run's"
+    )
+
+    checkpoints = sorted((first.run_dir).glob("checkpoint*/*.pt"))
+    assert checkpoints, f"{name}: no checkpoint written in {first.run_dir}"
+    for path in checkpoints:
+        torch.load(path, weights_only=True)
+    return {"task": task, "final_score": first.final_score, "run_dir": str(first.run_dir)}
