@@ -128,6 +128,28 @@ class GaussianPolicy(nn.Module):
         return self.value((obs - self.obs_mean) / self.obs_std).squeeze(-1)
 
 
+def gae_advantages(
+    reward: torch.Tensor,
+    value: torch.Tensor,
+    next_value: torch.Tensor,
+    ended: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """GAE (Schulman et al. 2016) over a time-ordered batch of transitions [T].
+
+    Each transition carries its own bootstrap value `next_value` (0 after a terminal state, V(s_T) after a time
+    limit), and the lambda-recursion is cut where an episode ended.
+    """
+    advantage = torch.zeros_like(reward)
+    gae = torch.zeros(())
+    for t in reversed(range(len(reward))):
+        delta = reward[t] + gamma * next_value[t] - value[t]
+        gae = delta + gamma * lam * (1 - ended[t]) * gae
+        advantage[t] = gae
+    return advantage
+
+
 class MBMF(Method):
     name = "mbmf"
     Config = MBMFConfig
@@ -317,14 +339,7 @@ class MBMF(Method):
         reward = torch.tensor([t["reward"] for t in batch])
         next_value = torch.stack([t["next_value"] for t in batch])
         ended = torch.tensor([float(t["ended"]) for t in batch])
-        # GAE (Schulman et al. 2016): each transition carries its own bootstrap value (0 at terminals, V(s_T) at
-        # time limits), and the recursion is cut at episode ends.
-        advantage = torch.zeros_like(reward)
-        gae = torch.zeros(())
-        for t in reversed(range(len(batch))):
-            delta = reward[t] + c.gamma * next_value[t] - value[t]
-            gae = delta + c.gamma * c.gae_lambda * (1 - ended[t]) * gae
-            advantage[t] = gae
+        advantage = gae_advantages(reward, value, next_value, ended, c.gamma, c.gae_lambda)
         returns = advantage + value
         logs = {}
         for _ in range(c.ppo_epochs):
