@@ -97,7 +97,7 @@ def test_atari100k_per_run_final_methods(row):
 )
 def test_dmc_dreamerv3_mean_return_from_curves(protocol_id, source, statistic):
     protocol = load_protocol(protocol_id)
-    table = results.published(protocol=protocol_id, source=source)
+    table = results.published(protocol=protocol.name, source=source)
     curves = table[table.point_type == "curve"]
     budget = protocol.to_unit(protocol.budget.agent_steps)
     if protocol.name == "dmc_proprio":
