@@ -88,6 +88,8 @@ class MBMFConfig:
     gae_lambda: float = 0.95
 
     PRESETS = {
+        # CPU-only long runs: 1000 candidates x 20 steps through 2x500 units is ~11 GFLOP per half-cheetah step.
+        "cpu": {"candidates": 250, "horizon": 15, "model_epochs": 20},
         "tiny": {
             "hidden": 16,
             "model_epochs": 2,
