@@ -236,3 +236,32 @@ def test_missing_optional_backend_names_the_extra(tmp_path, monkeypatch):
     spec = make_spec("random", "fake@1", "0", "vector_discrete")
     with pytest.raises(WmbenchError, match=r"pip install 'wmbench\[sweep\]'"):
         run_sweep(spec, tmp_path, fake_options(backend="submitit"))
+
+
+def test_dry_run_lists_the_expansion_and_launches_nothing(tmp_path, capsys):
+    root = tmp_path / "runs"
+    code = sweep.cli_sweep(["random", "fake@1", "--seeds", "0-2,7", "--tasks", "vector_discrete", "--root",
+                            str(root), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0 and "4 runs" in out
+    assert str(root / "fake@1/vector_discrete/random/seed_7") in out
+    assert not root.exists()
+
+
+def test_reused_local_workers_serve_many_runs_and_survive_a_crash(tmp_path):
+    root = tmp_path / "runs"
+    plan(root, vector_discrete__1="crash_once", image_discrete__2="fail")
+    spec = make_spec("random", "fake@1", "0-2", TASKS)
+    result = run_sweep(spec, root, fake_options(workers=2, reuse_workers=True, retries=1))
+    assert sorted(result.finished) == sorted(set(spec.runs()) - {("image_discrete", 2)})
+    assert result.failed == [("image_discrete", 2)]
+    executions = lines(root / "executions.jsonl")
+    # 5 runs on 2 live workers + 1 replacement for the one killed: fewer processes than runs.
+    assert len({e["pid"] for e in executions}) <= 3
+    crashed = [r for r in lines(result.sweep_dir / "attempts.jsonl") if r["status"] == "crashed"]
+    assert [(r["task"], r["seed"]) for r in crashed] == [("vector_discrete", 1)]
+    # Each attempt's output (here the traceback) goes to its own log, also in a reused worker.
+    [log] = (result.sweep_dir / "logs").glob("image_discrete.seed_2.attempt_1.*.log")
+    assert "ValueError: bad config for image_discrete seed 2" in log.read_text()
+    [other] = (result.sweep_dir / "logs").glob("image_discrete.seed_1.attempt_1.*.log")
+    assert "Traceback" not in other.read_text()

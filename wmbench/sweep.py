@@ -428,6 +428,7 @@ class ExecOptions:
     submitit_local: bool = False
     slurm_partition: str | None = None
     timeout_min: int = 24 * 60
+    reuse_workers: bool = False
     progress: bool = True
     poll_s: float = 0.5
 
@@ -466,7 +467,7 @@ def make_backend(options: ExecOptions, directory: Path, workers: int, threads: i
     from wmbench import sweep_backends as sb
 
     if options.backend == "local":
-        return sb.LocalBackend(workers, directory / "logs")
+        return sb.LocalBackend(workers, directory / "logs", reuse=options.reuse_workers)
     if options.backend == "ray":
         return sb.RayBackend(workers, threads, options.ray_address, options.gpus_per_run)
     if options.backend == "submitit":
@@ -728,6 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch/BLAS threads per run (default: cores // workers)")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed or crashed run (default 2)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="agent steps between checkpoints (runner default)")
+    p.add_argument("--reuse-workers", action="store_true", help="local: a worker process serves run after run "
+                   "(saves seconds of start-up per run; default: a fresh process per run)")
     p.add_argument("--ray-address", default=None, help="address of a running Ray cluster (default: start a local one)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPUs per run: a fraction shares a GPU (ray); rounded up for Slurm")
     p.add_argument("--submitit-local", action="store_true", help="submitit's LocalExecutor instead of Slurm")
@@ -778,6 +781,7 @@ def cli_sweep(argv: list[str]) -> int:
         submitit_local=args.submitit_local,
         slurm_partition=args.slurm_partition,
         timeout_min=args.timeout_min,
+        reuse_workers=args.reuse_workers,
         progress=not args.no_progress,
     )
     result = run_sweep(spec, args.root, options, argv=argv)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,72 +206,112 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
+@dataclass
+class _Worker:
+    proc: subprocess.Popen
+    threads: int
+    task: tuple[RunJob, int, Path, Path] | None = None  # job, attempt, result file, log file
+
+
 class LocalBackend(Backend):
+    """Worker subprocesses that read jobs (one JSON line each) from stdin. By default a worker serves one run and
+    exits (fresh process per run: no state, memory or CUDA context carried over); with `reuse` it serves run after
+    run, which saves the Python + torch start-up (seconds) per run for sweeps of many short runs. Either way a
+    worker that dies takes only its current run with it, and the driver starts another."""
+
     name = "local"
 
-    def __init__(self, workers: int, log_dir: Path):
+    def __init__(self, workers: int, log_dir: Path, reuse: bool = False):
         self.capacity = max(1, workers)
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._procs: dict[tuple[str, int], tuple[subprocess.Popen, RunJob, int, Path, Path]] = {}
+        self.reuse = reuse
+        self._workers: list[_Worker] = []
+        self._exiting: list[subprocess.Popen] = []
+        self._started = 0
 
     @property
     def in_flight(self) -> int:
-        return len(self._procs)
+        return sum(w.task is not None for w in self._workers)
 
-    def pids(self) -> dict[tuple[str, int], int]:
-        return {key: entry[0].pid for key, entry in self._procs.items()}
+    def _start_worker(self, threads: int) -> _Worker:
+        self._started += 1
+        env = dict(os.environ, **{var: str(threads) for var in THREAD_ENV_VARS})
+        with open(self.log_dir / f"worker.{os.getpid()}.{self._started}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "wmbench.sweep_backends", "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                text=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        worker = _Worker(proc, threads)
+        self._workers.append(worker)
+        return worker
 
     def submit(self, jobs: Sequence[tuple[RunJob, int]]) -> None:
         for job, attempt in jobs:
             stem = f"{job.task}.seed_{job.seed}.attempt_{attempt}.{os.getpid()}"
             log_path = self.log_dir / f"{stem}.log"
             result_path = self.log_dir / f"{stem}.result.json"
-            env = dict(os.environ, **{var: str(job.threads) for var in THREAD_ENV_VARS})
-            with open(log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "wmbench.sweep_backends", job.to_json(), str(result_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                )
-            self._procs[job.key] = (proc, job, attempt, result_path, log_path)
+            idle = [w for w in self._workers if w.task is None and w.threads == job.threads] if self.reuse else []
+            worker = idle[0] if idle else self._start_worker(job.threads)
+            request = {"job": job.to_json(), "result": str(result_path), "log": str(log_path)}
+            assert worker.proc.stdin is not None
+            worker.proc.stdin.write(json.dumps(request) + "\n")
+            worker.proc.stdin.flush()
+            if not self.reuse:
+                worker.proc.stdin.close()  # end of input: the worker exits after this run
+            worker.task = (job, attempt, result_path, log_path)
 
     def wait(self, timeout: float) -> list[Finished]:
         deadline = time.monotonic() + timeout
         while True:
-            done = [key for key, entry in self._procs.items() if entry[0].poll() is not None]
-            if done or time.monotonic() >= deadline or not self._procs:
+            self._exiting = [p for p in self._exiting if p.poll() is None]
+            busy = [w for w in self._workers if w.task is not None]
+            # The result file is written atomically, so its existence means the run reported; check it before
+            # the process, since a fresh worker exits right after reporting.
+            done = [w for w in busy if w.task[2].exists() or w.proc.poll() is not None]
+            if done or time.monotonic() >= deadline or not busy:
                 break
             time.sleep(0.01)
         finished = []
-        for key in done:
-            proc, job, attempt, result_path, log_path = self._procs.pop(key)
+        for worker in done:
+            job, attempt, result_path, log_path = worker.task
+            worker.task = None
             try:
                 outcome = Outcome(**json.loads(result_path.read_text()))
                 result_path.unlink()
             except (FileNotFoundError, json.JSONDecodeError, TypeError):
-                code = proc.returncode
+                code = worker.proc.wait()
                 how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 outcome = Outcome("crashed", error=f"worker {how} before reporting; log: {log_path}")
+            if not self.reuse or worker.proc.poll() is not None:
+                self._workers.remove(worker)
+                self._exiting.append(worker.proc)
             if outcome.status != "finished" and outcome.error_file is None:
                 outcome.error_file = str(log_path)
             finished.append((job, attempt, outcome))
         return finished
 
     def close(self) -> None:
-        for proc, *_ in self._procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        for proc, *_ in self._procs.values():
+        procs = [w.proc for w in self._workers] + self._exiting
+        for worker in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                worker.proc.stdin.close()  # idle reused workers exit at end of input
+            if worker.task is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.terminate()
+        for proc in procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._procs.clear()
+        self._workers.clear()
+        self._exiting.clear()
 
 
 # ---------------------------------------------------------------- ray
@@ -292,7 +332,9 @@ class RayBackend(Backend):
         self._owned = False
         if not self.ray.is_initialized():
             if address:
-                self.ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                # A cluster's resources are its own (num_cpus etc. may not be passed); workers there need wmbench
+                # installed and --root on a file system every node shares.
+                self.ray.init(address=address, log_to_driver=False)
             else:
                 cores = os.cpu_count() or 1
                 self.ray.init(
@@ -435,17 +477,41 @@ class SubmititBackend(Backend):
         self._jobs.clear()
 
 
-def main(argv: list[str]) -> int:
-    """Subprocess entry of the local backend: `python -m wmbench.sweep_backends JOB_JSON RESULT_PATH`."""
-    job = RunJob.from_json(argv[0])
-    outcome = execute(job)
-    if outcome.traceback:
-        print(outcome.traceback, file=sys.stderr, flush=True)
+@contextlib.contextmanager
+def _output_to(path: str) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors, so C libraries' output too) to `path`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
+def serve() -> int:
+    """Local worker loop: one JSON request per stdin line ({job, result, log}); exits at end of input."""
     from wmbench.io import atomic_write_json
 
-    atomic_write_json(argv[1], outcome.to_dict())
+    while line := sys.stdin.readline():
+        request = json.loads(line)
+        with _output_to(request["log"]):
+            outcome = execute(RunJob.from_json(request["job"]))
+            if outcome.traceback:
+                print(outcome.traceback, file=sys.stderr, flush=True)
+        atomic_write_json(request["result"], outcome.to_dict())
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    if sys.argv[1:] != ["--serve"]:
+        sys.exit("usage: python -m wmbench.sweep_backends --serve   (a local sweep worker; jobs on stdin)")
+    sys.exit(serve())
