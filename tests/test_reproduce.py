@@ -200,3 +200,15 @@ def test_cli_reads_runs_skips_unfinished_and_prints_sweep_command(tmp_path, caps
     # Rule on the shipped curve vs the shipped finals (computed from full-resolution logs): near-identical.
     for task in ("pong", "boxing"):
         assert abs(by_task[task]["difference"]) < 0.05
+
+
+def test_cli_runs_folder_and_missing_runs(tmp_path, capsys) -> None:
+    pub = results.published(protocol=PROTOCOL, method="dreamerv3", task="pong")
+    for seed, curve in pub[pub.point_type == "curve"].groupby("seed"):
+        _write_run(tmp_path / "mine", "pong", int(seed), curve)
+    rc = reproduce.cli_reproduce(["dreamerv3", PROTOCOL, "--tasks", "pong", "--runs", str(tmp_path / "mine"),
+                                  "--reps", "50"])
+    assert rc == 0
+    assert "pong                         5     5" in capsys.readouterr().out
+    with pytest.raises(reproduce.ReproduceError, match="wmbench sweep dreamerv3 atari100k@1 --seeds 0-4"):
+        reproduce.cli_reproduce(["dreamerv3", PROTOCOL, "--root", str(tmp_path / "empty")])

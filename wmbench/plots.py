@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-# Font sizes chosen so that figures stay legible when the HTML shows them at ~1000 px wide.
+# Font sizes chosen for figures shown at their natural size: at to_png_base64's 110 dpi, a figure at most
+# MAX_WIDTH inches wide fits the report's 1150 px column without being scaled down (which shrinks the text).
 STYLE = {
     "font.size": 11,
     "axes.titlesize": 12,
@@ -35,6 +36,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
 }
+MAX_WIDTH = 10.4
 # Colour-blind-safe palette (Okabe & Ito 2008), stable per method across all figures of a report.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
@@ -89,7 +91,7 @@ def interval_plot(
     methods = list(estimates)
     colour_of = colour_of or colours(methods)
     with plt.rc_context(STYLE):
-        fig = _figure(3.2 * len(metrics) + 1.5, 0.5 * len(methods) + 1.4)
+        fig = _figure(min(MAX_WIDTH, 2.1 * len(metrics) + 2.0), 0.5 * len(methods) + 1.4)
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         for j, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
             for i, method in enumerate(methods):
@@ -103,6 +105,7 @@ def interval_plot(
             ax.set_title(METRIC_LABELS.get(metric, metric))
             ax.grid(axis="y", visible=False)
             ax.set_ylim(-0.6, len(methods) - 0.4)
+            ax.margins(x=0.1)  # keep intervals at the edge of the range visibly off the axis
         fig.supxlabel(xlabel, fontsize=11, y=0.02)
         fig.tight_layout()
     return fig
@@ -120,7 +123,7 @@ def performance_profile_plot(
     """
     colour_of = colour_of or colours(list(profiles))
     with plt.rc_context(STYLE):
-        fig = _figure(7.0, 4.2)
+        fig = _figure(8.0, 4.5)
         ax = fig.subplots()
         for method, (frac, low, high) in profiles.items():
             ax.plot(taus, frac, color=colour_of[method], linewidth=2, label=method)
@@ -178,7 +181,7 @@ def learning_curves(
     columns = max(1, min(columns, len(tasks)))
     rows = math.ceil(len(tasks) / columns)
     with plt.rc_context(STYLE):
-        fig = _figure(3.6 * columns, 2.7 * rows + 0.6)
+        fig = _figure(min(MAX_WIDTH, 2.6 * columns), 2.3 * rows + 0.6)
         axes = fig.subplots(rows, columns, squeeze=False)
         for k, task in enumerate(tasks):
             ax = axes[k // columns][k % columns]
@@ -197,7 +200,7 @@ def learning_curves(
                    bbox_to_anchor=(0.5, 1.0))
         fig.supxlabel(xlabel, fontsize=11)
         fig.supylabel(ylabel, fontsize=11)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.7 * rows + 0.6)))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.3 * rows + 0.6)))
     return fig
 
 

@@ -499,7 +499,8 @@ def cli_reproduce(argv: list[str]) -> int:
     parser.add_argument("method")
     parser.add_argument("protocol", help="protocol id, e.g. atari100k@1")
     parser.add_argument("--tasks", help="comma-separated subset of the protocol's tasks (default: all)")
-    parser.add_argument("--runs", nargs="+", type=Path, help="run directories to use (default: discover under --root)")
+    parser.add_argument("--runs", nargs="+", type=Path,
+                        help="run directories or folders holding them (default: discover under --root)")
     parser.add_argument("--root", type=Path, default=Path("runs"), help="root of run directories (default: runs)")
     parser.add_argument("--against-source", dest="source", help="published source id (default: the protocol's)")
     parser.add_argument("--at-step", type=float, help="compare at this step (record unit) instead of the budget")
@@ -519,7 +520,16 @@ def cli_reproduce(argv: list[str]) -> int:
 
     notes: list[str] = []
     if args.runs:
-        run_dirs = list(args.runs)
+        run_dirs = []
+        for path in args.runs:
+            if (path / "run.json").is_file():
+                run_dirs.append(path)
+                continue
+            # A folder of runs: take this method's runs of this protocol and task selection, quietly.
+            for found_dir in sorted(q.parent for q in path.rglob("run.json")):
+                info = _run_info(found_dir)
+                if (info.get("method"), info.get("protocol")) == (args.method, protocol.id) and info.get("task") in tasks:
+                    run_dirs.append(found_dir)
     else:
         found = find_runs(args.root, protocol, args.method, tasks)
         run_dirs = [p for paths in found.values() for p in paths]
@@ -534,9 +544,12 @@ def cli_reproduce(argv: list[str]) -> int:
                 f"--seeds {seeds} --tasks {','.join(short)} --root {args.root}\n"
             )
     if not run_dirs:
+        where = (f"in {', '.join(map(str, args.runs))}" if args.runs
+                 else f"under {args.root}/{protocol.id}/<task>/{args.method}/")
         raise ReproduceError(
-            f"no runs of {args.method} on {protocol.id} found under {args.root}/{protocol.id}/<task>/{args.method}/; "
-            f"run the sweep printed above, or pass run directories with --runs"
+            f"no runs of {args.method} on {protocol.id} ({len(tasks)} task(s)) found {where}; produce them with "
+            f"`wmbench sweep {args.method} {protocol.id} --seeds 0-{protocol.seeds.minimum - 1} --root {args.root}`"
+            ", or pass run directories with --runs"
         )
     usable = []
     for run_dir in run_dirs:
