@@ -1,7 +1,6 @@
 """Environment overhead: what our adapters and the runner loop cost on top of driving the simulator by hand.
 
-Three columns per suite, measured in one process with interleaved repetitions (order rotated every repetition)
-and reported as the median agent steps/s, with a uniform random policy:
+Three columns per suite, uniform random policy, all in one process:
 
   raw      the simulator driven directly with the protocol's settings. Atari: `ale_py.ALEInterface`, minimal
            action set, 4 frames per step with rewards summed, max-pool of the last two frames, Pillow bilinear
@@ -9,15 +8,20 @@ and reported as the median agent steps/s, with a uniform random policy:
            `physics.render(64, 64)` per agent step (or the flattened state for vector protocols).
   adapter  `wmbench.envs.make_env(protocol, task, seed)` (the suite adapter inside `ContractEnv`).
   runner   `wmbench.runner.run("random", protocol, task, ...)`: the whole interaction loop (policy, replay with
-           its chunk files, score/timing logs); its steady-state rate comes from the run's `timing.csv`
-           (first to last log row), so env construction and the final checkpoint are not counted.
+           its chunk files, score/timing logs).
 
-Ratios are column time per step / raw time per step (1.00 = no overhead), from wall-clock time and from this
-process's CPU time (`time.process_time`, less disturbed when other processes share the CPUs). Targets: adapter <= 1.10x raw for
-Atari, <= 1.05x for DMC pixels.
+raw and adapter are interleaved in blocks of `--block` steps (the order alternating block by block), so both
+see the same machine load even when other processes share the CPUs; the runner, a whole loop, runs once per
+repetition, before or after the pair (alternating). Its wall time is the steady state from the run's
+`timing.csv` (first to last log row: env construction and the final checkpoint are not counted); its CPU time
+is a `steps` run minus a `steps // 10` run, scaled, so the fixed set-up cost cancels.
+
+Reported: medians over repetitions of wall and CPU (`time.process_time`, all threads of this process) time per
+step, and the median of the per-repetition ratios column / raw (1.00 = no overhead). Targets: adapter <= 1.10x
+raw for Atari, <= 1.05x for DMC pixels.
 
     python benchmarks/env_overhead.py                          # both suites, defaults below
-    python benchmarks/env_overhead.py --suite atari --steps 3000 --reps 5
+    python benchmarks/env_overhead.py --suite atari --atari-steps 3000 --reps 5
     python benchmarks/env_overhead.py --suite dmc --dmc-protocol dmc_proprio@1 --dmc-task walker_walk
 """
 
@@ -33,7 +37,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,110 +44,130 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def raw_atari(protocol, task: str, steps: int, seed: int) -> float:
-    """Seconds for `steps` agent steps of bare ALE with the protocol's preprocessing."""
-    import ale_py
-    from ale_py import roms
-    from PIL import Image
+class RawAtari:
+    """Bare ALE with the protocol's preprocessing (what a user would write by hand)."""
 
-    env = protocol.env
-    repeat, noop_max = env["action_repeat"], env["noop_max"]
-    height, width = env["size"]
-    ale = ale_py.ALEInterface()
-    ale.setLoggerMode(ale_py.LoggerMode.Error)
-    ale.setInt("random_seed", seed)
-    ale.setFloat("repeat_action_probability", env["sticky_actions"])
-    ale.loadROM(str(roms.get_rom_path(task)))
-    actions = ale.getMinimalActionSet()
-    rng = np.random.default_rng(seed)
-    choices = rng.integers(0, len(actions), steps)
-    a, b = np.zeros((210, 160, 3), np.uint8), np.zeros((210, 160, 3), np.uint8)
+    def __init__(self, protocol, task: str, seed: int):
+        import ale_py
+        from ale_py import roms
+        from PIL import Image
 
-    def reset():
-        ale.reset_game()
-        for _ in range(int(rng.integers(noop_max + 1))):
-            ale.act(ale_py.Action.NOOP)
-        ale.getScreenRGB(a)
-        return np.array(Image.fromarray(a).resize((width, height), Image.BILINEAR))
+        env = protocol.env
+        self.repeat, self.noop_max = env["action_repeat"], env["noop_max"]
+        height, width = env["size"]
+        self.size = (width, height)
+        self.Image, self.noop = Image, ale_py.Action.NOOP
+        self.ale = ale_py.ALEInterface()
+        self.ale.setLoggerMode(ale_py.LoggerMode.Error)
+        self.ale.setInt("random_seed", seed)
+        self.ale.setFloat("repeat_action_probability", env["sticky_actions"])
+        self.ale.loadROM(str(roms.get_rom_path(task)))
+        self.actions = self.ale.getMinimalActionSet()
+        self.rng = np.random.default_rng(seed)
+        self.a, self.b = np.zeros((210, 160, 3), np.uint8), np.zeros((210, 160, 3), np.uint8)
+        self.reset()
 
-    reset()
-    start, cpu = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        act = actions[choices[i]]
-        reward = 0.0
-        for k in range(repeat):
-            reward += ale.act(act)
-            if k == repeat - 2:
-                ale.getScreenRGB(b)
-        ale.getScreenRGB(a)
-        obs = np.array(Image.fromarray(np.maximum(a, b, out=b)).resize((width, height), Image.BILINEAR))
-        if ale.game_over():
-            obs = reset()
-    del obs, reward
-    return time.perf_counter() - start, time.process_time() - cpu
+    def reset(self) -> np.ndarray:
+        self.ale.reset_game()
+        for _ in range(int(self.rng.integers(self.noop_max + 1))):
+            self.ale.act(self.noop)
+        self.ale.getScreenRGB(self.a)
+        return np.array(self.Image.fromarray(self.a).resize(self.size, self.Image.BILINEAR))
+
+    def run(self, steps: int) -> None:
+        ale, a, b, repeat = self.ale, self.a, self.b, self.repeat
+        choices = self.rng.integers(0, len(self.actions), steps)
+        for i in range(steps):
+            act = self.actions[choices[i]]
+            reward = 0.0
+            for k in range(repeat):
+                reward += ale.act(act)
+                if k == repeat - 2:
+                    ale.getScreenRGB(b)
+            ale.getScreenRGB(a)
+            obs = np.array(
+                self.Image.fromarray(np.maximum(a, b, out=b)).resize(self.size, self.Image.BILINEAR)
+            )
+            if ale.game_over():
+                obs = self.reset()
+        del obs, reward
 
 
-def raw_dmc(protocol, task: str, steps: int, seed: int) -> float:
-    """Seconds for `steps` agent steps of bare dm_control with action repeat and a 64x64 render per step."""
-    from dm_control import suite
+class RawDMC:
+    """Bare dm_control with action repeat and one render per agent step (or the flattened state)."""
 
-    from wmbench.envs.dmc import split_task
+    def __init__(self, protocol, task: str, seed: int):
+        from dm_control import suite
 
-    env = protocol.env
-    repeat, pixels = env["action_repeat"], env.get("obs") == "image"
-    domain, name = split_task(task)
-    camera = env.get("quadruped_camera", 2) if domain == "quadruped" else env.get("camera", 0)
-    height, width = env.get("size", (64, 64))
-    dm = suite.load(domain, name, task_kwargs={"random": seed})
-    spec = dm.action_spec()
-    actions = np.random.default_rng(seed).uniform(spec.minimum, spec.maximum, (steps, *spec.shape))
-    keys = sorted(dm.observation_spec())
+        from wmbench.envs.dmc import split_task
 
-    def observe(timestep):
-        if pixels:
-            return dm.physics.render(height, width, camera_id=camera)
-        return np.concatenate([np.asarray(timestep.observation[k], np.float32).ravel() for k in keys])
+        env = protocol.env
+        self.repeat, self.pixels = env["action_repeat"], env.get("obs") == "image"
+        domain, name = split_task(task)
+        self.camera = env.get("quadruped_camera", 2) if domain == "quadruped" else env.get("camera", 0)
+        self.height, self.width = env.get("size", (64, 64))
+        self.dm = suite.load(domain, name, task_kwargs={"random": seed})
+        self.spec = self.dm.action_spec()
+        self.keys = sorted(self.dm.observation_spec())
+        self.rng = np.random.default_rng(seed)
+        self.observe(self.dm.reset())
 
-    observe(dm.reset())
-    start, cpu = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        reward = 0.0
-        for _ in range(repeat):
-            timestep = dm.step(actions[i])
-            reward += timestep.reward or 0.0
+    def observe(self, timestep) -> np.ndarray:
+        if self.pixels:
+            return self.dm.physics.render(self.height, self.width, camera_id=self.camera)
+        return np.concatenate([np.asarray(timestep.observation[k], np.float32).ravel() for k in self.keys])
+
+    def run(self, steps: int) -> None:
+        actions = self.rng.uniform(self.spec.minimum, self.spec.maximum, (steps, *self.spec.shape))
+        for i in range(steps):
+            reward = 0.0
+            for _ in range(self.repeat):
+                timestep = self.dm.step(actions[i])
+                reward += timestep.reward or 0.0
+                if timestep.last():
+                    break
+            obs = self.observe(timestep)
             if timestep.last():
-                break
-        obs = observe(timestep)
-        if timestep.last():
-            obs = observe(dm.reset())
-    del obs
-    return time.perf_counter() - start, time.process_time() - cpu
+                obs = self.observe(self.dm.reset())
+        del obs
 
 
-def adapter(protocol, task: str, steps: int, seed: int) -> float:
-    """Seconds for `steps` agent steps through `make_env` (adapter + ContractEnv)."""
-    from wmbench.envs import make_env
+class Adapter:
+    """`make_env` (adapter + ContractEnv), stepped like the runner does."""
 
-    env = make_env(protocol, task, seed)
-    space = env.act_space
-    rng = np.random.default_rng(seed)
-    if hasattr(space, "n"):
-        actions = rng.integers(0, space.n, steps)
-    else:
-        actions = rng.uniform(-1, 1, (steps, *space.shape)).astype(np.float32)
-    env.reset()
-    start, cpu = time.perf_counter(), time.process_time()
-    for i in range(steps):
-        step = env.step(actions[i])
-        if step["is_last"]:
-            env.reset()
-    elapsed = time.perf_counter() - start, time.process_time() - cpu
-    env.close()
-    return elapsed
+    def __init__(self, protocol, task: str, seed: int):
+        from wmbench.envs import make_env
+
+        self.env = make_env(protocol, task, seed)
+        self.rng = np.random.default_rng(seed)
+        self.env.reset()
+
+    def run(self, steps: int) -> None:
+        space = self.env.act_space
+        if hasattr(space, "n"):
+            actions = self.rng.integers(0, space.n, steps)
+        else:
+            actions = self.rng.uniform(-1, 1, (steps, *space.shape)).astype(np.float32)
+        for i in range(steps):
+            step = self.env.step(actions[i])
+            if step["is_last"]:
+                self.env.reset()
 
 
-def _run_random(protocol, task: str, steps: int, seed: int) -> tuple[float, Path]:
-    """CPU seconds of one whole `run(...)` call, and the run directory's timing rows."""
+def _timed(fn, *args) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _scratch() -> Path:
+    path = Path.home() / ".cache" / "wmbench" / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run_random(protocol, task: str, steps: int, seed: int) -> tuple[float, list[tuple[float, float]]]:
+    """CPU seconds of one whole `run(...)` call, and the run's timing rows (env_step, wall_s)."""
     from wmbench.runner import run
 
     root = Path(tempfile.mkdtemp(prefix="env_overhead_", dir=_scratch()))
@@ -163,11 +186,7 @@ def _run_random(protocol, task: str, steps: int, seed: int) -> tuple[float, Path
 
 
 def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
-    """Steady-state (wall, CPU) seconds per `steps` agent steps of `wmbench.runner.run` with the random method.
-
-    Wall: from the run's `timing.csv`, first to last log row (excludes env construction and the final save).
-    CPU: a `steps` run minus a `steps // 10` run, scaled (the fixed set-up cost cancels).
-    """
+    """Steady-state (wall, CPU) seconds for `steps` agent steps of `run("random", ...)`."""
     cpu_long, rows = _run_random(protocol, task, steps, seed)
     short = max(steps // 10, 10)
     cpu_short, _ = _run_random(protocol, task, short, seed)
@@ -178,40 +197,50 @@ def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
     return (last_wall - first_wall) / agent_steps * steps, (cpu_long - cpu_short) / (steps - short) * steps
 
 
-def _scratch() -> Path:
-    path = Path.home() / ".cache" / "wmbench" / "bench"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def measure(label: str, protocol, task: str, columns: dict[str, Callable], steps: int, reps: int, seed: int):
-    """Interleaved repetitions (order rotated each time); prints medians of wall and CPU time per column."""
-    wall: dict[str, list[float]] = {name: [] for name in columns}
-    cpu: dict[str, list[float]] = {name: [] for name in columns}
-    names = list(columns)
-    for fn in columns.values():  # warm-up: imports, ROM/model loading, GL context creation
-        fn(protocol, task, min(steps, 100), seed)
+def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, seed: int, with_runner: bool):
+    names = ["raw", "adapter"] + (["runner"] if with_runner else [])
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    warm = [raw_cls(protocol, task, seed), Adapter(protocol, task, seed)]  # imports, JIT-free warm caches
+    for w in warm:
+        w.run(min(block, 20))
+    if with_runner:
+        runner(protocol, task, min(steps, 100), seed)
     for rep in range(reps):
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for name in order:
-            w, c = columns[name](protocol, task, steps, seed + rep)
+        if with_runner and rep % 2 == 0:
+            w, c = runner(protocol, task, steps, seed + rep)
+            wall["runner"].append(w), cpu["runner"].append(c)
+        pair = {"raw": raw_cls(protocol, task, seed + rep), "adapter": Adapter(protocol, task, seed + rep)}
+        totals = {n: [0.0, 0.0] for n in pair}
+        for i in range(steps // block):
+            for name in ("raw", "adapter") if i % 2 == 0 else ("adapter", "raw"):
+                w, c = _timed(pair[name].run, block)
+                totals[name][0] += w
+                totals[name][1] += c
+        for name, (w, c) in totals.items():
             wall[name].append(w)
             cpu[name].append(c)
+        if with_runner and rep % 2 == 1:
+            w, c = runner(protocol, task, steps, seed + rep)
+            wall["runner"].append(w), cpu["runner"].append(c)
         print(
-            f"  rep {rep + 1}/{reps}: " + ", ".join(f"{n} {steps / wall[n][-1]:.0f}/s" for n in names),
+            f"  rep {rep + 1}/{reps}: "
+            + ", ".join(f"{n} {steps / wall[n][-1]:.0f}/s" for n in names if wall[n]),
             file=sys.stderr,
             flush=True,
         )
-    w_med = {n: statistics.median(t) for n, t in wall.items()}
-    c_med = {n: statistics.median(t) for n, t in cpu.items()}
-    print(f"\n{label}: {protocol.id} {task}, {steps} agent steps x {reps} reps (medians), random policy")
+    n_steps = steps // block * block
+    print(f"\n{label}: {protocol.id} {task}, {n_steps} agent steps x {reps} reps (medians), random policy")
     print(f"  {'column':<8} {'steps/s':>8} {'us/step':>8} {'x raw':>6} {'CPU us/step':>12} {'CPU x raw':>10}")
     for n in names:
+        w_ratio = statistics.median(x / r for x, r in zip(wall[n], wall["raw"], strict=True))
+        c_ratio = statistics.median(x / r for x, r in zip(cpu[n], cpu["raw"], strict=True))
+        w_med, c_med = statistics.median(wall[n]), statistics.median(cpu[n])
+        steps_n = steps if n == "runner" else n_steps
         print(
-            f"  {n:<8} {steps / w_med[n]:>8.0f} {w_med[n] / steps * 1e6:>8.0f} {w_med[n] / w_med['raw']:>6.3f}"
-            f" {c_med[n] / steps * 1e6:>12.0f} {c_med[n] / c_med['raw']:>10.3f}"
+            f"  {n:<8} {steps_n / w_med:>8.1f} {w_med / steps_n * 1e6:>8.0f} {w_ratio:>6.3f}"
+            f" {c_med / steps_n * 1e6:>12.0f} {c_ratio:>10.3f}"
         )
-    return w_med, c_med
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dmc-protocol", default="dmc_vision@1")
     parser.add_argument("--dmc-task", default="cartpole_swingup")
     parser.add_argument("--dmc-steps", type=int, default=200)
+    parser.add_argument("--block", type=int, default=20, help="steps per interleaved raw/adapter block")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-runner", action="store_true", help="skip the full-runner column")
@@ -235,28 +265,15 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    with_runner = not args.no_runner
     if args.suite in ("atari", "both"):
-        columns = {"raw": raw_atari, "adapter": adapter} | ({} if args.no_runner else {"runner": runner})
-        measure(
-            "Atari",
-            load_protocol("atari100k@1"),
-            args.atari_task,
-            columns,
-            args.atari_steps,
-            args.reps,
-            args.seed,
-        )
+        protocol = load_protocol("atari100k@1")
+        measure("Atari", protocol, args.atari_task, RawAtari, args.atari_steps, args.block, args.reps, args.seed,
+                with_runner)  # fmt: skip
     if args.suite in ("dmc", "both"):
-        columns = {"raw": raw_dmc, "adapter": adapter} | ({} if args.no_runner else {"runner": runner})
-        measure(
-            "DMC",
-            load_protocol(args.dmc_protocol),
-            args.dmc_task,
-            columns,
-            args.dmc_steps,
-            args.reps,
-            args.seed,
-        )
+        protocol = load_protocol(args.dmc_protocol)
+        measure("DMC", protocol, args.dmc_task, RawDMC, args.dmc_steps, args.block, args.reps, args.seed,
+                with_runner)  # fmt: skip
     print(f"load average at the end {os.getloadavg()[0]:.2f} (other processes share these CPUs)")
     return 0
 
