@@ -12,6 +12,7 @@ import argparse
 import os
 import platform
 import sys
+import tomllib
 from collections.abc import Callable, Iterable
 from importlib.metadata import PackageNotFoundError, version
 
@@ -64,8 +65,6 @@ def suite_rows() -> list[list[str]]:
 
     by_suite: dict[str, list[str]] = {}
     for pid, path in protocol_files().items():
-        import tomllib
-
         try:
             suite = tomllib.loads(path.read_text()).get("suite", "?")
         except (OSError, tomllib.TOMLDecodeError):
