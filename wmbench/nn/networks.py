@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmbench.nn.distributions import symlog
+
 
 def init_trunc_normal_(weight: Tensor, fan_in: int, scale: float = 1.0) -> Tensor:
     """Truncated normal in [-2, 2] std with variance ~1/fan_in (1.1368 corrects the truncation), times `scale`.
@@ -54,10 +56,13 @@ class Norm(nn.Module):
             return x
         if self.channel_dim == 1:  # NCHW conv maps: normalise each pixel's channel vector
             x = x.movedim(1, -1)
+        # statistics in float32 even under bf16 autocast (as the official Norm)
+        dtype = x.dtype
         if self.kind == "rms":
-            out = F.rms_norm(x, (self.dim,), self.weight.to(x.dtype), self.eps)
+            out = F.rms_norm(x.float(), (self.dim,), self.weight, self.eps)
         else:
-            out = F.layer_norm(x, (self.dim,), self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+            out = F.layer_norm(x.float(), (self.dim,), self.weight, self.bias, self.eps)
+        out = out.to(dtype)
         return out.movedim(-1, 1) if self.channel_dim == 1 else out
 
 
@@ -197,3 +202,64 @@ class ConvDecoder(nn.Module):
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+class ObsEncoder(nn.Module):
+    """Dict observations -> one embedding: `vector` through symlog and an MLP, `image` through ConvEncoder,
+    concatenated (DreamerV3 encoder; symlog inputs make vector scales robust, Sec. 2)."""
+
+    def __init__(
+        self,
+        vector_dim: int | None,
+        image_shape: Sequence[int] | None,
+        units: int,
+        layers: int,
+        depth: int,
+        mults: Sequence[int] = (2, 3, 4, 4),
+        kernel: int = 5,
+        norm: str = "rms",
+    ):
+        super().__init__()
+        self.vector = MLP(vector_dim, units, layers, norm=norm) if vector_dim else None
+        self.image = ConvEncoder(image_shape, depth, mults, kernel, norm) if image_shape else None
+        self.out_dim = (self.vector.out_dim if self.vector else 0) + (self.image.out_dim if self.image else 0)
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:
+        parts = []
+        if self.vector is not None:
+            parts.append(self.vector(symlog(obs["vector"].float())))
+        if self.image is not None:
+            parts.append(self.image(obs["image"]))
+        return torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+
+
+class ObsDecoder(nn.Module):
+    """Latent state -> reconstructions: `vector` (symlog space, MLP) and/or `image` (ConvDecoder, in [0, 1])."""
+
+    def __init__(
+        self,
+        deter: int,
+        stoch: int,
+        vector_dim: int | None,
+        image_shape: Sequence[int] | None,
+        units: int,
+        layers: int,
+        depth: int,
+        mults: Sequence[int] = (2, 3, 4, 4),
+        kernel: int = 5,
+        norm: str = "rms",
+        bspace: int = 8,
+    ):
+        super().__init__()
+        self.vector = MLP(deter + stoch, units, layers, out_dim=vector_dim, norm=norm) if vector_dim else None
+        self.image = (
+            ConvDecoder(deter, stoch, image_shape, depth, units, mults, kernel, norm, bspace) if image_shape else None
+        )
+
+    def forward(self, deter: Tensor, stoch: Tensor) -> dict[str, Tensor]:
+        out = {}
+        if self.vector is not None:
+            out["vector"] = self.vector(torch.cat([deter, stoch], -1))
+        if self.image is not None:
+            out["image"] = self.image(deter, stoch)
+        return out

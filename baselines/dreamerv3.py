@@ -1,0 +1,518 @@
+"""DreamerV3 (Hafner et al. 2023, "Mastering Diverse Domains through World Models"), CPU-fast PyTorch.
+
+Read top to bottom like the paper's algorithm: a world model (encoder, RSSM, decoder, reward and continue heads)
+learns from replayed sequences; an actor and a critic learn from 15-step imagined rollouts started at every
+posterior state of the batch.
+
+Which generation: the *losses, optimisers and behaviour learning* are those of the 2023 paper and its code
+(arXiv v1; danijar/dreamerv3 of 2023, the release behind the shipped DMC proprio curves): beta_dyn 0.5, beta_rep 0.1,
+free bits 1 nat; Adam with lr 1e-4 / eps 1e-8 / global-norm clip 1000 for the world model and lr 3e-5 / eps 1e-5 /
+clip 100 for actor and critic; REINFORCE for discrete and backpropagation through the dynamics for continuous
+actions; percentile return normalisation (EMA decay 0.99); slow-critic regulariser (EMA fraction 0.02). The
+*network layout and size presets* are those of the 2024 release (RMSNorm + SiLU, block-diagonal GRU core, kernel-5
+CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states. Differences from the
+official code are listed in docs/dreamerv3.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import gymnasium
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from wmbench.config import ConfigError, to_dict
+from wmbench.errors import WmbenchError
+from wmbench.method import Method, MethodError
+from wmbench.nn.distributions import (
+    bernoulli_loss,
+    bernoulli_mode,
+    bounded_normal,
+    categorical_entropy,
+    mode_onehot,
+    normal_entropy,
+    normal_log_prob,
+    normal_sample,
+    sample_onehot,
+    symlog_bins,
+    symlog_mse,
+    twohot_loss,
+    twohot_mean,
+    unimix_logits,
+)
+from wmbench.nn.networks import MLP, ObsDecoder, ObsEncoder
+from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return
+from wmbench.nn.rssm import RSSM
+from wmbench.seeding import derive_seed
+
+
+def _size(deter: int, hidden: int, classes: int, depth: int, units: int) -> dict[str, Any]:
+    return {"deter": deter, "hidden": hidden, "classes": classes, "depth": depth, "units": units}
+
+
+@dataclass(frozen=True)
+class DreamerV3Config:
+    """Paper defaults; sizes default to `size12m` (the smallest size in the paper's table). On CPU use `xs` or
+    `size1m` (the official DMC-proprio size)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        # tests only: seconds per update, < 0.2M parameters
+        "tiny": {
+            **_size(64, 32, 4, 4, 32),
+            "stoch": 4, "blocks": 4, "layers": 1, "img_layers": 1, "mults": (2, 2), "bspace": 4,
+            "batch_size": 4, "batch_length": 16, "imag_horizon": 8,
+        },
+        # the peers' CPU benchmark configuration ("XS" of the 2023 paper's table with 1-layer MLPs)
+        "xs": {**_size(256, 256, 32, 16, 256), "layers": 1, "img_layers": 1},
+        # the 2024 release's configs.yaml presets (3 MLP layers, 32 latents, 8 blocks)
+        "size1m": _size(512, 64, 4, 4, 64),
+        "size12m": _size(2048, 256, 16, 16, 256),
+        "size25m": _size(3072, 384, 24, 24, 384),
+        "size50m": _size(4096, 512, 32, 32, 512),
+        "size100m": _size(6144, 768, 48, 48, 768),
+        "size200m": _size(8192, 1024, 64, 64, 1024),
+        "size400m": _size(12288, 1536, 96, 96, 1536),
+    }
+    preset: str = "size12m"
+    # --- model size (set by presets)
+    deter: int = 2048
+    hidden: int = 256
+    stoch: int = 32
+    classes: int = 16
+    blocks: int = 8
+    units: int = 256
+    layers: int = 3  # encoder, decoder, actor, critic MLP layers
+    head_layers: int = 1  # reward and continue heads
+    img_layers: int = 2  # prior MLP layers
+    obs_layers: int = 1  # posterior MLP layers
+    depth: int = 16  # CNN base channels (x mults)
+    mults: tuple[int, ...] = (2, 3, 4, 4)
+    kernel: int = 5
+    bspace: int = 8
+    latent: Literal["categorical", "gaussian"] = "categorical"
+    norm: Literal["rms", "layer"] = "rms"
+    unimix: float = 0.01
+    bins: int = 255
+    # --- world-model loss (2023 paper, Eq. 5)
+    free_nats: float = 1.0
+    loss_rec: float = 1.0
+    loss_rew: float = 1.0
+    loss_con: float = 1.0
+    loss_dyn: float = 0.5
+    loss_rep: float = 0.1
+    # --- optimisers (2023 paper, Table W.1: Adam)
+    model_lr: float = 1e-4
+    model_eps: float = 1e-8
+    model_clip: float = 1000.0
+    actor_lr: float = 3e-5
+    actor_eps: float = 1e-5
+    actor_clip: float = 100.0
+    critic_lr: float = 3e-5
+    critic_eps: float = 1e-5
+    critic_clip: float = 100.0
+    # --- behaviour learning
+    imag_horizon: int = 15
+    horizon: int = 333  # discount gamma = 1 - 1/horizon = 0.997
+    lam: float = 0.95
+    actent: float = 3e-4
+    actor_grad_disc: Literal["reinforce", "backprop"] = "reinforce"
+    actor_grad_cont: Literal["reinforce", "backprop"] = "backprop"
+    actor_outscale: float = 0.01
+    minstd: float = 0.1
+    maxstd: float = 1.0
+    retnorm_decay: float = 0.99
+    retnorm_limit: float = 1.0
+    retnorm_low: float = 5.0
+    retnorm_high: float = 95.0
+    slowreg: float = 1.0
+    slow_critic_fraction: float = 0.02
+    slow_critic_every: int = 1
+    # --- schedule: replayed steps per agent step (official: 32 default, 512 DMC 2023, 1024 Atari100k 2023 /
+    # 256 Atari100k 2024); training starts once the replay holds max(train_fill, batch_length) steps
+    batch_size: int = 16
+    batch_length: int = 64
+    train_ratio: float = 32.0
+    train_fill: int = 0
+    # --- compute
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+
+
+class NonFiniteLossError(WmbenchError, FloatingPointError):
+    """A DreamerV3 loss became NaN/inf; the message names the update, the loss term and how to resume."""
+
+
+@contextmanager
+def _frozen(*modules: nn.Module):
+    """Temporarily stop gradients into these modules' parameters (gradients still flow through them)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: DreamerV3Config) -> nn.ModuleDict:
+    """All trained networks (encoder, rssm, decoder, reward, cont, actor, critic) for these spaces."""
+    vector_dim = int(obs_space["vector"].shape[0]) if "vector" in obs_space else None
+    image_shape = tuple(obs_space["image"].shape) if "image" in obs_space else None
+    discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+    act_dim = int(act_space.n) if discrete else int(act_space.shape[0])
+    encoder = ObsEncoder(vector_dim, image_shape, c.units, c.layers, c.depth, c.mults, c.kernel, c.norm)
+    rssm = RSSM(
+        encoder.out_dim, act_dim, c.deter, c.hidden, c.stoch, c.classes, c.latent, c.blocks, c.norm, c.unimix,
+        c.img_layers, c.obs_layers,
+    )
+    feat = rssm.feat_dim
+    return nn.ModuleDict(
+        {
+            "encoder": encoder,
+            "rssm": rssm,
+            "decoder": ObsDecoder(
+                c.deter, rssm.stoch_dim, vector_dim, image_shape, c.units, c.layers, c.depth, c.mults, c.kernel,
+                c.norm, c.bspace,
+            ),
+            # zero-initialised output layers: predicted rewards/values start at exactly 0 (Sec. 2)
+            "reward": MLP(feat, c.units, c.head_layers, out_dim=c.bins, norm=c.norm, outscale=0.0),
+            "cont": MLP(feat, c.units, c.head_layers, out_dim=1, norm=c.norm),
+            "actor": MLP(feat, c.units, c.layers, out_dim=act_dim if discrete else 2 * act_dim, norm=c.norm,
+                         outscale=c.actor_outscale),
+            "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0),
+        }
+    )
+
+
+class DreamerV3(Method):
+    name = "dreamerv3"
+    Config = DreamerV3Config
+
+    @classmethod
+    def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
+        keys = set(obs_space) - {"image", "vector"}
+        if keys:
+            return f"observation entries {sorted(keys)} are not supported (only 'image' and 'vector')"
+        if not obs_space:
+            return "no observation entries"
+        if "image" in obs_space:
+            s = obs_space["image"]
+            if len(s.shape) != 3 or s.dtype != np.uint8:
+                return f"'image' must be uint8 HxWxC, got shape {s.shape} dtype {s.dtype}"
+        if "vector" in obs_space and len(obs_space["vector"].shape) != 1:
+            return f"'vector' must be 1-D, got shape {obs_space['vector'].shape}"
+        if isinstance(act_space, gymnasium.spaces.Discrete):
+            return None
+        if isinstance(act_space, gymnasium.spaces.Box):
+            if len(act_space.shape) != 1:
+                return f"Box actions must be 1-D, got shape {act_space.shape}"
+            if not (np.all(act_space.low == -1) and np.all(act_space.high == 1)):
+                return "Box actions must lie in [-1, 1] (the env contract normalises them)"
+            return None
+        return f"action space {act_space} is not supported (Discrete or Box in [-1, 1])"
+
+    def __init__(self, obs_space, act_space, config: DreamerV3Config | None = None, device: str = "cpu", seed: int = 0):
+        config = config if config is not None else DreamerV3Config()
+        super().__init__(obs_space, act_space, config, device, seed)
+        c = config
+        if "image" in obs_space:
+            h, w, _ = obs_space["image"].shape
+            factor = 2 ** len(c.mults)
+            if h % factor or w % factor or not (3 <= h // factor <= 16 and 3 <= w // factor <= 16):
+                raise ConfigError(
+                    f"image size {h}x{w} does not fit mults={c.mults}: {len(c.mults)} 2x poolings must end at 3..16 "
+                    f"pixels; set --set mults=... with a different number of stages"
+                )
+        self.device = torch.device(device)
+        self.discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+        self.act_dim = int(act_space.n) if self.discrete else int(act_space.shape[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "dreamerv3/init"))
+            nets = build_networks(obs_space, act_space, c)
+        self.nets = nets.to(self.device)
+        self.encoder, self.rssm, self.decoder = nets["encoder"], nets["rssm"], nets["decoder"]
+        self.reward_head, self.cont_head = nets["reward"], nets["cont"]
+        self.actor, self.critic = nets["actor"], nets["critic"]
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.world_model = nn.ModuleList([self.encoder, self.rssm, self.decoder, self.reward_head, self.cont_head])
+        self.retnorm = PercentileNormalizer(c.retnorm_decay, c.retnorm_limit, c.retnorm_low, c.retnorm_high).to(self.device)
+        self.bins = symlog_bins(c.bins, device=self.device)
+        self.model_opt = torch.optim.Adam(self.world_model.parameters(), lr=c.model_lr, eps=c.model_eps)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.actor_eps)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.critic_eps)
+        self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/train"))
+        self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/act"))
+        self.gamma = 1.0 - 1.0 / c.horizon
+        grad = c.actor_grad_disc if self.discrete else c.actor_grad_cont
+        self.backprop_actor = grad == "backprop"
+        self.updates = 0  # gradient updates done
+        self.ratio_start = -1  # agent step at which training began (train-ratio counter)
+        self.autocast_dtype = torch.bfloat16 if c.precision == "bf16" else None
+        if c.compile:
+            # the per-step functions of the two Python time loops dominate; compile them, keep the loops eager
+            self.rssm.core = torch.compile(self.rssm.core, dynamic=False)
+            self.rssm.posterior = torch.compile(self.rssm.posterior, dynamic=False)
+            self.actor.forward = torch.compile(self.actor.forward, dynamic=False)
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _policy_dist(self, feat: Tensor) -> tuple[Tensor, ...]:
+        """Actor output as distribution statistics: unimix log-probs (discrete) or bounded-Normal (mean, std)."""
+        out = self.actor(feat)
+        if self.discrete:
+            return (unimix_logits(out, self.config.unimix),)
+        raw_mean, raw_std = out.chunk(2, -1)
+        return bounded_normal(raw_mean, raw_std, self.config.minstd, self.config.maxstd)
+
+    def _sample_action(self, dist: tuple[Tensor, ...], mode: bool = False) -> Tensor:
+        if self.discrete:
+            return mode_onehot(dist[0]) if mode else sample_onehot(dist[0], self.gen_train)
+        mean, std = dist
+        return mean if mode else normal_sample(mean, std, self.gen_train)
+
+    def _action_input(self, action: np.ndarray) -> Tensor:
+        """Replayed actions -> float model inputs (one-hot for discrete)."""
+        a = torch.as_tensor(action, device=self.device)
+        if self.discrete:
+            return F.one_hot(a.long().reshape(a.shape[:2]), self.act_dim).float()
+        return a.float().reshape(*a.shape[:2], self.act_dim)
+
+    def _obs_tensors(self, data: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        return {k: torch.as_tensor(data[k], device=self.device) for k in ("image", "vector") if k in self.obs_space}
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[np.ndarray, Any]:
+        is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device).reshape(-1)
+        batch = is_first.shape[0]
+        if state is None:
+            deter, stoch = self.rssm.initial(batch, self.device)
+            prev_action = torch.zeros(batch, self.act_dim, device=self.device)
+        else:
+            deter, stoch, prev_action = state
+        with self._autocast():
+            embed = self.encoder(self._obs_tensors(obs))
+            deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, embed, is_first, self.gen_act)
+            dist = self._policy_dist(torch.cat([deter, stoch], -1))
+        if self.discrete:
+            onehot = mode_onehot(dist[0]) if mode == "eval" else sample_onehot(dist[0], self.gen_act)
+            env_action = onehot.argmax(-1).cpu().numpy()
+            prev_action = onehot.float()
+        else:
+            mean, std = dist
+            action = mean if mode == "eval" else normal_sample(mean, std, self.gen_act)
+            prev_action = action.clamp(-1, 1).float()
+            env_action = prev_action.cpu().numpy().astype(np.float32)
+        return env_action, (deter.float(), stoch.float(), prev_action)
+
+    # ------------------------------------------------------------------ learning
+    def update(self, replay: Any, step: int) -> dict[str, float]:
+        """Train on the replay at the configured train ratio (replayed steps per agent step)."""
+        c = self.config
+        if len(replay) < max(c.train_fill, c.batch_length):
+            return {}
+        if self.ratio_start < 0:
+            self.ratio_start = int(step)
+        due = 1 + int((int(step) - self.ratio_start) * c.train_ratio / (c.batch_size * c.batch_length))
+        metrics: list[dict[str, float]] = []
+        while self.updates < due:
+            metrics.append(self.train_batch(replay.sample(c.batch_size, c.batch_length)))
+        if not metrics:
+            return {}
+        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> list[float]:
+        values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync per update
+        for (name, _), v in zip(terms.items(), values, strict=True):
+            if not math.isfinite(v):
+                raise NonFiniteLossError(
+                    f"dreamerv3: loss term {name!r} is {v} at update {self.updates} (train ratio counter). "
+                    "Resume from the last checkpoint in the run directory's checkpoint/ (wmbench run resumes "
+                    "automatically), ideally with a lower learning rate (--set model_lr=..., actor_lr=...) or "
+                    "precision=fp32."
+                )
+        return values
+
+    def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+        """One gradient update of world model, actor and critic on a [B, T] batch of replayed steps."""
+        c = self.config
+        obs = self._obs_tensors(data)
+        action = self._action_input(data["action"])
+        reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(action.shape[:2])
+        is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(action.shape[:2])
+        is_terminal = torch.as_tensor(data["is_terminal"], device=self.device).float().reshape(action.shape[:2])
+        # the action that led to step t is the one chosen at t-1; the sequence starts from a zero state
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+
+        # ---- world model (Sec. 2): prediction + 0.5 dyn + 0.1 rep, per step, mean over batch and time
+        with self._autocast():
+            embed = self.encoder(obs)
+            seq = self.rssm.observe(embed, prev_action, is_first, generator=self.gen_train)
+            feat = torch.cat([seq["deter"], seq["stoch"]], -1)
+            recon = self.decoder(seq["deter"], seq["stoch"])
+            wm_terms: dict[str, Tensor] = {}
+            rec = 0.0
+            if "image" in recon:
+                target = obs["image"].float() / 255.0
+                wm_terms["loss/image"] = (recon["image"].float() - target).square().sum((-3, -2, -1))
+                rec = rec + wm_terms["loss/image"]
+            if "vector" in recon:
+                wm_terms["loss/vector"] = symlog_mse(recon["vector"], obs["vector"])
+                rec = rec + wm_terms["loss/vector"]
+            wm_terms["loss/reward"] = twohot_loss(self.reward_head(feat), reward, self.bins)
+            wm_terms["loss/cont"] = bernoulli_loss(self.cont_head(feat).squeeze(-1), 1.0 - is_terminal)
+            wm_terms["loss/dyn"], wm_terms["loss/rep"] = self.rssm.kl_losses(seq["post"], seq["prior"], c.free_nats)
+            model_loss = (
+                c.loss_rec * rec
+                + c.loss_rew * wm_terms["loss/reward"]
+                + c.loss_con * wm_terms["loss/cont"]
+                + c.loss_dyn * wm_terms["loss/dyn"]
+                + c.loss_rep * wm_terms["loss/rep"]
+            ).mean()
+        self.model_opt.zero_grad(set_to_none=True)
+        model_loss.backward()
+        model_gnorm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.model_clip)
+        self.model_opt.step()
+
+        # ---- behaviour (Sec. 3): imagine H steps from every posterior state of the batch
+        start_deter = seq["deter"].detach().reshape(-1, self.rssm.deter).float()
+        start_stoch = seq["stoch"].detach().reshape(-1, self.rssm.stoch_dim).float()
+        start_cont = (1.0 - is_terminal).reshape(-1)
+        H = c.imag_horizon
+        with _frozen(self.world_model), self._autocast():
+            deter, stoch = start_deter, start_stoch
+            feats, actions, dists = [], [], []
+            for h in range(H + 1):
+                feat = torch.cat([deter, stoch], -1)
+                dist = self._policy_dist(feat.detach())  # the actor sees sg(state), as in the paper
+                act = self._sample_action(dist)
+                feats.append(feat)
+                actions.append(act)
+                dists.append(dist)
+                if h < H:
+                    # REINFORCE needs no gradient through the rollout: detaching keeps the graph to the actor only
+                    step_action = act if self.backprop_actor else act.detach()
+                    deter, stoch, _ = self.rssm.img_step(deter, stoch, step_action, self.gen_train)
+            feat = torch.stack(feats)  # [H+1, N, F]
+            imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)  # r_t on arriving at s_{t+1}
+            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
+            with _frozen(self.critic):
+                value = twohot_mean(self.critic(feat), self.bins)
+            ret = lambda_return(imag_reward, cont[1:], value, self.gamma, c.lam)  # [H, N]
+            # trajectory weight: probability of still being in the episode, sg (official `weight`)
+            weight = (torch.cumprod(self.gamma * cont, 0) / self.gamma).detach()[:-1]
+            _, scale = self.retnorm(ret.detach())
+            adv = (ret - value[:-1]) / scale
+            if self.discrete:
+                logprobs = torch.stack([d[0] for d in dists[:-1]])
+                onehots = torch.stack(actions[:-1]).detach()
+                logp = (logprobs * onehots).sum(-1)
+                entropy = categorical_entropy(logprobs)
+            else:
+                mean = torch.stack([d[0] for d in dists[:-1]])
+                std = torch.stack([d[1] for d in dists[:-1]])
+                logp = normal_log_prob(torch.stack(actions[:-1]).detach(), mean, std)
+                entropy = normal_entropy(std)
+            actor_objective = adv if self.backprop_actor else logp * adv.detach()
+            actor_loss = (-(actor_objective + c.actent * entropy) * weight).mean()
+            # critic: two-hot regression on sg(lambda-return) plus the slow-critic regulariser
+            critic_logits = self.critic(feat[:-1].detach())
+            with torch.no_grad():
+                slow_value = twohot_mean(self.slow_critic(feat[:-1].detach()), self.bins)
+            critic_loss = (
+                (twohot_loss(critic_logits, ret.detach(), self.bins) + c.slowreg * twohot_loss(critic_logits, slow_value, self.bins))
+                * weight
+            ).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward(inputs=list(self.actor.parameters()))
+        actor_gnorm = nn.utils.clip_grad_norm_(self.actor.parameters(), c.actor_clip)
+        self.actor_opt.step()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward(inputs=list(self.critic.parameters()))
+        critic_gnorm = nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_clip)
+        self.critic_opt.step()
+        if self.updates % c.slow_critic_every == 0:
+            ema_update(self.slow_critic, self.critic, c.slow_critic_fraction)
+
+        terms = {
+            "loss/model": model_loss,
+            **{k: v.mean() for k, v in wm_terms.items()},
+            "loss/actor": actor_loss,
+            "loss/critic": critic_loss,
+            "grad_norm/model": model_gnorm,
+            "grad_norm/actor": actor_gnorm,
+            "grad_norm/critic": critic_gnorm,
+            "imag/return": ret.mean(),
+            "imag/reward": imag_reward.mean(),
+            "imag/return_scale": scale,
+            "policy/entropy": entropy.mean(),
+        }
+        values = self._check_finite(terms)
+        self.updates += 1
+        return dict(zip(terms, values, strict=True))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.config.preset,
+            "config": to_dict(self.config),
+            "nets": self.nets.state_dict(),
+            "slow_critic": self.slow_critic.state_dict(),
+            "retnorm": self.retnorm.state_dict(),
+            "model_opt": self.model_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "updates": self.updates,
+            "ratio_start": self.ratio_start,
+            "gen_train": self.gen_train.get_state(),
+            "gen_act": self.gen_act.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("preset") != self.config.preset:
+            raise MethodError(
+                f"dreamerv3 checkpoint was written with preset {state.get('preset')!r} but this run uses preset "
+                f"{self.config.preset!r}; run with --set preset={state.get('preset')} or use a new run directory"
+            )
+        ours = to_dict(self.config)
+        diff = sorted(k for k in ours if k in state.get("config", {}) and state["config"][k] != ours[k])
+        try:
+            self.nets.load_state_dict(state["nets"])
+            self.slow_critic.load_state_dict(state["slow_critic"])
+        except RuntimeError as e:
+            raise MethodError(
+                f"dreamerv3 checkpoint does not fit this config (differing keys: {', '.join(diff) or 'none'}): "
+                f"{str(e).splitlines()[0]}"
+            ) from e
+        self.retnorm.load_state_dict(state["retnorm"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.updates = int(state["updates"])
+        self.ratio_start = int(state["ratio_start"])
+        self.gen_train.set_state(state["gen_train"])
+        self.gen_act.set_state(state["gen_act"])
+
+
+def parameter_counts(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: DreamerV3Config) -> dict[str, int]:
+    """Trained parameters per network (built on the meta device: no memory, any size)."""
+    with torch.device("meta"):
+        nets = build_networks(obs_space, act_space, config)
+    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+__all__ = ["DreamerV3", "DreamerV3Config", "NonFiniteLossError", "build_networks", "parameter_counts"]
