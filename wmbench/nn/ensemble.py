@@ -204,7 +204,7 @@ def train_ensemble(
             loss, logs = model.loss(x_train[idx], y_train[idx])
             if not torch.isfinite(loss):
                 raise ModelDivergedError(
-                    f"dynamics-model loss became {float(loss)} at epoch {epoch} ({logs}); lower the learning rate "
+                    f"dynamics-model loss became {float(loss.detach())} at epoch {epoch} ({logs}); lower the learning rate "
                     "(config model_lr) or check the observations for NaN/inf values"
                 )
             optimizer.zero_grad(set_to_none=True)
