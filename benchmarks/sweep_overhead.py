@@ -4,13 +4,14 @@ Runs N tiny runs (`random` on fake@1, a few agent steps each, so the run itself 
 measured is the sweep's cost: worker start-up, imports, bookkeeping) three ways, each into a fresh root:
 
   loop   one process calls wmbench.runner.run N times (torch already imported): the floor
-  local  wmbench sweep --backend local --workers W (one subprocess per run)
-  ray    wmbench sweep --backend ray --workers W (a local Ray instance; its start-up is reported apart)
+  local        wmbench sweep --backend local --workers W (a fresh subprocess per run)
+  local-reuse  wmbench sweep --backend local --workers W --reuse-workers (W subprocesses serve all runs)
+  ray          wmbench sweep --backend ray --workers W (a local Ray instance; its start-up is reported apart)
 
 Overhead per run = (sweep wall x W - loop wall) / N: worker-seconds the sweep spends per run beyond the run itself
 (with perfect scaling and no overhead the sweep would take loop wall / W).
 
-    .venv/bin/python benchmarks/sweep_overhead.py --runs 200 --steps 10 --workers 2
+    .venv/bin/python benchmarks/sweep_overhead.py --runs 200 --steps 10 --workers 2 --backends local,local-reuse,ray
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--steps", type=int, default=10, help="agent steps per run")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--backends", default="local,ray")
+    p.add_argument("--backends", default="local,local-reuse,ray")
     p.add_argument("--root", default=None, help="scratch directory (default: a temp dir, removed at the end)")
     args = p.parse_args()
 
@@ -54,11 +55,12 @@ def main() -> None:
         for seed in range(per_task):
             run("random", "fake@1", task, seed, root=scratch / "loop", steps=args.steps, progress=False, threads=1)
     loop = time.perf_counter() - t0
-    print(f"loop   : {loop:8.2f} s total, {1000 * loop / n:8.1f} ms per run")
+    print(f"{'loop':<12}: {loop:8.2f} s total, {1000 * loop / n:8.1f} ms per run")
 
     spec = make_spec("random", "fake@1", seeds, ",".join(tasks), steps=args.steps)
     for backend in args.backends.split(","):
-        options = ExecOptions(backend=backend, workers=args.workers, progress=False, retries=0)
+        options = ExecOptions(backend=backend.split("-")[0], workers=args.workers, progress=False, retries=0,
+                              reuse_workers=backend == "local-reuse")
         init = 0.0
         if backend == "ray":
             import ray
@@ -79,7 +81,7 @@ def main() -> None:
         assert result.complete and len(result.finished) == n, result
         overhead = (wall * args.workers - loop) / n
         extra = f" (+ ray.init {init:.2f} s)" if backend == "ray" else ""
-        print(f"{backend:<7}: {wall:8.2f} s total{extra}, {1000 * wall / n:8.1f} ms per run, "
+        print(f"{backend:<12}: {wall:8.2f} s total{extra}, {1000 * wall / n:8.1f} ms per run, "
               f"wall ratio vs loop {wall / loop:6.2f}, overhead {1000 * overhead:8.1f} worker-ms per run")
     if args.root is None:
         shutil.rmtree(scratch, ignore_errors=True)

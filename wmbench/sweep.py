@@ -748,6 +748,8 @@ def cli_sweep(argv: list[str]) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)  # logs of batch jobs: rich's 80-column default folds every path
     if args.status and not args.method:
         return _print_all_status(console, Path(args.root), args.name)
     if not args.method or not args.protocol:

@@ -7,10 +7,11 @@ which ended and how (`submit`, `wait`, `close`). A worker that dies without repo
 node) comes back as status `crashed`, so the driver can retry it and the runner resumes it from its checkpoint.
 
 Backends
-- `local`: one `python -m wmbench.sweep_backends` subprocess per run. A subprocess (rather than a pool worker)
-  isolates faults: kill -9 of one run takes down that run only (a `ProcessPoolExecutor` marks its whole pool
-  broken and terminates the other workers). Children die with the driver (Linux `PR_SET_PDEATHSIG`), so killing
-  the driver leaves no orphan holding a run lock; the runs resume on the next invocation.
+- `local`: `python -m wmbench.sweep_backends --serve` worker subprocesses fed job lines on stdin; a fresh one per
+  run by default, or reused run after run (`reuse`). Own subprocesses (rather than a `ProcessPoolExecutor`)
+  isolate faults: kill -9 of one worker takes down its run only (a pool marks itself broken and terminates the
+  other workers). Workers die with the driver (Linux `PR_SET_PDEATHSIG`), so killing the driver leaves no orphan
+  holding a run lock; the runs resume on the next invocation.
 - `ray`: `ray.init(address=...)` for a cluster, else a local instance (no dashboard, temp dir under /tmp, CPUs
   bounded by workers x threads). Each run asks for `threads` CPUs and an optional GPU fraction.
 - `submitit`: Slurm job arrays via `AutoExecutor` (array parallelism = workers), or `LocalExecutor` for tests and
@@ -25,6 +26,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import logging
 import math
 import os
 import signal
@@ -341,6 +343,7 @@ class RayBackend(Backend):
                     num_cpus=max(cores, self.capacity * threads),
                     include_dashboard=False,
                     log_to_driver=False,
+                    logging_level=logging.WARNING,
                     _temp_dir=ray_temp_dir(),
                 )
             self._owned = True
