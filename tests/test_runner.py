@@ -178,6 +178,14 @@ def test_other_protocol_content_is_refused(tmp_path):
     edited.write_text(text.replace("max_steps = 50", "max_steps = 60"))
     with pytest.raises(RunDirError, match=r"protocol_hash.*--root"):
         run("crashy", load_protocol(edited), TASK, 0, root=tmp_path, steps=50, progress=False)
+    # A run.json recording another protocol version (e.g. a directory copied by hand) is refused too.
+    info_path = run_dir_for(tmp_path, PROTOCOL, TASK, "crashy", 0) / "run.json"
+    info = json.loads(info_path.read_text())
+    info["protocol"] = "fake@2"
+    info["status"] = "finished"
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(RunDirError, match=r"protocol: directory has 'fake@2', requested 'fake@1'"):
+        go(tmp_path, steps=50)
 
 
 def test_other_config_or_budget_is_refused(tmp_path):

@@ -315,8 +315,6 @@ class Replay:
         tail_start = int(state["tail_start"])
         if tail:
             self._keys = tuple(sorted(k for k in tail if k != "worker"))
-        if chunks is not None:
-            self.discard_chunks_after(chunks)
         # Layout first (capacity), then re-add only the steps that still fit, each at its original ring slot.
         if tail:
             self._allocate({k: tail[k][0] for k in self._keys})
@@ -340,6 +338,9 @@ class Replay:
             self._chunks = int(chunks)
             n = len(tail.get("worker", ()))
             self._pending = [{k: np.array(v[i]) for k, v in tail.items()} for i in range(n)]
+            # Only once the covered chunks loaded: chunks from after the checkpoint belong to the abandoned
+            # continuation; the resumed run writes them again.
+            self.discard_chunks_after(self._chunks)
         set_generator_state(self.rng, state["rng"])
 
     def _put_many(self, arrays: Mapping[str, np.ndarray], begin: int) -> None:

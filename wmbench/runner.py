@@ -395,6 +395,13 @@ def _run_locked(
         for name in LOGS:
             truncate(run_dir / name, int(checkpoint["logs"][name]))
         set_rng_state(checkpoint["rng"])
+        recorded = (info or {}).get("threads")
+        if recorded and recorded != torch.get_num_threads():
+            print(
+                f"warning: this run used {recorded} torch threads before and {torch.get_num_threads()} now; "
+                f"results may differ in the last bits from an uninterrupted run (pass --threads {recorded})",
+                file=sys.stderr,
+            )
     else:
         replay.discard_chunks_after(0)
         atomic_write_text(run_dir / "scores.csv", SCORES_HEADER)
@@ -408,7 +415,7 @@ def _run_locked(
             "run_seed": run_seed,
             "step_unit": unit,
             "device": device,
-            "threads": threads or torch.get_num_threads(),
+            "threads": torch.get_num_threads(),
             "steps_override": budget != proto.budget_steps(smoke),
             "replay_bytes": replay.capacity_bytes,
             "status": "running",
