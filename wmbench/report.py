@@ -16,6 +16,7 @@ import argparse
 import datetime as _dt
 import html
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -256,7 +257,7 @@ line-height:1.45;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd;
 padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ddd;padding:.3em .6em;
-text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}tr:nth-child(even) td{background:#fafafa}
+text-align:right;white-space:nowrap}th{background:#f4f4f4}td.l,th.l{text-align:left}tr:nth-child(even) td{background:#fafafa}
 .warn{background:#fff4e5;border-left:4px solid #e69f00;padding:.6em 1em;margin:.8em 0}
 .warn li{margin:.2em 0}.meta{color:#555;font-size:.92em}img{max-width:100%;height:auto;display:block;
 margin:.5em 0}code{background:#f4f4f4;padding:0 .25em;border-radius:3px}.note{color:#555;font-size:.9em}
@@ -272,6 +273,17 @@ def _seed_span(e: Entry, tasks: Sequence[str]) -> str:
     return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}–{counts.max()}"
 
 
+def _source_names(e: Entry) -> list[tuple[str, str]]:
+    """(text, link key) per source; our runs are summarised by their common folder and count."""
+    if e.kind != "ours":
+        return [(s, s) for s in e.sources]
+    dirs = [s.removeprefix("wmbench:") for s in e.sources]
+    if len(dirs) == 1:
+        return [(dirs[0], dirs[0])]
+    common = os.path.commonpath(dirs)
+    return [(f"{common}/ ({len(dirs)} runs)", common)]
+
+
 def methods_rows(c: Collection) -> list[list[str]]:
     """Per entry: origin, sources, protocol, seeds/task, tasks covered, budget reached, unit, finals basis."""
     unit = c.protocol.budget.step_unit
@@ -282,8 +294,7 @@ def methods_rows(c: Collection) -> list[list[str]]:
         reached = f"{curve['env_step'].max():,.0f}" if len(curve) else "—"
         basis = ", ".join(f"{b} ({n})" for b, n in e.finals["basis"].value_counts().items())
         protocols = ", ".join(sorted(set(e.table["protocol"])))
-        src = ", ".join(s.removeprefix("wmbench:") for s in e.sources[:3]) + (
-            f" … (+{len(e.sources) - 3})" if len(e.sources) > 3 else "")
+        src = ", ".join(name for name, _ in _source_names(e))
         rows.append([e.label, e.kind, src, protocols, _seed_span(e, c.tasks),
                      f"{e.finals['task'].nunique()}/{len(c.protocol.tasks)}", reached, f"{budget:,.0f}", unit, basis])
     return rows
@@ -561,15 +572,13 @@ def leaderboard_page(c: Collection, links: dict[str, str]) -> str:
     for rank, e in enumerate(order, 1):
         agg = c.aggregates[e.label]
         src = []
-        for s in e.sources[:3]:
-            name = s.removeprefix("wmbench:")
-            href = links.get(s) or (Path(name).resolve().as_uri() if s.startswith("wmbench:") else "")
+        for name, key in _source_names(e):
+            href = links.get(key) or (Path(key).resolve().as_uri() if e.kind == "ours" else "")
             src.append(f"<a href='{html.escape(href)}'>{html.escape(name)}</a>" if href else html.escape(name))
-        more = f" … (+{len(e.sources) - 3})" if len(e.sources) > 3 else ""
         rows.append(
             f"<tr><td>{rank}</td><td class='l'>{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
             f"<td>{_ci(agg['iqm'])}</td><td>{_ci(agg['mean'])}</td><td>{_seed_span(e, c.tasks)}</td>"
-            f"<td class='l'>{', '.join(src)}{more}</td></tr>"
+            f"<td class='l'>{', '.join(src)}</td></tr>"
         )
     head = ("<tr><th>#</th><th class='l'>method</th><th class='l'>origin</th><th>IQM [95% CI]</th>"
             "<th>mean [95% CI]</th><th>seeds/task</th><th class='l'>source</th></tr>")
