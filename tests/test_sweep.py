@@ -265,3 +265,19 @@ def test_reused_local_workers_serve_many_runs_and_survive_a_crash(tmp_path):
     assert "ValueError: bad config for image_discrete seed 2" in log.read_text()
     [other] = (result.sweep_dir / "logs").glob("image_discrete.seed_1.attempt_1.*.log")
     assert "Traceback" not in other.read_text()
+
+
+def test_status_of_running_and_interrupted_runs_from_their_files(tmp_path):
+    root = tmp_path / "runs"
+    spec = make_spec("random", "fake@1", "0-1", "vector_discrete")
+    for seed in (0, 1):
+        d = root / f"fake@1/vector_discrete/random/seed_{seed}"
+        d.mkdir(parents=True)
+        (d / "run.json").write_text(json.dumps({"status": "running", "agent_steps": 300, "budget_agent_steps": 1000}))
+        (d / "timing.csv").write_text("env_step,wall_s,steps_per_s\n400,4.0,40.00\n600,6.0,50.00\n")
+    with RunLock(root / "fake@1/vector_discrete/random/seed_0"):  # seed 0 is live, seed 1's process is gone
+        running, interrupted = sweep_status(root, spec)
+    assert running.state == "running" and running.steps_per_s == 50.0
+    assert running.eta_s == pytest.approx((1000 - 300) / 50.0)
+    assert interrupted.state == "pending" and "interrupted at step 300" in interrupted.reason
+    assert interrupted.eta_s is None

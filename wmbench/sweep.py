@@ -498,7 +498,7 @@ def run_sweep(
         raise SweepError(f"--retries must be >= 0, got {options.retries}")
     root = Path(root)
     directory = write_spec(root, spec, argv)
-    workers = options.workers or default_workers(options.device)
+    workers = options.workers if options.workers is not None else default_workers(options.device)
     if workers < 1:
         raise SweepError(f"--workers must be >= 1, got {workers}")
     threads = options.threads or threads_per_run(workers)
@@ -699,7 +699,11 @@ def write_scores(root: Path, spec: SweepSpec, directory: Path, finished: Sequenc
     from wmbench.io import atomic_write_text
 
     dirs = [run_dir(root, spec, task, seed) for task, seed in spec.runs() if (task, seed) in set(finished)]
-    table = load_scores(dirs)
+    try:
+        table = load_scores(dirs)
+    except WmbenchError as e:  # the runs are done and intact; only the summary table could not be built
+        print(f"warning: the sweep's score table was not written: {e}", file=sys.stderr)
+        return None
     path = directory / "scores.csv"
     atomic_write_text(path, table.to_csv(index=False))
     return path
