@@ -189,7 +189,7 @@ def test_cli_reads_runs_skips_unfinished_and_prints_sweep_command(tmp_path, caps
     printed = capsys.readouterr().out
     assert rc == 0
     assert "wmbench sweep dreamerv3 atari100k@1 --seeds 0-4 --tasks krull" in printed
-    assert "seed_7: status 'running'" in printed
+    assert "seed_7: unfinished (status 'running'" in printed
     d = json.loads(out.read_text())
     assert d["source"] == "dreamerv3_2024:atari100k-dreamerv3"
     by_task = {t["task"]: t for t in d["tasks"]}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import html
-import json
 import os
 import shlex
 import sys
@@ -74,22 +73,6 @@ def _published_entry(protocol: Protocol, spec: str) -> Entry:
     return Entry(f"{method} (published)", method, "published", (source,), table)
 
 
-def _run_problem(run_dir: Path, protocol: Protocol) -> str:
-    """Why one of our runs cannot be compared under `protocol` ('' if it can)."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        return f"run.json unreadable ({e})"
-    if info.get("protocol_hash") and info["protocol_hash"] != protocol.hash:
-        return (f"protocol hash {info['protocol_hash']} differs from the current {protocol.id} file's "
-                f"{protocol.hash} (protocol file edited since the run)")
-    if info.get("smoke"):
-        return "smoke run (tiny budget)"
-    if info.get("status") != "finished":
-        return f"unfinished (status {info.get('status')!r}, {info.get('agent_steps', 0):,} agent steps done)"
-    return ""
-
-
 def _resolve_protocol(table: pd.DataFrame | None, protocol: str | None) -> Protocol:
     if protocol is not None:
         return load_protocol(protocol)
@@ -115,6 +98,7 @@ def collect(
     """Load runs / score tables (`paths`, or an already loaded `table`) and published methods, keep one protocol,
     compute finals and the common task set."""
     from wmbench import results, stats
+    from wmbench.reproduce import run_info, run_problem
 
     warnings: list[str] = []
     if paths:
@@ -133,7 +117,7 @@ def collect(
         ours = table["source"].str.startswith("wmbench:")
         bad_sources = []
         for source in sorted(set(table.loc[ours, "source"])):
-            problem = _run_problem(Path(source.removeprefix("wmbench:")), proto)
+            problem = run_problem(run_info(Path(source.removeprefix("wmbench:"))), proto)
             if problem:
                 bad_sources.append(source)
                 warnings.append(f"Left out {source.removeprefix('wmbench:')}: {problem}.")

@@ -450,7 +450,8 @@ def find_runs(root: Path, protocol: Protocol, method: str, tasks: Sequence[str])
     return found
 
 
-def _run_info(run_dir: Path) -> dict[str, Any]:
+def run_info(run_dir: Path) -> dict[str, Any]:
+    """The run.json of a run directory (the runner writes it; see docs/contracts.md)."""
     try:
         return json.loads((run_dir / "run.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -529,7 +530,7 @@ def cli_reproduce(argv: list[str]) -> int:
                 continue
             # A folder of runs: take this method's runs of this protocol and task selection, quietly.
             for found_dir in sorted(q.parent for q in path.rglob("run.json")):
-                info = _run_info(found_dir)
+                info = run_info(found_dir)
                 if (info.get("method"), info.get("protocol")) == (args.method, protocol.id) and info.get("task") in tasks:
                     run_dirs.append(found_dir)
     else:
@@ -544,8 +545,8 @@ def cli_reproduce(argv: list[str]) -> int:
         )
     usable: dict[str, list[Path]] = {t: [] for t in tasks}
     for run_dir in run_dirs:
-        info = _run_info(run_dir)
-        problem = _run_problem(info, protocol, args.method, args.at_step)
+        info = run_info(run_dir)
+        problem = run_problem(info, protocol, args.method, args.at_step)
         if not problem and info.get("task") not in usable:
             problem = f"task {info.get('task')!r} is not among the selected tasks"
         if problem:
@@ -587,19 +588,22 @@ def cli_reproduce(argv: list[str]) -> int:
     return 0
 
 
-def _run_problem(info: dict[str, Any], protocol: Protocol, method: str, at_step: float | None) -> str:
-    """Why a run cannot enter a verdict (empty string if it can). Never silently mixed: the reason is printed."""
+def run_problem(info: dict[str, Any], protocol: Protocol, method: str | None = None,
+                at_step: float | None = None) -> str:
+    """Why a run (its run.json) cannot enter a comparison under `protocol` ('' if it can): other protocol or
+    version, edited protocol file, other method, smoke budget, or unfinished (unless it has reached `at_step`).
+    Shared by `wmbench reproduce` and `wmbench report`, which print the reason: runs are never mixed silently."""
     if info.get("protocol") != protocol.id:
         return f"protocol {info.get('protocol')!r}, not {protocol.id}"
     if info.get("protocol_hash") and info["protocol_hash"] != protocol.hash:
         return (f"protocol hash {info['protocol_hash']} differs from the current {protocol.id} file's {protocol.hash} "
                 "(the protocol file was edited after the run)")
-    if info.get("method") != method:
+    if method is not None and info.get("method") != method:
         return f"method {info.get('method')!r}, not {method!r}"
     if info.get("smoke"):
-        return "a smoke run (tiny budget)"
+        return "smoke run (tiny budget)"
     if info.get("status") != "finished":
         done = protocol.to_unit(info.get("agent_steps") or 0)
         if at_step is None or done < at_step:
-            return f"status {info.get('status')!r} at {done:,.0f} {protocol.budget.step_unit}"
+            return f"unfinished (status {info.get('status')!r} at {done:,.0f} {protocol.budget.step_unit})"
     return ""
