@@ -36,7 +36,7 @@ class LearnerConfig:
     length: int = 8
     train_start: int = 16
     fail_at: int = -1  # raise inside update at this step (tests of failed runs)
-    replay_bytes: int = 200_000  # ~240 steps of the 16x16 image task: the replay evicts during the test
+    replay_bytes: int = 150_000  # ~180 steps of the 16x16 image task: the replay evicts during the test
     replay_chunk: int = 64
 
 
@@ -102,7 +102,7 @@ class Learner(Method):
 register("resume_learner", "test_resume:Learner")
 
 TASK = "image_discrete"
-STEPS = 1000
+STEPS = 800
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -140,7 +140,7 @@ def test_kill9_midway_then_resume_equals_uninterrupted_run(tmp_path):
     proc = subprocess.Popen(_command(root), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     # Kill after a checkpoint past the replay's capacity (eviction) and several chunk files.
-    while _run_json(run_dir).get("agent_steps", 0) < 300:
+    while _run_json(run_dir).get("agent_steps", 0) < 250:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the run made no checkpoint in time"
         time.sleep(0.005)
@@ -150,7 +150,7 @@ def test_kill9_midway_then_resume_equals_uninterrupted_run(tmp_path):
     assert info["status"] == "running", "the run finished before it could be killed; lengthen STEPS"
     assert info["agent_steps"] < STEPS
     assert (run_dir / "lock.json").exists()  # a dead process's lock is left behind; resume must take it over
-    assert len(list((run_dir / "replay").glob("chunk_*.npz"))) >= 4
+    assert len(list((run_dir / "replay").glob("chunk_*.npz"))) >= 3
 
     done = subprocess.run(_command(root), env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -163,7 +163,7 @@ def test_kill9_midway_then_resume_equals_uninterrupted_run(tmp_path):
     assert (ref_dir / "scores.csv").read_text().count(",eval\n") >= 2
 
     a, b = load_checkpoint(ref_dir / "checkpoint"), load_checkpoint(run_dir / "checkpoint")
-    assert a["method"]["updates"] == b["method"]["updates"] > 900
+    assert a["method"]["updates"] == b["method"]["updates"] > 700
     for key, value in a["method"]["net"].items():
         assert torch.equal(value, b["method"]["net"][key]), key
     assert _run_json(run_dir)["resumes"] == 1

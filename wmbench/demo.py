@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             notes.append(problem)
     else:
-        methods = [(m, []) for m in args.methods]
+        # dreamerv3 keeps its tiny preset when named explicitly (its default size12m takes hours per run on a CPU)
+        methods = []
+        for m in args.methods:
+            name, overrides, problem = learning_method() if m == "dreamerv3" else (m, [], None)
+            if problem:
+                notes.append(problem)
+            methods.append((name, overrides))
 
     t0 = time.monotonic()
     rows = []
