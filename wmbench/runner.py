@@ -290,11 +290,12 @@ def run(
     threads: int | None = None,
 ) -> RunResult:
     """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted."""
-    from wmbench.envs import make_env
+    from wmbench.envs import check_installed, make_env
     from wmbench.method import get_method
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto.check_task(task)
+    check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
     config = make_config(cls.Config, list(overrides))
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -393,7 +394,10 @@ def _run_locked(
         if eval_env is not None:
             eval_env.episode = int(checkpoint["eval_env_episode"])
         for name in LOGS:
-            truncate(run_dir / name, int(checkpoint["logs"][name]))
+            try:
+                truncate(run_dir / name, int(checkpoint["logs"][name]))
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"{checkpoint_dir} covers {name} but {e}; restore the file or use a new --root") from e
         set_rng_state(checkpoint["rng"])
         recorded = (info or {}).get("threads")
         if recorded and recorded != torch.get_num_threads():
