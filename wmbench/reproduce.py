@@ -178,10 +178,12 @@ class Verdict:
             for m in a.ours:
                 o, p, d = a.ours[m], a.published[m], a.difference[m]
                 mark = "  <- verdict" if m == a.metric else ""
+                enough = min(a.n_ours, a.n_published) >= MIN_SEEDS
+                decision = decide(d[1], d[2], self.margin) if enough else INCONCLUSIVE
                 lines.append(
                     f"{'aggregate ' + m:<24} {a.n_ours:>5} {a.n_published:>5} {'':>10} {'':>10} "
                     f"{o[0]:>9.3f} {p[0]:>9.3f} {d[0]:>+8.3f} {f'[{d[1]:+.3f}, {d[2]:+.3f}]':>19}  "
-                    f"{decide(d[1], d[2], self.margin)}{mark}"
+                    f"{decision}{mark}"
                 )
         return "\n".join(lines)
 
