@@ -273,3 +273,25 @@ def test_cli_unknown_method_and_protocol(tmp_path, capsys):
     assert code == 2 and "Did you mean: crashy" in err
     code, _, err = cli(["run", "crashy", "fak@1", "--task", TASK, "--seed", "0", "--root", str(tmp_path)], capsys)
     assert code == 2 and "fake@1" in err
+
+
+def test_sigterm_marks_failed_and_releases_lock(tmp_path):
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_runner; "
+        f"from wmbench.runner import run; "
+        f"run('crashy', 'fake@1', {TASK!r}, 0, root={str(tmp_path)!r}, steps=20000, checkpoint_every=100, "
+        f"progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    d = run_dir_for(tmp_path, PROTOCOL, TASK, "crashy", 0)
+    deadline = time.monotonic() + 60
+    while not (d / "checkpoint" / "state.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and b"Terminated" in err
+    info = json.loads((d / "run.json").read_text())
+    assert info["status"] == "failed" and "SIGTERM" in info["error"]
+    assert not (d / "lock.json").exists()

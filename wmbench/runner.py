@@ -253,6 +253,30 @@ class _Progress:
         )
 
 
+class Terminated(WmbenchError, RuntimeError):
+    """The process received SIGTERM (e.g. a cluster pre-empting the job); the run resumes when restarted."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    """Turn SIGTERM into an exception so a terminated run records `failed` and releases its lock."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated by SIGTERM; run the same command again to resume from the last checkpoint")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_protocol(protocol: Protocol, smoke: bool, budget: int) -> Protocol:
     """The protocol as the final-score rule must see this run: its budget is the one the run actually used."""
     b = dataclasses.replace(protocol.budget, agent_steps=budget)
@@ -332,15 +356,16 @@ def run(
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        if info_path.exists():  # re-read under the lock: another process may have finished it meanwhile
-            info = read_json(info_path)
-            _check_same_run(info, identity, run_dir)
-            if info.get("status") == "finished":
-                return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
-        return _run_locked(
-            cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
-            checkpoint_every, progress, threads, make_env,
-        )
+        with _sigterm_as_exception():
+            if info_path.exists():  # re-read under the lock: another process may have finished it meanwhile
+                info = read_json(info_path)
+                _check_same_run(info, identity, run_dir)
+                if info.get("status") == "finished":
+                    return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
+            return _run_locked(
+                cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
+                checkpoint_every, progress, threads, make_env,
+            )
     finally:
         lock.release()
 
