@@ -103,6 +103,11 @@ def test_report_warns_and_never_mixes(tmp_path) -> None:
     assert shapes == {"dreamerv3": (2, 1), "dreamerv3 (published)": (5, 1)}
     # --against dreamerv3 names our entry exactly (the published one is labelled "dreamerv3 (published)").
     assert report._resolve_against(c, "dreamerv3") == "dreamerv3"
+    # Our runs beside the same method's published runs: the report states the reproduction verdict.
+    r = report.build_report(c, against=None, reps=50, poi_reps=5)
+    assert [(v.method, v.source) for v in r.verdicts] == [("dreamerv3", "dreamerv3_2024:atari100k-dreamerv3")]
+    assert r.verdicts[0].aggregate.n_ours == 2 and r.verdicts[0].tasks[0].task == "pong"
+    assert "## Reproduction: dreamerv3 vs dreamerv3_2024:atari100k-dreamerv3" in r.markdown()
 
 
 def test_report_errors_name_the_fix(tmp_path) -> None:

@@ -244,7 +244,8 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px so
 text-align:right;white-space:nowrap}th{background:#f4f4f4}td.l,th.l{text-align:left}tr:nth-child(even) td{background:#fafafa}
 .warn{background:#fff4e5;border-left:4px solid #e69f00;padding:.6em 1em;margin:.8em 0}
 .warn li{margin:.2em 0}.meta{color:#555;font-size:.92em}img{max-width:100%;height:auto;display:block;
-margin:.5em 0}code{background:#f4f4f4;padding:0 .25em;border-radius:3px}.note{color:#555;font-size:.9em}
+margin:.5em 0}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
+code{background:#f4f4f4;padding:0 .25em;border-radius:3px}.note{color:#555;font-size:.9em}
 """
 
 
@@ -361,6 +362,7 @@ class Report:
     poi_reps: int
     seed: int
     command: str
+    verdicts: list = field(default_factory=list)  # reproduce.Verdict per (our method, its published runs)
 
     def aggregate_rows(self) -> tuple[list[str], list[list[str]]]:
         metrics = list(self.collection.protocol.score.aggregates)
@@ -402,6 +404,8 @@ class Report:
         out += ["## Aggregate normalised scores", "", _md_table(*self.aggregate_rows()), ""]
         if self.improvement:
             out += [f"## Probability of improvement vs {self.against}", "", _md_table(*self.improvement_rows()), ""]
+        for v in self.verdicts:
+            out += [f"## Reproduction: {v.method} vs {v.source}", "", v.text, "", "```", v.table(), "```", ""]
         out += ["## Per task: mean raw final (normalised, seeds)", "", _md_table(*per_task_rows(c)), ""]
         out += ["Figures (intervals, performance profiles, learning curves) are in the HTML report.", ""]
         return "\n".join(out)
@@ -453,6 +457,9 @@ class Report:
                       "<p class='note'>P(X &gt; Y): chance that a run of X beats a run of Y on a random task "
                       "(Mann-Whitney), averaged over tasks; 0.5 = no difference.</p>",
                       img("improvement", "probability of improvement"), _html_table(*self.improvement_rows())]
+        for v in self.verdicts:
+            parts += [f"<h2>Reproduction: {html.escape(v.method)} vs {html.escape(v.source)}</h2>",
+                      f"<p>{html.escape(v.text)}</p>", f"<pre>{html.escape(v.table())}</pre>"]
         parts += ["<h2>Per task</h2>", "<p class='note'>Mean raw final score over seeds (normalised mean, number "
                   "of seeds).</p>", _html_table(*per_task_rows(c))]
         if self.curves:
@@ -492,7 +499,17 @@ def build_report(
     taus = np.linspace(low, high if high > low else low + 1.0, 81)
     prof = stats.performance_profile({e.label: e.matrix for e in c.entries}, taus, reps=reps, seed=seed)
     profiles = {label: (curve.point, curve.low, curve.high) for label, curve in prof.items()}
-    return Report(c, against, improvement, profiles, taus, _curves(c, c.tasks), reps, poi_reps, seed, command)
+    # Our runs of a method next to its published runs: state the reproduction verdict (wmbench reproduce's rule).
+    from wmbench import reproduce
+
+    verdicts = [
+        reproduce.verdict(ours.finals, pub.finals, c.protocol, tasks=c.tasks, reps=reps, seed=seed,
+                          source=pub.sources[0], improvement=False)
+        for ours in c.entries if ours.kind == "ours"
+        for pub in c.entries if pub.kind == "published" and pub.method == ours.method
+    ]
+    return Report(c, against, improvement, profiles, taus, _curves(c, c.tasks), reps, poi_reps, seed, command,
+                  verdicts)
 
 
 def cli_report(argv: list[str]) -> int:
