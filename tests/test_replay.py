@@ -182,8 +182,11 @@ def test_damaged_chunk_is_named(tmp_path):
         Replay(10**6, tmp_path / "replay", chunk_size=8).load_state_dict(state)
 
 
-def test_settings_must_match_on_reload(tmp_path):
+def test_reload_with_smaller_capacity_keeps_newest_steps(tmp_path):
     r = Replay(10**6, tmp_path / "replay", chunk_size=8)
-    fill(r, 20)
-    with pytest.raises(ReplayError, match="capacity_bytes"):
-        Replay(10**5, tmp_path / "replay", chunk_size=8).load_state_dict(r.state_dict())
+    fill(r, 50)
+    small = Replay(20 * r.step_bytes, tmp_path / "replay", chunk_size=1024)  # chunk size comes from the state
+    small.load_state_dict(r.state_dict())
+    assert len(small) == 20 and small.chunk_size == 8
+    assert np.array_equal(small.transitions()["reward"], [31, 32, 33, 34, 35, 36, 37, 38, 39, 41, 42, 43, 44, 45,
+                                                           46, 47, 48, 49])

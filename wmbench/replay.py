@@ -298,14 +298,15 @@ class Replay:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Rebuild the replay a checkpoint describes (chunks [0, chunks) + tail); delete later chunk files."""
+        """Rebuild the replay a checkpoint describes (chunks [0, chunks) + tail); delete later chunk files.
+
+        With the capacity it was saved with, the rebuilt replay equals the saved one slot for slot (same samples).
+        """
         if state.get("format") != 1:
             raise ReplayError(f"unknown replay state format {state.get('format')!r}")
-        if int(state["capacity_bytes"]) != self.capacity_bytes or int(state["chunk_size"]) != self.chunk_size:
-            raise ReplayError(
-                f"replay was saved with capacity_bytes={state['capacity_bytes']}, chunk_size={state['chunk_size']}"
-                f" but this replay has {self.capacity_bytes}, {self.chunk_size}: resume needs the same settings"
-            )
+        # The chunk files' layout is the saved one. A different capacity is allowed (e.g. reading a finished run's
+        # experience): the newest steps that fit are reloaded, and only the same capacity samples identically.
+        self.chunk_size = int(state["chunk_size"])
         chunks = state["chunks"]
         if (chunks is None) != (self.directory is None):
             raise ReplayError("replay state and replay disagree on whether steps live in a directory")
