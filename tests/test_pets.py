@@ -120,9 +120,8 @@ def test_pets_swings_up_cartpole_within_15_episodes(tmp_path):
 
 
 def _replay_rewards(run_dir: Path) -> list[np.ndarray]:
-    from wmbench.replay import Replay
-
-    ckpt = torch.load(next((run_dir / "checkpoint").glob("*.pt")), weights_only=True)
-    replay = Replay(10**9, run_dir / "replay")
-    replay.load_state_dict(ckpt["replay"])
-    return [ep["reward"][1:] for ep in replay.episodes()]
+    """Per-episode rewards from the run's replay chunks (the first step's stored reward is 0: dropped)."""
+    data = [np.load(c) for c in sorted((run_dir / "replay").glob("chunk_*.npz"))]
+    reward = np.concatenate([d["reward"] for d in data])
+    starts = list(np.flatnonzero(np.concatenate([d["is_first"] for d in data]))) + [len(reward)]
+    return [reward[a + 1 : b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
