@@ -212,3 +212,13 @@ def test_cli_runs_folder_and_missing_runs(tmp_path, capsys) -> None:
     assert "pong                         5     5" in capsys.readouterr().out
     with pytest.raises(reproduce.ReproduceError, match="wmbench sweep dreamerv3 atari100k@1 --seeds 0-4"):
         reproduce.cli_reproduce(["dreamerv3", PROTOCOL, "--root", str(tmp_path / "empty")])
+
+
+def test_difference_interval_is_seeded_and_centred_on_the_iqm_difference() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((3, 4)), rng.random((5, 4)) + 0.2
+    a = reproduce.difference_interval(x, y, "iqm", reps=100, seed=0, confidence=0.9)
+    assert a == reproduce.difference_interval(x, y, "iqm", reps=100, seed=0, confidence=0.9)
+    # IQM = 25%-trimmed mean over all runs x tasks (Agarwal et al. 2021).
+    expected = scipy_stats.trim_mean(x.ravel(), 0.25) - scipy_stats.trim_mean(y.ravel(), 0.25)
+    assert a[0] == pytest.approx(expected) and a[1] < a[0] < a[2]
