@@ -207,8 +207,7 @@ def curve_bands(
         inside = (x > 0) & (x <= budget)
         sums = np.bincount(idx[inside], weights=y[inside], minlength=bins)
         counts = np.bincount(idx[inside], minlength=bins)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_seed.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+        per_seed.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
     values = np.array(per_seed)
     keep = ~np.all(np.isnan(values), axis=0)
     centres = (edges[:-1] + edges[1:]) / 2
