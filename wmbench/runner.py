@@ -17,7 +17,8 @@ Checkpoints are taken at the first episode boundary at or after every `checkpoin
 itself need not be saved: `ContractEnv` reseeds episode k from (seed, k), and resume restarts at episode k. The
 policy state is reset to None at every episode start, checkpointed or not, so both paths see the same inputs.
 Resume reloads the checkpoint, cuts the logs back to the lengths it recorded and continues; the logs then equal
-an uninterrupted run's byte for byte (tested in tests/test_resume.py).
+an uninterrupted run's byte for byte (tested in tests/test_resume.py). A failure (exception, SIGTERM) records
+status `failed` and `error.txt`; running the same command again resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -424,6 +425,8 @@ def _run_locked(
             except (OSError, ValueError) as e:
                 raise CheckpointError(f"{checkpoint_dir} covers {name} but {e}; restore the file or use a new --root") from e
         set_rng_state(checkpoint["rng"])
+        if progress:
+            print(f"resuming {run_dir} from {checkpoint_dir} at agent step {counters['step']}", file=sys.stderr)
         recorded = (info or {}).get("threads")
         if recorded and recorded != torch.get_num_threads():
             print(
