@@ -126,6 +126,7 @@ def _is_run_locked(error: BaseException) -> bool:
 def execute(job: RunJob) -> Outcome:
     """Run one job in this process and report how it ended (never raises for a failing run)."""
     limit_threads(job.threads)
+    started = time.time()
     try:
         target = resolve_target(job.target)
         result = target(
@@ -145,13 +146,15 @@ def execute(job: RunJob) -> Outcome:
     except Exception as e:
         if _is_run_locked(e):
             return Outcome("locked", error=str(e))
+        # The runner's traceback of this attempt (an older error.txt belongs to an earlier attempt).
         error_file = Path(job.run_dir) / "error.txt" if job.run_dir else None
+        fresh = error_file is not None and error_file.exists() and error_file.stat().st_mtime >= started - 1
         return Outcome(
             "failed",
             run_dir=job.run_dir or None,
             error=f"{type(e).__name__}: {e}",
             traceback=traceback.format_exc(),
-            error_file=str(error_file) if error_file is not None and error_file.exists() else None,
+            error_file=str(error_file) if fresh else None,
         )
     status = str(getattr(result, "status", "finished"))
     return Outcome(
