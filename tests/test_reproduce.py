@@ -123,7 +123,7 @@ def test_two_vs_two_seeds_of_a_noisy_task_is_inconclusive(dreamer_finals: pd.Dat
 
 def test_verdict_to_dict_and_table(dreamer_finals: pd.DataFrame) -> None:
     ours, published = _random_halves(dreamer_finals[dreamer_finals.task.isin(["pong", "boxing"])], 2, seed=0)
-    v = reproduce.verdict(ours, published, PROTOCOL, tasks=["pong", "boxing"], reps=REPS)
+    v = reproduce.verdict(ours, published, PROTOCOL, tasks=["pong", "boxing"], reps=50)
     d = json.loads(json.dumps(v.to_dict()))
     assert d["verdict"] == v.verdict and d["margin"] == 0.1 and d["unit"] == "frames" and d["budget"] == 400000
     assert [t["task"] for t in d["tasks"]] == ["pong", "boxing"]
@@ -185,7 +185,7 @@ def test_cli_reads_runs_skips_unfinished_and_prints_sweep_command(tmp_path, caps
     _write_run(tmp_path, "pong", 7, curves[curves.task == "pong"].head(5), status="running")
     out = tmp_path / "verdict.json"
     rc = reproduce.cli_reproduce(["dreamerv3", PROTOCOL, "--tasks", "pong,boxing,krull", "--root", str(tmp_path),
-                                  "--reps", str(REPS), "--json", str(out)])
+                                  "--reps", "50", "--json", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0
     assert "wmbench sweep dreamerv3 atari100k@1 --seeds 0-4 --tasks krull" in printed
