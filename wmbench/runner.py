@@ -351,6 +351,8 @@ def run(
             raise RunDirError(f"{info_path} is unreadable ({e}); move the directory aside or use a new --root") from e
         _check_same_run(info, identity, run_dir)
         if info.get("status") == "finished":
+            if progress:
+                print(f"{run_dir} finished on {info.get('finished')}; not re-run", file=sys.stderr)
             return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
 
     run_dir.mkdir(parents=True, exist_ok=True)
