@@ -24,6 +24,9 @@ linear map [x, sin, cos] -> tip), with the env's own constants (`wmbench.envs.co
 The method needs the known cost (PILCO assumes it), so it supports the `control` suite's `cartpole_swingup` spaces
 only: a 4-D `vector` observation [x, x_dot, theta, theta_dot] and one action in [-1, 1] scaled by the max force.
 
+PILCO computes on the CPU in float64 whatever `device` is: its matrices are small (n <= a few hundred) and the
+moment matching needs double precision to stay well conditioned.
+
 Timing within the runner's loop: learning happens in `update` once the finished episode is complete in the replay,
 which is after the first env step of the next episode; that episode's first action therefore still comes from
 the previous controller (one step of 200).
@@ -226,8 +229,8 @@ class PILCO(Method):
 
     def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[np.ndarray, Any]:
         vector = np.asarray(obs["vector"], dtype=np.float64).reshape(-1, STATE_DIM)
-        if bool(np.any(obs["is_last"])):
-            self.pending = True
+        if mode == "train" and bool(np.any(obs["is_last"])):
+            self.pending = True  # evaluation episodes never enter the replay
         if self.trials < self.config.random_trials:
             action = self.rng.uniform(-1.0, 1.0, size=(len(vector), 1))
         else:

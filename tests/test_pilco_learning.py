@@ -47,13 +47,15 @@ def trial_protocol(directory: Path):
 
 
 def episode_rewards(run_dir: Path) -> list[np.ndarray]:
-    chunks = sorted((run_dir / "replay").glob("chunk_*.npz"))
-    data = [np.load(c) for c in chunks]
-    reward = np.concatenate([d["reward"] for d in data])
-    first = np.concatenate([d["is_first"] for d in data])
-    starts = list(np.flatnonzero(first)) + [len(reward)]
+    """Per-episode rewards from the run's replay (chunk files + the checkpoint's tail), in order."""
+    from wmbench.replay import Replay
+    from wmbench.runner import load_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoint")["replay"]
+    replay = Replay(int(state["capacity_bytes"]), run_dir / "replay", int(state["chunk_size"]))
+    replay.load_state_dict(state)
     # The reward stored at step t is the one received on arriving there; the first step's is 0.
-    return [reward[a + 1 : b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    return [np.asarray(ep["reward"][1:], np.float64) for ep in replay.episodes()]
 
 
 def test_pilco_swings_up_the_cartpole_within_15_trials(tmp_path):
