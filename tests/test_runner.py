@@ -295,3 +295,20 @@ def test_sigterm_marks_failed_and_releases_lock(tmp_path):
     info = json.loads((d / "run.json").read_text())
     assert info["status"] == "failed" and "SIGTERM" in info["error"]
     assert not (d / "lock.json").exists()
+
+
+class NumpyState(Crashy):
+    """Puts a numpy array in its state_dict: weights_only loading refuses it, so the first checkpoint must fail."""
+
+    def state_dict(self):
+        import numpy as np
+
+        return {"rng": super().state_dict()["rng"], "array": np.zeros(3)}
+
+
+register("numpy_state", "test_runner:NumpyState")
+
+
+def test_state_dict_that_weights_only_refuses_fails_at_first_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="weights_only"):
+        run("numpy_state", PROTOCOL, TASK, 0, root=tmp_path, steps=200, checkpoint_every=50, progress=False)

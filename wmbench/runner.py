@@ -186,9 +186,13 @@ def load_checkpoint(directory: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file {path} is missing") from None
     except Exception as e:  # truncated zip, bad pickle, forbidden global: all mean "unusable file"
-        raise CheckpointError(
-            f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from e
+        first_line = (str(e).splitlines() or [""])[0][:300]
+        if "weights_only" in str(e).lower() or "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} holds objects that torch.load(weights_only=True) refuses ({first_line}); a "
+                "method's state_dict may contain only tensors, numbers, strings, lists and dicts"
+            ) from e
+        raise CheckpointError(f"checkpoint {path} is corrupted or truncated ({type(e).__name__}: {first_line})") from e
     needed = {"format", "step", "method", "replay", "rng", "counters", "logs"}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or needed - set(state):
         raise CheckpointError(f"checkpoint {path} is not a wmbench checkpoint of format {CHECKPOINT_FORMAT}")
@@ -512,6 +516,8 @@ def _run_locked(
             score_row(step, counters["eval_episodes"], ret, length, "eval")
         counters["last_eval_step"] = step
 
+    verified: list[bool] = []
+
     def save(final: bool) -> None:
         counters["wall_s"] = wall()
         state = {
@@ -528,6 +534,9 @@ def _run_locked(
             "logs": {name: fsync_file(run_dir / name) for name in LOGS},
         }
         save_checkpoint(run_dir, state)
+        if not verified:  # once per process: fail early if the state cannot be loaded back safely
+            load_checkpoint(run_dir / "checkpoint")
+            verified.append(True)
         record.update({"agent_steps": counters["step"], "updated": _now()})
         atomic_write_json(run_dir / "run.json", record)
 
