@@ -139,3 +139,15 @@ def test_bad_reps_and_confidence():
         stats.aggregate(SCORES, reps=0)
     with pytest.raises(ResultsError, match=r"confidence must be in \(0, 1\)"):
         stats.aggregate(SCORES, confidence=95)
+
+
+def test_vectorised_poi_equals_rliable_mann_whitney():
+    from rliable import metrics as rly_metrics
+
+    from wmbench.stats import mann_whitney_poi
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 7)).round(1)  # rounding makes ties, which count one half
+    y = rng.normal(0.3, size=(4, 7)).round(1)
+    assert mann_whitney_poi(x, y) == pytest.approx(rly_metrics.probability_of_improvement(x, y), abs=1e-12)
+    assert mann_whitney_poi(x, x) == pytest.approx(0.5)

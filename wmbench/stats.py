@@ -137,6 +137,14 @@ def aggregate(
     return out if many else out["scores"]
 
 
+def mann_whitney_poi(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean over tasks of P(X > Y) + P(X = Y) / 2 for [runs x tasks] arrays: the Mann-Whitney U statistic over
+    n*m, as rliable's `probability_of_improvement`, computed for all pairs at once instead of one SciPy test per
+    task (which made bootstrap CIs take ~0.1 s per replicate on 26 tasks)."""
+    diff = x[:, None, :] - y[None, :, :]
+    return float(np.mean((diff > 0).mean(axis=(0, 1)) + 0.5 * (diff == 0).mean(axis=(0, 1))))
+
+
 def probability_of_improvement(
     x: np.ndarray | pd.DataFrame,
     y: np.ndarray | pd.DataFrame,
@@ -152,7 +160,7 @@ def probability_of_improvement(
         raise ResultsError(f"x has {x.shape[1]} tasks, y has {y.shape[1]}; both need the same tasks in the same order")
     with _seeded(seed, reps, confidence):
         points, intervals = rly.get_interval_estimates(
-            {"x_vs_y": [x, y]}, lambda a, b: np.array([rly_metrics.probability_of_improvement(a, b)]),
+            {"x_vs_y": [x, y]}, lambda a, b: np.array([mann_whitney_poi(a, b)]),
             reps=reps, confidence_interval_size=confidence,
         )
     return Interval(float(points["x_vs_y"][0]), float(intervals["x_vs_y"][0, 0]), float(intervals["x_vs_y"][1, 0]))
