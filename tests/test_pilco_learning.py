@@ -97,3 +97,44 @@ def test_pilco_swings_up_the_cartpole_within_15_trials(tmp_path):
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     assert first is not None and first <= TRIALS
     assert summary["successes_last_3"] >= 2
+
+
+def test_pilco_trial_controller_keeps_balancing_for_20s():
+    """The final controller of the learning check above (run it first), run for control@1's 20 s episodes from 5
+    start states: does a controller planned over 2.5 s keep the pole up for the rest of a 20 s episode?"""
+    from wmbench_baselines.pilco import PILCO, PILCOConfig
+
+    from wmbench.config import make_config
+    from wmbench.envs.control import CartPoleSwingUp
+    from wmbench.runner import load_checkpoint
+
+    out = Path(os.environ.get("WMBENCH_PILCO_OUT", Path.home() / ".cache/wmbench/pilco/learning"))
+    summary_file = out / "summary.json"
+    if not summary_file.exists():
+        pytest.skip(
+            f"no learning-check run in {out}: run test_pilco_swings_up_the_cartpole_within_15_trials first"
+        )
+    run_dir = Path(json.loads(summary_file.read_text())["run_dir"])
+    env = CartPoleSwingUp(CARTPOLE, time_limit=200)
+    pilco = PILCO(
+        dict(env.observation_space.spaces), env.action_space, make_config(PILCOConfig, ["preset=fast"])
+    )
+    pilco.load_state_dict(load_checkpoint(run_dir / "checkpoint")["method"])
+    returns, held = [], []
+    for k in range(5):
+        obs, _ = env.reset(seed=1000 + k)
+        rewards, done = [], False
+        while not done:
+            action, _ = pilco.policy(
+                {"vector": obs["vector"][None], "is_last": np.array([False])}, None, "eval"
+            )
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            rewards.append(reward)
+            done = terminated or truncated
+        r = np.asarray(rewards)
+        returns.append(float(r.sum()))
+        held.append(float((r[TRIAL_STEPS:] > math.exp(-0.5)).mean()))
+    print(
+        json.dumps({"trials_learned": pilco.trials, "returns_20s": returns, "fraction_up_after_2.5s": held})
+    )
+    assert np.median(returns) > 150  # control@1's note: a swung-up, balanced pole scores about 170-180
