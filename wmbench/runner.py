@@ -401,10 +401,8 @@ def _run_locked(
         seed=derive_seed(run_seed, "replay"),
     )
 
-    if every := checkpoint_every:
-        every = int(every)
-    else:
-        every = max(1, budget // 10)
+    # Default: ~10% of the budget; taken at the next episode end, so at least one episode apart.
+    every = int(checkpoint_every) if checkpoint_every else max(1, budget // 10)
     log_every = max(1, min(1000, budget // 50))
     eval_every = int(proto.from_unit(proto.eval.every, unit)) if proto.eval.every and unit != "episodes" else 0
     counters = {
