@@ -381,6 +381,8 @@ class DreamerV3(Method):
                 + c.loss_dyn * wm_terms["loss/dyn"]
                 + c.loss_rep * wm_terms["loss/rep"]
             ).mean()
+        model_terms = {**{k: v.mean() for k, v in wm_terms.items()}, "loss/model": model_loss}
+        model_values = self._check_finite(model_terms)  # before stepping, so a NaN never reaches the weights
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         model_gnorm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.model_clip)
@@ -408,8 +410,12 @@ class DreamerV3(Method):
             feat = torch.stack(feats)  # [H+1, N, F]
             imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)  # r_t on arriving at s_{t+1}
             cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
-            with _frozen(self.critic):
-                value = twohot_mean(self.critic(feat), self.bins)
+            # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
+            # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
+            critic_logits = self.critic(feat)
+            value = twohot_mean(critic_logits, self.bins)
+            if not self.backprop_actor:
+                value = value.detach()
             ret = lambda_return(imag_reward, cont[1:], value, self.gamma, c.lam)  # [H, N]
             # trajectory weight: probability of still being in the episode, sg (official `weight`)
             weight = (torch.cumprod(self.gamma * cont, 0) / self.gamma).detach()[:-1]
@@ -428,29 +434,27 @@ class DreamerV3(Method):
             actor_objective = adv if self.backprop_actor else logp * adv.detach()
             actor_loss = (-(actor_objective + c.actent * entropy) * weight).mean()
             # critic: two-hot regression on sg(lambda-return) plus the slow-critic regulariser
-            critic_logits = self.critic(feat[:-1].detach())
             with torch.no_grad():
                 slow_value = twohot_mean(self.slow_critic(feat[:-1].detach()), self.bins)
+            critic_logits = critic_logits[:-1]
             critic_loss = (
                 (twohot_loss(critic_logits, ret.detach(), self.bins) + c.slowreg * twohot_loss(critic_logits, slow_value, self.bins))
                 * weight
             ).mean()
+        behaviour_values = self._check_finite({"loss/actor": actor_loss, "loss/critic": critic_loss})
+        actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=list(self.actor.parameters()))
-        actor_gnorm = nn.utils.clip_grad_norm_(self.actor.parameters(), c.actor_clip)
-        self.actor_opt.step()
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward(inputs=list(self.critic.parameters()))
-        critic_gnorm = nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_clip)
+        actor_loss.backward(inputs=actor_params, retain_graph=True)
+        critic_loss.backward(inputs=critic_params)
+        actor_gnorm = nn.utils.clip_grad_norm_(actor_params, c.actor_clip)
+        critic_gnorm = nn.utils.clip_grad_norm_(critic_params, c.critic_clip)
+        self.actor_opt.step()
         self.critic_opt.step()
         if self.updates % c.slow_critic_every == 0:
             ema_update(self.slow_critic, self.critic, c.slow_critic_fraction)
 
-        terms = {
-            "loss/model": model_loss,
-            **{k: v.mean() for k, v in wm_terms.items()},
-            "loss/actor": actor_loss,
-            "loss/critic": critic_loss,
+        extra = {
             "grad_norm/model": model_gnorm,
             "grad_norm/actor": actor_gnorm,
             "grad_norm/critic": critic_gnorm,
@@ -459,9 +463,14 @@ class DreamerV3(Method):
             "imag/return_scale": scale,
             "policy/entropy": entropy.mean(),
         }
-        values = self._check_finite(terms)
+        extra_values = torch.stack([v.detach().float() for v in extra.values()]).tolist()
         self.updates += 1
-        return dict(zip(terms, values, strict=True))
+        return {
+            **dict(zip(model_terms, model_values, strict=True)),
+            "loss/actor": behaviour_values[0],
+            "loss/critic": behaviour_values[1],
+            **dict(zip(extra, extra_values, strict=True)),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

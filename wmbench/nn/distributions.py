@@ -29,7 +29,14 @@ def symexp(x: Tensor) -> Tensor:
 
 
 def symlog_bins(num: int = 255, low: float = -20.0, high: float = 20.0, device=None) -> Tensor:
-    """Bin centres in symlog space: `num` equally spaced values in [low, high] (255 in [-20, 20] in the paper)."""
+    """Bin centres in symlog space: `num` equally spaced values in [low, high] (255 in [-20, 20] in the paper).
+
+    Symmetric ranges are built by mirroring one half, so the centre bin is exactly 0 and a uniform (zero-logit)
+    head predicts 0 up to rounding (as the official code ensures)."""
+    if low == -high and num % 2 == 1:
+        half = torch.linspace(low, 0.0, (num + 1) // 2, device=device)
+        half[-1] = 0.0
+        return torch.cat([half, -half[:-1].flip(0)])
     return torch.linspace(low, high, num, device=device)
 
 
@@ -50,7 +57,8 @@ def twohot(x: Tensor, bins: Tensor) -> Tensor:
 
 def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
     """Prediction of a two-hot symlog head in raw space: symexp(E_softmax(logits)[bins])."""
-    return symexp(torch.softmax(logits.float(), -1) @ bins)
+    # elementwise product + sum rather than a matmul, which bf16 autocast would run in bf16 (bins reach +-20)
+    return symexp((torch.softmax(logits.float(), -1) * bins).sum(-1))
 
 
 def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
@@ -86,7 +94,7 @@ def sample_onehot(logprobs: Tensor, generator: torch.Generator | None = None) ->
     index = torch.argmax(logprobs.detach() - torch.log(-torch.log(u)), -1)
     onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
     probs = logprobs.exp()
-    return onehot + probs - probs.detach()
+    return onehot + (probs - probs.detach())  # exactly one-hot in value
 
 
 def mode_onehot(logprobs: Tensor) -> Tensor:

@@ -58,11 +58,14 @@ class Norm(nn.Module):
             x = x.movedim(1, -1)
         # statistics in float32 even under bf16 autocast (as the official Norm)
         dtype = x.dtype
+        if dtype != torch.float32:
+            x = x.float()
         if self.kind == "rms":
-            out = F.rms_norm(x.float(), (self.dim,), self.weight, self.eps)
+            out = F.rms_norm(x, (self.dim,), self.weight, self.eps)
         else:
-            out = F.layer_norm(x.float(), (self.dim,), self.weight, self.bias, self.eps)
-        out = out.to(dtype)
+            out = F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+        if dtype != torch.float32:
+            out = out.to(dtype)
         return out.movedim(-1, 1) if self.channel_dim == 1 else out
 
 

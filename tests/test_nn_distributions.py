@@ -1,0 +1,129 @@
+"""wmbench.nn.distributions: values derived by hand or from scipy, shapes and gradients."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from wmbench.nn import distributions as D
+
+
+def test_symlog_known_values_and_inverse():
+    e = math.e
+    x = torch.tensor([0.0, e - 1, -(e - 1), e**2 - 1])
+    assert torch.allclose(D.symlog(x), torch.tensor([0.0, 1.0, -1.0, 2.0]))
+    y = torch.linspace(-1e4, 1e4, 1001, dtype=torch.float64)
+    assert torch.allclose(D.symexp(D.symlog(y)), y, rtol=1e-10, atol=1e-8)
+
+
+def test_twohot_hand_values():
+    bins = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    enc = D.twohot(torch.tensor([1.25, 2.0, -5.0, 7.0, 0.0]), bins)
+    expected = torch.tensor(
+        [[0, 0.75, 0.25, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0]], dtype=torch.float32
+    )
+    assert torch.allclose(enc, expected)
+
+
+def test_twohot_round_trip_over_paper_bins():
+    bins = D.symlog_bins()  # 255 bins in [-20, 20]
+    assert bins.shape == (255,) and bins[0] == -20 and bins[-1] == 20 and torch.isclose(bins[127], torch.tensor(0.0))
+    x = torch.empty(1000).uniform_(-20, 20, generator=torch.Generator().manual_seed(0))
+    enc = D.twohot(x, bins)
+    assert torch.allclose(enc.sum(-1), torch.ones(1000))
+    assert ((enc > 0).sum(-1) <= 2).all()
+    assert torch.allclose((enc * bins).sum(-1), x, atol=1e-4)  # the encoding's mean is the value
+
+
+def test_twohot_mean_and_loss():
+    bins = D.symlog_bins()
+    # uniform logits over symmetric bins: expected value 0 exactly by symmetry
+    assert torch.allclose(D.twohot_mean(torch.zeros(3, 255), bins), torch.zeros(3), atol=1e-5)
+    # all mass on the bin at symlog value 2 -> prediction symexp(2) = e^2 - 1
+    idx = int(torch.argmin((bins - 2.0).abs()))
+    logits = torch.full((255,), -1e4)
+    logits[idx] = 0
+    assert torch.isclose(D.twohot_mean(logits, bins), D.symexp(bins[idx]), rtol=1e-5)
+    # bins [-1, 0, 1], target with symlog 0.5 -> weights (0, .5, .5); uniform logits -> loss = ln 3
+    small = torch.tensor([-1.0, 0.0, 1.0])
+    loss = D.twohot_loss(torch.zeros(3), D.symexp(torch.tensor(0.5)), small)
+    assert torch.isclose(loss, torch.tensor(math.log(3)), atol=1e-6)
+
+
+def test_twohot_loss_minimiser_predicts_target():
+    bins = D.symlog_bins()
+    target = torch.tensor(123.0)
+    # the cross-entropy is minimised by logits = log(twohot target); its prediction is the target itself
+    logits = torch.log(D.twohot(D.symlog(target), bins) + 1e-30).requires_grad_(True)
+    assert torch.isclose(D.twohot_mean(logits.detach(), bins), target, rtol=1e-4)
+    D.twohot_loss(logits, target, bins).backward()
+    assert logits.grad.abs().max() < 1e-6
+    # and a gradient step from uniform logits moves the prediction towards the target
+    logits = torch.zeros(255, requires_grad=True)
+    D.twohot_loss(logits, target, bins).backward()
+    assert D.twohot_mean(-logits.grad, bins) > 0
+
+
+def test_unimix_bounds_probabilities():
+    logits = torch.tensor([100.0, 0.0, 0.0, 0.0])
+    probs = D.unimix_logits(logits, 0.01).exp()
+    assert torch.allclose(probs, torch.tensor([0.99 + 0.0025, 0.0025, 0.0025, 0.0025]), atol=1e-6)
+    assert torch.allclose(D.unimix_logits(logits, 0.0).exp().sum(), torch.tensor(1.0))
+
+
+def test_sample_onehot_frequencies_and_straight_through_gradient():
+    logits = torch.log(torch.tensor([0.2, 0.3, 0.5])).repeat(20000, 1)
+    gen = torch.Generator().manual_seed(0)
+    s = D.sample_onehot(logits, gen)
+    assert torch.all((s == 0) | (s == 1)) and torch.allclose(s.sum(-1), torch.ones(20000))
+    assert torch.allclose(s.mean(0), torch.tensor([0.2, 0.3, 0.5]), atol=0.015)
+    # gradient of w . sample equals the gradient of w . probs (straight-through estimator)
+    raw = torch.randn(5, 4, requires_grad=True)
+    w = torch.randn(4)
+    lp = torch.log_softmax(raw, -1)
+    (D.sample_onehot(lp, gen) * w).sum().backward()
+    g_st = raw.grad.clone()
+    raw.grad = None
+    (torch.softmax(raw, -1) * w).sum().backward()
+    assert torch.allclose(g_st, raw.grad, atol=1e-6)
+
+
+def test_categorical_kl_and_entropy():
+    p = torch.log(torch.tensor([0.5, 0.5]))
+    q = torch.log(torch.tensor([0.25, 0.75]))
+    assert torch.isclose(D.categorical_kl(p, q), torch.tensor(0.5 * math.log(2) + 0.5 * math.log(2 / 3)))
+    assert torch.isclose(D.categorical_kl(p, p), torch.tensor(0.0))
+    assert torch.isclose(D.categorical_entropy(p), torch.tensor(math.log(2)))
+
+
+def test_bernoulli():
+    assert torch.isclose(D.bernoulli_loss(torch.tensor(0.0), torch.tensor(1.0)), torch.tensor(math.log(2)))
+    x = torch.tensor(1.3)
+    assert torch.isclose(D.bernoulli_loss(x, torch.tensor(0.0)), -torch.log(1 - torch.sigmoid(x)))
+    assert D.bernoulli_mode(torch.tensor([-0.1, 0.1])).tolist() == [0.0, 1.0]
+
+
+def test_bounded_normal_range():
+    mean, std = D.bounded_normal(torch.tensor([-1e3, 0.0, 1e3]), torch.tensor([-1e3, -2.0, 1e3]), 0.1, 1.0)
+    assert torch.allclose(mean, torch.tensor([-1.0, 0.0, 1.0]))
+    assert torch.allclose(std, torch.tensor([0.1, 0.55, 1.0]))  # sigmoid(-2 + 2) = 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_normal_functions_match_scipy(seed):
+    rng = np.random.default_rng(seed)
+    x, m, s = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.uniform(0.2, 2, size=(3, 4))
+    t = lambda a: torch.tensor(a)  # noqa: E731
+    assert np.allclose(D.normal_log_prob(t(x), t(m), t(s)).numpy(), scipy.stats.norm.logpdf(x, m, s).sum(-1))
+    assert np.allclose(D.normal_entropy(t(s)).numpy(), scipy.stats.norm.entropy(0, s).sum(-1))
+
+
+def test_normal_kl_hand_value_and_sample_gradient():
+    # KL(N(0,1) || N(1,2)) = ln 2 + (1 + 1) / 8 - 1/2
+    kl = D.normal_kl(torch.zeros(1), torch.ones(1), torch.ones(1), 2 * torch.ones(1))
+    assert torch.isclose(kl, torch.tensor(math.log(2) + 0.25 - 0.5))
+    mean = torch.zeros(3, requires_grad=True)
+    D.normal_sample(mean, torch.ones(3), torch.Generator().manual_seed(0)).sum().backward()
+    assert torch.allclose(mean.grad, torch.ones(3))

@@ -1,0 +1,120 @@
+"""wmbench.nn.networks and wmbench.nn.rssm: shapes, exact refactorings, resets, KL balancing, gradients."""
+
+import pytest
+import torch
+
+from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params
+from wmbench.nn.rssm import RSSM
+
+
+def test_norms_normalise():
+    x = torch.randn(64, 32) * 5 + 3
+    rms = Norm(32, "rms")(x)
+    assert torch.allclose(rms.square().mean(-1), torch.ones(64), atol=1e-3)
+    ln = Norm(32, "layer")(x)
+    assert torch.allclose(ln.mean(-1), torch.zeros(64), atol=1e-4)
+    assert torch.allclose(ln.var(-1, unbiased=False), torch.ones(64), atol=1e-3)
+    maps = torch.randn(2, 8, 4, 4)  # NCHW: each pixel's channel vector is normalised
+    out = Norm(8, "rms", channel_dim=1)(maps)
+    assert torch.allclose(out.square().mean(1), torch.ones(2, 4, 4), atol=1e-3)
+
+
+def test_mlp_shapes_zero_output_and_params():
+    mlp = MLP(10, 16, 2, out_dim=3, outscale=0.0)
+    assert mlp(torch.randn(5, 7, 10)).shape == (5, 7, 3)
+    assert torch.all(mlp(torch.randn(4, 10)) == 0)  # zero-initialised output layer
+    # hand count: (10*16 + 16 + 16 norm) + (16*16 + 16 + 16) + (16*3 + 3)
+    assert count_params(mlp) == 192 + 288 + 51
+
+
+def test_block_linear_equals_block_diagonal_dense():
+    layer = BlockLinear(12, 6, 3)
+    x = torch.randn(5, 12)
+    dense = torch.block_diag(*layer.weight.detach())  # [12, 6]
+    assert torch.allclose(layer(x), x @ dense + layer.bias, atol=1e-6)
+    assert count_params(layer) == 3 * 4 * 2 + 6
+
+
+def test_conv_encoder_decoder_shapes_and_gradients():
+    enc = ConvEncoder((64, 64, 3), depth=2, mults=(2, 3, 4, 4))
+    img = torch.randint(0, 256, (2, 3, 64, 64, 3), dtype=torch.uint8)
+    emb = enc(img)
+    assert emb.shape == (2, 3, 4 * 4 * 8) and enc.out_dim == 128
+    dec = ConvDecoder(deter=16, stoch=12, shape=(64, 64, 3), depth=2, units=8, bspace=4)
+    out = dec(torch.randn(2, 3, 16), torch.randn(2, 3, 12))
+    assert out.shape == (2, 3, 64, 64, 3) and out.min() >= 0 and out.max() <= 1
+    out.sum().backward()
+    assert all(p.grad is not None for p in dec.parameters())
+    with pytest.raises(ValueError, match="divisible"):
+        ConvEncoder((20, 20, 3), depth=2)
+
+
+def _rssm(latent="categorical", **kw):
+    torch.manual_seed(0)
+    return RSSM(embed_dim=6, action_dim=2, deter=16, hidden=8, stoch=3, classes=4, latent=latent, blocks=4, **kw)
+
+
+@pytest.mark.parametrize("latent", ["categorical", "gaussian"])
+def test_observe_matches_step_by_step_filtering(latent):
+    rssm = _rssm(latent)
+    B, T = 2, 5
+    embed, act = torch.randn(B, T, 6), torch.randn(B, T, 2)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    is_first[1, 3] = True
+    seq = rssm.observe(embed, act, is_first, generator=torch.Generator().manual_seed(1))
+    stoch_dim = 12 if latent == "categorical" else 3
+    assert seq["deter"].shape == (B, T, 16) and seq["stoch"].shape == (B, T, stoch_dim)
+    # the batched precomputations in observe are exact: the same as one obs_step per time step
+    gen = torch.Generator().manual_seed(1)
+    deter, stoch = rssm.initial(B)
+    for t in range(T):
+        deter, stoch, stats = rssm.obs_step(deter, stoch, act[:, t], embed[:, t], is_first[:, t], gen)
+        assert torch.allclose(seq["deter"][:, t], deter, atol=1e-6)
+        assert torch.allclose(seq["stoch"][:, t], stoch, atol=1e-6)
+        assert torch.allclose(seq["post"][:, t], stats, atol=1e-6)
+    assert torch.allclose(seq["prior"], torch.stack([rssm.prior(seq["deter"][:, t]) for t in range(T)], 1), atol=1e-6)
+    if latent == "categorical":
+        z = seq["stoch"].reshape(B, T, 3, 4)
+        assert torch.all(z.sum(-1) == 1)
+
+
+def test_reset_forgets_history():
+    rssm = _rssm()
+    is_first = torch.zeros(1, 4, dtype=torch.bool)
+    is_first[0, 2] = True
+    a = rssm.observe(torch.randn(1, 4, 6), torch.randn(1, 4, 2), is_first)
+    b = rssm.observe(torch.randn(1, 4, 6), torch.randn(1, 4, 2), is_first)
+    # after a reset h_t = f(0, 0, 0): independent of everything before
+    assert torch.allclose(a["deter"][:, 2], b["deter"][:, 2])
+    assert not torch.allclose(a["deter"][:, 1], b["deter"][:, 1])
+
+
+def test_kl_balancing_and_free_bits():
+    rssm = _rssm()
+    post_raw = torch.randn(4, 12, requires_grad=True)
+    prior_raw = torch.randn(4, 12, requires_grad=True)
+    post, prior = rssm.dist_stats(post_raw), rssm.dist_stats(prior_raw)
+    dyn, rep = rssm.kl_losses(post, prior, free=0.0)
+    kl = rssm.kl(post, prior)
+    assert torch.allclose(dyn, kl) and torch.allclose(rep, kl)
+    # dyn trains only the prior, rep only the posterior (stop-gradients of Eq. 5)
+    (g_post,) = torch.autograd.grad(dyn.sum(), post_raw, allow_unused=True, retain_graph=True) or (None,)
+    assert g_post is None or torch.all(g_post == 0)
+    (g_prior,) = torch.autograd.grad(rep.sum(), prior_raw, allow_unused=True, retain_graph=True) or (None,)
+    assert g_prior is None or torch.all(g_prior == 0)
+    # free bits: below 1 nat the loss is constant 1 and passes no gradient
+    same = rssm.dist_stats(post_raw)
+    dyn, rep = rssm.kl_losses(same, same, free=1.0)
+    assert torch.all(dyn == 1.0) and torch.all(rep == 1.0)
+    (g,) = torch.autograd.grad(rep.sum(), post_raw)
+    assert torch.all(g == 0)
+
+
+def test_img_step_passes_action_gradient():
+    rssm = _rssm("gaussian")
+    deter, stoch = rssm.initial(3)
+    action = torch.zeros(3, 2, requires_grad=True)
+    deter, stoch, _ = rssm.img_step(deter, stoch, action, torch.Generator().manual_seed(0))
+    (deter.sum() + stoch.sum()).backward()
+    assert action.grad.abs().sum() > 0
