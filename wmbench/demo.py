@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from wmbench.runner import run
+    from wmbench.runner import Terminated, run
 
     notes = []
     if args.methods is None:
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 res = run(method, protocol, task, args.seed, root=args.root, overrides=overrides, smoke=True,
                           device=args.device, progress=not args.no_progress)
+            except Terminated:
+                raise  # SIGTERM stops the whole demo, not just this run
             except SuiteNotInstalled as e:
                 rows.append((label, protocol, task, "skipped", str(e).splitlines()[0], "", ""))
                 continue
