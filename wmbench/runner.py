@@ -64,7 +64,10 @@ from wmbench.protocols import Protocol, load_protocol
 from wmbench.replay import Replay, ReplayError
 from wmbench.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 
-__all__ = ["run", "run_dir_for", "RunResult", "CheckpointError", "RunDirError", "RunLocked", "DiskFullError", "cli_run"]
+__all__ = [
+    "run", "run_dir_for", "RunResult", "CheckpointError", "RunDirError", "RunLocked", "DiskFullError", "Terminated",
+    "cli_run", "load_checkpoint", "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = 1
 SCORES_HEADER = "env_step,step_unit,episode,score,length,phase\n"
