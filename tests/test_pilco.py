@@ -1,6 +1,7 @@
 """PILCO (wmbench_baselines.pilco): controllers, the moment-matched rollout step vs Monte Carlo, the runner smoke
 run (runs, saves, resumes, deterministic under a seed)."""
 
+import io
 import json
 
 import gymnasium
@@ -134,3 +135,24 @@ def test_smoke_run_through_runner_is_deterministic(tmp_path):
     assert state["trials"] == 1 and state["gp"]["inputs"].shape == (200, 6)
     second = run("pilco", "control@1", "cartpole_swingup", 0, root=tmp_path / "b", **common)
     assert read_run(second.run_dir)[0] == scores  # same seed, same episodes
+
+
+def test_state_dict_restores_gp_and_controller_after_learning():
+    pilco = make(["max_full=30", "n_inducing=10"], seed=2)
+    g = torch.Generator().manual_seed(0)
+    states = torch.randn(41, 4, generator=g, dtype=f64) * 0.3
+    u = torch.rand(40, 1, generator=g, dtype=f64) * 2 - 1
+    episode = {"vector": states.numpy(), "action": torch.cat([u, u[-1:]]).numpy()}
+    pilco.trials = 1
+    metrics = pilco.learn(*pilco.dataset([episode]))
+    assert metrics["gp_sparse"] == 1.0 and metrics["policy_cost"] <= metrics["policy_cost_start"]
+    state = pilco.state_dict()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    other = make(["max_full=30", "n_inducing=10"], seed=7)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    with torch.no_grad():
+        cost = pilco.rollout(pilco.controller.params, pilco.gp.posterior())[0]
+        cost_loaded = other.rollout(other.controller.params, other.gp.posterior())[0]
+    assert float(cost) == float(cost_loaded)
