@@ -144,7 +144,7 @@ def gae_advantages(
     limit), and the lambda-recursion is cut where an episode ended.
     """
     advantage = torch.zeros_like(reward)
-    gae = torch.zeros(())
+    gae = torch.zeros((), device=reward.device)
     for t in reversed(range(len(reward))):
         delta = reward[t] + gamma * next_value[t] - value[t]
         gae = delta + gamma * lam * (1 - ended[t]) * gae
@@ -245,7 +245,7 @@ class MBMF(Method):
                         "logp": dist.log_prob(a).sum(),
                         "value": self.pi.v(x),
                         "reward": 0.0,
-                        "next_value": torch.zeros(()),
+                        "next_value": torch.zeros((), device=self.device),
                         "ended": False,
                     }
                 )
@@ -323,7 +323,7 @@ class MBMF(Method):
         with torch.no_grad():
             self.ppo[-1].update(
                 reward=reward,
-                next_value=torch.zeros(()) if terminal else self.pi.v(x),
+                next_value=torch.zeros((), device=self.device) if terminal else self.pi.v(x),
                 ended=last,
                 closed=True,
             )
@@ -338,14 +338,14 @@ class MBMF(Method):
         act = torch.stack([t["action"] for t in batch])
         old_logp = torch.stack([t["logp"] for t in batch])
         value = torch.stack([t["value"] for t in batch])
-        reward = torch.tensor([t["reward"] for t in batch])
+        reward = torch.tensor([t["reward"] for t in batch], device=self.device)
         next_value = torch.stack([t["next_value"] for t in batch])
-        ended = torch.tensor([float(t["ended"]) for t in batch])
+        ended = torch.tensor([float(t["ended"]) for t in batch], device=self.device)
         advantage = gae_advantages(reward, value, next_value, ended, c.gamma, c.gae_lambda)
         returns = advantage + value
         logs = {}
         for _ in range(c.ppo_epochs):
-            order = torch.as_tensor(self.rng.permutation(len(batch)))
+            order = torch.as_tensor(self.rng.permutation(len(batch)), device=self.device)
             for start in range(0, len(batch), c.ppo_minibatch):
                 idx = order[start : start + c.ppo_minibatch]
                 adv = advantage[idx]
@@ -389,7 +389,8 @@ class MBMF(Method):
             if self.labels
             else torch.empty(0),
             "ppo": {
-                k: torch.stack([t[k] for t in self.ppo]) if self.ppo else torch.empty(0) for k in ppo_keys
+                k: torch.stack([t[k] for t in self.ppo]).cpu() if self.ppo else torch.empty(0)
+                for k in ppo_keys
             },
             "ppo_reward": [float(t["reward"]) for t in self.ppo],
             "ppo_flags": [[bool(t["ended"]), bool(t.get("closed", False))] for t in self.ppo],
@@ -413,7 +414,7 @@ class MBMF(Method):
         for i, (reward, (ended, closed)) in enumerate(
             zip(state["ppo_reward"], state["ppo_flags"], strict=True)
         ):
-            t = {k: v[i] for k, v in state["ppo"].items()}
+            t = {k: v[i].to(self.device) for k, v in state["ppo"].items()}
             t.update(reward=reward, ended=ended, closed=closed)
             self.ppo.append(t)
         self.pending_metrics = dict(state["pending_metrics"])
