@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except WmbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `wmbench list | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; the run can be resumed by running the same command again", file=sys.stderr)
         return 130

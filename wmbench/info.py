@@ -84,10 +84,10 @@ def suite_rows() -> list[list[str]]:
 
 
 def method_rows(with_presets: bool) -> list[list[str]]:
-    from wmbench.method import _registry
+    from wmbench.method import method_targets
 
     rows = []
-    for name, target in sorted(_registry().items()):
+    for name, target in method_targets().items():
         presets = "-"
         if with_presets:
             try:

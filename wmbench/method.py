@@ -89,6 +89,11 @@ def register(name: str, target: str) -> None:
     _registry()[name] = target
 
 
+def method_targets() -> dict[str, str]:
+    """Registered methods as name -> "module:Class" (nothing imported)."""
+    return dict(sorted(_registry().items()))
+
+
 def method_names() -> list[str]:
     return sorted(_registry())
 
