@@ -244,23 +244,24 @@ class GP:
             history_size=20,
         )
 
+        best = {"loss": math.inf, "params": [p.detach().clone() for p in params]}
+
         def objective() -> Tensor:
             opt.zero_grad()
             induce = params[3] if self.sparse else None
             loss = (self.nlml(params[0], params[1], params[2], induce) + self.penalty(*params[:3])) / n
             loss.backward()
+            if bool(torch.isfinite(loss)) and float(loss.detach()) < best["loss"]:
+                best["loss"] = float(loss.detach())
+                best["params"] = [p.detach().clone() for p in params]
             return loss
 
         start = float(objective().detach())
-        best = [p.detach().clone() for p in params]
         try:
             opt.step(objective)
         except GPError:
-            # A line-search step into an ill-conditioned region: keep the last good parameters.
-            params = [p for p in best]
-        end_params = [p.detach().clone() for p in params]
-        if not all(bool(torch.isfinite(p).all()) for p in end_params):
-            end_params = best
+            pass  # a line-search step into an ill-conditioned region: the best parameters seen are kept below
+        end_params = best["params"]
         self.log_ls, self.log_sf, self.log_sn = end_params[:3]
         if self.sparse:
             self.inducing = end_params[3]
