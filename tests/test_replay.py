@@ -148,8 +148,10 @@ def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capaci
     fill(r, 60, start=150)  # after the checkpoint: chunks 9..12 are written
     assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 13
 
+    (tmp_path / "replay" / ".chunk_000013.npz.tmp-999-1").write_bytes(b"half a chunk")  # a write cut short
     back = Replay(cap, tmp_path / "replay", chunk_size=16, seed=123)
     back.load_state_dict(state)
+    assert not list((tmp_path / "replay").glob(".chunk_*"))
     assert sorted(p.name for p in (tmp_path / "replay").glob("chunk_*.npz"))[-1] == "chunk_000008.npz"
     assert len(back) == len(twin) == min(150, capacity_steps)
     _same_batches(back, twin)

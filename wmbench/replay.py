@@ -258,6 +258,9 @@ class Replay:
         """Delete chunk files with index >= count (default: those this replay did not write); return them."""
         count = self._chunks if count is None else count
         removed = []
+        if self.directory is not None and self.directory.exists():  # temp files of writes cut short by a crash
+            for p in self.directory.glob(".chunk_*.tmp-*"):
+                p.unlink()
         for p in self.chunk_files():
             m = _CHUNK_RE.fullmatch(p.name)
             if m and int(m.group(1)) >= count:
