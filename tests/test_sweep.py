@@ -171,7 +171,20 @@ def test_run_locked_by_live_process_is_running_elsewhere(tmp_path):
         assert status[1].state == "running" and f"pid {os.getpid()}" in status[1].reason
     attempts = [r for r in lines(result.sweep_dir / "attempts.jsonl") if r["seed"] == 1]
     assert [r["status"] for r in attempts] == ["locked"]  # not retried: it is not a failure
+    assert f"pid {os.getpid()}" in attempts[0]["error"]
+    assert not [c for c in lines(root / "calls.jsonl") if c["seed"] == 1]  # no worker started just to be refused
     assert run_sweep(spec, root, fake_options()).complete  # lock released: now it runs
+
+
+def test_runner_refusing_a_locked_run_is_running_elsewhere_not_failure(tmp_path):
+    # The lock can be taken between the driver's check and the worker's start: the runner's RunLocked then
+    # comes back from the worker and means the same.
+    plan(tmp_path)
+    spec = make_spec("random", "fake@1", "0", "vector_discrete")
+    result = run_sweep(spec, tmp_path, fake_options(target="test_sweep_support:locked_run", retries=3, workers=1))
+    assert result.elsewhere == [("vector_discrete", 0)] and not result.failed
+    [record] = lines(result.sweep_dir / "attempts.jsonl")
+    assert record["status"] == "locked" and "in use by pid 1" in record["error"]
 
 
 def test_status_of_all_sweeps_under_a_root(tmp_path, capsys):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wmbench.io import RunLock, append_text, atomic_write_json, atomic_write_text
+from wmbench.io import RunLock, RunLocked, append_text, atomic_write_json, atomic_write_text
 
 BUDGET = 7  # agent steps the fake "runs"; written as budget_agent_steps
 
@@ -70,3 +70,8 @@ def fake_run(method, protocol, task, seed, root="runs", overrides=(), smoke=Fals
                                       "agent_steps": record["budget_agent_steps"]})
         append_text(root / "executions.jsonl", json.dumps(call) + "\n")
         return FakeResult(directory, "finished", score, False)
+
+
+def locked_run(method, protocol, task, seed, **kwargs):
+    """What the runner does when a live process holds the run directory."""
+    raise RunLocked(f"run directory of {task} seed {seed} is in use by pid 1 on elsewhere")

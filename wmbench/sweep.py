@@ -534,6 +534,15 @@ def run_sweep(
     invocation = f"{socket.gethostname()}:{os.getpid()}:{_now()}"
     live = _LiveView(root, spec, enabled=options.progress)
     started: dict[tuple[str, int], float] = {}
+    for job, attempt in list(todo):
+        holder = _lock_holder(Path(job.run_dir)) if Path(job.run_dir).exists() else None
+        if holder is not None:
+            # Held by a live process (another driver sharing this root, a `wmbench run`): don't start a worker
+            # just to be refused. Several drivers running the same command thus share out the work.
+            todo.remove((job, attempt))
+            who = f"pid {holder.get('pid')} on {holder.get('host')}"
+            _handle(job, attempt, Outcome("locked", error=f"run held by {who}"), options, directory, invocation,
+                    started, todo, result, live)
     if todo and backend is None:
         backend = make_backend(options, directory, workers, threads)
     try:
