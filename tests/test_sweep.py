@@ -294,3 +294,25 @@ def test_status_of_running_and_interrupted_runs_from_their_files(tmp_path):
     assert running.eta_s == pytest.approx((1000 - 300) / 50.0)
     assert interrupted.state == "pending" and "interrupted at step 300" in interrupted.reason
     assert interrupted.eta_s is None
+
+
+def test_submitit_on_slurm_submits_one_array_metered_by_workers(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from wmbench.sweep_backends import RunJob, SubmititBackend
+
+    # Stand-in Slurm commands: enough for submitit to detect Slurm and "submit" (we check the batch script).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"srun": "exit 0", "scancel": "exit 0", "sbatch": 'echo "Submitted batch job 4242"'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    backend = SubmititBackend(tmp_path / "submitit", workers=3, threads=2, partition="gpu", timeout_min=90)
+    assert backend.on_slurm and backend.capacity > 5  # Slurm meters the array, not the driver
+    backend.submit([(RunJob("random", "fake@1", "vector_discrete", s, str(tmp_path)), 1) for s in range(5)])
+    [script] = (tmp_path / "submitit").glob("*/4242_submission.sh")
+    text = script.read_text()
+    for line in ("--array=0-4%3", "--cpus-per-task=2", "--partition=gpu", "--time=90"):
+        assert f"#SBATCH {line}\n" in text
+    assert backend.in_flight == 5
+    backend.close()  # scancel
