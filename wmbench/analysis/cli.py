@@ -21,7 +21,7 @@ ANALYSES = ("mismatch",)
 # A tiny configuration for smoke tests and CI (seconds, not hours): short episodes, small search, little data.
 QUICK = {"hidden": 32, "max_epochs": 4, "horizon": 5, "population": 16, "elites": 4, "iterations": 2,
          "episode_steps": 12, "expert_episodes": 3, "expert_horizon": 6, "expert_population": 24,
-         "onpolicy_episodes": 3, "grid_points": 200, "unroll": 3}
+         "onpolicy_episodes": 3, "grid_points": 200, "unroll": 3, "curve_every": 1}
 
 
 def _csv(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:

@@ -77,9 +77,9 @@ class MismatchConfig:
     env: str = "cartpole"
     hidden: int = 64
     layers: int = 2
-    lr: float = 1e-3
-    batch_size: int = 64
-    max_epochs: int = 30  # each model trains for an epoch count drawn in [1, max_epochs]
+    lr: float = 3e-3
+    batch_size: int = 32
+    max_epochs: int = 120  # each model trains for an epoch count drawn in [1, max_epochs]
     min_fraction: float = 0.3  # ... on a random subset of [min_fraction, 1] of the training transitions
     # The fixed planner (CEM-MPC over the model's mean prediction) and its evaluation episode.
     horizon: int = 15
@@ -88,7 +88,7 @@ class MismatchConfig:
     iterations: int = 3
     episode_steps: int = 100
     eval_seed: int = 0  # the same start state and planner noise for every model: differences come from the model
-    curve_every: int = 3  # per-epoch curves: evaluate after every this many epochs (and the last)
+    curve_every: int = 10  # per-epoch curves: evaluate after every this many epochs (and the last)
     # Value equivalence (MuZero-style).
     unroll: int = 5
     gamma: float = 0.9
