@@ -104,4 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, WmbenchError) as e:  # Terminated (SIGTERM) is a WmbenchError
+        print(f"\nstopped: {e or 'interrupted'}; run `python -m wmbench.demo` again to resume", file=sys.stderr)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 2)
