@@ -120,8 +120,12 @@ def test_pets_swings_up_cartpole_within_15_episodes(tmp_path):
 
 
 def _replay_rewards(run_dir: Path) -> list[np.ndarray]:
-    """Per-episode rewards from the run's replay chunks (the first step's stored reward is 0: dropped)."""
-    data = [np.load(c) for c in sorted((run_dir / "replay").glob("chunk_*.npz"))]
-    reward = np.concatenate([d["reward"] for d in data])
-    starts = list(np.flatnonzero(np.concatenate([d["is_first"] for d in data]))) + [len(reward)]
-    return [reward[a + 1 : b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    """Per-episode rewards of a finished run, from its replay as the final checkpoint describes it (the first
+    step's stored reward is 0 and is dropped)."""
+    from wmbench.replay import Replay
+    from wmbench.runner import load_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoint")["replay"]
+    replay = Replay(state["capacity_bytes"], run_dir / "replay", chunk_size=state["chunk_size"])
+    replay.load_state_dict(state)
+    return [episode["reward"][1:] for episode in replay.episodes()]
