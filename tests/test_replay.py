@@ -142,10 +142,12 @@ def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capaci
     twin = Replay(cap, seed=5)  # no directory: the reference replay of the same steps
     fill(r, 150)
     fill(twin, 150)
+    r.flush()  # chunk files are written by a background thread
     assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 9  # 150 // 16 complete chunks
     state = _roundtrip(r.state_dict())
     assert state["chunks"] == 9 and len(state["tail"]["reward"]) == 150 - 9 * 16  # only the partial chunk
     fill(r, 60, start=150)  # after the checkpoint: chunks 9..12 are written
+    r.flush()
     assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 13
 
     (tmp_path / "replay" / ".chunk_000013.npz.tmp-999-1").write_bytes(b"half a chunk")  # a write cut short
@@ -159,6 +161,7 @@ def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capaci
     fill(back, 60, start=150)
     fill(twin, 60, start=150)
     _same_batches(back, twin)
+    back.flush()
     with np.load(tmp_path / "replay" / "chunk_000012.npz") as f:
         assert np.array_equal(f["reward"], np.arange(192, 208))
 
