@@ -65,7 +65,8 @@ class ScoreRule:
 
 @dataclass(frozen=True)
 class EvalSchedule:
-    """Evaluation episodes (policy in `eval` mode, not stored in replay); every=0 means only at the end if episodes>0."""
+    """Evaluation episodes (policy in `eval` mode, not stored in replay); `every` counts the budget's `step_unit`
+    (e.g. env steps for DMC); every=0 means only at the end if episodes > 0."""
 
     every: int = 0
     episodes: int = 0
