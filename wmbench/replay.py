@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
