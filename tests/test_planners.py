@@ -95,3 +95,21 @@ def test_bad_horizon_and_rollout_shape_raise():
         planner.plan(None, quadratic_return, 0, SPACE)
     with pytest.raises(PlannerError, match="one return per action sequence"):
         planner.plan(None, lambda s, a: torch.zeros(3), 2, SPACE)
+
+
+def test_nan_returns_never_win():
+    # Half the samples "diverge" (NaN return): the plan must come from the finite ones, all near +0.5.
+    def rollout(state, actions):
+        r = -((actions - 0.5) ** 2).sum(dim=(1, 2))
+        return torch.where(actions[:, 0, 0] < 0, torch.full_like(r, float("nan")), r)
+
+    for planner in (
+        CEMPlanner(population=100, elites=10, iterations=3),
+        RandomShootingPlanner(population=200),
+    ):
+        plan = planner.plan(None, rollout, 2, SPACE)
+        assert torch.all(torch.isfinite(plan)) and plan[0, 0] >= 0
+    all_nan = MPPIPlanner(population=10).plan(
+        None, lambda s, a: torch.full((a.shape[0],), float("nan")), 2, SPACE
+    )
+    assert torch.all(all_nan == 0)  # nothing finite to learn from: the bounds' centre stays

@@ -205,6 +205,8 @@ class MPPIPlanner(Planner):
             noise = torch.randn(self.population, *mean.shape, generator=self.generator, device=mean.device)
             samples = torch.clamp(mean + scale * noise, low, high)
             returns = self._evaluate(initial_state, rollout_fn, samples)
+            if not bool(torch.isfinite(returns.max())):
+                continue  # every sample diverged: keep the current mean rather than average NaN weights
             # Path-integral weights: softmax of returns / temperature (returns shifted by their max for stability).
             weights = torch.softmax((returns - returns.max()) / self.temperature, dim=0)
             mean = (weights.view(-1, 1, 1) * samples).sum(0)
