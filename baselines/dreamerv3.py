@@ -67,7 +67,7 @@ class DreamerV3Config:
         "tiny": {
             **_size(64, 32, 4, 4, 32),
             "stoch": 4, "blocks": 4, "layers": 1, "img_layers": 1, "mults": (2, 2), "bspace": 4,
-            "batch_size": 4, "batch_length": 16, "imag_horizon": 8,
+            "batch_size": 2, "batch_length": 16, "imag_horizon": 5, "train_ratio": 8.0,
         },
         # the peers' CPU benchmark configuration ("XS" of the 2023 paper's table with 1-layer MLPs)
         "xs": {**_size(256, 256, 32, 16, 256), "layers": 1, "img_layers": 1},

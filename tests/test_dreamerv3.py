@@ -1,0 +1,140 @@
+"""DreamerV3 method (tiny preset): spaces, one update, schedule, checkpoints, determinism, NaN handling.
+
+The runner-level checks (runs, deterministic, exact resume, weights_only checkpoints) are in
+tests/test_method_contract.py, which runs every registered method through wmbench.testing.check_method.
+"""
+
+import io
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from wmbench_baselines.dreamerv3 import DreamerV3, DreamerV3Config, NonFiniteLossError
+
+from wmbench.config import make_config
+from wmbench.method import MethodError, get_method
+
+FAST = ["preset=tiny", "batch_size=2", "batch_length=8", "imag_horizon=4"]
+VEC = {"vector": gymnasium.spaces.Box(-2, 2, (2,), np.float32)}
+IMG = {**VEC, "image": gymnasium.spaces.Box(0, 255, (16, 16, 3), np.uint8)}
+DISC = gymnasium.spaces.Discrete(3)
+CONT = gymnasium.spaces.Box(-1, 1, (2,), np.float32)
+
+
+def _agent(obs=VEC, act=DISC, extra=(), seed=0):
+    return DreamerV3(obs, act, make_config(DreamerV3Config, FAST + list(extra)), seed=seed)
+
+
+def _batch(obs, act, B=2, T=8, seed=0):
+    rng = np.random.default_rng(seed)
+    data = {
+        "vector": rng.normal(size=(B, T, 2)).astype(np.float32),
+        "reward": rng.normal(size=(B, T)).astype(np.float32),
+        "is_first": np.zeros((B, T), bool),
+        "is_last": np.zeros((B, T), bool),
+        "is_terminal": rng.uniform(size=(B, T)) < 0.1,
+    }
+    if "image" in obs:
+        data["image"] = rng.integers(0, 256, (B, T, 16, 16, 3), dtype=np.uint8)
+    if isinstance(act, gymnasium.spaces.Discrete):
+        data["action"] = rng.integers(0, act.n, (B, T))
+    else:
+        data["action"] = rng.uniform(-1, 1, (B, T, act.shape[0])).astype(np.float32)
+    return data
+
+
+class FakeReplay:
+    def __init__(self, obs, act, size):
+        self.obs, self.act, self.size, self.calls = obs, act, size, 0
+
+    def __len__(self):
+        return self.size
+
+    def sample(self, batch, length):
+        self.calls += 1
+        return _batch(self.obs, self.act, batch, length, seed=self.calls)
+
+
+def test_registered_and_supports():
+    assert get_method("dreamerv3") is DreamerV3
+    assert DreamerV3.supports(VEC, DISC) is None and DreamerV3.supports(IMG, CONT) is None
+    assert "[-1, 1]" in DreamerV3.supports(VEC, gymnasium.spaces.Box(-2, 2, (1,), np.float32))
+    assert "not supported" in DreamerV3.supports(VEC, gymnasium.spaces.MultiDiscrete([2, 2]))
+    assert "depth" in DreamerV3.supports({**VEC, "depth": IMG["image"]}, DISC)
+    with pytest.raises(MethodError, match="cannot run"):
+        _agent(act=gymnasium.spaces.MultiBinary(3))
+    with pytest.raises(Exception, match="mults"):
+        _agent(IMG, CONT, extra=["mults=2,2,2,2"])  # 16 px cannot pool 4 times
+
+
+@pytest.mark.parametrize("obs,act", [(VEC, DISC), (IMG, CONT)], ids=["vector-discrete", "image-continuous"])
+def test_one_update_and_policy(obs, act):
+    agent = _agent(obs, act)
+    feat = torch.randn(5, agent.rssm.feat_dim)
+    # zero-initialised output layers: reward and value predictions start at exactly 0 (DreamerV3 Sec. 2)
+    from wmbench.nn.distributions import twohot_mean
+
+    assert torch.allclose(twohot_mean(agent.reward_head(feat), agent.bins), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(twohot_mean(agent.critic(feat), agent.bins), torch.zeros(5), atol=1e-6)
+    before = {k: v.clone() for k, v in agent.nets.state_dict().items()}
+    metrics = agent.train_batch(_batch(obs, act))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert {"loss/reward", "loss/cont", "loss/dyn", "loss/rep", "loss/actor", "loss/critic"} <= set(metrics)
+    assert metrics["loss/dyn"] >= 1.0 and metrics["loss/rep"] >= 1.0  # free bits
+    changed = [k for k, v in agent.nets.state_dict().items() if not torch.equal(v, before[k])]
+    for prefix in ("encoder", "rssm", "decoder", "reward", "cont", "actor", "critic"):
+        assert any(k.startswith(prefix) for k in changed), f"{prefix} did not train"
+    step = {k: v[:, 0] for k, v in _batch(obs, act, B=3).items()}
+    step["is_first"][:] = True
+    action, state = agent.policy(step, None, "train")
+    if isinstance(act, gymnasium.spaces.Discrete):
+        assert action.shape == (3,) and set(action.tolist()) <= {0, 1, 2}
+    else:
+        assert action.shape == (3, 2) and np.all(np.abs(action) <= 1)
+    action2, _ = agent.policy(step, state, "eval")
+    assert action2.shape == action.shape
+
+
+def test_train_ratio_schedule(monkeypatch):
+    agent = _agent(extra=["train_ratio=4"])  # B*T = 16 replayed steps per update -> 1 update per 4 agent steps
+    calls = []
+    monkeypatch.setattr(agent, "train_batch", lambda data: calls.append(1) or agent.__dict__.update(updates=agent.updates + 1) or {"x": 1.0})
+    empty = FakeReplay(VEC, DISC, size=5)  # fewer steps than batch_length: no training yet
+    assert agent.update(empty, 0) == {} and not calls
+    replay = FakeReplay(VEC, DISC, size=100)
+    for step in range(10, 30):
+        agent.update(replay, step)
+    # first training step at 10 does 1 update; then floor((step - 10) * 4 / 16) more by step 29 -> 1 + 4
+    assert len(calls) == 1 + (29 - 10) * 4 // 16
+
+
+def test_checkpoint_round_trip_and_determinism():
+    a, b = _agent(IMG, CONT), _agent(IMG, CONT)
+    m1, m2 = a.train_batch(_batch(IMG, CONT)), b.train_batch(_batch(IMG, CONT))
+    assert m1 == m2  # same seed, same data -> same numbers
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    c = _agent(IMG, CONT, seed=5)
+    c.load_state_dict(torch.load(buf, weights_only=True))
+    assert a.train_batch(_batch(IMG, CONT, seed=1)) == c.train_batch(_batch(IMG, CONT, seed=1))
+    other = DreamerV3(IMG, CONT, make_config(DreamerV3Config, ["preset=xs", "mults=2,2"]), seed=0)
+    with pytest.raises(MethodError, match="'tiny'.*'xs'"):
+        other.load_state_dict(a.state_dict())
+
+
+def test_nan_loss_names_update_and_term():
+    agent = _agent()
+    data = _batch(VEC, DISC)
+    data["reward"][0, 3] = np.nan
+    before = {k: v.clone() for k, v in agent.nets.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"'loss/reward'.*update 0.*checkpoint"):
+        agent.train_batch(data)
+    assert all(torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())  # weights untouched
+
+
+def test_bf16_update_is_finite():
+    agent = _agent(IMG, CONT, extra=["precision=bf16"])
+    assert all(math.isfinite(v) for v in agent.train_batch(_batch(IMG, CONT)).values())
