@@ -95,7 +95,7 @@ class PILCOConfig:
             "max_full": 60,
             "n_inducing": 20,
         },
-        # Paper-length learning check on CPU: fewer basis functions and iterations (see docs/pilco.md).
+        # The learning check on CPU: a third of the L-BFGS iterations (see docs/pilco.md).
         "fast": {"policy_iters": 50, "gp_iters": 100},
     }
 
