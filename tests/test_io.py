@@ -100,3 +100,17 @@ def test_heartbeat_refreshes(tmp_path):
         time.sleep(0.3)
         later = json.loads((tmp_path / "lock.json").read_text())["heartbeat"]
     assert later > first
+
+
+def test_zombie_process_does_not_hold_a_lock():
+    from wmbench.io import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while time.time() < deadline:  # exited but not reaped: a zombie
+        if open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.05)
+    assert not _pid_alive(child.pid)
+    child.wait()
+    assert _pid_alive(os.getpid())

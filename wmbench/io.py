@@ -146,7 +146,12 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    # A killed process stays in the table as a zombie until its parent (or init) reaps it; it holds nothing.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we know
+    return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] != "Z"
 
 
 class RunLock:
