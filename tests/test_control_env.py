@@ -108,7 +108,7 @@ def test_protocol_builds_contract_env():
 )
 def test_mujoco_tasks_and_known_rewards(task, obs_dim, act_dim):
     try:
-        control.check_installed()
+        control.check_mujoco()
     except control.SuiteNotInstalled as e:
         pytest.skip(str(e))
     env = control.make(SimpleNamespace(env={}), task, 0)

@@ -53,6 +53,12 @@ GYM_IDS = {"half_cheetah": "HalfCheetah-v5", "reacher": "Reacher-v5", "pusher": 
 
 
 def check_installed() -> None:
+    """The suite's cart-pole needs only numpy; the MuJoCo tasks are checked when built (`check_mujoco`)."""
+    return None
+
+
+def check_mujoco() -> None:
+    """Raise `SuiteNotInstalled` (with the install command) when the MuJoCo tasks cannot be built."""
     try:
         import mujoco  # noqa: F401
         from gymnasium.envs.mujoco import MujocoEnv  # noqa: F401
@@ -255,7 +261,7 @@ def make(protocol: Any, task: str, seed: int) -> gymnasium.Env:
     time_limit = int(settings.get("time_limit", TIME_LIMITS[task]))
     if task == "cartpole_swingup":
         return CartPoleSwingUp(CARTPOLE, time_limit=time_limit, action_repeat=repeat)
-    check_installed()
+    check_mujoco()
     kwargs = {"exclude_current_positions_from_observation": False} if task == "half_cheetah" else {}
     # Gymnasium's TimeLimit counts inner env steps, hence time_limit x action_repeat.
     env = gymnasium.make(GYM_IDS[task], max_episode_steps=time_limit * repeat, **kwargs)
