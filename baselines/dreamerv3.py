@@ -245,9 +245,11 @@ class DreamerV3(Method):
         self.world_model = nn.ModuleList([self.encoder, self.rssm, self.decoder, self.reward_head, self.cont_head])
         self.retnorm = PercentileNormalizer(c.retnorm_decay, c.retnorm_limit, c.retnorm_low, c.retnorm_high).to(self.device)
         self.bins = symlog_bins(c.bins, device=self.device)
-        self.model_opt = torch.optim.Adam(self.world_model.parameters(), lr=c.model_lr, eps=c.model_eps)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.actor_eps)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.critic_eps)
+        # fused Adam: one kernel per step instead of a handful per parameter tensor (same arithmetic)
+        adam = dict(fused=True)
+        self.model_opt = torch.optim.Adam(self.world_model.parameters(), lr=c.model_lr, eps=c.model_eps, **adam)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.actor_eps, **adam)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.critic_eps, **adam)
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/act"))
         self.gamma = 1.0 - 1.0 / c.horizon
@@ -385,7 +387,7 @@ class DreamerV3(Method):
         model_values = self._check_finite(model_terms)  # before stepping, so a NaN never reaches the weights
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
-        model_gnorm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.model_clip)
+        model_gnorm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.model_clip, foreach=True)
         self.model_opt.step()
 
         # ---- behaviour (Sec. 3): imagine H steps from every posterior state of the batch
@@ -447,8 +449,8 @@ class DreamerV3(Method):
         self.critic_opt.zero_grad(set_to_none=True)
         actor_loss.backward(inputs=actor_params, retain_graph=True)
         critic_loss.backward(inputs=critic_params)
-        actor_gnorm = nn.utils.clip_grad_norm_(actor_params, c.actor_clip)
-        critic_gnorm = nn.utils.clip_grad_norm_(critic_params, c.critic_clip)
+        actor_gnorm = nn.utils.clip_grad_norm_(actor_params, c.actor_clip, foreach=True)
+        critic_gnorm = nn.utils.clip_grad_norm_(critic_params, c.critic_clip, foreach=True)
         self.actor_opt.step()
         self.critic_opt.step()
         if self.updates % c.slow_critic_every == 0:

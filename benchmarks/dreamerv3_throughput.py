@@ -58,10 +58,11 @@ def measure(precision: str, updates: int, threads: int, compile_: bool) -> dict:
     with FlopCounterMode(display=False) as counter:
         agent.train_batch(replay.sample(c.batch_size, c.batch_length))
     flops = counter.get_total_flops()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(updates):
         agent.train_batch(replay.sample(c.batch_size, c.batch_length))
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     ups = updates / seconds
     return {
         "precision": precision,
@@ -70,6 +71,7 @@ def measure(precision: str, updates: int, threads: int, compile_: bool) -> dict:
         "params": parameter_counts(obs_space, act_space, config)["total"],
         "updates": updates,
         "seconds": seconds,
+        "cpu_s_per_update": cpu_seconds / updates,  # less sensitive to other jobs than wall time
         "updates_per_s": ups,
         "gflop_per_update": flops / 1e9,
         "gflop_per_s": flops / 1e9 * ups,
@@ -100,7 +102,8 @@ def main() -> None:
         peers = ", ".join(f"{r['updates_per_s'] / v:.2f}x {k}" for k, v in PEERS_UPDATES_PER_S.items())
         print(
             f"{precision}{' compiled' if r['compile'] else ''}: {r['updates_per_s']:.3f} updates/s "
-            f"({r['updates']} updates in {r['seconds']:.1f} s, {r['threads']} threads, {r['params'] / 1e6:.2f}M params), "
+            f"({r['updates']} updates in {r['seconds']:.1f} s, {r['threads']} threads, {r['params'] / 1e6:.2f}M params, "
+            f"{r['cpu_s_per_update']:.2f} CPU-s/update), "
             f"{r['gflop_per_update']:.1f} GFLOP/update = {r['gflop_per_s']:.0f} GFLOP/s "
             f"({r['gflop_per_s'] / CEILING_GFLOPS[precision]:.0%} of the ~{CEILING_GFLOPS[precision]:.0f} {precision} "
             f"ceiling), peak RSS {r['peak_rss_gb']:.2f} GB; vs peers: {peers}"
