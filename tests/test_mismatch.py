@@ -191,6 +191,17 @@ def test_end_to_end_inline(tmp_path, capsys):
     mtime = record.stat().st_mtime_ns
     assert cli_analyze(argv) == 0
     assert record.stat().st_mtime_ns == mtime and (out / "models.csv").read_text() == before
+    # The attack rebuilds the stored model with the best reward exactly (same NLL and reward as its record) and
+    # only accepts perturbations within the NLL tolerance.
+    spec = mm.Spec.load(out / "spec.json")
+    attack = mm.adversarial_attack(spec, "expert", dim=4, popsize=4, generations=1, progress=lambda _: None)
+    stored = models[(models.dataset == "expert") & (models.objective == "nll")].set_index("model_id")
+    assert attack["model_id"] == stored.reward.idxmax()
+    assert attack["reward_before"] == pytest.approx(stored.reward.max(), abs=1e-9)
+    assert attack["nll_before"] == pytest.approx(stored.loc[attack["model_id"], "nll"], abs=1e-6)
+    assert attack["reward_after"] <= attack["reward_before"]
+    assert attack["nll_after"] <= attack["nll_before"] + attack["tolerance"]
+    assert attack["evaluations"] == 4
     # A different config in the same directory is refused (its records would be mixed).
     with pytest.raises(WmbenchError, match="another config"):
         cli_analyze([*argv, "--set", "lr=0.01"])

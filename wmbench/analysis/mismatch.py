@@ -464,13 +464,15 @@ def _load_data(spec: Spec, dataset: str) -> tuple[Trajectories, Trajectories]:
     return Trajectories.load(paths["train"]), Trajectories.load(paths["heldout"])
 
 
-def train_and_evaluate(spec: Spec, dataset: str, objective: str, model_id: int, curve: bool = False) -> dict[str, Any]:
-    """Train one model and measure its held-out NLL and its planner's episode reward (+ per-epoch rows if
-    `curve`). A pure function of its arguments: the same record on every backend."""
+def build_model(
+    spec: Spec, dataset: str, objective: str, model_id: int, curve: bool = False
+) -> tuple[ProbabilisticEnsemble, nn.Module | None, Trajectories, Trajectories, torch.Tensor | None, np.random.Generator,
+           dict[str, Any]]:
+    """The untrained model of one study member with everything its training needs: (model, value head, training
+    subset, held-out data, transition weights, rng, plan). Deterministic in its arguments."""
     cfg, plan = spec.config, model_plan(spec, dataset, objective, model_id)
     if curve:  # a curve model trains for the full max_epochs so that the curve covers the whole range
         plan["epochs"] = cfg.max_epochs
-    started = time.perf_counter()
     full, heldout = _load_data(spec, dataset)
     rng = np.random.default_rng(plan["seed"])
     # Subset of training episodes (of transitions for one-step grid data): at least one episode.
@@ -487,8 +489,21 @@ def train_and_evaluate(spec: Spec, dataset: str, objective: str, model_id: int, 
         weights = expert_distance_weights(torch.as_tensor(data.transitions()[0], dtype=torch.float32),
                                           torch.as_tensor(expert.states.reshape(-1, 4), dtype=torch.float32),
                                           cfg.weight_tau, cfg.weight_floor)
+    return model, value_head, data, heldout, weights, rng, plan
+
+
+def heldout_scale(heldout: Trajectories) -> np.ndarray:
     s, _, s2 = heldout.transitions()
-    scale = (s2 - s).std(0).clip(1e-6)
+    return (s2 - s).std(0).clip(1e-6)
+
+
+def train_and_evaluate(spec: Spec, dataset: str, objective: str, model_id: int, curve: bool = False) -> dict[str, Any]:
+    """Train one model and measure its held-out NLL and its planner's episode reward (+ per-epoch rows if
+    `curve`). A pure function of its arguments: the same record on every backend."""
+    cfg = spec.config
+    started = time.perf_counter()
+    model, value_head, data, heldout, weights, rng, plan = build_model(spec, dataset, objective, model_id, curve)
+    scale = heldout_scale(heldout)
     epochs_rows: list[dict[str, float]] = []
 
     def on_epoch(epoch: int) -> None:
@@ -715,28 +730,33 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def adversarial_attack(
-    spec: Spec, dataset: str = "expert", model_id: int = 0, tolerance: float = 0.1, dim: int = 16,
-    sigma: float = 0.5, popsize: int = 8, generations: int = 6, progress: Callable[[str], None] = print,
+    spec: Spec, dataset: str = "expert", model_id: int | None = None, tolerance: float = 0.1, dim: int = 16,
+    sigma: float = 0.02, popsize: int = 8, generations: int = 6, progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """CMA-ES (Hansen 2016, package `cma`) over a perturbation of the model's parameters that keeps the held-out
     NLL within `tolerance` nats of the original while minimising the planner's reward (the paper reports cart-pole
-    reward 176 -> 98 at near-equal likelihood). To keep CMA-ES tractable the perturbation lives in a random
-    `dim`-dimensional subspace of the output layer's weights, each direction scaled by those weights' std."""
+    reward 176 -> 98 at near-equal likelihood). The attacked model is study member `model_id` of the `nll`
+    objective (default: the stored one with the highest reward - attacking a model that already fails shows
+    nothing), rebuilt exactly. To keep CMA-ES tractable the perturbation lives in a random `dim`-dimensional
+    subspace of the output layer's mean weights, each direction scaled by those weights' std."""
     import cma
 
     cfg = spec.config
-    plan = model_plan(spec, dataset, "nll", model_id)
-    full, heldout = _load_data(spec, dataset)
-    model = make_model(cfg, plan["seed"])
-    train(model, None, full, "nll", cfg, cfg.max_epochs, np.random.default_rng(plan["seed"]))
-    s, _, s2 = heldout.transitions()
-    scale = (s2 - s).std(0).clip(1e-6)
+    if model_id is None:
+        stored, _ = load_results(spec.out)
+        mine = stored[(stored.dataset == dataset) & (stored.objective == "nll")] if len(stored) else stored
+        model_id = int(mine.loc[mine.reward.idxmax(), "model_id"]) if len(mine) else 0
+    model, _, data, heldout, _, rng, plan = build_model(spec, dataset, "nll", model_id)
+    train(model, None, data, "nll", cfg, plan["epochs"], rng)
+    scale = heldout_scale(heldout)
     layer = model.layers[-1]
     base = layer.weight.detach().clone()
     g = torch.Generator().manual_seed(derive_seed(spec.seed, "attack"))
-    basis = torch.randn(dim, *base.shape, generator=g) * base.std()
+    # Only the mean outputs are perturbed: the log-variance columns would change the NLL without changing the plan.
+    basis = torch.randn(dim, *base.shape, generator=g) * base[..., : model.out_dim].std()
+    basis[..., model.out_dim :] = 0.0
     nll0, reward0 = heldout_nll(model, heldout, scale), episode_reward(model, cfg)
-    progress(f"attack: original model nll {nll0:.3f}, reward {reward0:.1f}")
+    progress(f"attack on {dataset}/nll model {model_id}: nll {nll0:.3f}, reward {reward0:.1f}")
     history = []
 
     def evaluate(z: np.ndarray) -> tuple[float, float]:
