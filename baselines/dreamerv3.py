@@ -400,18 +400,20 @@ class DreamerV3(Method):
             feats, actions, dists = [], [], []
             for h in range(H + 1):
                 feat = torch.cat([deter, stoch], -1)
+                feats.append(feat)
+                if h == H:  # the last state needs no action (its loss terms are cut off, [:-1])
+                    break
                 dist = self._policy_dist(feat.detach())  # the actor sees sg(state), as in the paper
                 act = self._sample_action(dist)
-                feats.append(feat)
                 actions.append(act)
                 dists.append(dist)
-                if h < H:
-                    # REINFORCE needs no gradient through the rollout: detaching keeps the graph to the actor only
-                    step_action = act if self.backprop_actor else act.detach()
-                    deter, stoch, _ = self.rssm.img_step(deter, stoch, step_action, self.gen_train)
+                # REINFORCE needs no gradient through the rollout: detaching keeps the graph to the actor only
+                step_action = act if self.backprop_actor else act.detach()
+                deter, stoch, _ = self.rssm.img_step(deter, stoch, step_action, self.gen_train)
             feat = torch.stack(feats)  # [H+1, N, F]
             imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)  # r_t on arriving at s_{t+1}
-            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
+            with torch.no_grad():  # the mode has no gradient: build no graph
+                cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
             # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
             # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
             critic_logits = self.critic(feat)
@@ -424,14 +426,14 @@ class DreamerV3(Method):
             _, scale = self.retnorm(ret.detach())
             adv = (ret - value[:-1]) / scale
             if self.discrete:
-                logprobs = torch.stack([d[0] for d in dists[:-1]])
-                onehots = torch.stack(actions[:-1]).detach()
+                logprobs = torch.stack([d[0] for d in dists])
+                onehots = torch.stack(actions).detach()
                 logp = (logprobs * onehots).sum(-1)
                 entropy = categorical_entropy(logprobs)
             else:
-                mean = torch.stack([d[0] for d in dists[:-1]])
-                std = torch.stack([d[1] for d in dists[:-1]])
-                logp = normal_log_prob(torch.stack(actions[:-1]).detach(), mean, std)
+                mean = torch.stack([d[0] for d in dists])
+                std = torch.stack([d[1] for d in dists])
+                logp = normal_log_prob(torch.stack(actions).detach(), mean, std)
                 entropy = normal_entropy(std)
             actor_objective = adv if self.backprop_actor else logp * adv.detach()
             actor_loss = (-(actor_objective + c.actent * entropy) * weight).mean()
