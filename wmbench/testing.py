@@ -6,8 +6,9 @@
 3. it resumes exactly: a run that crashes after its first checkpoint and is started again ends with the same
    scores.csv and metrics.jsonl, byte for byte, as the uninterrupted run;
 4. its state_dict loads with `torch.load(weights_only=True)` (a run directory must not execute code).
-The crash is injected by registering, under the same method name, a subclass whose `update` raises once the
-run has passed a checkpoint; then the real class is registered back and the same command resumes.
+The crash is injected by registering, under the same method name, a subclass whose `update` raises a few steps
+after the run's first checkpoint appeared (so work is lost and redone); then the real class is registered back
+and the same command resumes.
 """
 
 from __future__ import annotations
@@ -19,21 +20,25 @@ from typing import Any
 import torch
 
 from wmbench import method as method_registry
-from wmbench.runner import run
+from wmbench.runner import run, run_dir_for
 
 
 class InjectedCrash(RuntimeError):
     """Raised by the crashing wrapper to simulate a process dying mid-run."""
 
 
-_CRASH_AT: dict[str, int] = {}
+def _crashing_subclass(cls: type, checkpoint: Path, after: int) -> type:
+    """`cls` whose update raises `after` agent steps past the moment its run's first checkpoint appeared."""
 
-
-def _crashing_subclass(cls: type, crash_at: int) -> type:
     class Crashing(cls):  # type: ignore[misc, valid-type]
+        seen_at: int | None = None
+
         def update(self, replay: Any, step: int) -> dict[str, float]:
-            if step >= crash_at:
-                raise InjectedCrash(f"injected crash at agent step {step}")
+            if checkpoint.exists():
+                if Crashing.seen_at is None:
+                    Crashing.seen_at = step
+                if step >= Crashing.seen_at + after:
+                    raise InjectedCrash(f"injected crash at agent step {step}")
             return super().update(replay, step)
 
     Crashing.__name__ = f"Crashing{cls.__name__}"
@@ -42,6 +47,18 @@ def _crashing_subclass(cls: type, crash_at: int) -> type:
 
 def _files(run_dir: Path) -> dict[str, bytes]:
     return {name: (run_dir / name).read_bytes() for name in ("scores.csv", "metrics.jsonl")}
+
+
+def _first_difference(a: Path, b: Path) -> str:
+    """The first differing line of scores.csv / metrics.jsonl between two run directories, for the message."""
+    for name in ("scores.csv", "metrics.jsonl"):
+        x, y = (a / name).read_text().splitlines(), (b / name).read_text().splitlines()
+        for i in range(max(len(x), len(y))):
+            u = x[i] if i < len(x) else "<missing>"
+            v = y[i] if i < len(y) else "<missing>"
+            if u != v:
+                return f"{name} line {i + 1}:\n  {u[:400]}\n  {v[:400]}"
+    return "no difference"
 
 
 def check_method(
@@ -83,27 +100,33 @@ def check_method(
     assert len(scores) > 1, f"{name}: scores.csv has no episodes after {steps} steps"
 
     second = run(name, proto, task, seed, root / "b", **kwargs)
-    assert _files(first.run_dir) == _files(second.run_dir), f"{name}: two runs with seed {seed} differ"
+    assert _files(first.run_dir) == _files(second.run_dir), (
+        f"{name}: two runs with seed {seed} differ; {_first_difference(first.run_dir, second.run_dir)}"
+    )
 
-    target = method_registry._registry()[name]
-    module = __name__
+    target = method_registry.method_targets()[name]
     crash_name = f"_crashing_{name}"
-    globals()[crash_name] = _crashing_subclass(cls, crash_at=checkpoint_every + steps // 3)
-    method_registry.register(name, f"{module}:{crash_name}")
+    crash_dir = run_dir_for(root / "c", proto, task, name, seed)
+    globals()[crash_name] = _crashing_subclass(cls, crash_dir / "checkpoint" / "state.pt", after=max(1, steps // 20))
+    method_registry.register(name, f"{__name__}:{crash_name}")
     try:
         try:
             run(name, proto, task, seed, root / "c", **kwargs)
         except InjectedCrash:
             pass
         else:
-            raise AssertionError(f"{name}: injected crash did not fire (is update() called every step?)")
+            raise AssertionError(
+                f"{name}: the injected crash did not fire: no checkpoint before the end of {steps} steps "
+                f"(checkpoints are taken at episode ends after every {checkpoint_every} steps); give more steps"
+            )
     finally:
         method_registry.register(name, target)
         globals().pop(crash_name, None)
     resumed = run(name, proto, task, seed, root / "c", **kwargs)
     assert resumed.resumed, f"{name}: the second start did not resume from a checkpoint"
     assert _files(resumed.run_dir) == _files(first.run_dir), (
-        f"{name}: resumed run's scores.csv/metrics.jsonl differ from the uninterrupted run's"
+        f"{name}: resumed run's scores.csv/metrics.jsonl differ from the uninterrupted run's; "
+        f"{_first_difference(first.run_dir, resumed.run_dir)}"
     )
 
     checkpoints = sorted((first.run_dir).glob("checkpoint*/*.pt"))
