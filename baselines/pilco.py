@@ -223,7 +223,6 @@ class PILCO(Method):
         self.gp: GP | None = None
         self.trials = 0  # episodes learned from
         self.pending = False  # an episode ended; learn once it is complete in the replay
-        self.last_metrics: dict[str, float] = {}
         self.last_timing: dict[str, float] = {}
 
     # -- acting -------------------------------------------------------------------------------------------------
@@ -256,7 +255,6 @@ class PILCO(Method):
         inputs, targets = self.dataset(episodes)
         metrics = self.learn(inputs, targets)
         metrics["pilco_trials"] = float(self.trials)
-        self.last_metrics = metrics
         return metrics
 
     @staticmethod
@@ -338,7 +336,6 @@ class PILCO(Method):
                 for t in (post.points, post.beta, post.iK, post.log_ls, post.log_sf, post.log_sn)
             )
         )
-        names = list(self.controller.params)
         params = {k: v.clone().requires_grad_() for k, v in self.controller.params.items()}
         best = {"cost": math.inf, "params": {k: v.detach().clone() for k, v in params.items()}}
         opt = torch.optim.LBFGS(
@@ -369,14 +366,9 @@ class PILCO(Method):
             start = float(self.rollout(params, post)[0])
         try:
             opt.step(objective)
-        except Exception as e:  # noqa: BLE001 - numerical failure deep in a line search; keep the best so far
-            if not isinstance(e, (RuntimeError, ValueError)):
-                raise
-        self.controller.params = (
-            {k: best["params"][k] for k in names}
-            if best["cost"] < math.inf
-            else {k: v.detach() for k, v in params.items()}
-        )
+        except (RuntimeError, ValueError):
+            pass  # a numerical failure deep in a line search (GPError, LinAlgError): the best parameters seen stay
+        self.controller.params = best["params"]  # the start parameters if no evaluation was finite
         return {
             "policy_cost_start": start,
             "policy_cost": best["cost"],
