@@ -6,7 +6,7 @@ Algorithm box (paper Alg. 1), one "trial" = one episode of the protocol:
     repeat after every episode:
         fit a GP to all transitions seen:  (x_t, sin theta_t, cos theta_t, u_t) -> x_{t+1} - x_t   (Sec. 2.1)
         improve the controller: minimise J = sum_{t=1..T} E[c(x_t)] over its parameters, where p(x_t) comes from
-            analytic moment-matched rollouts through the GP (Sec. 2.2, eqs. 10-23) and dJ/dparams from autograd
+            analytic moment-matched rollouts through the GP (Sec. 2.2) and dJ/dparams from autograd
             (the paper derives it by hand, Sec. 2.3)
         run the controller in the env
 
@@ -16,8 +16,8 @@ Rollout step (pilcoV0.9 `propagate.m`), with one joint Gaussian over every varia
     -> append the controller's pre-squash output at the policy inputs [x, x_dot, theta_dot, sin, cos]
        (RBF network = deterministic GP mean, or linear)              (`moment_match` / linear moments)
     -> append u = u_max (9 sin(.) + sin(3 .))/8                      (`sin_squash`, PILCO's gSat)
-    -> GP prediction of the state change at [x, x_dot, theta_dot, sin, cos, u]   (`moment_match`, eqs. 10-11)
-    -> next state = state + change, cov = S + V + C + C^T with C = cov[state, change] (eq. 12)
+    -> GP prediction of the state change at [x, x_dot, theta_dot, sin, cos, u]   (`moment_match`)
+    -> next state = state + change, cov = S + V + C + C^T with C = cov[state, change]
 Cost: PILCO's saturating cost of the pole tip distance to the upright target (`expected_saturating_cost` of the
 linear map [x, sin, cos] -> tip), with the env's own constants (`wmbench.envs.control.CARTPOLE`).
 
@@ -70,10 +70,10 @@ DYNAMICS_INPUTS = [0, 1, 3, 4, 5, 7]  # `dyni` plus the squashed control
 @dataclass(frozen=True)
 class PILCOConfig:
     preset: str = "default"
-    horizon: int = 25  # T: 2.5 s at dt = 0.1 s (paper Sec. 4, cart-pole)
+    horizon: int = 25  # T: 2.5 s at dt = 0.1 s (the paper's cart-pole horizon)
     random_trials: int = 1  # J = 1 initial episode with uniformly random forces (pilcoV0.9 settings_cp)
     controller: Literal["rbf", "linear"] = "rbf"
-    n_basis: int = 50  # Gaussian basis functions of the RBF controller (paper Sec. 4: 50 for the cart-pole)
+    n_basis: int = 50  # RBF controller basis functions (see docs/pilco.md on this figure)
     policy_iters: int = 150  # L-BFGS iterations per policy search (pilcoV0.9 opt.length = 150 line searches)
     gp_iters: int = 300  # L-BFGS iterations for GP hyper-parameters (pilcoV0.9 trainOpt(1) = 300)
     max_full: int = 300  # above this many transitions use FITC (pilcoV0.9: 300 shared inducing inputs)
@@ -311,7 +311,7 @@ class PILCO(Method):
         return total, trajectory
 
     def step(self, m: Tensor, S: Tensor, post: GPPosterior, controller: Any) -> tuple[Tensor, Tensor]:
-        """One moment-matched time step p(x_t) -> p(x_{t+1}) (paper Sec. 2.2, Fig. 2), from the augmented state."""
+        """One moment-matched time step p(x_t) -> p(x_{t+1}) (paper Sec. 2.2), from the augmented state."""
         Mu, Vu, Cu = self.controller.moments(controller, m[POLICY_INPUTS], S[POLICY_INPUTS][:, POLICY_INPUTS])
         m, S = gaussian_append(m, S, POLICY_INPUTS, Mu, Vu, Cu)  # + u_raw (index 6)
         Ms, Vs, Cs = sin_squash(m[6:7], S[6:7, 6:7], self.u_max)

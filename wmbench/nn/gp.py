@@ -16,7 +16,7 @@ What this module owns:
   var_a(x) = sf_a^2 - k_a(x)^T iK_a k_a(x) (+ sn_a^2). Full GP: P = X, iK = (K + sn^2 I)^-1. FITC: P = pseudo
   inputs, iK = Kmm^-1 - (Kmm + Kmn Lam^-1 Knm)^-1.
 - `moment_match`: exact mean, covariance and input-output covariance of the GP prediction at a Gaussian input
-  x ~ N(m, S) for SE kernels (Deisenroth's thesis, Sec. 2.3.2, eqs. 2.34-2.56; PILCO paper eqs. 10-11).
+  x ~ N(m, S) for SE kernels (PILCO paper Sec. 2.2; Deisenroth's thesis, prediction at uncertain inputs).
 - Exact moments of trigonometric features (`trig_augment`), of PILCO's sine squashing (`sin_squash`) and the
   expected saturating cost (`expected_saturating_cost`) under a Gaussian.
 
@@ -324,7 +324,7 @@ def moment_match(
     """Exact moments of the GP prediction f(x) at x ~ N(m, S) for SE kernels.
 
     Returns mean M [E], covariance V [E, E] and Ct = S^-1 cov[x, f(x)] [D, E]. With `post.iK` None (RBF network)
-    the model-uncertainty term E_x[var f(x)] is left out (PILCO's `congp`). Deisenroth thesis eqs. 2.34-2.56.
+    the model-uncertainty term E_x[var f(x)] is left out (PILCO's `congp`). PILCO paper Sec. 2.2.
     """
     P, beta, log_ls = post.points, post.beta, post.log_ls
     E, D = log_ls.shape
@@ -332,7 +332,7 @@ def moment_match(
     ls2 = (2 * log_ls).exp()  # [E, D], diagonal of Lambda_a
     sf2 = (2 * post.log_sf).exp()
     nu = P - m  # [n, D]
-    # Mean (eq. 2.36): q_ai = sf_a^2 |S Lambda_a^-1 + I|^-1/2 exp(-1/2 nu_i^T (S + Lambda_a)^-1 nu_i).
+    # Mean: q_ai = sf_a^2 |S Lambda_a^-1 + I|^-1/2 exp(-1/2 nu_i^T (S + Lambda_a)^-1 nu_i).
     B = S.unsqueeze(0) + torch.diag_embed(ls2)  # [E, D, D]
     LB = torch.linalg.cholesky(B)
     tB = torch.cholesky_solve(nu.T.unsqueeze(0).expand(E, D, -1), LB)  # (S + Lambda_a)^-1 nu^T  [E, D, n]
@@ -342,9 +342,9 @@ def moment_match(
     )  # [E, n]
     bq = beta * q
     M = bq.sum(-1)
-    # Input-output covariance (eq. 2.56): cov[x, f_a] = S (S + Lambda_a)^-1 sum_i beta_ai q_ai nu_i.
+    # Input-output covariance: cov[x, f_a] = S (S + Lambda_a)^-1 sum_i beta_ai q_ai nu_i.
     Ct = (tB @ bq.unsqueeze(-1)).squeeze(-1).T  # [D, E]
-    # Second moments (eqs. 2.53-2.55): Q_ij = k_a(x_i, m) k_b(x_j, m) |R|^-1/2 exp(1/2 z_ij^T R^-1 S z_ij),
+    # Second moments: Q_ij = k_a(x_i, m) k_b(x_j, m) |R|^-1/2 exp(1/2 z_ij^T R^-1 S z_ij),
     # R = S (Lambda_a^-1 + Lambda_b^-1) + I, z_ij = Lambda_a^-1 nu_i + Lambda_b^-1 nu_j.
     # Only the pairs a <= b are computed (Q_ba = Q_ab^T), and the n x n work is one bmm, one add and one exp per
     # pair: this is the rollout's hot loop.
@@ -368,7 +368,7 @@ def moment_match(
     second = second + torch.triu(second, diagonal=1).T
     V = second - M[:, None] * M[None, :]
     if post.iK is not None:
-        # Expected model variance E_x[sf_a^2 - k_a(x)^T iK_a k_a(x)] = sf_a^2 - tr(iK_a Q_aa) (eq. 2.44).
+        # Expected model variance E_x[sf_a^2 - k_a(x)^T iK_a k_a(x)] = sf_a^2 - tr(iK_a Q_aa).
         diag = (ia == ib).nonzero().squeeze(-1)
         V = V + torch.diag(sf2 - (post.iK * Q[diag]).sum((-1, -2)))
         if include_noise:
@@ -461,7 +461,7 @@ def sin_squash(m: Tensor, S: Tensor, u_max: Tensor) -> tuple[Tensor, Tensor, Ten
 
 
 def expected_saturating_cost(m: Tensor, S: Tensor, target: Tensor, width: float) -> Tensor:
-    """E[1 - exp(-|z - target|^2 / (2 width^2))] for z ~ N(m, S), in closed form (PILCO paper eq. 25):
+    """E[1 - exp(-|z - target|^2 / (2 width^2))] for z ~ N(m, S), in closed form (PILCO paper, Sec. 2.2):
 
     1 - |I + S W|^-1/2 exp(-1/2 (m - t)^T W (I + S W)^-1 (m - t)),  W = I / width^2.
     """
