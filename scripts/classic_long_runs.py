@@ -15,49 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wmbench.protocols import ProtocolError, load_protocol
+from wmbench.protocols import load_protocol
 from wmbench.runner import run
 
 CACHE = Path.home() / ".cache" / "wmbench"
 
-CONTROL_CHEETAH = '''name = "control_cheetah"
-version = 1
-suite = "control"
-description = """PETS's half-cheetah budget (Chua et al. 2018; released config halfcheetah.py: 300 iterations of one 1000-step rollout): gymnasium HalfCheetah-v5 with the root x position kept in the observation (wmbench/envs/control.py), 1000-step episodes, 300 episodes = 300,000 agent steps = env steps. Final score: mean return of the last 3 training episodes at the budget. Not PETS's own MBRLHalfCheetah-v0 (its observation and reward details differ), so published PETS curves are a reference, not a reproduction target."""
-tasks = ["half_cheetah"]
-
-[env]
-action_repeat = 1
-
-[budget]
-agent_steps = 300000
-step_unit = "env_steps"
-
-[score]
-rule = "last_episodes_mean"
-phase = "train"
-episodes = 3
-fallback = "last"
-normaliser = "none"
-aggregates = ["mean", "median"]
-
-[seeds]
-minimum = 3
-recommended = 5
-
-[smoke]
-agent_steps = 2000
-'''
 
 
 def cheetah_protocol():
-    try:
-        return load_protocol("control_cheetah@1")
-    except ProtocolError:
-        path = CACHE / "protocols" / "control_cheetah@1.toml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(CONTROL_CHEETAH)
-        return load_protocol(path)
+    return load_protocol("control_cheetah@1")
 
 
 def main() -> None:
