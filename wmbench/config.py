@@ -9,8 +9,6 @@ expected type and close matches.
 
 from __future__ import annotations
 
-from wmbench.errors import WmbenchError
-
 import dataclasses
 import difflib
 import json
@@ -18,6 +16,8 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from wmbench.errors import WmbenchError
 
 
 class ConfigError(WmbenchError, ValueError):

@@ -24,8 +24,6 @@ Contract (what the runner calls; see docs/contracts.md):
 
 from __future__ import annotations
 
-from wmbench.errors import WmbenchError
-
 import difflib
 import importlib
 from functools import cache
@@ -33,6 +31,8 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import gymnasium
+
+from wmbench.errors import WmbenchError
 
 
 class MethodError(WmbenchError, ValueError):

@@ -11,8 +11,6 @@ declare all raise `ProtocolError` naming the file, the field and the allowed val
 
 from __future__ import annotations
 
-from wmbench.errors import WmbenchError
-
 import dataclasses
 import difflib
 import hashlib
@@ -25,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from wmbench.errors import WmbenchError
 
 PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", Path(__file__).resolve().parents[1] / "protocols"))
 STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")

@@ -17,14 +17,14 @@ and testing protocols never needs the suite installed. The runner wraps the gymn
 
 from __future__ import annotations
 
-from wmbench.errors import WmbenchError
-
 import importlib
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
+
+from wmbench.errors import WmbenchError
 
 BUILTIN_SUITES: dict[str, str] = {
     "atari": "wmbench.envs.atari",
