@@ -412,8 +412,7 @@ class DreamerV3(Method):
                 deter, stoch, _ = self.rssm.img_step(deter, stoch, step_action, self.gen_train)
             feat = torch.stack(feats)  # [H+1, N, F]
             imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)  # r_t on arriving at s_{t+1}
-            with torch.no_grad():  # the mode has no gradient: build no graph
-                cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
+            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
             # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
             # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
             critic_logits = self.critic(feat)

@@ -11,6 +11,7 @@ Each precision runs in its own process so that peak RSS is per configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -55,9 +56,13 @@ def measure(precision: str, updates: int, threads: int, compile_: bool) -> dict:
     c = config
     for _ in range(2):  # warm-up (allocator, lazy init, compilation)
         agent.train_batch(replay.sample(c.batch_size, c.batch_length))
+    # FLOPs do not depend on the dtype; count them on an fp32 twin (FlopCounterMode's module hooks fail under
+    # bf16 autocast in torch 2.13)
+    counted = agent if precision == "fp32" else DreamerV3(obs_space, act_space, dataclasses.replace(config, precision="fp32"))
     with FlopCounterMode(display=False) as counter:
-        agent.train_batch(replay.sample(c.batch_size, c.batch_length))
+        counted.train_batch(replay.sample(c.batch_size, c.batch_length))
     flops = counter.get_total_flops()
+    del counted
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(updates):
         agent.train_batch(replay.sample(c.batch_size, c.batch_length))
