@@ -74,6 +74,9 @@ def config_from(args: argparse.Namespace):
 
 
 def cli_analyze(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: wmbench analyze {{{'|'.join(ANALYSES)}}} [options]   (wmbench analyze mismatch --help)")
+        return 0
     if not argv or argv[0] not in ANALYSES:
         raise WmbenchError(f"usage: wmbench analyze {{{'|'.join(ANALYSES)}}} [options]; got {argv[:1] or 'nothing'}")
     from wmbench.analysis import mismatch as mm
