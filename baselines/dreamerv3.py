@@ -62,6 +62,13 @@ class DreamerV3Config:
     """Paper defaults; sizes default to `size12m` (the smallest size in the paper's table). On CPU use `xs` or
     `size1m` (the official DMC-proprio size)."""
 
+    # Replay ratio per benchmark as in the official 2023 configs (run.train_ratio): applied for those protocols
+    # before any preset and --set, and recorded in run.json's config.
+    PROTOCOL_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
+        "atari100k": {"train_ratio": 1024.0},
+        "dmc_proprio": {"train_ratio": 512.0},
+        "dmc_vision": {"train_ratio": 512.0},
+    }
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # tests only: seconds per update, < 0.2M parameters
         "tiny": {

@@ -200,12 +200,17 @@ def apply_overrides(config: Any, overrides: Iterable[str] | Mapping[str, Any] | 
     return config
 
 
-def make_config(cls: type, overrides: Iterable[str] | Mapping[str, Any] | None = None) -> Any:
-    """Default config of `cls` with overrides; the preset, if named anywhere, is applied first."""
+def make_config(
+    cls: type,
+    overrides: Iterable[str] | Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Any:
+    """Default config of `cls`, then `defaults` (e.g. a method's per-protocol defaults), then the preset if one is
+    named anywhere, then the other overrides in order."""
     pairs = parse_overrides(overrides)
     presets = [(k, v) for k, v in pairs if k == "preset"]
     others = [(k, v) for k, v in pairs if k != "preset"]
-    return apply_overrides(cls(), presets[-1:] + others)
+    return apply_overrides(apply_overrides(cls(), defaults), presets[-1:] + others)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

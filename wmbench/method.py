@@ -89,6 +89,16 @@ def register(name: str, target: str) -> None:
     _registry()[name] = target
 
 
+def method_config(cls: type[Method], protocol: Any, overrides: Any = ()) -> Any:
+    """A method's resolved config on a protocol: the paper's defaults, then the method's own per-protocol defaults
+    (`Config.PROTOCOL_DEFAULTS[protocol.name]`: method settings the paper tuned per benchmark, such as DreamerV3's
+    train ratio; never protocol settings), then a named preset, then the user's overrides."""
+    from wmbench.config import make_config
+
+    defaults = getattr(cls.Config, "PROTOCOL_DEFAULTS", {}).get(protocol.name, {})
+    return make_config(cls.Config, list(overrides), defaults=defaults)
+
+
 def method_targets() -> dict[str, str]:
     """Registered methods as name -> "module:Class" (nothing imported)."""
     return dict(sorted(_registry().items()))

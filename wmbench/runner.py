@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmbench.config import make_config, to_dict
+from wmbench.config import to_dict
 from wmbench.errors import WmbenchError
 from wmbench.io import (
     DiskFullError,
@@ -323,13 +323,13 @@ def run(
 ) -> RunResult:
     """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted."""
     from wmbench.envs import check_installed, make_env
-    from wmbench.method import get_method
+    from wmbench.method import get_method, method_config
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
-    config = make_config(cls.Config, list(overrides))
+    config = method_config(cls, proto, overrides)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     if steps is not None and steps <= 0:

@@ -575,8 +575,8 @@ def run_sweep(
 
 
 def _expected_identity(spec: SweepSpec) -> dict[str, Any]:
-    from wmbench.config import make_config, to_dict
-    from wmbench.method import get_method
+    from wmbench.config import to_dict
+    from wmbench.method import get_method, method_config
     from wmbench.protocols import load_protocol
 
     proto = load_protocol(spec.protocol_source or spec.protocol)
@@ -585,7 +585,7 @@ def _expected_identity(spec: SweepSpec) -> dict[str, Any]:
         "protocol_hash": spec.protocol_hash,
         "smoke": spec.smoke,
         "budget_agent_steps": spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke),
-        "config": to_dict(make_config(get_method(spec.method).Config, list(spec.overrides))),
+        "config": to_dict(method_config(get_method(spec.method), proto, spec.overrides)),
     }
 
 
