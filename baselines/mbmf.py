@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from wmbench_baselines.pets import TASKS, infer_task, model_data
+from wmbench_baselines.pets import TASKS, infer_task, model_data, unsupported_reason
 
 from wmbench.envs.control import task_reward
-from wmbench.method import Method, MethodError
+from wmbench.method import Method
 from wmbench.nn.ensemble import ProbabilisticEnsemble, propagate, train_ensemble
 from wmbench.nn.planners import RandomShootingPlanner
 from wmbench.seeding import derive_seed, generator_state, set_generator_state
@@ -158,11 +158,7 @@ class MBMF(Method):
 
     @classmethod
     def supports(cls, obs_space, act_space):
-        try:
-            infer_task(obs_space, act_space)
-        except MethodError as e:
-            return str(e)
-        return None
+        return unsupported_reason(obs_space, act_space)
 
     def __init__(self, obs_space, act_space, config: MBMFConfig, device: str = "cpu", seed: int = 0):
         super().__init__(obs_space, act_space, config, device, seed)

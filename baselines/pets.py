@@ -145,6 +145,15 @@ class PETSConfig:
     }
 
 
+def unsupported_reason(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
+    """`Method.supports` for the methods that plan with a known task reward (PETS, MB-MF)."""
+    try:
+        infer_task(obs_space, act_space)
+    except MethodError as e:
+        return str(e)
+    return None
+
+
 def model_data(task: str, replay: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs, targets) for the dynamics model from all stored transitions: [features(s), a] -> s' - s."""
     data = replay.transitions()
@@ -162,11 +171,7 @@ class PETS(Method):
 
     @classmethod
     def supports(cls, obs_space, act_space):
-        try:
-            infer_task(obs_space, act_space)
-        except MethodError as e:
-            return str(e)
-        return None
+        return unsupported_reason(obs_space, act_space)
 
     def __init__(self, obs_space, act_space, config: PETSConfig, device: str = "cpu", seed: int = 0):
         super().__init__(obs_space, act_space, config, device, seed)
