@@ -147,6 +147,7 @@ def make_spec(
     name: str | None = None,
 ) -> SweepSpec:
     """Validate a sweep request (protocol, tasks, method, config overrides) and build its spec."""
+    from wmbench.method import get_method, method_config
     from wmbench.protocols import load_protocol
 
     proto = load_protocol(protocol)
@@ -156,7 +157,9 @@ def make_spec(
         raise SweepError(f"--steps must be positive, got {steps}")
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise SweepError(f"--name {name!r} must be a plain directory name (no '/', not starting with '.')")
-    check_method_config(method, overrides)
+    # Fail the whole sweep at once on an unknown method or a bad `--set`, before launching N runs that would
+    # each fail the same way (resolved exactly as the runner will).
+    method_config(get_method(method), proto, overrides)
     source = None
     if str(protocol).endswith(".toml") or os.sep in str(protocol):
         source = str(Path(protocol).resolve())
@@ -172,15 +175,6 @@ def make_spec(
         protocol_source=source,
         name=name,
     )
-
-
-def check_method_config(method: str, overrides: Sequence[str]) -> None:
-    """Fail the whole sweep at once on an unknown method or a bad `--set`, before launching N runs that would
-    each fail the same way."""
-    from wmbench.config import make_config
-    from wmbench.method import get_method
-
-    make_config(get_method(method).Config, list(overrides))
 
 
 def run_dir(root: Path | str, spec: SweepSpec, task: str, seed: int) -> Path:
