@@ -124,3 +124,31 @@ def test_mujoco_tasks_and_known_rewards(task, obs_dim, act_dim):
         )
         assert known == pytest.approx(reward, abs=1e-4)
         obs = nxt
+
+
+@pytest.mark.parametrize(
+    "protocol, task, length, episodes",
+    [("control_cheetah@1", "half_cheetah", 1000, 300), ("control_reacher@1", "reacher", 50, 100),
+     ("control_pusher@1", "pusher", 100, 100)],
+)
+def test_mujoco_task_protocols_budget_in_paper_episodes(protocol, task, length, episodes):
+    """Each MuJoCo task has its own protocol file whose budget is PETS's number of episodes (released configs:
+    300 half-cheetah, 100 reacher, 100 pusher iterations of one rollout) at the gymnasium episode length."""
+    try:
+        control.check_mujoco()
+    except control.SuiteNotInstalled as e:
+        pytest.skip(str(e))
+    from wmbench_baselines.pets import infer_task
+
+    from wmbench.envs import make_env
+    from wmbench.protocols import load_protocol
+
+    p = load_protocol(protocol)
+    assert p.tasks == (task,) and p.budget.agent_steps == length * episodes
+    env = make_env(p, task, seed=0)
+    step, steps = env.reset(), 0
+    assert infer_task(env.obs_space, env.act_space) == task
+    while not step["is_last"]:
+        step = env.step(np.zeros(env.act_space.shape, np.float32))
+        steps += 1
+    assert steps == length
