@@ -130,7 +130,7 @@ class DreamerV3Config:
     lam: float = 0.95
     actent: float = 3e-4
     actor_grad_disc: Literal["reinforce", "backprop"] = "reinforce"
-    actor_grad_cont: Literal["reinforce", "backprop"] = "backprop"
+    actor_grad_cont: Literal["reinforce", "backprop"] = "reinforce"  # 2024 release; "backprop" = 2023
     actor_outscale: float = 0.01
     minstd: float = 0.1
     maxstd: float = 1.0
@@ -269,7 +269,7 @@ class DreamerV3(Method):
             # the per-step functions of the two Python time loops dominate; compile them, keep the loops eager
             self.rssm.core = torch.compile(self.rssm.core, dynamic=False)
             self.rssm.posterior = torch.compile(self.rssm.posterior, dynamic=False)
-            self.actor.forward = torch.compile(self.actor.forward, dynamic=False)
+            self.actor.forward_feat = torch.compile(self.actor.forward_feat, dynamic=False)
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -277,9 +277,10 @@ class DreamerV3(Method):
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _policy_dist(self, feat: Tensor) -> tuple[Tensor, ...]:
-        """Actor output as distribution statistics: unimix log-probs (discrete) or bounded-Normal (mean, std)."""
-        out = self.actor(feat)
+    def _policy_dist(self, deter: Tensor, stoch: Tensor) -> tuple[Tensor, ...]:
+        """Actor output as distribution statistics: unimix log-probs (discrete) or bounded-Normal (mean, std).
+        `stoch` may be dense or index latents (see RSSM.sample)."""
+        out = self.actor.forward_feat(deter, stoch)
         if self.discrete:
             return (unimix_logits(out, self.config.unimix),)
         raw_mean, raw_std = out.chunk(2, -1)
@@ -314,7 +315,7 @@ class DreamerV3(Method):
         with self._autocast():
             embed = self.encoder(self._obs_tensors(obs))
             deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, embed, is_first, self.gen_act)
-            dist = self._policy_dist(torch.cat([deter, stoch], -1))
+            dist = self._policy_dist(deter, stoch)
         if self.discrete:
             onehot = mode_onehot(dist[0]) if mode == "eval" else sample_onehot(dist[0], self.gen_act)
             env_action = onehot.argmax(-1).cpu().numpy()
@@ -341,6 +342,92 @@ class DreamerV3(Method):
         if not metrics:
             return {}
         return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+    def _actor_terms(self, dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
+        """(log pi(action), entropy) per state, for discrete (one-hot actions) or continuous actions."""
+        if self.discrete:
+            return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
+        mean, std = dist
+        return normal_log_prob(action, mean, std), normal_entropy(std)
+
+    def _returns(self, imag_reward: Tensor, cont: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(lambda-returns [H, N], trajectory weights [H, N], return scale) of an imagined batch."""
+        ret = lambda_return(imag_reward, cont[1:], value, self.gamma, self.config.lam)
+        # trajectory weight: probability of still being in the episode, sg (official `weight`)
+        weight = (torch.cumprod(self.gamma * cont, 0) / self.gamma).detach()[:-1]
+        _, scale = self.retnorm(ret.detach())
+        return ret, weight, scale
+
+    def _critic_loss(self, critic_logits: Tensor, ret: Tensor, slow_value: Tensor, weight: Tensor) -> Tensor:
+        """Two-hot regression on sg(lambda-return) plus the slow-critic regulariser, weighted per state."""
+        c = self.config
+        loss = twohot_loss(critic_logits, ret.detach(), self.bins) + c.slowreg * twohot_loss(critic_logits, slow_value, self.bins)
+        return (loss * weight).mean()
+
+    def _behaviour_reinforce(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
+        """REINFORCE actor (the 2024 release for all actions; the 2023 one for discrete actions): the rollout needs no
+        gradient, so it runs under no_grad with categorical latents as indices (first layers become gathers), and the
+        actor and critic are then evaluated once on all H x N imagined states."""
+        c = self.config
+        stoch = self.rssm.to_index(start_stoch) if self.rssm.latent == "categorical" else start_stoch
+        with torch.no_grad(), self._autocast():
+            deter = start_deter
+            deters, stochs, actions = [deter], [stoch], []
+            for _ in range(c.imag_horizon):
+                action = self._sample_action(self._policy_dist(deter, stoch))
+                deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
+                deters.append(deter)
+                stochs.append(stoch)
+                actions.append(action)
+            deter, stoch, action = torch.stack(deters), torch.stack(stochs), torch.stack(actions).float()
+            imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)  # r on arrival
+            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+            slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1], stoch[:-1]), self.bins)
+        with self._autocast():
+            critic_logits = self.critic.forward_feat(deter, stoch)
+            value = twohot_mean(critic_logits.detach(), self.bins)
+            ret, weight, scale = self._returns(imag_reward, cont, value)
+            adv = (ret - value[:-1]) / scale
+            logp, entropy = self._actor_terms(self._policy_dist(deter[:-1], stoch[:-1]), action)
+            actor_loss = (-(logp * adv + c.actent * entropy) * weight).mean()
+            critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
+        stats = {"imag/return": ret.mean(), "imag/reward": imag_reward.mean(), "imag/return_scale": scale,
+                 "policy/entropy": entropy.mean()}
+        return actor_loss, critic_loss, stats
+
+    def _behaviour_backprop(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
+        """Backprop actor (the 2023 release for continuous actions): the actor's gradient flows through the frozen
+        dynamics, reward and critic, so the rollout keeps its graph (dense latents, straight-through samples)."""
+        c = self.config
+        with _frozen(self.world_model), self._autocast():
+            deter, stoch = start_deter, start_stoch
+            deters, stochs, actions, dists = [deter], [stoch], [], []
+            for _ in range(c.imag_horizon):
+                dist = self._policy_dist(deter.detach(), stoch.detach())  # the actor sees sg(state), as in the paper
+                action = self._sample_action(dist)
+                deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
+                deters.append(deter)
+                stochs.append(stoch)
+                actions.append(action)
+                dists.append(dist)
+            feat = torch.cat([torch.stack(deters), torch.stack(stochs)], -1)  # [H+1, N, F]
+            imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)
+            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
+            # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
+            # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
+            critic_logits = self.critic(feat)
+            value = twohot_mean(critic_logits, self.bins)
+            ret, weight, scale = self._returns(imag_reward, cont, value)
+            adv = (ret - value[:-1]) / scale
+            dist = tuple(torch.stack(parts) for parts in zip(*dists, strict=True))
+            _, entropy = self._actor_terms(dist, torch.stack(actions).detach())
+            actor_loss = (-(adv + c.actent * entropy) * weight).mean()
+            with torch.no_grad():
+                slow_value = twohot_mean(self.slow_critic(feat[:-1].detach()), self.bins)
+            critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
+        stats = {"imag/return": ret.mean(), "imag/reward": imag_reward.mean(), "imag/return_scale": scale,
+                 "policy/entropy": entropy.mean()}
+        return actor_loss, critic_loss, stats
 
     def _check_finite(self, terms: dict[str, Tensor]) -> list[float]:
         values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync per update
@@ -401,62 +488,19 @@ class DreamerV3(Method):
         start_deter = seq["deter"].detach().reshape(-1, self.rssm.deter).float()
         start_stoch = seq["stoch"].detach().reshape(-1, self.rssm.stoch_dim).float()
         start_cont = (1.0 - is_terminal).reshape(-1)
-        H = c.imag_horizon
-        with _frozen(self.world_model), self._autocast():
-            deter, stoch = start_deter, start_stoch
-            feats, actions, dists = [], [], []
-            for h in range(H + 1):
-                feat = torch.cat([deter, stoch], -1)
-                feats.append(feat)
-                if h == H:  # the last state needs no action (its loss terms are cut off, [:-1])
-                    break
-                dist = self._policy_dist(feat.detach())  # the actor sees sg(state), as in the paper
-                act = self._sample_action(dist)
-                actions.append(act)
-                dists.append(dist)
-                # REINFORCE needs no gradient through the rollout: detaching keeps the graph to the actor only
-                step_action = act if self.backprop_actor else act.detach()
-                deter, stoch, _ = self.rssm.img_step(deter, stoch, step_action, self.gen_train)
-            feat = torch.stack(feats)  # [H+1, N, F]
-            imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)  # r_t on arriving at s_{t+1}
-            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
-            # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
-            # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
-            critic_logits = self.critic(feat)
-            value = twohot_mean(critic_logits, self.bins)
-            if not self.backprop_actor:
-                value = value.detach()
-            ret = lambda_return(imag_reward, cont[1:], value, self.gamma, c.lam)  # [H, N]
-            # trajectory weight: probability of still being in the episode, sg (official `weight`)
-            weight = (torch.cumprod(self.gamma * cont, 0) / self.gamma).detach()[:-1]
-            _, scale = self.retnorm(ret.detach())
-            adv = (ret - value[:-1]) / scale
-            if self.discrete:
-                logprobs = torch.stack([d[0] for d in dists])
-                onehots = torch.stack(actions).detach()
-                logp = (logprobs * onehots).sum(-1)
-                entropy = categorical_entropy(logprobs)
-            else:
-                mean = torch.stack([d[0] for d in dists])
-                std = torch.stack([d[1] for d in dists])
-                logp = normal_log_prob(torch.stack(actions).detach(), mean, std)
-                entropy = normal_entropy(std)
-            actor_objective = adv if self.backprop_actor else logp * adv.detach()
-            actor_loss = (-(actor_objective + c.actent * entropy) * weight).mean()
-            # critic: two-hot regression on sg(lambda-return) plus the slow-critic regulariser
-            with torch.no_grad():
-                slow_value = twohot_mean(self.slow_critic(feat[:-1].detach()), self.bins)
-            critic_logits = critic_logits[:-1]
-            critic_loss = (
-                (twohot_loss(critic_logits, ret.detach(), self.bins) + c.slowreg * twohot_loss(critic_logits, slow_value, self.bins))
-                * weight
-            ).mean()
+        if self.backprop_actor:
+            actor_loss, critic_loss, stats = self._behaviour_backprop(start_deter, start_stoch, start_cont)
+        else:
+            actor_loss, critic_loss, stats = self._behaviour_reinforce(start_deter, start_stoch, start_cont)
         behaviour_values = self._check_finite({"loss/actor": actor_loss, "loss/critic": critic_loss})
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=actor_params, retain_graph=True)
-        critic_loss.backward(inputs=critic_params)
+        if self.backprop_actor:  # the graphs share the critic forward: each loss reaches only its own network
+            actor_loss.backward(inputs=actor_params, retain_graph=True)
+            critic_loss.backward(inputs=critic_params)
+        else:  # disjoint graphs (states carry no gradient): one backward pass
+            (actor_loss + critic_loss).backward()
         actor_gnorm = nn.utils.clip_grad_norm_(actor_params, c.actor_clip, foreach=True)
         critic_gnorm = nn.utils.clip_grad_norm_(critic_params, c.critic_clip, foreach=True)
         self.actor_opt.step()
@@ -468,10 +512,7 @@ class DreamerV3(Method):
             "grad_norm/model": model_gnorm,
             "grad_norm/actor": actor_gnorm,
             "grad_norm/critic": critic_gnorm,
-            "imag/return": ret.mean(),
-            "imag/reward": imag_reward.mean(),
-            "imag/return_scale": scale,
-            "policy/entropy": entropy.mean(),
+            **stats,
         }
         extra_values = torch.stack([v.detach().float() for v in extra.values()]).tolist()
         self.updates += 1

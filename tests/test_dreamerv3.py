@@ -135,6 +135,18 @@ def test_nan_loss_names_update_and_term():
     assert all(torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())  # weights untouched
 
 
+def test_backprop_actor_option_trains_through_the_dynamics():
+    """actor_grad_cont=backprop (the 2023 release's continuous-action gradient) still trains every network, and it
+    differs from the default REINFORCE update."""
+    a, b = _agent(VEC, CONT), _agent(VEC, CONT, extra=["actor_grad_cont=backprop"])
+    assert not a.backprop_actor and b.backprop_actor
+    before = {k: v.clone() for k, v in b.actor.state_dict().items()}
+    ma, mb = a.train_batch(_batch(VEC, CONT)), b.train_batch(_batch(VEC, CONT))
+    assert all(math.isfinite(v) for v in mb.values())
+    assert any(not torch.equal(v, before[k]) for k, v in b.actor.state_dict().items())
+    assert ma["loss/model"] == mb["loss/model"] and ma["loss/actor"] != mb["loss/actor"]
+
+
 def test_bf16_update_is_finite():
     agent = _agent(IMG, CONT, extra=["precision=bf16"])
     assert all(math.isfinite(v) for v in agent.train_batch(_batch(IMG, CONT)).values())

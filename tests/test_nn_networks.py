@@ -118,3 +118,60 @@ def test_img_step_passes_action_gradient():
     deter, stoch, _ = rssm.img_step(deter, stoch, action, torch.Generator().manual_seed(0))
     (deter.sum() + stoch.sum()).backward()
     assert action.grad.abs().sum() > 0
+
+
+def test_onehot_matmul_equals_dense_product_and_weight_gradient():
+    from wmbench.nn.networks import onehot_matmul
+
+    torch.manual_seed(0)
+    groups, classes, out = 6, 5, 7
+    index = torch.randint(0, classes, (11, groups)) + torch.arange(groups) * classes
+    onehot = torch.nn.functional.one_hot(index, groups * classes).sum(-2).float()
+    w1 = torch.randn(out, groups * classes, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    g = torch.randn(11, out)
+    dense = onehot @ w1.t()
+    gathered = onehot_matmul(index, w2)
+    assert torch.allclose(dense, gathered, atol=1e-5)
+    dense.backward(g)
+    gathered.backward(g)
+    assert torch.allclose(w1.grad, w2.grad, atol=1e-5)
+    assert onehot_matmul(index.reshape(11, 1, groups), w1).shape == (11, 1, out)  # leading dims kept
+
+
+def test_mlp_forward_feat_index_path_equals_dense_path():
+    torch.manual_seed(0)
+    mlp = MLP(4 + 12, 8, 2, out_dim=3)
+    rssm = RSSM(5, 2, deter=8, hidden=8, stoch=3, classes=4, blocks=2)
+    deter = torch.randn(9, 4)
+    index = rssm.sample(torch.log_softmax(torch.randn(9, 3, 4), -1), torch.Generator().manual_seed(1), index=True)
+    dense = torch.nn.functional.one_hot(index, 12).sum(-2).float()
+    a = mlp.forward_feat(deter, dense)
+    grads_a = torch.autograd.grad(a.square().sum(), list(mlp.parameters()))
+    b = mlp.forward_feat(deter, index)
+    grads_b = torch.autograd.grad(b.square().sum(), list(mlp.parameters()))
+    assert torch.allclose(a, b, atol=1e-5)
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(grads_a, grads_b, strict=True))
+
+
+def test_index_latents_follow_the_dense_rollout_exactly():
+    """img_step with index latents samples the same classes as with straight-through one-hots (same generator) and
+    gives the same deterministic states: the REINFORCE imagination path is an exact refactoring."""
+    torch.manual_seed(0)
+    rssm = RSSM(5, 2, deter=8, hidden=8, stoch=3, classes=4, blocks=2)
+    deter = torch.randn(6, 8)
+    stoch = rssm.sample(rssm.prior(deter), torch.Generator().manual_seed(2))
+    index = rssm.to_index(stoch)
+    assert torch.equal(torch.nn.functional.one_hot(index, 12).sum(-2).float(), stoch)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    d1, s1, d2, s2 = deter, stoch, deter, index
+    for _ in range(4):
+        action = torch.randn(6, 2)
+        d1, s1, _ = rssm.img_step(d1, s1, action, g1)
+        with torch.no_grad():
+            d2, s2, _ = rssm.img_step(d2, s2, action, g2)
+        assert s2.dtype == torch.long
+        assert torch.allclose(d1, d2, atol=1e-5)
+        assert torch.equal(rssm.to_index(s1), s2)
+    with pytest.raises(ValueError, match="categorical"):
+        _rssm("gaussian").sample(torch.randn(2, 8), index=True)

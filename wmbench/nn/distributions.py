@@ -86,12 +86,18 @@ def unimix_logits(logits: Tensor, unimix: float = 0.01) -> Tensor:
     return torch.log(probs)
 
 
+def sample_index(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Class indices sampled by the Gumbel-max trick on uniform noise from `generator` (reproducible, one kernel).
+    For the same generator state it picks exactly the classes `sample_onehot` would."""
+    u = torch.rand(logprobs.shape, device=logprobs.device, generator=generator).clamp_(1e-20, 1.0)
+    return torch.argmax(logprobs.detach() - torch.log(-torch.log(u)), -1)
+
+
 def sample_onehot(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One-hot sample with straight-through gradients (Bengio et al. 2013), as DreamerV3 uses for latents/actions.
 
     Sampling uses the Gumbel-max trick on uniform noise from `generator` (reproducible, one kernel)."""
-    u = torch.rand(logprobs.shape, device=logprobs.device, generator=generator).clamp_(1e-20, 1.0)
-    index = torch.argmax(logprobs.detach() - torch.log(-torch.log(u)), -1)
+    index = sample_index(logprobs, generator)
     onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
     probs = logprobs.exp()
     return onehot + (probs - probs.detach())  # exactly one-hot in value

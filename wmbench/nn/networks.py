@@ -69,6 +69,44 @@ class Norm(nn.Module):
         return out.movedim(-1, 1) if self.channel_dim == 1 else out
 
 
+class _OneHotMatmul(torch.autograd.Function):
+    """onehot(index) @ weight_t without building the one-hot: forward sums gathered rows (`embedding_bag`),
+    backward forms the weight gradient as a sparse (one-hot)^T @ grad product. No gradient w.r.t. the index."""
+
+    @staticmethod
+    def forward(ctx, index: Tensor, weight_t: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = weight_t.shape[0]
+        return F.embedding_bag(index, weight_t, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        n, k = index.shape
+        rows = torch.arange(n, device=index.device).repeat_interleave(k)
+        onehot_t = torch.sparse_coo_tensor(
+            torch.stack([index.reshape(-1), rows]), torch.ones(n * k, device=grad.device, dtype=grad.dtype),
+            (ctx.rows, n), check_invariants=False,  # built in range by construction
+        )
+        return None, torch.sparse.mm(onehot_t, grad)
+
+
+def onehot_matmul(index: Tensor, weight: Tensor) -> Tensor:
+    """x @ weight.T for x = the sum of one-hot rows at `index` ([..., k] long, positions in [0, in_dim)); weight is
+    a Linear's [out, in] matrix. Exact, and ~in_dim/k times fewer operations than the dense product: DreamerV2/V3
+    latents are 32 one-hot groups of 32 classes, so 1,024-wide inputs with 32 ones."""
+    lead = index.shape[:-1]
+    out = _OneHotMatmul.apply(index.reshape(-1, index.shape[-1]), weight.t().contiguous())
+    return out.reshape(*lead, weight.shape[0])
+
+
+def split_linear(layer: nn.Linear, dense: Tensor, index: Tensor) -> Tensor:
+    """layer(cat([dense, onehot(index)], -1)) where the second part is the one-hot input (see `onehot_matmul`)."""
+    d = dense.shape[-1]
+    out = F.linear(dense, layer.weight[:, :d], layer.bias)
+    return out + onehot_matmul(index, layer.weight[:, d:]).to(out.dtype)
+
+
 class MLP(nn.Module):
     """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units."""
 
@@ -93,6 +131,17 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.hidden(x)
+        return self.out(x) if self.out is not None else x
+
+    def forward_feat(self, dense: Tensor, stoch: Tensor) -> Tensor:
+        """self(cat([dense, stoch], -1)); `stoch` is either a float tensor or, for one-hot latents, the long
+        tensor of hot positions ([..., groups]), which takes the exact gather path of `split_linear`."""
+        if stoch.dtype != torch.long:
+            return self(torch.cat([dense, stoch], -1))
+        if not len(self.hidden):
+            raise ValueError("forward_feat with one-hot indices needs at least one hidden layer")
+        x = split_linear(self.hidden[0], dense, stoch)
+        x = self.hidden[1:](x)
         return self.out(x) if self.out is not None else x
 
 

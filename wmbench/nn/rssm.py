@@ -32,10 +32,11 @@ from wmbench.nn.distributions import (
     normal_entropy,
     normal_kl,
     normal_sample,
+    sample_index,
     sample_onehot,
     unimix_logits,
 )
-from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear
+from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, onehot_matmul
 
 
 class RSSM(nn.Module):
@@ -105,12 +106,38 @@ class RSSM(nn.Module):
         mean, std = raw.float().chunk(2, -1)
         return torch.cat([mean, F.softplus(std) + self.min_std], -1)
 
-    def sample(self, stats: Tensor, generator: torch.Generator | None = None, mode: bool = False) -> Tensor:
+    def sample(
+        self, stats: Tensor, generator: torch.Generator | None = None, mode: bool = False, index: bool = False
+    ) -> Tensor:
+        """A latent sample: dense (straight-through one-hot or reparameterised Normal), or with `index=True` (categorical
+        only, no gradient) the long tensor [..., stoch] of hot positions in the flat stoch vector (group g's class c
+        at g * classes + c), which every network taking the state accepts in place of the one-hot vector."""
+        if index:
+            if self.latent != "categorical":
+                raise ValueError("index samples exist only for categorical latents")
+            k = stats.argmax(-1) if mode else sample_index(stats, generator)
+            return k + self._offsets(k.device)
         if self.latent == "categorical":
             z = mode_onehot(stats) if mode else sample_onehot(stats, generator)
             return z.reshape(*z.shape[:-2], self.stoch_dim)
         mean, std = stats.chunk(2, -1)
         return mean if mode else normal_sample(mean, std, generator)
+
+    def _offsets(self, device: torch.device) -> Tensor:
+        return torch.arange(self.stoch, device=device) * self.classes
+
+    def to_index(self, stoch: Tensor) -> Tensor:
+        """One-hot categorical stoch [..., stoch * classes] -> hot positions [..., stoch] (see `sample`)."""
+        k = stoch.reshape(*stoch.shape[:-1], self.stoch, self.classes).argmax(-1)
+        return k + self._offsets(k.device)
+
+    def stoch_input(self, stoch: Tensor) -> Tensor:
+        """First sequence-model projection of z: a gather for index latents, a matmul for dense ones."""
+        if stoch.dtype != torch.long:
+            return self.dynin_stoch(stoch)
+        first = self.dynin_stoch[0]
+        x = onehot_matmul(stoch, first.weight) + first.bias
+        return self.dynin_stoch[1:](x)
 
     def kl(self, lhs: Tensor, rhs: Tensor) -> Tensor:
         if self.latent == "categorical":
@@ -137,7 +164,8 @@ class RSSM(nn.Module):
         return self.dynin_action(action)
 
     def core(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
-        x = torch.cat([self.dynin_deter(deter), self.dynin_stoch(stoch), action_feat], -1)
+        stoch_feat = self.stoch_input(stoch)
+        x = torch.cat([self.dynin_deter(deter), stoch_feat.to(action_feat.dtype), action_feat], -1)
         x = F.silu(self.dynhid_norm(self.dynhid_x(x) + self.dynhid_h(deter)))
         for layer in self.dynhid_more:
             x = layer(x)
@@ -162,10 +190,11 @@ class RSSM(nn.Module):
     def img_step(
         self, deter: Tensor, stoch: Tensor, action: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One imagined step: (h, z, a) -> (h', z' ~ p(z' | h'), prior stats)."""
+        """One imagined step: (h, z, a) -> (h', z' ~ p(z' | h'), prior stats). A long `stoch` (index latents, see
+        `sample`) makes the step gradient-free and returns z' as indices too: the fast path for REINFORCE rollouts."""
         deter = self.core(deter, stoch, self.action_features(action))
         stats = self.prior(deter)
-        return deter, self.sample(stats, generator), stats
+        return deter, self.sample(stats, generator, index=stoch.dtype == torch.long), stats
 
     def obs_step(
         self,
