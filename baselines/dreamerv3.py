@@ -361,7 +361,7 @@ class DreamerV3(Method):
     def _critic_loss(self, critic_logits: Tensor, ret: Tensor, slow_value: Tensor, weight: Tensor) -> Tensor:
         """Two-hot regression on sg(lambda-return) plus the slow-critic regulariser, weighted per state."""
         c = self.config
-        loss = twohot_loss(critic_logits, ret.detach(), self.bins) + c.slowreg * twohot_loss(critic_logits, slow_value, self.bins)
+        loss = twohot_loss(critic_logits, (ret, slow_value), self.bins, weights=(1.0, c.slowreg))
         return (loss * weight).mean()
 
     def _behaviour_reinforce(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):

@@ -90,6 +90,29 @@ def test_sample_onehot_frequencies_and_straight_through_gradient():
     assert torch.allclose(g_st, raw.grad, atol=1e-6)
 
 
+def test_sample_index_probs_frequencies_never_picks_zero_probability_classes():
+    probs = torch.tensor([0.0, 0.25, 0.0, 0.75, 0.0]).repeat(40000, 1)
+    k = D.sample_index_probs(probs, torch.Generator().manual_seed(0))
+    counts = torch.bincount(k, minlength=5).float() / len(k)
+    assert counts[0] == counts[2] == counts[4] == 0
+    assert abs(counts[1] - 0.25) < 0.01 and abs(counts[3] - 0.75) < 0.01
+    # unnormalised rows (rounding) are handled by scaling the uniform draw by the total
+    assert D.sample_index_probs(torch.tensor([[0.0, 0.0, 0.5]]), torch.Generator().manual_seed(1)).item() == 2
+    # the log-prob entry point draws the same classes from the same generator state
+    lp = torch.log(torch.tensor([0.2, 0.3, 0.5])).repeat(100, 1)
+    a = D.sample_index(lp, torch.Generator().manual_seed(3))
+    b = D.sample_index_probs(lp.exp(), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_twohot_loss_with_several_weighted_targets_is_the_weighted_sum():
+    bins = D.symlog_bins(255)
+    logits = torch.randn(7, 255)
+    a, b = torch.randn(7) * 30, torch.randn(7)
+    joint = D.twohot_loss(logits, (a, b), bins, weights=(1.0, 0.5))
+    assert torch.allclose(joint, D.twohot_loss(logits, a, bins) + 0.5 * D.twohot_loss(logits, b, bins), atol=1e-5)
+
+
 def test_categorical_kl_and_entropy():
     p = torch.log(torch.tensor([0.5, 0.5]))
     q = torch.log(torch.tensor([0.25, 0.75]))

@@ -61,10 +61,16 @@ def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
     return symexp((torch.softmax(logits.float(), -1) * bins).sum(-1))
 
 
-def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
-    """Cross-entropy of the softmax over bins against twohot(symlog(target)); one value per leading element."""
-    target = twohot(symlog(target.detach().float()), bins)
-    return -(target * torch.log_softmax(logits.float(), -1)).sum(-1)
+def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor, weights: tuple[float, ...] = ()) -> Tensor:
+    """Cross-entropy of the softmax over bins against twohot(symlog(target)); one value per leading element.
+
+    With `weights`, `target` is a sequence of targets and the result is sum_i weights[i] * loss(target[i]) computed
+    with one log-softmax (cross-entropy is linear in the target distribution)."""
+    if weights:
+        dist = sum(w * twohot(symlog(t.detach().float()), bins) for w, t in zip(weights, target, strict=True))
+    else:
+        dist = twohot(symlog(target.detach().float()), bins)
+    return -(dist * torch.log_softmax(logits.float(), -1)).sum(-1)
 
 
 def symlog_mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -75,28 +81,38 @@ def symlog_mse(pred: Tensor, target: Tensor) -> Tensor:
 # --- categoricals with unimix (DreamerV3 Sec. 2: "1% uniform mixture") ---------------------------------------------
 
 
+def unimix_probs(logits: Tensor, unimix: float = 0.01) -> Tensor:
+    """(1 - unimix) softmax(logits) + unimix / K over the last dim, in float32."""
+    probs = torch.softmax(logits.float(), -1)
+    return (1 - unimix) * probs + unimix / logits.shape[-1] if unimix > 0 else probs
+
+
 def unimix_logits(logits: Tensor, unimix: float = 0.01) -> Tensor:
     """Log-probabilities of (1 - unimix) softmax(logits) + unimix / K, which bounds every log-prob from below and
     so keeps KL terms and REINFORCE gradients finite."""
-    logits = logits.float()
     if unimix <= 0:
-        return torch.log_softmax(logits, -1)
-    probs = torch.softmax(logits, -1)
-    probs = (1 - unimix) * probs + unimix / logits.shape[-1]
-    return torch.log(probs)
+        return torch.log_softmax(logits.float(), -1)
+    return torch.log(unimix_probs(logits, unimix))
+
+
+def sample_index_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Class indices ~ Categorical(probs) over the last dim by inverse-CDF sampling: one uniform number from
+    `generator` per distribution (reproducible; 32x less noise to draw than Gumbel-max for 32 classes)."""
+    cdf = probs.detach().float().cumsum(-1)
+    u = torch.rand((*cdf.shape[:-1], 1), device=cdf.device, generator=generator) * cdf[..., -1:]
+    return (cdf <= u).sum(-1).clamp_(max=probs.shape[-1] - 1)
 
 
 def sample_index(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Class indices sampled by the Gumbel-max trick on uniform noise from `generator` (reproducible, one kernel).
-    For the same generator state it picks exactly the classes `sample_onehot` would."""
-    u = torch.rand(logprobs.shape, device=logprobs.device, generator=generator).clamp_(1e-20, 1.0)
-    return torch.argmax(logprobs.detach() - torch.log(-torch.log(u)), -1)
+    """Class indices ~ Categorical(exp(logprobs)); the same draw as `sample_index_probs` on the probabilities, so
+    for one generator state the dense (one-hot) and index paths pick exactly the same classes."""
+    return sample_index_probs(logprobs.detach().exp(), generator)
 
 
 def sample_onehot(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One-hot sample with straight-through gradients (Bengio et al. 2013), as DreamerV3 uses for latents/actions.
 
-    Sampling uses the Gumbel-max trick on uniform noise from `generator` (reproducible, one kernel)."""
+    Sampling: `sample_index` (inverse CDF on uniform noise from `generator`, reproducible)."""
     index = sample_index(logprobs, generator)
     onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
     probs = logprobs.exp()

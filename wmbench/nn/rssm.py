@@ -33,8 +33,10 @@ from wmbench.nn.distributions import (
     normal_kl,
     normal_sample,
     sample_index,
+    sample_index_probs,
     sample_onehot,
     unimix_logits,
+    unimix_probs,
 )
 from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, onehot_matmul
 
@@ -189,12 +191,17 @@ class RSSM(nn.Module):
 
     def img_step(
         self, deter: Tensor, stoch: Tensor, action: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """One imagined step: (h, z, a) -> (h', z' ~ p(z' | h'), prior stats). A long `stoch` (index latents, see
-        `sample`) makes the step gradient-free and returns z' as indices too: the fast path for REINFORCE rollouts."""
+        `sample`) makes the step gradient-free and returns z' as indices too, and no stats (None): the fast path for
+        REINFORCE rollouts."""
         deter = self.core(deter, stoch, self.action_features(action))
+        if stoch.dtype == torch.long:  # no log-probs needed: sample from the probabilities; stats are not returned
+            raw = self.prior_net(deter)
+            probs = unimix_probs(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
+            return deter, sample_index_probs(probs, generator) + self._offsets(deter.device), None
         stats = self.prior(deter)
-        return deter, self.sample(stats, generator, index=stoch.dtype == torch.long), stats
+        return deter, self.sample(stats, generator), stats
 
     def obs_step(
         self,
