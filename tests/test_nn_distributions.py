@@ -113,6 +113,17 @@ def test_twohot_loss_with_several_weighted_targets_is_the_weighted_sum():
     assert torch.allclose(joint, D.twohot_loss(logits, a, bins) + 0.5 * D.twohot_loss(logits, b, bins), atol=1e-5)
 
 
+@pytest.mark.parametrize("classes", [2, 4, 32])
+def test_softmax_matches_torch_values_and_gradients(classes):
+    x = (torch.randn(50, 3, classes) * 30).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    w = torch.randn(50, 3, classes)
+    (D.softmax(x) * w).sum().backward()
+    (torch.softmax(y, -1) * w).sum().backward()
+    assert torch.allclose(D.softmax(x), torch.softmax(y, -1), atol=1e-6)
+    assert torch.allclose(x.grad, y.grad, atol=1e-5)
+
+
 def test_categorical_kl_and_entropy():
     p = torch.log(torch.tensor([0.5, 0.5]))
     q = torch.log(torch.tensor([0.25, 0.75]))
