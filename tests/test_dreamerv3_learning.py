@@ -1,14 +1,17 @@
-"""Slow learning check: DreamerV3 (tiny network, more replay) learns the fake point-chasing task on CPU.
+"""Slow learning check: DreamerV3 (tiny network, more replay, faster actor) learns the fake point-chasing task on CPU.
 
-Threshold: the greedy policy (eval phase: argmax actions, 2 episodes at the end of the 2,000-agent-step budget of
-fake@1 vector_discrete) averages >= 30. An episode's return is at most ~50 (1 per env step at the goal); the
-uniform random policy scores 14-21 on seeds 0-2 (`wmbench run random fake@1 --task vector_discrete`), so 30 needs
-a policy that moves towards the goal most of the time.
+fake@1 vector_discrete: a point on a line moves left/stay/right (0.1 per step) and earns 1 - |pos - goal| per env
+step; leaving [-1, 1] ends the episode with -1. Returns are at most ~50; the uniform random policy scores 14-21 on
+seeds 0-2 (`wmbench run random fake@1 --task vector_discrete`).
 
-Measured (seed 0, 2026-11-25, heavily loaded 2-core machine, ~35 min): final eval round 35.7 and 31.5 (mean 33.6;
-earlier rounds 7-25); the protocol's *train* score (sampled actions) stayed at random level (17.0), because with
-the paper's actor lr 3e-5 and ~500 updates the policy entropy is still ~ln 3. The train-score rule is therefore not
-asserted here.
+Threshold: after the protocol's 2,000 agent steps, both the protocol's own score (mean train return of the last 400
+env steps, sampled actions) and the final greedy evaluation (argmax actions, 2 episodes) average >= 30.
+
+Settings: `tiny` network, batch 16 x 32, train ratio 512 (one update per agent step), world-model and critic lr 3e-4,
+actor lr 1e-3. With the paper's actor lr 3e-5 the policy entropy is still ~ln 3 after 2,000 updates (measured: 1.099
+-> 1.034 after 680 updates even at 3e-4), so a greedy policy is an argmax of noise; the faster actor sharpens it
+within a few hundred updates (entropy 1.099 -> 0.98 by agent step 200 at lr 1e-3).
+
 Run with: pytest -m slow tests/test_dreamerv3_learning.py
 """
 
@@ -18,15 +21,23 @@ import pytest
 
 from wmbench.runner import run
 
-LEARNING = ["preset=tiny", "batch_size=8", "batch_length=32", "train_ratio=64"]
+LEARNING = [
+    "preset=tiny", "batch_size=16", "batch_length=32", "train_ratio=512",
+    "actor_lr=1e-3", "critic_lr=3e-4", "model_lr=3e-4",
+]
 
 
 @pytest.mark.slow
 def test_dreamerv3_learns_fake_vector_task(tmp_path):
-    result = run("dreamerv3", "fake@1", "vector_discrete", 0, tmp_path, overrides=LEARNING, progress=False, threads=2)
+    result = run("dreamerv3", "fake@1", "vector_discrete", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
     assert result.status == "finished"
     with open(result.run_dir / "scores.csv") as f:
-        evals = [r for r in csv.DictReader(f) if r["phase"] == "eval"]
+        rows = list(csv.DictReader(f))
+    evals = [r for r in rows if r["phase"] == "eval"]
     last_step = max(int(r["env_step"]) for r in evals)
     final = [float(r["score"]) for r in evals if int(r["env_step"]) == last_step]
+    train = [(int(r["env_step"]), float(r["score"])) for r in rows if r["phase"] == "train"]
+    print("train returns:", [round(s, 1) for _, s in train])
+    print("final greedy returns:", final, "protocol score:", result.final_score)
+    assert result.final_score >= 30.0, f"protocol score {result.final_score} < 30 (random: 14-21)"
     assert sum(final) / len(final) >= 30.0, f"final greedy returns {final} average < 30 (random: 14-21)"
