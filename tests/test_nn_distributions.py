@@ -161,3 +161,31 @@ def test_normal_kl_hand_value_and_sample_gradient():
     mean = torch.zeros(3, requires_grad=True)
     D.normal_sample(mean, torch.ones(3), torch.Generator().manual_seed(0)).sum().backward()
     assert torch.allclose(mean.grad, torch.ones(3))
+
+
+def test_tanh_normal_matches_torch_transformed_distribution():
+    from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+    torch.manual_seed(0)
+    mean, std = torch.randn(500, 3) * 2, torch.rand(500, 3) + 0.1
+    gen = torch.Generator().manual_seed(1)
+    action, u = D.tanh_normal_sample(mean, std, gen)
+    assert torch.all(action.abs() <= 1) and torch.allclose(torch.tanh(u), action)
+    reference = TransformedDistribution(Normal(mean, std), [TanhTransform()]).log_prob(action.clamp(-0.999, 0.999)).sum(-1)
+    ours = D.tanh_normal_log_prob(u, mean, std)
+    inside = (action.abs() < 0.99).all(-1)  # torch's version inverts tanh, which loses precision near +-1
+    assert torch.allclose(ours[inside], reference[inside], atol=1e-3)
+    assert torch.isfinite(D.tanh_normal_log_prob(torch.full((1, 3), 30.0), torch.zeros(1, 3), torch.ones(1, 3))).all()
+
+
+def test_tanh_normal_entropy_estimate_and_gradient():
+    mean = torch.zeros(20000, 1, requires_grad=True)
+    std = torch.full((20000, 1), 0.3, requires_grad=True)
+    ent = D.tanh_normal_entropy(mean, std, torch.Generator().manual_seed(0))
+    # exact: H = H(N(0, 0.3)) + E[log(1 - tanh(u)^2)], the expectation by Gauss-Hermite quadrature
+    x, w = np.polynomial.hermite_e.hermegauss(80)
+    jacobian = float((w * np.log(1 - np.tanh(0.3 * x) ** 2)).sum() / w.sum())
+    exact = 0.5 * math.log(2 * math.pi * math.e) + math.log(0.3) + jacobian
+    assert abs(ent.mean().item() - exact) < 0.02
+    ent.mean().backward()
+    assert std.grad.sum() > 0  # wider -> more entropy

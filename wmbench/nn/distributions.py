@@ -1,7 +1,8 @@
 """Output distributions of world-model methods as plain tensor functions (no torch.distributions objects).
 
 Owns: symlog/symexp squashing, two-hot regression over symlog-spaced bins, categorical latents/actions with
-uniform mixing and straight-through samples, the Bernoulli continue head, and the bounded Normal for continuous
+uniform mixing and straight-through samples, the Bernoulli continue head, the bounded Normal (DreamerV3) and the
+tanh-squashed Normal (Dreamer v1/v2) for continuous
 actions. Everything is a function of tensors so that a training step builds no per-call Python objects
 (DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official code's `outs.py`/`heads.py`).
 """
@@ -185,3 +186,31 @@ def normal_sample(mean: Tensor, std: Tensor, generator: torch.Generator | None =
     """Reparameterised sample mean + std * eps (gradients flow to mean and std)."""
     eps = torch.randn(mean.shape, device=mean.device, dtype=mean.dtype, generator=generator)
     return mean + std * eps
+
+
+# --- tanh-squashed Gaussians (Dreamer v1/v2 continuous actors, SAC-style policies) -------------------------------
+
+_LOG_2 = math.log(2.0)
+
+
+def tanh_normal_sample(mean: Tensor, std: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(tanh(u), u) for a reparameterised u ~ N(mean, std): the action in (-1, 1) and its pre-squash value, which
+    `tanh_normal_log_prob` needs (inverting tanh near +-1 is unstable)."""
+    u = normal_sample(mean, std, generator)
+    return torch.tanh(u), u
+
+
+def tanh_normal_log_prob(u: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log density of a = tanh(u), u ~ N(mean, std), summed over the last dim: log N(u) - sum log(1 - tanh(u)^2),
+    with log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) (exact and stable for large |u|)."""
+    return normal_log_prob(u, mean, std) - (2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+
+
+def tanh_normal_entropy(mean: Tensor, std: Tensor, generator: torch.Generator | None = None, samples: int = 1) -> Tensor:
+    """Monte-Carlo entropy estimate -E[log p(a)] of the squashed Gaussian (it has no closed form), differentiable
+    w.r.t. mean and std through reparameterised samples (Dreamer v1's actor entropy)."""
+    total = torch.zeros(mean.shape[:-1], device=mean.device, dtype=mean.dtype)
+    for _ in range(samples):
+        _, u = tanh_normal_sample(mean, std, generator)
+        total = total - tanh_normal_log_prob(u, mean, std)
+    return total / samples
