@@ -2,8 +2,7 @@
 
 Owns: symlog/symexp squashing, two-hot regression over symlog-spaced bins, categorical latents/actions with
 uniform mixing and straight-through samples, the Bernoulli continue head, the bounded Normal (DreamerV3) and the
-tanh-squashed Normal (Dreamer v1/v2) for continuous
-actions. Everything is a function of tensors so that a training step builds no per-call Python objects
+tanh-squashed Normal (Dreamer v1/v2) for continuous actions. Everything is a function of tensors so that a training step builds no per-call Python objects
 (DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official code's `outs.py`/`heads.py`).
 """
 
