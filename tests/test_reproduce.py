@@ -222,3 +222,32 @@ def test_difference_interval_is_seeded_and_centred_on_the_iqm_difference() -> No
     # IQM = 25%-trimmed mean over all runs x tasks (Agarwal et al. 2021).
     expected = scipy_stats.trim_mean(x.ravel(), 0.25) - scipy_stats.trim_mean(y.ravel(), 0.25)
     assert a[0] == pytest.approx(expected) and a[1] < a[0] < a[2]
+
+
+def _rising_table(method: str, seeds: int, start: float, at_200k: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Pong curves (frames) starting at `start` and reaching `at_200k` + small per-seed noise from 100k frames on."""
+    steps = np.arange(5000, 400001, 5000, dtype=float)
+    rows = []
+    for s in range(seeds):
+        noise = float(rng.normal(0, 0.2))
+        for x in steps:
+            score = start if x < 100000 else at_200k + noise
+            rows.append(("synthetic", method, "atari100k", "pong", str(s), x, score, "frames", "curve"))
+    return pd.DataFrame(rows, columns=results.SCORE_COLUMNS)
+
+
+def test_margin_wider_than_the_published_gain_is_narrowed_so_no_learning_is_not_reproduced() -> None:
+    """Early in training a published curve may have moved less than the protocol's margin above its first (untrained)
+    point; an agent that learns nothing would then be 'reproduced'. The default margin becomes half that gain."""
+    rng = np.random.default_rng(0)
+    published = _rising_table("m", 5, start=-20.7, at_200k=-18.0, rng=rng)  # gain 2.7 / 35.3 = 0.076 normalised
+    flat = _rising_table("m", 5, start=-20.7, at_200k=-20.7, rng=rng)  # never leaves the starting level
+    gain = reproduce.published_gain(published, reproduce.finals_at(published, PROTOCOL, 200000), results._protocol(PROTOCOL), ["pong"])
+    assert gain == pytest.approx(2.7 / (14.6 + 20.7), abs=0.01)
+    narrowed = reproduce.compare(flat, published, PROTOCOL, at_step=200000, reps=REPS, tasks=["pong"])
+    assert narrowed.margin == pytest.approx(gain / 2)
+    assert narrowed.verdict != REPRODUCED and any("half of the published curve" in n for n in narrowed.notes)
+    wide = reproduce.compare(flat, published, PROTOCOL, at_step=200000, reps=REPS, tasks=["pong"], margin=0.1)
+    assert wide.verdict == REPRODUCED and any(n.startswith("Warning: the margin") for n in wide.notes)
+    learned = reproduce.compare(published, published, PROTOCOL, at_step=200000, reps=REPS, tasks=["pong"])
+    assert learned.verdict == REPRODUCED  # the same runs still reproduce themselves under the narrowed margin

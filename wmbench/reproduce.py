@@ -432,7 +432,52 @@ def compare(
             )
     ours_f = finals_at(ours, protocol, at_step)
     pub_f = finals_at(published, protocol, at_step)
-    return verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, **kwargs)
+    note = None
+    gain = published_gain(published, pub_f, protocol, kwargs.get("tasks"))
+    if gain is not None:
+        margin = kwargs.get("margin")
+        explicit = margin is not None
+        margin = float(margin) if explicit else protocol.reproduce.margin
+        if gain <= 0:
+            note = (f"The published curve does not rise above its first point by the compared step (mean normalised "
+                    f"gain {gain:+.3f}): no verdict here can tell learning from none.")
+        elif margin > gain / 2:
+            if explicit:
+                note = (f"Warning: the margin ±{margin:g} exceeds half of the published curve's mean normalised gain "
+                        f"since its first point ({gain:.3f}): an agent that learns nothing may come out 'reproduced'.")
+            else:
+                kwargs["margin"] = gain / 2
+                note = (f"The protocol's margin ±{margin:g} exceeds half of the published curve's mean normalised gain "
+                        f"since its first point ({gain:.3f} at this step), so an agent that learns nothing could come out "
+                        f"'reproduced'; the margin used is half that gain, ±{gain / 2:.3g} (pass --margin to override).")
+    result = verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, **kwargs)
+    if note:
+        result.notes.append(note)
+    return result
+
+
+def published_gain(
+    published: pd.DataFrame, published_finals: pd.DataFrame, protocol: Protocol, tasks: Sequence[str] | None = None
+) -> float | None:
+    """Mean over tasks of (published final - published score at the curve's first point), normalised: how far the
+    published method has moved from its starting (untrained) level by the compared step. None without curves.
+
+    An equivalence margin must be well inside this gain, or a run that learns nothing is "equivalent" to the
+    published one (e.g. DMC walker at 20k env steps: DreamerV3 ~0.05 above its first point, protocol margin 0.1)."""
+    from wmbench import results
+
+    curve = published[published["point_type"] == "curve"]
+    if curve.empty or published_finals.empty:
+        return None
+    gains = []
+    for task in tasks if tasks is not None else sorted(set(published_finals["task"])):
+        rows = curve[curve["task"] == task]
+        finals = published_finals.loc[published_finals["task"] == task, "final"].to_numpy(float)
+        if rows.empty or not len(finals):
+            continue
+        first = rows.loc[rows.groupby("seed")["env_step"].idxmin(), "score"].to_numpy(float)
+        gains.append(float(np.mean(results.normalise(finals, task, protocol)) - np.mean(results.normalise(first, task, protocol))))
+    return float(np.mean(gains)) if gains else None
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
