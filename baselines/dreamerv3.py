@@ -364,6 +364,25 @@ class DreamerV3(Method):
         loss = twohot_loss(critic_logits, (ret, slow_value), self.bins, weights=(1.0, c.slowreg))
         return (loss * weight).mean()
 
+    def _rollout(self, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, ...]]]:
+        """Imagine `imag_horizon` steps with the actor on sg(state): deter, stoch [H+1, N, .] (stoch dense or index
+        latents, as given), actions [H, N, A] and the per-step policy statistics."""
+        deters, stochs, actions, dists = [deter], [stoch], [], []
+        for _ in range(self.config.imag_horizon):
+            dist = self._policy_dist(deter.detach(), stoch.detach())  # the actor sees sg(state), as in the paper
+            action = self._sample_action(dist)
+            deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
+            deters.append(deter)
+            stochs.append(stoch)
+            actions.append(action)
+            dists.append(dist)
+        return torch.stack(deters), torch.stack(stochs), torch.stack(actions), dists
+
+    @staticmethod
+    def _behaviour_stats(ret: Tensor, imag_reward: Tensor, scale: Tensor, entropy: Tensor) -> dict[str, Tensor]:
+        return {"imag/return": ret.mean(), "imag/reward": imag_reward.mean(), "imag/return_scale": scale,
+                "policy/entropy": entropy.mean()}
+
     def _behaviour_reinforce(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
         """REINFORCE actor (the 2024 release for all actions; the 2023 one for discrete actions): the rollout needs no
         gradient, so it runs under no_grad with categorical latents as indices (first layers become gathers), and the
@@ -371,15 +390,8 @@ class DreamerV3(Method):
         c = self.config
         stoch = self.rssm.to_index(start_stoch) if self.rssm.latent == "categorical" else start_stoch
         with torch.no_grad(), self._autocast():
-            deter = start_deter
-            deters, stochs, actions = [deter], [stoch], []
-            for _ in range(c.imag_horizon):
-                action = self._sample_action(self._policy_dist(deter, stoch))
-                deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
-                deters.append(deter)
-                stochs.append(stoch)
-                actions.append(action)
-            deter, stoch, action = torch.stack(deters), torch.stack(stochs), torch.stack(actions).float()
+            deter, stoch, action, _ = self._rollout(start_deter, stoch)
+            action = action.float()
             imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)  # r on arrival
             cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
             slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1], stoch[:-1]), self.bins)
@@ -391,43 +403,29 @@ class DreamerV3(Method):
             logp, entropy = self._actor_terms(self._policy_dist(deter[:-1], stoch[:-1]), action)
             actor_loss = (-(logp * adv + c.actent * entropy) * weight).mean()
             critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        stats = {"imag/return": ret.mean(), "imag/reward": imag_reward.mean(), "imag/return_scale": scale,
-                 "policy/entropy": entropy.mean()}
-        return actor_loss, critic_loss, stats
+        return actor_loss, critic_loss, self._behaviour_stats(ret, imag_reward, scale, entropy)
 
     def _behaviour_backprop(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
         """Backprop actor (the 2023 release for continuous actions): the actor's gradient flows through the frozen
         dynamics, reward and critic, so the rollout keeps its graph (dense latents, straight-through samples)."""
         c = self.config
         with _frozen(self.world_model), self._autocast():
-            deter, stoch = start_deter, start_stoch
-            deters, stochs, actions, dists = [deter], [stoch], [], []
-            for _ in range(c.imag_horizon):
-                dist = self._policy_dist(deter.detach(), stoch.detach())  # the actor sees sg(state), as in the paper
-                action = self._sample_action(dist)
-                deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
-                deters.append(deter)
-                stochs.append(stoch)
-                actions.append(action)
-                dists.append(dist)
-            feat = torch.cat([torch.stack(deters), torch.stack(stochs)], -1)  # [H+1, N, F]
-            imag_reward = twohot_mean(self.reward_head(feat[1:]), self.bins)
-            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head(feat[1:]).squeeze(-1))])
+            deter, stoch, action, dists = self._rollout(start_deter, start_stoch)
+            imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)
+            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
             # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
             # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
-            critic_logits = self.critic(feat)
+            critic_logits = self.critic.forward_feat(deter, stoch)
             value = twohot_mean(critic_logits, self.bins)
             ret, weight, scale = self._returns(imag_reward, cont, value)
             adv = (ret - value[:-1]) / scale
             dist = tuple(torch.stack(parts) for parts in zip(*dists, strict=True))
-            _, entropy = self._actor_terms(dist, torch.stack(actions).detach())
+            _, entropy = self._actor_terms(dist, action.detach())
             actor_loss = (-(adv + c.actent * entropy) * weight).mean()
             with torch.no_grad():
-                slow_value = twohot_mean(self.slow_critic(feat[:-1].detach()), self.bins)
+                slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1].detach(), stoch[:-1].detach()), self.bins)
             critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        stats = {"imag/return": ret.mean(), "imag/reward": imag_reward.mean(), "imag/return_scale": scale,
-                 "policy/entropy": entropy.mean()}
-        return actor_loss, critic_loss, stats
+        return actor_loss, critic_loss, self._behaviour_stats(ret, imag_reward, scale, entropy)
 
     def _check_finite(self, terms: dict[str, Tensor]) -> list[float]:
         values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync per update

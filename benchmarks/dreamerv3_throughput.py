@@ -115,6 +115,12 @@ def measure(precision: str, updates: int, threads: int, compile_: bool, actor_gr
     }
 
 
+def run_json(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run a measuring process and return the JSON object on the last line of its stdout."""
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=20)
@@ -141,8 +147,7 @@ def main() -> None:
     if args.peer_python:
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers", "sheeprl_dreamerv3.py")
         cmd = [args.peer_python, script, "--updates", str(args.updates), "--threads", str(args.threads)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-        peer = json.loads(out.stdout.strip().splitlines()[-1])
+        peer = run_json(cmd, env)
         print(
             f"sheeprl {peer.get('version', '?')} (measured now, actor grad {peer.get('actor_grad', '?')}): "
             f"{peer['updates_per_s']:.3f} updates/s, peak RSS {peer['peak_rss_gb']:.2f} GB"
@@ -153,8 +158,7 @@ def main() -> None:
                    "--threads", str(args.threads)]
             if args.compile:
                 cmd.append("--compile")
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = run_json(cmd, env)
             peers = ", ".join(f"{r['updates_per_s'] / v:.2f}x {k}" for k, v in PEERS_UPDATES_PER_S.items())
             measured = f"; {r['updates_per_s'] / peer['updates_per_s']:.2f}x sheeprl measured now" if peer else ""
             print(

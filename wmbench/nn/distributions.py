@@ -2,8 +2,9 @@
 
 Owns: symlog/symexp squashing, two-hot regression over symlog-spaced bins, categorical latents/actions with
 uniform mixing and straight-through samples, the Bernoulli continue head, the bounded Normal (DreamerV3) and the
-tanh-squashed Normal (Dreamer v1/v2) for continuous actions. Everything is a function of tensors so that a training step builds no per-call Python objects
-(DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official code's `outs.py`/`heads.py`).
+tanh-squashed Normal (Dreamer v1/v2) for continuous actions. Everything is a function of tensors so that a training
+step builds no per-call Python objects (DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official
+code's `outs.py`/`heads.py`).
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ def sample_onehot(logprobs: Tensor, generator: torch.Generator | None = None) ->
     """One-hot sample with straight-through gradients (Bengio et al. 2013), as DreamerV3 uses for latents/actions.
 
     Sampling: `sample_index` (inverse CDF on uniform noise from `generator`, reproducible)."""
-    index = sample_index(logprobs, generator)
-    onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
     probs = logprobs.exp()
+    index = sample_index_probs(probs, generator)  # = sample_index(logprobs, generator), without a second exp
+    onehot = F.one_hot(index, logprobs.shape[-1]).to(logprobs.dtype)
     return onehot + (probs - probs.detach())  # exactly one-hot in value
 
 

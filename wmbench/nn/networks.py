@@ -100,8 +100,12 @@ def onehot_matmul(index: Tensor, weight: Tensor) -> Tensor:
     return out.reshape(*lead, weight.shape[0])
 
 
-def split_linear(layer: nn.Linear, dense: Tensor, index: Tensor) -> Tensor:
-    """layer(cat([dense, onehot(index)], -1)) where the second part is the one-hot input (see `onehot_matmul`)."""
+def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -> Tensor:
+    """layer(cat([dense, onehot(index)], -1)), or layer(onehot(index)) without `dense`, where the one-hot input is
+    given by its hot positions (see `onehot_matmul`)."""
+    if dense is None:
+        out = onehot_matmul(index, layer.weight)
+        return out + layer.bias if layer.bias is not None else out
     d = dense.shape[-1]
     out = F.linear(dense, layer.weight[:, :d], layer.bias)
     return out + onehot_matmul(index, layer.weight[:, d:]).to(out.dtype)
@@ -140,7 +144,7 @@ class MLP(nn.Module):
             return self(torch.cat([dense, stoch], -1))
         if not len(self.hidden):
             raise ValueError("forward_feat with one-hot indices needs at least one hidden layer")
-        x = split_linear(self.hidden[0], dense, stoch)
+        x = split_linear(self.hidden[0], stoch, dense)
         x = self.hidden[1:](x)
         return self.out(x) if self.out is not None else x
 

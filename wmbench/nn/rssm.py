@@ -38,7 +38,7 @@ from wmbench.nn.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, onehot_matmul
+from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, split_linear
 
 
 class RSSM(nn.Module):
@@ -137,9 +137,7 @@ class RSSM(nn.Module):
         """First sequence-model projection of z: a gather for index latents, a matmul for dense ones."""
         if stoch.dtype != torch.long:
             return self.dynin_stoch(stoch)
-        first = self.dynin_stoch[0]
-        x = onehot_matmul(stoch, first.weight) + first.bias
-        return self.dynin_stoch[1:](x)
+        return self.dynin_stoch[1:](split_linear(self.dynin_stoch[0], stoch))
 
     def kl(self, lhs: Tensor, rhs: Tensor) -> Tensor:
         if self.latent == "categorical":
