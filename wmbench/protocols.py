@@ -125,6 +125,18 @@ class Protocol:
             return agent_steps * self.action_repeat
         raise ProtocolError(f"protocol {self.id}: cannot convert agent steps to unit {unit!r}; units: {STEP_UNITS}")
 
+    @property
+    def episode_cap(self) -> float:
+        """Longest possible episode in the record unit (Atari `max_frames`, DMC `time_limit` env steps); 0 when the
+        protocol does not fix one. A run's last recorded episode can end up to this far before its budget."""
+        unit = self.budget.step_unit
+        if "max_frames" in self.env and unit == "frames":
+            return float(self.env["max_frames"])
+        if "time_limit" in self.env and unit in ("env_steps", "agent_steps"):
+            steps = float(self.env["time_limit"])
+            return steps if unit == "env_steps" else steps / self.action_repeat
+        return 0.0
+
     def from_unit(self, value: int | float, unit: str) -> float:
         """Convert a record-unit count back to agent steps."""
         if unit == "agent_steps":
@@ -311,6 +323,22 @@ def protocol_files(directory: Path | None = None) -> dict[str, Path]:
 
 def list_protocols(directory: Path | None = None) -> list[str]:
     return sorted(protocol_files(directory))
+
+
+PROTOCOL_ID = re.compile(r"^[a-z][a-z0-9_]*@[0-9]+$")
+
+
+def load_registered(protocol_id: str, directory: Path | None = None) -> Protocol:
+    """Load a protocol named in DATA (a score table's `protocol` column, a run.json): only `name@version` ids of the
+    registry resolve; a path, a bare name or anything else is refused, so a data file cannot point the check at a
+    forged protocol file (e.g. one with a smaller budget)."""
+    spec = str(protocol_id)
+    if not PROTOCOL_ID.match(spec):
+        raise ProtocolError(
+            f"protocol {spec!r} is not a registered protocol id (name@version, e.g. atari100k@1); protocol ids in "
+            f"data resolve only to the shipped protocols ({', '.join(protocol_files(directory))}), never to a path"
+        )
+    return load_protocol(spec, directory)
 
 
 def load_protocol(spec: str | Path, directory: Path | None = None) -> Protocol:

@@ -23,13 +23,14 @@ import functools
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from wmbench.errors import WmbenchError
-from wmbench.protocols import STEP_UNITS, Protocol, ProtocolError, load_protocol
+from wmbench.protocols import PROTOCOL_ID, STEP_UNITS, Protocol, ProtocolError, load_protocol, load_registered
 
 SCORE_COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type"]
 POINT_TYPES = ("curve", "final", "final_mean")
@@ -397,14 +398,54 @@ def _smoke_flag(table: pd.DataFrame, p: Protocol) -> bool:
     return bool(flags.all())
 
 
+COMPLETE_FRACTION = 0.9
+"""A run is complete at a budget B when its curve reaches B - max((1 - COMPLETE_FRACTION) B, the protocol's longest
+episode). Published curves were binned into 200 bins (a bin's mean x sits up to half a bin before the run's end), and
+curves record episodes when they end (the episode straddling the budget is never recorded; an Atari episode may last
+108k frames, which is why three published DreamerV3 up_n_down runs end at 326k-360k of 400k frames), so a finished
+run's last point lies somewhat before the budget; a run that stopped early (a published cartpole_swingup_sparse run
+ending at 390k of 1M env steps) lies far before it. One rule for published runs and ours; `usable_finals` applies
+it."""
+
+
+def completion_threshold(p: Protocol, budget: float) -> float:
+    """The step (record unit) a run's curve must reach to count as complete at `budget` (see COMPLETE_FRACTION)."""
+    return budget - max((1 - COMPLETE_FRACTION) * budget, p.episode_cap)
+
+AUTHORS_EVAL = "authors_eval"
+PUBLISHER_MEAN = "publisher_mean"
+
+
+def scoring_label(p: Protocol) -> str:
+    """The name of a protocol's score rule as recorded in a finals table (`scoring` column), e.g.
+    `window_mean(train, 10000 frames)`: two finals are the same measurement only when their labels are equal."""
+    r = p.score
+    unit = p.budget.step_unit
+    if r.rule == "window_mean":
+        return f"window_mean({r.phase}, {r.window:g} {unit}, fallback {r.fallback})"
+    if r.rule == "eval_mean":
+        return f"eval_mean({r.episodes} episodes)"
+    return f"{r.rule}({r.phase}, {r.episodes} episodes)"
+
+
 def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float | None = None) -> pd.DataFrame:
-    """Per-run final scores: columns [method, task, seed, final, source, basis].
+    """Per-run final scores: columns [method, task, seed, final, source, basis, scoring, reached, complete].
 
     A run is (source, method, task, seed). Where a source ships `final` rows (published per-run finals, computed by
     its authors or from full-resolution logs) they are used as published (`basis` "final"); `final_mean` rows become
     one row with seed "mean" (`basis` "final_mean"); otherwise the protocol rule is applied to the curve
     (`basis` "rule"). All rows must be in the protocol's record unit (see `convert_units`); `budget` (record unit)
     defaults to the protocol budget, or its smoke budget for a table of smoke runs (`smoke` column of load_scores).
+
+    `scoring` names the measurement behind each final: the protocol's rule (`scoring_label`) for finals computed from
+    a curve, by us or by the data collection from the source's full-resolution log (a `final` row of a run that also
+    ships a curve); `authors_eval` for per-run finals published without a curve (the authors' own end-of-training
+    evaluation: TWM, IRIS, STORM, DIAMOND, ...); `publisher_mean` for `final_mean` rows. Finals of different
+    `scoring` are different measurements and are never compared as one (`reproduce`, `report`).
+
+    `reached` is the last curve point of the run (NaN without a curve) and `complete` says whether it reaches
+    `completion_threshold` of the budget (True without a curve: nothing says otherwise). Incomplete runs are kept here and
+    flagged; `usable_finals` is the one rule that sets them aside.
     """
     p = _protocol(protocol)
     if table.empty:
@@ -441,10 +482,39 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
             f"final_scores({p.id}): {len(problems)} run(s) (source method task seed) have no final score:\n  "
             + "\n  ".join(problems[:30])
         )
-    out = pd.concat(parts).reset_index()
-    return out[["method", "task", "seed", "final", "source", "basis"]].sort_values(
+    out = pd.concat(parts)
+    reached = table[table["point_type"] == "curve"].groupby(RUN_KEY, sort=True)["env_step"].max()
+    out["reached"] = reached.reindex(out.index).to_numpy(dtype=float)
+    has_curve = np.isfinite(out["reached"].to_numpy())
+    out["complete"] = ~has_curve | (out["reached"].to_numpy() >= completion_threshold(p, limit))
+    out["scoring"] = np.where(
+        out["basis"] == "final_mean", PUBLISHER_MEAN,
+        np.where((out["basis"] == "final") & ~has_curve, AUTHORS_EVAL, scoring_label(p)),
+    )
+    out = out.reset_index()
+    return out[["method", "task", "seed", "final", "source", "basis", "scoring", "reached", "complete"]].sort_values(
         ["method", "task", "source", "seed"], ignore_index=True
     )
+
+
+def usable_finals(finals: pd.DataFrame, protocol: Protocol, budget: float) -> tuple[pd.DataFrame, list[str]]:
+    """THE rule for runs that stopped early, for published runs and ours alike: runs whose curve ends before
+    `completion_threshold` of the compared budget (record unit) are set aside; returns (kept finals, notes naming
+    the set-aside runs). `reproduce` and `report` both call this, and say what it set aside."""
+    unit, threshold = protocol.budget.step_unit, completion_threshold(protocol, budget)
+    if "complete" not in finals.columns:
+        return finals, []
+    short = finals[~finals["complete"].astype(bool)]
+    if short.empty:
+        return finals, []
+    listed = "; ".join(
+        f"{r.method} {r.task} seed {r.seed} ({r.source}) ends at {r.reached:,.0f}"
+        for r in short.head(12).itertuples()
+    ) + (f"; ... ({len(short) - 12} more)" if len(short) > 12 else "")
+    note = (f"{len(short)} run(s) stopped early: their curve ends before {threshold:,.0f} of the compared budget "
+            f"{budget:,.0f} {unit} and they are left out (their curve ends early; a `final` row at the budget cannot "
+            f"stand for a run that never got there): {listed}.")
+    return finals[finals["complete"].astype(bool)], [note]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -505,82 +575,143 @@ def normalise(
 # wmbench validate
 
 
-def validate_table(table: pd.DataFrame, protocol: str | None = None) -> list[str]:
-    """Every problem of a submitted score table against its protocol, one message each (empty list: valid).
+@dataclass
+class Validation:
+    """What `validate` found: `errors` make a table unusable (validate exits 1; report and reproduce refuse it);
+    `warnings` are accepted but stated (validate prints them; report and reproduce carry them as notes)."""
 
-    Row numbers are CSV line numbers when the table was read by `cli_validate` (header = line 1).
+    protocol: Protocol | None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate(table: pd.DataFrame, protocol: str | Protocol | None = None, *, at_step: float | None = None) -> Validation:
+    """THE check of a score table against its protocol, shared by `wmbench validate`, `report` and `reproduce`: a
+    table one of them accepts, the others accept too.
+
+    Errors: schema (columns, numbers, point types, units), empty keys, duplicates, negative steps, a protocol that is
+    not a registered `name@version` (never a path), tasks outside the protocol, `final`/`final_mean` rows anywhere but
+    exactly at the budget or more than one per run. Warnings: fewer seeds than the protocol's minimum (verdicts are
+    then inconclusive), runs that stop before the budget (`usable_finals` leaves them out), smoke runs. `protocol`
+    given: rows may carry its id or its bare published name (published data is stored bare). `at_step` (record unit)
+    checks completeness at that step instead of the budget. Row numbers are CSV lines when read by `cli_validate`.
     """
-    problems: list[str] = []
+    out = Validation(protocol=None)
+    errors, warnings = out.errors, out.warnings
     missing = [c for c in SCORE_COLUMNS if c not in table.columns]
     if missing:
-        return [f"missing columns {missing}; a score table has columns {SCORE_COLUMNS}"]
+        errors.append(f"missing columns {missing}; a score table has columns {SCORE_COLUMNS}")
+        return out
     if table.empty:
-        return ["the table has no rows"]
-    numeric = {c: pd.to_numeric(table[c], errors="coerce") for c in ("env_step", "score")}
-    for col, values in numeric.items():
+        errors.append("the table has no rows")
+        return out
+    steps = pd.to_numeric(table["env_step"], errors="coerce")
+    for col, values in (("env_step", steps), ("score", pd.to_numeric(table["score"], errors="coerce"))):
         bad = table.index[~np.isfinite(values.to_numpy(dtype=float))]
         if len(bad):
-            problems.append(f"{col}: NaN, inf or not a number in lines {_rows(bad)}")
+            errors.append(f"{col}: NaN, inf or not a number in lines {_rows(bad)}")
+    negative = table.index[steps.to_numpy(dtype=float) < 0]
+    if len(negative):
+        errors.append(f"env_step: negative in lines {_rows(negative)}; steps count from 0")
     for col, allowed in (("point_type", POINT_TYPES), ("step_unit", STEP_UNITS)):
         bad = table.index[~table[col].isin(allowed)]
         if len(bad):
-            problems.append(f"{col}: {sorted(set(table.loc[bad, col].astype(str)))} not one of {allowed} (lines {_rows(bad)})")
+            errors.append(f"{col}: {sorted(set(table.loc[bad, col].astype(str)))} not one of {allowed} (lines {_rows(bad)})")
     for col in ("method", "task", "seed", "protocol"):
         bad = table.index[table[col].isna() | (table[col].astype(str).str.strip() == "")]
         if len(bad):
-            problems.append(f"{col}: empty in lines {_rows(bad)}")
+            errors.append(f"{col}: empty in lines {_rows(bad)}")
     key = ["method", "task", "seed", "env_step", "point_type"]
     key += [c for c in ("source", "phase", "episode") if c in table.columns]  # eval episodes share env_step
     dup = table.index[table.duplicated(key, keep=False)]
     if len(dup):
-        problems.append(f"duplicate rows of ({', '.join(key)}) in lines {_rows(dup)}")
+        errors.append(f"duplicate rows of ({', '.join(key)}) in lines {_rows(dup)}")
 
     ids = sorted(set(table["protocol"].dropna().astype(str)))
     if protocol is not None:
         try:
-            p = load_protocol(protocol)
+            p = protocol if isinstance(protocol, Protocol) else load_registered(protocol)
         except ProtocolError as e:
-            return problems + [f"--protocol: {e}"]
-        bad = table.index[~table["protocol"].isin([p.id])]
+            errors.append(f"--protocol: {e}")
+            return out
+        bad = table.index[~table["protocol"].isin([p.id, p.name])]
         if len(bad):
-            problems.append(f"protocol: rows of {sorted(set(table.loc[bad, 'protocol'].astype(str)))} while validating "
-                            f"against {p.id} (lines {_rows(bad)})")
+            errors.append(f"protocol: rows of {sorted(set(table.loc[bad, 'protocol'].astype(str)))} while validating "
+                          f"against {p.id} (lines {_rows(bad)})")
     elif len(ids) != 1:
-        return problems + [f"protocol: the table mixes protocols {ids}; validate one protocol at a time (--protocol)"]
+        errors.append(f"protocol: the table mixes protocols {ids}; validate one protocol at a time (--protocol)")
+        return out
+    elif "@" not in ids[0] and PROTOCOL_ID.match(f"{ids[0]}@1"):
+        errors.append(f"protocol: {ids[0]!r} has no version; use name@version (e.g. {ids[0]}@1)")
+        return out
     else:
         try:
-            p = load_protocol(ids[0]) if "@" in ids[0] else None
+            p = load_registered(ids[0])
         except ProtocolError as e:
-            return problems + [f"protocol: {e}"]
-        if p is None:
-            return problems + [f"protocol: {ids[0]!r} has no version; use name@version (e.g. {ids[0]}@1)"]
+            errors.append(f"protocol: {e}")
+            return out
+    out.protocol = p
 
-    rows = table[table["protocol"] == p.id]
+    rows = table[table["protocol"].isin([p.id, p.name])]
     unknown = sorted(set(rows["task"].astype(str)) - set(p.tasks))
     for t in unknown:
-        problems.append(f"task {t!r} is not a task of {p.id}.{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")
+        errors.append(f"task {t!r} is not a task of {p.id}.{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")
     unit = p.budget.step_unit
     bad = rows.index[rows["step_unit"] != unit]
     if len(bad):
         found = sorted(set(rows.loc[bad, "step_unit"].astype(str)))
-        problems.append(f"step_unit: {found} where {p.id} records {unit!r} (lines {_rows(bad)}); "
-                        f"convert with wmbench.results.convert_units")
-    known = rows[rows["task"].isin(p.tasks)]
+        errors.append(f"step_unit: {found} where {p.id} records {unit!r} (lines {_rows(bad)}); "
+                      f"convert with wmbench.results.convert_units")
+    known = rows[rows["task"].isin(p.tasks) & (rows["step_unit"] == unit)]
+    known = known.assign(_step=pd.to_numeric(known["env_step"], errors="coerce"))
+    smoke = _smoke_flag(known, p) if "smoke" in known.columns else False
+    if smoke:
+        warnings.append(f"smoke runs (budget {p.smoke.agent_steps} agent steps): a check that the code runs, not a "
+                        "result; reports label them as smoke")
+    budget = float(p.to_unit(p.budget_steps(smoke), unit))
+    limit = budget if at_step is None else float(at_step)
+    run_key = ["method", "task", "seed"] + (["source"] if "source" in known.columns else [])
+    finals = known[known["point_type"].isin(["final", "final_mean"])]
+    off_budget = finals.index[finals["_step"] != budget]
+    if len(off_budget):
+        found = ", ".join(f"{v:g}" for v in sorted(set(finals.loc[off_budget, "_step"].astype(float)))[:5])
+        errors.append(f"final rows must stand at the budget {budget:g} {unit}; found at {found} "
+                      f"(lines {_rows(off_budget)})")
+    per_run = finals.groupby(run_key)["point_type"].transform("size")
+    several = finals.index[per_run.to_numpy() > 1]
+    if len(several):
+        errors.append(f"several final rows for one run (method, task, seed) in lines {_rows(several)}; a run has one "
+                      "final score")
     for (method, task), group in known.groupby(["method", "task"], sort=True):
-        n = group["seed"].nunique()
-        if n < p.seeds.minimum:
-            problems.append(f"{method} {task}: {n} seed(s), {p.id} needs at least {p.seeds.minimum} "
-                            f"(lines {_rows(group.index)})")
-    budget = float(p.to_unit(p.budget.agent_steps, unit))
-    steps = pd.to_numeric(known["env_step"], errors="coerce")
-    in_unit = known["step_unit"] == unit
-    last = steps[in_unit].groupby([known["method"], known["task"], known["seed"]]).max()
-    for (method, task, seed), reached in last.items():
-        if not reached >= budget:
-            group = known.index[(known.method == method) & (known.task == task) & (known.seed == seed)]
-            problems.append(f"{method} {task} seed {seed}: reaches {reached:g} {unit}, budget is {budget:g} "
+        n = group.loc[group["point_type"] != "final_mean", "seed"].nunique()
+        if 0 < n < p.seeds.minimum:
+            warnings.append(f"{method} {task}: {n} seed(s), fewer than {p.id}'s minimum of {p.seeds.minimum}: a "
+                            f"verdict on it is inconclusive (lines {_rows(group.index)})")
+    curves = known[known["point_type"] == "curve"]
+    threshold = completion_threshold(p, limit)
+    reached = curves.groupby(run_key, sort=True)["_step"].max()
+    for run, last in reached.items():
+        if last < threshold:
+            method, task, seed = run[:3]
+            group = curves.index[(curves[run_key] == pd.Series(run, index=run_key)).all(axis=1)]
+            warnings.append(f"{method} {task} seed {seed}: stops early (reaches {last:g} {unit}, budget {limit:g}; "
+                            f"complete means reaching {threshold:g}): left out of reports and verdicts "
                             f"(lines {_rows(group)})")
-    return problems
+    return out
+
+
+def validate_table(table: pd.DataFrame, protocol: str | None = None) -> list[str]:
+    """The errors of `validate` (empty list: the table is usable)."""
+    return validate(table, protocol).errors
+
+
+def check_table(table: pd.DataFrame, protocol: Protocol, where: str, at_step: float | None = None) -> list[str]:
+    """`validate`, for report and reproduce: raise ResultsError listing the errors, else return the warnings."""
+    found = validate(table, protocol, at_step=at_step)
+    if found.errors:
+        raise ResultsError(f"{where}: {len(found.errors)} problem(s) (as `wmbench validate` reports them):\n  "
+                           + "\n  ".join(found.errors[:20]))
+    return found.warnings
 
 
 def cli_validate(argv: list[str]) -> int:
@@ -598,12 +729,16 @@ def cli_validate(argv: list[str]) -> int:
         print(f"{args.scores}: not a readable CSV: {e}")
         return 1
     table = table.set_axis(table.index + 2)  # CSV line numbers (header = line 1)
-    problems = validate_table(table, args.protocol)
-    for line in problems:
+    found = validate(table, args.protocol)
+    for line in found.errors:
         print(f"{args.scores}: {line}")
-    if problems:
-        print(f"{len(problems)} problem(s): not valid")
+    for line in found.warnings:
+        print(f"{args.scores}: warning: {line}")
+    if found.errors:
+        print(f"{len(found.errors)} problem(s): not valid")
         return 1
     runs = table.groupby(["method", "task", "seed"]).ngroups
-    print(f"{args.scores}: valid ({len(table)} rows, {runs} runs, protocol {table['protocol'].iloc[0]})")
+    print(f"{args.scores}: valid ({len(table)} rows, {runs} runs, protocol {found.protocol.id}"
+          + (f"; {len(found.warnings)} warning(s): accepted, and stated by report and reproduce" if found.warnings else "")
+          + ")")
     return 0
