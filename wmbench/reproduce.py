@@ -76,6 +76,8 @@ class TaskVerdict:
     p_equivalence: float  # TOST p-value: the larger of the two one-sided p-values
     verdict: str
     reason: str = ""
+    margin: float = math.nan  # the margin this task was decided with (at most half the published gain)
+    above_untrained: tuple[float, float, float] | None = None  # ours - untrained: (difference, low, high)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class AggregateVerdict:
     probability_of_improvement: tuple[float, float, float] | None  # P(ours > published), 95% CI (None: skipped)
     verdict: str
     reason: str = ""
+    published_gain: float | None = None  # metric(published) - metric(untrained): what the published method learned
+    above_untrained: tuple[float, float, float] | None = None  # metric(ours) - metric(untrained), (1 - 2 alpha) CI
 
 
 @dataclass
@@ -112,6 +116,8 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     reps: int = 2000
     seed: int = 0
+    min_seeds: int = 0  # seeds per task on each side below which a verdict is inconclusive
+    untrained: str = ""  # what the untrained level is (published first points, random runs, normaliser)
 
     @property
     def verdict(self) -> str:
@@ -139,14 +145,20 @@ class Verdict:
             f" {name} of {self.normaliser}-normalised finals over {len(a.tasks)} tasks: ours {o[0]:.3f} "
             f"[{o[1]:.3f}, {o[2]:.3f}] ({a.n_ours} seeds/task) vs published {p[0]:.3f} [{p[1]:.3f}, {p[2]:.3f}] "
             f"({a.n_published} seeds/task); difference {d[0]:+.3f}, {conf} CI [{d[1]:+.3f}, {d[2]:+.3f}] vs "
-            f"equivalence margin ±{self.margin:g} (TOST, alpha {self.alpha:g}; stratified bootstrap, "
+            f"equivalence margin ±{self.margin:.3g} (TOST, alpha {self.alpha:g}; stratified bootstrap, "
             f"{self.reps} reps).{poi_text}"
         )
+        if a.published_gain is not None and a.above_untrained is not None:
+            u = a.above_untrained
+            body += (f" Untrained level: {self.untrained}; published {name} gain over it {a.published_gain:+.3f}, "
+                     f"ours minus untrained {u[0]:+.3f} [{u[1]:+.3f}, {u[2]:+.3f}].")
+        body += f" At least {self.min_seeds} seeds per task on each side are required."
         if a.reason:
             body += f" {a.reason}"
         counts = {v: sum(t.verdict == v for t in self.tasks) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
         body += (
-            f" Per task (Welch {conf} interval vs ±{self.margin:g}): {counts[REPRODUCED]} reproduced, "
+            f" Per task (Welch {conf} interval vs ±{self.margin:.3g}, or half the task's published gain if smaller): "
+            f"{counts[REPRODUCED]} reproduced, "
             f"{counts[NOT_REPRODUCED]} not reproduced, {counts[INCONCLUSIVE]} inconclusive."
         )
         return head + body
@@ -171,6 +183,7 @@ class Verdict:
                 f"{t.task:<24} {t.n_ours:>5} {t.n_published:>5} {_fmt(t.ours_raw_mean, 10)} "
                 f"{_fmt(t.published_raw_mean, 10)} {_fmt(t.ours_mean, 9, 3)} {_fmt(t.published_mean, 9, 3)} "
                 f"{_fmt(t.difference, 8, 3, sign=True)} {ci:>19}  {t.verdict}"
+                + (f" ({t.reason})" if t.reason else "")
             )
         if self.aggregate is not None:
             a = self.aggregate
@@ -178,8 +191,7 @@ class Verdict:
             for m in a.ours:
                 o, p, d = a.ours[m], a.published[m], a.difference[m]
                 mark = "  <- verdict" if m == a.metric else ""
-                enough = min(a.n_ours, a.n_published) >= MIN_SEEDS
-                decision = decide(d[1], d[2], self.margin) if enough else INCONCLUSIVE
+                decision = a.verdict if m == a.metric else "(not deciding)"
                 lines.append(
                     f"{'aggregate ' + m:<24} {a.n_ours:>5} {a.n_published:>5} {'':>10} {'':>10} "
                     f"{o[0]:>9.3f} {p[0]:>9.3f} {d[0]:>+8.3f} {f'[{d[1]:+.3f}, {d[2]:+.3f}]':>19}  "
@@ -225,9 +237,13 @@ def welch_interval(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, f
 
 def task_verdict(
     task: str, ours: np.ndarray, published: np.ndarray, ours_raw: np.ndarray, published_raw: np.ndarray,
-    margin: float, alpha: float,
+    margin: float, alpha: float, untrained: np.ndarray | None = None, min_seeds: int = MIN_SEEDS,
+    explicit_margin: bool = False,
 ) -> TaskVerdict:
-    """Welch-interval TOST for one task on normalised per-seed finals."""
+    """Welch-interval TOST for one task on normalised per-seed finals, under the rule that makes a verdict
+    un-foolable: with the untrained level (normalised finals of untrained runs) given, the margin is at most half of
+    what the published runs gained over it (unless `explicit_margin`), and "reproduced" also needs ours above it
+    (Welch interval of ours - untrained entirely above 0). Without an untrained level there is no "reproduced"."""
     n_o, n_p = len(ours), len(published)
     means = (
         float(np.mean(ours)) if n_o else math.nan,
@@ -235,44 +251,39 @@ def task_verdict(
         float(np.mean(ours_raw)) if n_o else math.nan,
         float(np.mean(published_raw)) if n_p else math.nan,
     )
-    if n_o < MIN_SEEDS or n_p < MIN_SEEDS:
+    if n_o < min_seeds or n_p < min_seeds:
         diff = means[0] - means[1] if n_o and n_p else math.nan
         return TaskVerdict(
             task, n_o, n_p, *means, diff, math.nan, math.nan, math.nan, math.nan, INCONCLUSIVE,
-            reason=f"needs >= {MIN_SEEDS} seeds on each side for a variance (ours {n_o}, published {n_p})",
+            reason=f"needs >= {min_seeds} seeds on each side (ours {n_o}, published {n_p})", margin=margin,
         )
+    reason = ""
+    gain = float(np.mean(published) - np.mean(untrained)) if untrained is not None and len(untrained) else None
+    if gain is not None and 0 < gain and margin > gain / 2 and not explicit_margin:
+        margin = gain / 2
     diff, low, high, df, se = welch_interval(ours, published, alpha)
     if se == 0.0:
         p = 0.0 if abs(diff) < margin else 1.0
     else:
         # TOST: H0a d <= -margin rejected for large (d + margin)/se, H0b d >= margin for small (d - margin)/se.
         p = max(scipy_stats.t.sf((diff + margin) / se, df), scipy_stats.t.cdf((diff - margin) / se, df))
-    return TaskVerdict(task, n_o, n_p, *means, diff, low, high, df, float(p), decide(low, high, margin))
-
-
-def difference_interval(
-    ours: np.ndarray, published: np.ndarray, metric: str, reps: int, seed: int, confidence: float
-) -> tuple[float, float, float]:
-    """Stratified-bootstrap CI of metric(ours) - metric(published) for [runs x tasks] matrices.
-
-    The two matrices are resampled independently within each task (their runs are unpaired and their run counts
-    may differ), the same scheme `stats.probability_of_improvement` uses; the metric functions and the seeding of
-    rliable's global RNG are `wmbench.stats`'s own.
-    """
-    from rliable import library as rly
-
-    from wmbench import stats
-
-    ours = stats.check_matrix(ours, "ours")
-    published = stats.check_matrix(published, "published")
-    func = stats.METRICS[metric]
-    # stats has no difference-of-aggregates function yet: this belongs there (requested), reusing its seeding.
-    with stats._seeded(seed):
-        points, intervals = rly.get_interval_estimates(
-            {"d": [ours, published]}, lambda a, b: np.array([func(a) - func(b)]),
-            reps=reps, confidence_interval_size=confidence,
-        )
-    return float(points["d"][0]), float(intervals["d"][0, 0]), float(intervals["d"][1, 0])
+    decision = decide(low, high, margin)
+    above = None
+    if gain is None:
+        if decision == REPRODUCED:
+            decision, reason = INCONCLUSIVE, "no untrained level to show that ours learned (pass --untrained-runs)"
+    else:
+        a_diff, a_low, a_high, _, _ = welch_interval(ours, np.asarray(untrained, float), alpha)
+        above = (a_diff, a_low, a_high)
+        if gain <= 0:
+            decision = INCONCLUSIVE
+            reason = f"the published runs do not rise above the untrained level here (gain {gain:+.3f})"
+        elif decision == REPRODUCED and not a_low > 0:
+            decision = INCONCLUSIVE
+            reason = (f"ours is not above the untrained level (ours - untrained {a_diff:+.3f}, "
+                      f"CI [{a_low:+.3f}, {a_high:+.3f}])")
+    return TaskVerdict(task, n_o, n_p, *means, diff, low, high, df, float(p), decision, reason=reason,
+                       margin=margin, above_untrained=above)
 
 
 def verdict(
@@ -280,6 +291,8 @@ def verdict(
     published_finals: pd.DataFrame,
     protocol: Protocol | str,
     *,
+    untrained_finals: pd.DataFrame | None = None,
+    untrained: str = "",
     margin: float | None = None,
     alpha: float | None = None,
     metric: str = "iqm",
@@ -289,59 +302,97 @@ def verdict(
     source: str = "",
     tasks: Sequence[str] | None = None,
     improvement: bool = True,
+    min_seeds: int | None = None,
+    allow_mixed_scoring: bool = False,
 ) -> Verdict:
-    """Compare per-seed finals (`results.final_scores` tables: method, task, seed, final) of ours vs published.
+    """Compare per-seed finals (`results.final_scores` tables: method, task, seed, final, ...) of ours vs published.
 
-    margin/alpha default to the protocol's `[reproduce]`. `at_step` only labels the verdict (the finals must already
-    have been computed at that step: see `compare`). `tasks` restricts the comparison (default: the protocol's).
-    improvement=False skips P(ours > published), which does not enter the verdict and is slow in rliable 1.2
-    (a SciPy Mann-Whitney test per task per bootstrap replicate).
+    "reproduced" needs all of: the equivalence test passes within the margin; the margin is at most half of what the
+    published runs gained over the untrained level on the deciding metric (narrowed to that unless `margin` is given,
+    which then only warns); ours is above the untrained level with its (1 - 2 alpha) CI; at least `min_seeds` seeds
+    per task on each side (default: the protocol's minimum; a lower explicit value is stated in the verdict); finals
+    scored by one rule on both sides (`scoring`; `allow_mixed_scoring` compares anyway and says so). Runs that stopped
+    early are left out on both sides by `results.usable_finals`. `untrained_finals` (per-seed finals of untrained
+    runs: the published curves' first points, or `random` runs at the same step) is described by `untrained`;
+    without it, Atari's human normalisation supplies its random-policy level (0) and other protocols get no
+    "reproduced". `at_step` labels the verdict and is the budget the completeness rule uses.
+    improvement=False skips P(ours > published), which does not enter the verdict.
     """
     from wmbench import results, stats
 
     protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    explicit_margin = margin is not None
     margin = protocol.reproduce.margin if margin is None else float(margin)
     alpha = protocol.reproduce.alpha if alpha is None else float(alpha)
     if not 0 < alpha < 0.5:
         raise ReproduceError(f"alpha must be in (0, 0.5), got {alpha}")
-    if margin <= 0:
+    if not margin > 0:
         raise ReproduceError(f"margin must be positive (normalised score units), got {margin}")
     if metric not in AGGREGATE_METRICS:
         raise ReproduceError(f"metric {metric!r} not one of {AGGREGATE_METRICS}")
     notes: list[str] = []
+    if min_seeds is None:
+        min_seeds = protocol.seeds.minimum
+    else:
+        if min_seeds < MIN_SEEDS:
+            raise ReproduceError(f"--min-seeds {min_seeds}: a variance needs at least {MIN_SEEDS} seeds per side")
+        if min_seeds < protocol.seeds.minimum:
+            notes.append(f"The minimum of seeds per task was lowered by the user to {min_seeds} (protocol "
+                         f"{protocol.id}: {protocol.seeds.minimum}).")
     tasks = list(tasks) if tasks is not None else list(protocol.tasks)
     for t in tasks:
         protocol.check_task(t)
+    unit = protocol.budget.step_unit
+    budget = float(at_step) if at_step is not None else float(protocol.to_unit(protocol.budget.agent_steps))
 
-    ours_finals, published_finals = _per_seed(ours_finals, "ours", notes), _per_seed(published_finals, "published", notes)
+    ours_finals = _per_seed(ours_finals, "ours", notes)
+    published_finals = _per_seed(published_finals, "published", notes)
+    _check_scoring(ours_finals, published_finals, allow_mixed_scoring, notes)
+    ours_finals, dropped = results.usable_finals(ours_finals, protocol, budget)
+    notes += [f"ours: {n}" for n in dropped]
+    published_finals, dropped = results.usable_finals(published_finals, protocol, budget)
+    notes += [f"published: {n}" for n in dropped]
     method = str(ours_finals["method"].iloc[0]) if len(ours_finals) else ""
     published_method = str(published_finals["method"].iloc[0]) if len(published_finals) else ""
     if method != published_method:
         notes.append(f"Ours is {method!r}, the published runs are {published_method!r}.")
+    if untrained_finals is None and protocol.score.normaliser == "atari_human":
+        untrained_finals = _normaliser_random_level(tasks, published_method)
+        untrained = "the random-policy scores of the human normalisation (normalised 0)"
+    if untrained_finals is None:
+        notes.append("No untrained level (no published curve, no --untrained-runs): nothing shows that ours learned, "
+                     "so no verdict here can be 'reproduced'.")
+
+    def normalised(finals: pd.DataFrame | None, task: str) -> tuple[np.ndarray, np.ndarray]:
+        if finals is None:
+            return np.array([]), np.array([])
+        raw = finals.loc[finals["task"] == task, "final"].to_numpy(float)
+        return raw, np.asarray(results.normalise(raw, task, protocol), float)
+
     per_task: list[TaskVerdict] = []
     for task in tasks:
-        raw_o = ours_finals.loc[ours_finals["task"] == task, "final"].to_numpy(float)
-        raw_p = published_finals.loc[published_finals["task"] == task, "final"].to_numpy(float)
+        raw_o, norm_o = normalised(ours_finals, task)
+        raw_p, norm_p = normalised(published_finals, task)
         if not len(raw_o) and not len(raw_p):
             continue
-        norm_o = np.asarray(results.normalise(raw_o, task, protocol), float)
-        norm_p = np.asarray(results.normalise(raw_p, task, protocol), float)
-        per_task.append(task_verdict(task, norm_o, norm_p, raw_o, raw_p, margin, alpha))
+        _, norm_u = normalised(untrained_finals, task)
+        per_task.append(task_verdict(
+            task, norm_o, norm_p, raw_o, raw_p, margin, alpha, untrained=norm_u if len(norm_u) else None,
+            min_seeds=min_seeds, explicit_margin=explicit_margin,
+        ))
 
     both = [t.task for t in per_task if t.n_ours and t.n_published]
     missing = [t for t in tasks if t not in both]
     if missing:
         notes.append(f"No finals on both sides for {len(missing)} of {len(tasks)} tasks ({', '.join(missing)}): "
                      "the aggregate covers the others only.")
-    unit = protocol.budget.step_unit
-    budget = float(at_step) if at_step is not None else float(protocol.to_unit(protocol.budget.agent_steps))
     base = dict(
         method=method, protocol=protocol.id, source=source, budget=budget, unit=unit, at_step=at_step,
-        margin=margin, alpha=alpha, normaliser=protocol.score.normaliser, tasks=per_task, notes=notes,
-        reps=reps, seed=seed,
+        alpha=alpha, normaliser=protocol.score.normaliser, tasks=per_task, notes=notes,
+        reps=reps, seed=seed, min_seeds=min_seeds, untrained=untrained,
     )
     if not both:
-        return Verdict(aggregate=None, **base)
+        return Verdict(aggregate=None, margin=margin, **base)
 
     # Score matrices need the same number of runs on every task: the first n runs of each task, n the fewest.
     counts = {"ours": [t.n_ours for t in per_task if t.task in both],
@@ -356,32 +407,96 @@ def verdict(
     (y,) = stats.score_matrix(published_finals, normaliser, tasks=both, allow_missing="min_runs").values()
     ours_ci = stats.aggregate(x, metrics=AGGREGATE_METRICS, reps=reps, seed=seed)
     pub_ci = stats.aggregate(y, metrics=AGGREGATE_METRICS, reps=reps, seed=seed)
-    diffs = {
-        m: difference_interval(x, y, m, reps=reps, seed=seed, confidence=1 - 2 * alpha) for m in AGGREGATE_METRICS
-    }
+    confidence = 1 - 2 * alpha
+    diffs = {m: stats.difference(x, y, m, reps=reps, seed=seed, confidence=confidence) for m in AGGREGATE_METRICS}
     poi = stats.probability_of_improvement(x, y, reps=reps, seed=seed) if improvement else None
+
+    gain = above = None
+    covered = untrained_finals is not None and set(both) <= set(untrained_finals["task"])
+    if covered:
+        (u,) = stats.score_matrix(untrained_finals.assign(method="untrained"), normaliser, tasks=both,
+                                  allow_missing="min_runs").values()
+        # The published gain on the DECIDING metric: the margin must be well inside what the method learned.
+        gain = float(stats.METRICS[metric](y) - stats.METRICS[metric](u))
+        above = _triple(stats.difference(x, u, metric, reps=reps, seed=seed, confidence=confidence))
+        if gain > 0 and margin > gain / 2:
+            if explicit_margin:
+                notes.append(f"Warning: the margin ±{margin:g} exceeds half of the published {metric.upper()} gain "
+                             f"over the untrained level ({gain:.3f}): an agent that learns nothing may come close.")
+            else:
+                notes.append(f"The protocol's margin ±{margin:g} exceeds half of the published {metric.upper()} "
+                             f"gain over the untrained level ({gain:.3f} at this step), so an agent that learns "
+                             f"nothing could come out 'reproduced'; the margin used is half that gain, "
+                             f"±{gain / 2:.3g} (pass --margin to override).")
+                margin = gain / 2
+    elif untrained_finals is not None:
+        notes.append("The untrained level does not cover every compared task: no aggregate 'reproduced'.")
+
+    name = metric.upper() if metric == "iqm" else metric
+    aggregate_verdict = decide(diffs[metric][1], diffs[metric][2], margin)
     reason = ""
-    if n_o < MIN_SEEDS or n_p < MIN_SEEDS:
-        agg_verdict = INCONCLUSIVE
-        reason = (f"Inconclusive by construction: a bootstrap over seeds needs >= {MIN_SEEDS} seeds per task on "
-                  f"each side (ours {n_o}, published {n_p}).")
-    else:
-        agg_verdict = decide(diffs[metric][1], diffs[metric][2], margin)
-        if agg_verdict == INCONCLUSIVE:
-            reason = (f"The interval straddles the margin: more seeds (protocol recommends "
-                      f"{protocol.seeds.recommended}) would narrow it.")
+    if n_o < min_seeds or n_p < min_seeds:
+        aggregate_verdict = INCONCLUSIVE
+        reason = (f"Inconclusive by rule: a verdict needs >= {min_seeds} seeds per task on each side "
+                  f"(ours {n_o}, published {n_p}).")
+    elif gain is not None and gain <= 0:
+        aggregate_verdict = INCONCLUSIVE
+        reason = (f"The published runs do not rise above the untrained level by this step ({name} gain "
+                  f"{gain:+.3f}): no verdict can tell learning from none.")
+    elif aggregate_verdict == REPRODUCED and above is None:
+        aggregate_verdict = INCONCLUSIVE
+        reason = "Equivalent within the margin, but there is no untrained level to show that ours learned."
+    elif aggregate_verdict == REPRODUCED and not above[1] > 0:
+        aggregate_verdict = INCONCLUSIVE
+        reason = (f"Equivalent within the margin, but ours is not above the untrained level ({name} of ours minus "
+                  f"untrained {above[0]:+.3f}, {100 * confidence:.0f}% CI [{above[1]:+.3f}, {above[2]:+.3f}]): "
+                  "a run that did not learn is never 'reproduced'.")
+    elif aggregate_verdict == INCONCLUSIVE:
+        reason = (f"The interval straddles the margin: more seeds (protocol recommends "
+                  f"{protocol.seeds.recommended}) would narrow it.")
     aggregate = AggregateVerdict(
         metric=metric, tasks=tuple(both), n_ours=n_o, n_published=n_p,
         ours={m: _triple(ours_ci[m]) for m in AGGREGATE_METRICS},
         published={m: _triple(pub_ci[m]) for m in AGGREGATE_METRICS},
         difference={m: _triple(diffs[m]) for m in AGGREGATE_METRICS},
-        probability_of_improvement=None if poi is None else _triple(poi), verdict=agg_verdict, reason=reason,
+        probability_of_improvement=None if poi is None else _triple(poi), verdict=aggregate_verdict, reason=reason,
+        published_gain=gain, above_untrained=above,
     )
-    return Verdict(aggregate=aggregate, **base)
+    return Verdict(aggregate=aggregate, margin=margin, **base)
 
 
 def _triple(v: Sequence[float]) -> tuple[float, float, float]:
     return float(v[0]), float(v[1]), float(v[2])
+
+
+def _check_scoring(ours: pd.DataFrame, published: pd.DataFrame, allow: bool, notes: list[str]) -> None:
+    """Finals measured by different rules (e.g. the protocol's training window vs the authors' end-of-training
+    evaluation) are different measurements: refuse the comparison, or with `allow` compare and say so."""
+    if "scoring" not in ours.columns or "scoring" not in published.columns:
+        return
+    kinds = sorted(set(ours["scoring"]) | set(published["scoring"]))
+    if len(kinds) <= 1:
+        return
+    text = (f"ours are scored by {', '.join(sorted(set(ours['scoring'])))}; the published finals by "
+            f"{', '.join(sorted(set(published['scoring'])))}")
+    if not allow:
+        raise ReproduceError(
+            f"{text}: different measurements, not one comparison. Compare against a source scored by the protocol's "
+            "rule, or pass --allow-mixed-scoring to compare anyway (the verdict then says so)"
+        )
+    notes.append(f"Mixed scoring rules ({text}), compared by the user's choice (--allow-mixed-scoring): the "
+                 "difference includes the difference of measurements.")
+
+
+def _normaliser_random_level(tasks: Sequence[str], method: str) -> pd.DataFrame:
+    """Atari: the human normalisation's random-policy score per task as an untrained level (two equal runs, so that a
+    variance exists and is zero)."""
+    from wmbench import results
+
+    table = results._atari_normalisers()
+    rows = [{"method": method, "task": t, "seed": str(s), "final": float(table.at[t, "random"]), "source": "random",
+             "basis": "normaliser"} for t in tasks if t in table.index for s in range(2)]
+    return pd.DataFrame(rows)
 
 
 def _per_seed(finals: pd.DataFrame, side: str, notes: list[str]) -> pd.DataFrame:
@@ -412,6 +527,16 @@ def finals_at(table: pd.DataFrame, protocol: Protocol | str, at_step: float | No
     return results.final_scores(table[table["point_type"] == "curve"], protocol, budget=at_step)
 
 
+def first_points(published: pd.DataFrame) -> pd.DataFrame | None:
+    """The untrained level of published runs: each run's first curve point (its score before learning), as a finals
+    table; None when the source ships no curves."""
+    curve = published[published["point_type"] == "curve"]
+    if curve.empty:
+        return None
+    first = curve.loc[curve.groupby(["source", "method", "task", "seed"])["env_step"].idxmin()]
+    return first.assign(final=first["score"].astype(float))[["method", "task", "seed", "final", "source"]]
+
+
 def compare(
     ours: pd.DataFrame,
     published: pd.DataFrame,
@@ -419,9 +544,15 @@ def compare(
     *,
     at_step: float | None = None,
     source: str = "",
+    untrained_runs: pd.DataFrame | None = None,
     **kwargs: Any,
 ) -> Verdict:
-    """Score tables (score schema) in, verdict out: finals by the protocol's rule on both sides, then `verdict`."""
+    """Score tables (score schema) in, verdict out: both validated by `results.check_table` (the check behind
+    `wmbench validate`), finals by the protocol's rule on both sides, the untrained level from `untrained_runs`
+    (e.g. `random` runs on the same protocol, scored at the same step) or else the published curves' first points,
+    then `verdict`."""
+    from wmbench import results
+
     protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
     if at_step is not None:
         budget = protocol.to_unit(protocol.budget.agent_steps)
@@ -430,54 +561,21 @@ def compare(
                 f"--at-step {at_step:g} must be in (0, {budget:g}] ({protocol.budget.step_unit}, the record unit of "
                 f"{protocol.id})"
             )
+    warnings = results.check_table(ours, protocol, "ours", at_step)
+    warnings += results.check_table(published, protocol, "published", at_step)
     ours_f = finals_at(ours, protocol, at_step)
     pub_f = finals_at(published, protocol, at_step)
-    note = None
-    gain = published_gain(published, pub_f, protocol, kwargs.get("tasks"))
-    if gain is not None:
-        margin = kwargs.get("margin")
-        explicit = margin is not None
-        margin = float(margin) if explicit else protocol.reproduce.margin
-        if gain <= 0:
-            note = (f"The published curve does not rise above its first point by the compared step (mean normalised "
-                    f"gain {gain:+.3f}): no verdict here can tell learning from none.")
-        elif margin > gain / 2:
-            if explicit:
-                note = (f"Warning: the margin ±{margin:g} exceeds half of the published curve's mean normalised gain "
-                        f"since its first point ({gain:.3f}): an agent that learns nothing may come out 'reproduced'.")
-            else:
-                kwargs["margin"] = gain / 2
-                note = (f"The protocol's margin ±{margin:g} exceeds half of the published curve's mean normalised gain "
-                        f"since its first point ({gain:.3f} at this step), so an agent that learns nothing could come out "
-                        f"'reproduced'; the margin used is half that gain, ±{gain / 2:.3g} (pass --margin to override).")
-    result = verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, **kwargs)
-    if note:
-        result.notes.append(note)
+    if untrained_runs is not None:
+        untrained_f = finals_at(untrained_runs, protocol, at_step)
+        label = (f"{', '.join(sorted(set(untrained_f['method'])))} runs at the same step "
+                 f"({untrained_f['seed'].nunique()} seeds)")
+    else:
+        untrained_f = first_points(published)
+        label = "the published runs' first curve points" if untrained_f is not None else ""
+    result = verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, untrained_finals=untrained_f,
+                     untrained=label, **kwargs)
+    result.notes[:0] = [f"table check: {w}" for w in warnings]
     return result
-
-
-def published_gain(
-    published: pd.DataFrame, published_finals: pd.DataFrame, protocol: Protocol, tasks: Sequence[str] | None = None
-) -> float | None:
-    """Mean over tasks of (published final - published score at the curve's first point), normalised: how far the
-    published method has moved from its starting (untrained) level by the compared step. None without curves.
-
-    An equivalence margin must be well inside this gain, or a run that learns nothing is "equivalent" to the
-    published one (e.g. DMC walker at 20k env steps: DreamerV3 ~0.05 above its first point, protocol margin 0.1)."""
-    from wmbench import results
-
-    curve = published[published["point_type"] == "curve"]
-    if curve.empty or published_finals.empty:
-        return None
-    gains = []
-    for task in tasks if tasks is not None else sorted(set(published_finals["task"])):
-        rows = curve[curve["task"] == task]
-        finals = published_finals.loc[published_finals["task"] == task, "final"].to_numpy(float)
-        if rows.empty or not len(finals):
-            continue
-        first = rows.loc[rows.groupby("seed")["env_step"].idxmin(), "score"].to_numpy(float)
-        gains.append(float(np.mean(results.normalise(finals, task, protocol)) - np.mean(results.normalise(first, task, protocol))))
-    return float(np.mean(gains)) if gains else None
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
@@ -559,6 +657,15 @@ def cli_reproduce(argv: list[str]) -> int:
     parser.add_argument("--metric", choices=AGGREGATE_METRICS, default="iqm", help="aggregate deciding the verdict")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--min-seeds", type=int,
+                        help="seeds per task on each side below which a verdict is inconclusive (default: the "
+                        "protocol's minimum; a lower value is stated in the verdict)")
+    parser.add_argument("--untrained-runs", nargs="+", type=Path, metavar="PATH",
+                        help="run directories (or folders) of an untrained baseline, e.g. `random`, on the same "
+                        "protocol: the level ours must rise above (default: the published curves' first points)")
+    parser.add_argument("--allow-mixed-scoring", action="store_true",
+                        help="compare finals scored by different rules (e.g. authors' evaluation vs the protocol's "
+                        "training window); the verdict says so")
     parser.add_argument("--json", type=Path, help="also write the verdict as JSON here")
     args = parser.parse_args(argv)
 
@@ -617,9 +724,17 @@ def cli_reproduce(argv: list[str]) -> int:
     ours = ours[ours["task"].isin(tasks)]
     published = results.published(method=None, protocol=protocol.name, source=source)
     published = published[published["task"].isin(tasks)]
+    untrained_runs = None
+    if args.untrained_runs:
+        untrained_runs = results.load_scores(args.untrained_runs)
+        untrained_runs = untrained_runs[untrained_runs["task"].isin(tasks) & (untrained_runs["protocol"] == protocol.id)]
+        if untrained_runs.empty:
+            raise ReproduceError(f"--untrained-runs: no runs of {protocol.id} on the selected tasks in "
+                                 f"{', '.join(map(str, args.untrained_runs))}")
     result = compare(
         ours, published, protocol, at_step=args.at_step, source=source, margin=args.margin, alpha=args.alpha,
-        metric=args.metric, reps=args.reps, seed=args.seed, tasks=tasks,
+        metric=args.metric, reps=args.reps, seed=args.seed, tasks=tasks, untrained_runs=untrained_runs,
+        min_seeds=args.min_seeds, allow_mixed_scoring=args.allow_mixed_scoring,
     )
     result.notes[:0] = notes
     print(result.table())
