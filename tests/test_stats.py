@@ -151,3 +151,20 @@ def test_vectorised_poi_equals_rliable_mann_whitney():
     y = rng.normal(0.3, size=(4, 7)).round(1)
     assert mann_whitney_poi(x, y) == pytest.approx(rly_metrics.probability_of_improvement(x, y), abs=1e-12)
     assert mann_whitney_poi(x, x) == pytest.approx(0.5)
+
+
+def test_each_methods_intervals_are_independent_of_the_other_methods_in_the_call():
+    rng = np.random.default_rng(7)
+    a, b, c = rng.random((5, 4)), rng.random((6, 4)), rng.random((3, 4))
+    alone = stats.aggregate({"b": b}, reps=300, seed=2)["b"]
+    assert stats.aggregate({"a": a, "b": b}, reps=300, seed=2)["b"] == alone
+    assert stats.aggregate({"c": c, "a": a, "b": b}, reps=300, seed=2)["b"] == alone
+    assert stats.aggregate(b, reps=300, seed=2) == alone
+    taus = np.linspace(0, 1, 5)
+    prof = stats.performance_profile({"b": b}, taus, reps=200, seed=1)["b"]
+    prof_with = stats.performance_profile({"a": a, "b": b}, taus, reps=200, seed=1)["b"]
+    assert np.array_equal(prof.low, prof_with.low) and np.array_equal(prof.high, prof_with.high)
+    curves = {"a": rng.random((5, 4, 3)), "b": rng.random((6, 4, 3))}
+    eff = stats.sample_efficiency({"b": curves["b"]}, [1, 2, 3], reps=200, seed=1)["b"]
+    eff_with = stats.sample_efficiency(curves, [1, 2, 3], reps=200, seed=1)["b"]
+    assert np.array_equal(eff.low, eff_with.low)

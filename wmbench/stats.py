@@ -9,6 +9,8 @@ average over missing (method, task, seed) cells unless told how to handle them.
 Reproducibility: rliable 1.2 draws its bootstrap indices from NumPy's *global* RNG (`np.random.choice` in
 `StratifiedBootstrap.update_indices`; its `random_state` argument does not reach those draws), so every function
 here seeds the global RNG with `seed` for the duration of the call and restores the caller's state afterwards.
+Each method of a {method: matrix} call is estimated from its own stream seeded with `seed`: its intervals do not
+depend on which other methods are in the call.
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ def _seeded(seed: int, reps: int = 1, confidence: float = 0.5) -> Iterator[None]
         yield
     finally:
         np.random.set_state(state)
+
+
+def _per_method(data: dict, seed: int, reps: int, confidence: float, estimate: Callable[[dict], tuple]) -> tuple:
+    """Run an rliable estimator once per method, each from the same `seed`: a method's intervals are those it gets
+    alone, whatever other methods share the call (rliable draws all methods from one global stream in turn, so
+    adding a method would otherwise change the others' intervals)."""
+    points, intervals = {}, {}
+    for key, matrix in data.items():
+        with _seeded(seed, reps, confidence):
+            p, i = estimate({key: matrix})
+        points[key], intervals[key] = p[key], i[key]
+    return points, intervals
 
 
 def check_matrix(scores: np.ndarray | pd.DataFrame, name: str = "scores", ndim: int = 2) -> np.ndarray:
@@ -125,10 +139,12 @@ def aggregate(
     def all_metrics(x: np.ndarray) -> np.ndarray:
         return np.array([f(x) for f in funcs])
 
-    with _seeded(seed, reps, confidence):
-        points, intervals = rly.get_interval_estimates(
-            data, all_metrics, reps=reps, confidence_interval_size=confidence, task_bootstrap=task_bootstrap
-        )
+    points, intervals = _per_method(
+        data, seed, reps, confidence,
+        lambda one: rly.get_interval_estimates(
+            one, all_metrics, reps=reps, confidence_interval_size=confidence, task_bootstrap=task_bootstrap
+        ),
+    )
     out = {
         key: {m: Interval(float(points[key][i]), float(intervals[key][0, i]), float(intervals[key][1, i]))
               for i, m in enumerate(metrics)}
@@ -202,10 +218,12 @@ def performance_profile(
     taus = np.asarray(taus, dtype=float)
     if taus.ndim != 1 or not len(taus) or not np.isfinite(taus).all():
         raise ResultsError(f"taus must be a non-empty 1-D list of finite thresholds, got {taus!r}")
-    with _seeded(seed, reps, confidence):
-        points, intervals = rly.create_performance_profile(
-            data, taus, use_score_distribution=use_score_distribution, reps=reps, confidence_interval_size=confidence
-        )
+    points, intervals = _per_method(
+        data, seed, reps, confidence,
+        lambda one: rly.create_performance_profile(
+            one, taus, use_score_distribution=use_score_distribution, reps=reps, confidence_interval_size=confidence
+        ),
+    )
     out = {k: Curve(taus, np.asarray(points[k]), intervals[k][0], intervals[k][1]) for k in data}
     return out if many else out["scores"]
 
@@ -230,8 +248,10 @@ def sample_efficiency(
     def per_step(x: np.ndarray) -> np.ndarray:
         return np.array([func(x[:, :, j]) for j in range(x.shape[2])])
 
-    with _seeded(seed, reps, confidence):
-        points, intervals = rly.get_interval_estimates(data, per_step, reps=reps, confidence_interval_size=confidence)
+    points, intervals = _per_method(
+        data, seed, reps, confidence,
+        lambda one: rly.get_interval_estimates(one, per_step, reps=reps, confidence_interval_size=confidence),
+    )
     out = {k: Curve(steps, np.asarray(points[k]), intervals[k][0], intervals[k][1]) for k in data}
     return out if many else out["scores"]
 
