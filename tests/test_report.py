@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 
@@ -52,7 +53,7 @@ def test_report_of_published_methods_is_self_contained_and_correct(tmp_path) -> 
     md = out.with_suffix(".md").read_text()
     # Self-contained: every image inline, no external stylesheet, script or image.
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(images) == 4  # intervals, profiles, improvement, learning curves
+    assert len(images) == 5  # intervals, sample efficiency, profiles, improvement, learning curves
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", page) and "<script" not in page
     # Aggregate IQMs agree with an independent computation from the published per-run finals.
@@ -94,7 +95,7 @@ def test_report_warns_and_never_mixes(tmp_path) -> None:
     assert "1 run(s)/table(s) of atari100k@2" in warnings
     assert "seed_2: unfinished" in warnings
     assert "seed_3: protocol hash 0123456789abcdef differs" in warnings
-    assert "seed_5: smoke run" in warnings
+    assert "Left out 1 smoke run(s): full runs are present, and the two are never mixed." in warnings
     assert "dreamerv3: no runs on 1 of 2 tasks (boxing)" in warnings
     assert "dreamerv3: fewer seeds than the protocol's minimum of 5 on 1 task(s) (pong: 2)" in warnings
     # Only the two good runs enter, and only the shared task: 2 x 1 for ours, 5 x 1 for the published runs.
@@ -107,7 +108,7 @@ def test_report_warns_and_never_mixes(tmp_path) -> None:
     r = report.build_report(c, against=None, reps=50, poi_reps=5)
     assert [(v.method, v.source) for v in r.verdicts] == [("dreamerv3", "dreamerv3_2024:atari100k-dreamerv3")]
     assert r.verdicts[0].aggregate.n_ours == 2 and r.verdicts[0].tasks[0].task == "pong"
-    assert "## Reproduction: dreamerv3 vs dreamerv3_2024:atari100k-dreamerv3" in r.markdown()
+    assert "## Reproduction: dreamerv3 vs dreamerv3\\_2024:atari100k-dreamerv3" in r.markdown()
 
 
 def test_report_errors_name_the_fix(tmp_path) -> None:
@@ -137,3 +138,58 @@ def test_plot_helpers_render_png() -> None:
     assert base64.b64decode(plots.to_png_base64(fig))[:4] == b"\x89PNG"
     assert plots._short_number(400000) == "400k" and plots._short_number(2.5e6) == "2.5M"
     assert plots._short_number(0.25) == "0.25"
+
+
+def test_curve_band_is_a_bootstrap_ci_of_the_mean_not_the_range() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(10.0, 3.0, 20)
+    curves = pd.DataFrame({"seed": [str(i) for i in range(20)], "env_step": 50.0, "score": scores})
+    x, mean, low, high = report.curve_bands(curves, budget=100.0, bins=1, reps=2000)
+    assert mean[0] == pytest.approx(scores.mean())
+    sem = scores.std(ddof=1) / np.sqrt(20)
+    # Percentile bootstrap of the mean ~ mean +- 1.96 sem, far inside the min..max range of 20 seeds.
+    assert low[0] == pytest.approx(scores.mean() - 1.96 * sem, abs=0.4 * sem)
+    assert high[0] == pytest.approx(scores.mean() + 1.96 * sem, abs=0.4 * sem)
+    assert scores.min() < low[0] < high[0] < scores.max()
+
+
+def test_report_tables_download_as_csv_with_per_task_cis_per_run_finals_and_efficiency(tmp_path) -> None:
+    out = tmp_path / "report.html"
+    assert report.cli_report(["--published", "dreamerv3", "ppo", "--protocol", PROTOCOL, "--tasks", TASKS,
+                              "--out", str(out), *FAST]) == 0
+    page = out.read_text()
+    links = dict(re.findall(r"<a download='([^']+)' href='data:text/csv;base64,([A-Za-z0-9+/=]+)'>", page))
+    assert set(links) == {f"atari100k_1_{n}.csv" for n in ("entries", "aggregates", "sample_efficiency", "per_task",
+                                                           "finals")}
+    finals = pd.read_csv(io.StringIO(base64.b64decode(links["atari100k_1_finals.csv"]).decode()))
+    assert len(finals) == 2 * 3 * 5 and set(finals["scoring rule"]) == {"window_mean(train, 10000 frames, fallback last)"}
+    expected = results.final_scores(results.published(protocol=PROTOCOL, method="ppo", task="pong"), PROTOCOL)
+    got = finals[(finals.entry == "ppo (published)") & (finals.task == "pong")].sort_values("seed")
+    np.testing.assert_allclose(got["final"], expected.sort_values("seed")["final"], rtol=1e-5)
+    per_task = pd.read_csv(io.StringIO(base64.b64decode(links["atari100k_1_per_task.csv"]).decode()))
+    assert re.fullmatch(r"-?[\d,.]+ \[-?[\d,.]+, -?[\d,.]+\] \(-?[\d.]+, n=5\)", per_task.iloc[0, 1])
+    efficiency = pd.read_csv(io.StringIO(base64.b64decode(links["atari100k_1_sample_efficiency.csv"]).decode()))
+    assert list(efficiency.entry) == ["dreamerv3 (published)", "ppo (published)"]
+    assert efficiency.columns[-1] == "400,000 frames"  # the last point is the budget: the aggregate table's IQM
+    iqm_at_budget = float(efficiency.iloc[0, -1].split()[0])
+    assert iqm_at_budget == pytest.approx(_hns_iqm("dreamerv3", TASKS.split(",")), abs=0.03)  # binned curves
+
+
+def test_markdown_is_escaped_like_the_html(tmp_path) -> None:
+    hostile = "<img src=x onerror=alert(1)>|[link](http://e)*_"
+    pub = results.published(protocol=PROTOCOL, method="ppo", task="pong")
+    table = pub[pub.point_type == "curve"].assign(method=hostile, source="t", protocol=PROTOCOL)
+    c = report.collect(table=table[results.SCORE_COLUMNS], protocol=PROTOCOL, tasks=["pong"])
+    r = report.build_report(c, against=None, reps=50, poi_reps=5)
+    md, page = r.markdown(), r.html()
+    assert hostile not in md and "<img" not in md
+    assert re.search(r"(?<!\\)\]\(", md) is None  # no unescaped "](": a label cannot open a link
+    assert "&lt;img src=x onerror=alert(1)>\\|\\[link\\](http://e)\\*\\_" in md
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_tiny_intervals_stay_visible() -> None:
+    fig = plots.interval_plot({"big": {"iqm": (0.5, 0.1, 0.9)}, "tiny": {"iqm": (0.0, 0.0, 0.0001)}}, ["iqm"])
+    bars = [p for p in fig.axes[0].patches]
+    widths = sorted(b.get_width() for b in bars)
+    assert widths[0] >= 0.015 * 0.9 - 1e-12  # at least 1.5% of the panel's span

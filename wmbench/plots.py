@@ -94,11 +94,21 @@ def interval_plot(
         fig = _figure(min(MAX_WIDTH, 2.1 * len(metrics) + 2.0), 0.5 * len(methods) + 1.4)
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         for j, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
+            lows = [estimates[m][metric][1] for m in methods]
+            highs = [estimates[m][metric][2] for m in methods]
+            span = max(highs) - min(lows) or max(1.0, abs(max(highs)))
             for i, method in enumerate(methods):
                 point, low, high = estimates[method][metric]
                 y = len(methods) - 1 - i
-                # Thick translucent bar = CI, tick = point estimate (rliable's plot_interval_estimates look).
-                ax.barh(y, high - low, left=low, height=0.6, color=colour_of[method], alpha=0.75)
+                # Thick translucent bar = CI, tick = point estimate (rliable's plot_interval_estimates look). An
+                # interval narrower than 1.5% of the panel (e.g. a method near 0 on every seed) would vanish: draw it
+                # at that width around the point, outlined, so it stays visible.
+                width = high - low
+                if width < 0.015 * span:
+                    width = 0.015 * span
+                    low = point - width / 2
+                ax.barh(y, width, left=low, height=0.6, color=colour_of[method], alpha=0.75,
+                        edgecolor=colour_of[method], linewidth=1.2)
                 ax.vlines(point, y - 0.3, y + 0.3, color="black", linewidth=1.8)
             ax.set_yticks(range(len(methods)))
             ax.set_yticklabels(list(reversed(methods)) if j == 0 else [])
@@ -171,7 +181,7 @@ def learning_curves(
     columns: int = 4,
     budget: float | None = None,
 ) -> Figure:
-    """Grid of per-task learning curves: line = mean over seeds, band = range (min..max) over seeds.
+    """Grid of per-task learning curves: line = mean over seeds, band = its 95% bootstrap CI over seeds.
 
     curves: {task: {method: (x, mean, low, high)}}. A vertical dotted line marks the protocol budget.
     """
@@ -255,5 +265,27 @@ def bar(
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(axis="x", visible=False)
+        fig.tight_layout()
+    return fig
+
+
+def sample_efficiency_plot(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    xlabel: str = "steps",
+    ylabel: str = "IQM of normalised score",
+    colour_of: Mapping[str, str] | None = None,
+) -> Figure:
+    """An aggregate (IQM) at several budgets per method with its CI band: {method: (x, point, low, high)}."""
+    colour_of = colour_of or colours(list(curves))
+    with plt.rc_context(STYLE):
+        fig = _figure(8.0, 4.5)
+        ax = fig.subplots()
+        for method, (x, point, low, high) in curves.items():
+            ax.plot(x, point, color=colour_of[method], linewidth=2, marker="o", markersize=3, label=method)
+            ax.fill_between(x, low, high, color=colour_of[method], alpha=0.2, linewidth=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_formatter(FuncFormatter(_short_number))
+        ax.legend(loc="upper left", frameon=False)
         fig.tight_layout()
     return fig

@@ -13,8 +13,12 @@ for every entry (aggregates over different task sets are not comparable), and di
 from __future__ import annotations
 
 import argparse
+import base64
+import csv
 import datetime as _dt
 import html
+import io
+import math
 import os
 import shlex
 import sys
@@ -117,15 +121,27 @@ def collect(
         ours = table["source"].str.startswith("wmbench:")
         bad_sources = []
         for source in sorted(set(table.loc[ours, "source"])):
-            problem = run_problem(run_info(Path(source.removeprefix("wmbench:"))), proto)
+            problem = run_problem(run_info(Path(source.removeprefix("wmbench:"))), proto, allow_smoke=True)
             if problem:
                 bad_sources.append(source)
                 warnings.append(f"Left out {source.removeprefix('wmbench:')}: {problem}.")
         table = table[~table["source"].isin(bad_sources)]
         ours = table["source"].str.startswith("wmbench:")
+        smoke = table["smoke"].fillna(False).astype(bool) if "smoke" in table.columns else pd.Series(False, table.index)
+        if (ours & smoke).any() and (ours & ~smoke).any():
+            n = table.loc[ours & smoke, "source"].nunique()
+            warnings.append(f"Left out {n} smoke run(s): full runs are present, and the two are never mixed.")
+            table = table[~(ours & smoke)]
+            ours, smoke = ours[table.index], smoke[table.index]
+        if (ours & smoke).any():
+            warnings.append(f"Smoke runs ({proto.smoke.agent_steps:,} agent steps instead of "
+                            f"{proto.budget.agent_steps:,}): they show that the code runs end to end, not how well a "
+                            "method learns; their scores are not results and are labelled '(smoke)'.")
         for kind, rows in (("ours", table[ours]), ("table", table[~ours])):
             for method, group in rows.groupby("method", sort=True):
-                entries.append(Entry(str(method), str(method), kind, tuple(sorted(set(group["source"]))), group))
+                is_smoke = kind == "ours" and bool(smoke[group.index].all())
+                label = f"{method} (smoke)" if is_smoke else str(method)
+                entries.append(Entry(label, str(method), kind, tuple(sorted(set(group["source"]))), group))
     entries += [_published_entry(proto, spec) for spec in published]
     if not entries:
         raise ReportError("nothing to compare: pass run directories / score tables and/or --published METHOD")
@@ -138,11 +154,20 @@ def collect(
     kept = []
     for e in entries:
         e.table = e.table[e.table["task"].isin(wanted)]
+        if e.table.empty:
+            warnings.append(f"{e.label}: no rows on the selected tasks; left out.")
+            continue
+        # The check behind `wmbench validate`: a table report accepts, validate accepts, and the reverse.
+        warnings += [f"{e.label}: {w}" for w in results.check_table(e.table, proto, e.label)]
         try:
             finals = results.final_scores(e.table, proto)
         except WmbenchError as err:
             warnings.append(f"{e.label}: no final scores under {proto.id} ({err}); left out.")
             continue
+        smoke_entry = e.label.endswith("(smoke)")
+        budget = float(proto.to_unit(proto.budget_steps(smoke_entry)))
+        finals, dropped = results.usable_finals(finals, proto, budget)
+        warnings += [f"{e.label}: {d}" for d in dropped]
         if (finals["basis"] == "final_mean").any():
             warnings.append(f"{e.label}: only publisher-averaged finals (one value per task, no seeds) on "
                             f"{(finals['basis'] == 'final_mean').sum()} task(s); left out of the statistics.")
@@ -153,6 +178,14 @@ def collect(
         kept.append(e)
     if not kept:
         raise ReportError("no entry has per-seed final scores: " + " ".join(warnings))
+    scorings = {e.label: sorted(set(e.finals["scoring"])) for e in kept}
+    if len({s for v in scorings.values() for s in v}) > 1:
+        warnings.append(
+            "The entries' finals come from different scoring rules ("
+            + "; ".join(f"{label}: {', '.join(v)}" for label, v in scorings.items())
+            + "): authors' end-of-training evaluations and the protocol's training-window rule are different "
+            "measurements, so aggregates and probabilities of improvement across them compare unlike things."
+        )
     common = [t for t in wanted if all(t in set(e.finals["task"]) for e in kept)]
     for e in kept:
         absent = [t for t in wanted if t not in set(e.finals["task"])]
@@ -189,14 +222,29 @@ def compute_aggregates(c: Collection, reps: int, seed: int) -> None:
     }
 
 
+def mean_ci(values: np.ndarray, reps: int = 1000, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of `values` (seeds) with a percentile-bootstrap CI over seeds; one value gives a zero-width interval."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return math.nan, math.nan, math.nan
+    if len(v) == 1:
+        return float(v[0]), float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(reps, len(v)))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    return float(v.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
 def curve_bands(
-    curves: pd.DataFrame, budget: float, bins: int = CURVE_BINS
+    curves: pd.DataFrame, budget: float, bins: int = CURVE_BINS, reps: int = 1000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Learning curve of one entry on one task: x, mean over seeds, min and max over seeds.
+    """Learning curve of one entry on one task: x, mean over seeds, and its 95% bootstrap CI over seeds.
 
     Each seed's episode returns are averaged within `bins` equal-width step bins over (0, budget] (episodes end at
     irregular steps); bins where no seed has an episode are dropped, and a seed without an episode in a bin does
-    not enter that bin's mean or range.
+    not enter that bin's mean or interval. The band is a percentile bootstrap of the mean over seeds (`mean_ci`):
+    where the mean curve is, not the range the runs span.
     """
     edges = np.linspace(0.0, budget, bins + 1)
     per_seed = []
@@ -211,8 +259,42 @@ def curve_bands(
     values = np.array(per_seed)
     keep = ~np.all(np.isnan(values), axis=0)
     centres = (edges[:-1] + edges[1:]) / 2
-    v = values[:, keep]
-    return centres[keep], np.nanmean(v, axis=0), np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+    bands = np.array([mean_ci(values[:, j], reps, seed + int(j)) for j in np.flatnonzero(keep)]).reshape(-1, 3)
+    return centres[keep], bands[:, 0], bands[:, 1], bands[:, 2]
+
+
+def sample_efficiency(c: Collection, reps: int, seed: int, points: int = 10) -> dict[str, tuple]:
+    """IQM of normalised scores at `points` budgets up to the protocol's (the rule applied at each budget), with
+    stratified-bootstrap CIs (`stats.sample_efficiency`), per entry that has curves on every compared task with the
+    same runs at every budget; entries with finals only (no curves) and smoke entries have no such curve."""
+    from wmbench import results, stats
+
+    p = c.protocol
+    budget = float(p.to_unit(p.budget.agent_steps))
+    out = {}
+    for e in c.entries:
+        if e.label.endswith("(smoke)"):
+            continue
+        keys = set(zip(e.finals["task"].astype(str), e.finals["seed"].astype(str), strict=True))
+        curve = e.table[(e.table["point_type"] == "curve")]
+        curve = curve[[k in keys for k in zip(curve["task"].astype(str), curve["seed"].astype(str), strict=True)]]
+        if set(curve["task"]) != set(c.tasks):
+            continue
+        per_step, usable = [], []
+        for step in np.arange(1, points + 1) / points * budget:
+            try:
+                finals = results.final_scores(curve, p, budget=step)
+            except WmbenchError:
+                continue  # some run has no episode yet by this step
+            (m,) = stats.score_matrix(finals, p.score.normaliser, tasks=c.tasks, allow_missing="min_runs").values()
+            if per_step and m.shape != per_step[0].shape:
+                continue
+            per_step.append(m)
+            usable.append(step)
+        if len(per_step) >= 2:
+            eff = stats.sample_efficiency(np.stack(per_step, axis=2), usable, metric="iqm", reps=reps, seed=seed)
+            out[e.label] = (eff.x, eff.point, eff.low, eff.high)
+    return out
 
 
 def _curves(c: Collection, tasks: Sequence[str]) -> dict[str, dict[str, tuple]]:
@@ -235,6 +317,7 @@ def _curves(c: Collection, tasks: Sequence[str]) -> dict[str, dict[str, tuple]]:
 # ----------------------------------------------------------------------------------------------------- rendering
 
 CSS = """
+.csv{font-size:.85em;margin:.1em 0 1em}details{margin:.5em 0}summary{cursor:pointer;color:#0072B2}
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
 line-height:1.45;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd;
@@ -276,7 +359,7 @@ def methods_rows(c: Collection) -> list[list[str]]:
     for e in c.entries:
         curve = e.table[e.table["point_type"] == "curve"]
         reached = f"{curve['env_step'].max():,.0f}" if len(curve) else "—"
-        basis = ", ".join(f"{b} ({n})" for b, n in e.finals["basis"].value_counts().items())
+        basis = ", ".join(f"{b} ({n})" for b, n in e.finals["scoring"].value_counts().items())
         protocols = ", ".join(sorted(set(e.table["protocol"])))
         src = ", ".join(name for name, _ in _source_names(e))
         rows.append([e.label, e.kind, src, protocols, _seed_span(e, c.tasks),
@@ -285,11 +368,14 @@ def methods_rows(c: Collection) -> list[list[str]]:
 
 
 METHOD_HEADER = ["entry", "origin", "source", "protocol", "seeds/task", "tasks", "last curve step", "budget", "unit",
-                 "finals from"]
+                 "scoring rule (runs)"]
 
 
-def per_task_rows(c: Collection) -> tuple[list[str], list[list[str]]]:
-    """Mean raw final per task (n seeds) and its normalised value, per entry."""
+def per_task_rows(c: Collection, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Per task and entry: mean raw final over seeds with its 95% bootstrap CI over seeds (`mean_ci`), the
+    normalised mean and the number of seeds."""
+    from wmbench import results
+
     header = ["task"] + [e.label for e in c.entries]
     rows = []
     for task in c.protocol.tasks:
@@ -299,15 +385,64 @@ def per_task_rows(c: Collection) -> tuple[list[str], list[list[str]]]:
             f = e.finals[e.finals["task"] == task]["final"].to_numpy(float)
             if len(f):
                 present = True
-                from wmbench import results
-
                 norm = float(np.mean(results.normalise(f, task, c.protocol)))
-                cells.append(f"{np.mean(f):,.1f} ({norm:.2f}, n={len(f)})")
+                mean, low, high = mean_ci(f, seed=seed)
+                cells.append(f"{mean:,.1f} [{low:,.1f}, {high:,.1f}] ({norm:.2f}, n={len(f)})")
             else:
                 cells.append("—")
         if present:
             rows.append(cells)
     return header, rows
+
+
+RUN_HEADER = ["entry", "task", "seed", "final", "normalised", "scoring rule", "curve reached", "source"]
+
+
+def per_run_rows(c: Collection) -> list[list[str]]:
+    """Every run's final score as it entered the statistics (after the completeness rule)."""
+    from wmbench import results
+
+    rows = []
+    for e in c.entries:
+        f = e.finals
+        norm = results.normalise(f["final"].to_numpy(float), f["task"].to_numpy(), c.protocol)
+        for r, n in zip(f.itertuples(), norm, strict=True):
+            reached = f"{r.reached:,.0f}" if np.isfinite(r.reached) else "—"
+            rows.append([e.label, r.task, str(r.seed), f"{r.final:.6g}", f"{n:.4f}", r.scoring, reached,
+                         str(r.source).removeprefix("wmbench:")])
+    return rows
+
+
+def _csv_link(name: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A download link holding the table as CSV inside the page (no script, no external file)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    data = base64.b64encode(buf.getvalue().encode()).decode("ascii")
+    return (f"<p class='csv'><a download='{html.escape(name)}' href='data:text/csv;base64,{data}'>"
+            f"download {html.escape(name)}</a></p>")
+
+
+_MD_SPECIAL = str.maketrans({ch: "\\" + ch for ch in "\\`*_[]|#"})
+
+
+def _md(text: object) -> str:
+    """Text for Markdown: HTML-escaped as in the HTML report (a label like `<script>` stays text), and Markdown's
+    own markup characters backslash-escaped (a label cannot open a link, emphasis or a table cell)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").translate(_MD_SPECIAL)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _md_code(text: str) -> str:
+    """A fenced code block whose content cannot close the fence."""
+    fence = "```"
+    return f"{fence}\n{text.replace(fence, '~~~')}\n{fence}"
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
@@ -318,15 +453,6 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int 
         for r in rows
     )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def esc(v: object) -> str:
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _resolve_against(c: Collection, against: str | None) -> str | None:
@@ -362,6 +488,7 @@ class Report:
     seed: int
     command: str
     verdicts: list = field(default_factory=list)  # reproduce.Verdict per (our method, its published runs)
+    efficiency: dict = field(default_factory=dict)  # label -> (steps, IQM, low, high): `sample_efficiency`
 
     def aggregate_rows(self) -> tuple[list[str], list[list[str]]]:
         metrics = list(self.collection.protocol.score.aggregates)
@@ -396,18 +523,32 @@ class Report:
 
     def markdown(self) -> str:
         c = self.collection
-        out = [f"# wmbench report: {c.protocol.id}", ""] + [f"- {line}" for line in self.header_lines()] + [""]
+        out = [f"# wmbench report: {_md(c.protocol.id)}", ""] + [f"- {_md(line)}" for line in self.header_lines()]
+        out += [""]
         if c.warnings:
-            out += ["## Warnings", ""] + [f"- {w}" for w in c.warnings] + [""]
+            out += ["## Warnings", ""] + [f"- {_md(w)}" for w in c.warnings] + [""]
         out += ["## Entries", "", _md_table(METHOD_HEADER, methods_rows(c)), ""]
         out += ["## Aggregate normalised scores", "", _md_table(*self.aggregate_rows()), ""]
+        if self.efficiency:
+            out += ["## Sample efficiency: IQM over steps", "", _md_table(*self.efficiency_rows()), ""]
         if self.improvement:
-            out += [f"## Probability of improvement vs {self.against}", "", _md_table(*self.improvement_rows()), ""]
+            out += [f"## Probability of improvement vs {_md(self.against)}", "", _md_table(*self.improvement_rows()), ""]
         for v in self.verdicts:
-            out += [f"## Reproduction: {v.method} vs {v.source}", "", v.text, "", "```", v.table(), "```", ""]
-        out += ["## Per task: mean raw final (normalised, seeds)", "", _md_table(*per_task_rows(c)), ""]
-        out += ["Figures (intervals, performance profiles, learning curves) are in the HTML report.", ""]
+            out += [f"## Reproduction: {_md(v.method)} vs {_md(v.source)}", "", _md(v.text), "", _md_code(v.table()), ""]
+        out += ["## Per task: mean raw final [95% CI over seeds] (normalised mean, seeds)", "",
+                _md_table(*per_task_rows(c, self.seed)), ""]
+        out += ["## Per-run finals", "", _md_table(RUN_HEADER, per_run_rows(c)), ""]
+        out += ["Figures (intervals, sample efficiency, performance profiles, learning curves) are in the HTML report.", ""]
         return "\n".join(out)
+
+    def efficiency_rows(self) -> tuple[list[str], list[list[str]]]:
+        unit = self.collection.protocol.budget.step_unit
+        header = ["entry"] + [f"{x:,.0f} {unit}" for x in next(iter(self.efficiency.values()))[0]]
+        rows = []
+        for label, (x, point, low, high) in self.efficiency.items():
+            cells = {f"{xi:,.0f} {unit}": _ci((p_, lo, hi), 2) for xi, p_, lo, hi in zip(x, point, low, high, strict=True)}
+            rows.append([label] + [cells.get(h, "—") for h in header[1:]])
+        return header, rows
 
     def html(self) -> str:
         from wmbench import plots
@@ -430,6 +571,10 @@ class Report:
             figs["curves"] = plots.to_png_base64(plots.learning_curves(
                 self.curves, xlabel=p.budget.step_unit, ylabel="episode return", colour_of=colour_of,
                 budget=float(p.to_unit(p.budget.agent_steps))))
+        if self.efficiency:
+            p = c.protocol
+            figs["efficiency"] = plots.to_png_base64(plots.sample_efficiency_plot(
+                self.efficiency, xlabel=p.budget.step_unit, ylabel=f"IQM of {norm_label}", colour_of=colour_of))
 
         def img(key: str, alt: str) -> str:
             return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{figs[key]}'>"
@@ -443,11 +588,20 @@ class Report:
         if c.warnings:
             parts.append("<div class='warn'><strong>Warnings</strong><ul>"
                          + "".join(f"<li>{html.escape(w)}</li>" for w in c.warnings) + "</ul></div>")
-        parts += ["<h2>Entries</h2>", _html_table(METHOD_HEADER, methods_rows(c), left=4)]
+        slug = c.protocol.id.replace("@", "_")
+        parts += ["<h2>Entries</h2>", _html_table(METHOD_HEADER, methods_rows(c), left=4),
+                  _csv_link(f"{slug}_entries.csv", METHOD_HEADER, methods_rows(c))]
         parts += ["<h2>Aggregate normalised scores</h2>",
-                  "<p class='note'>Bar: 95% stratified-bootstrap CI; tick: point estimate. Optimality gap: lower is "
-                  "better.</p>",
-                  img("intervals", "aggregate intervals"), _html_table(*self.aggregate_rows())]
+                  "<p class='note'>Bar: 95% stratified-bootstrap CI; tick: point estimate (an interval too narrow to "
+                  "see is drawn at a minimum width, outlined). Optimality gap: lower is better.</p>",
+                  img("intervals", "aggregate intervals"), _html_table(*self.aggregate_rows()),
+                  _csv_link(f"{slug}_aggregates.csv", *self.aggregate_rows())]
+        if self.efficiency:
+            parts += ["<h2>Sample efficiency</h2>",
+                      "<p class='note'>IQM of normalised scores, the protocol's score rule applied at each step; "
+                      "band: 95% stratified-bootstrap CI. Entries with published finals only have no curve.</p>",
+                      img("efficiency", "sample efficiency"), _html_table(*self.efficiency_rows()),
+                      _csv_link(f"{slug}_sample_efficiency.csv", *self.efficiency_rows())]
         parts += ["<h2>Performance profiles</h2>",
                   "<p class='note'>Fraction of runs (all tasks) whose normalised final score exceeds τ; band: 95% "
                   "CI.</p>", img("profiles", "performance profiles")]
@@ -455,16 +609,24 @@ class Report:
             parts += [f"<h2>Probability of improvement vs {html.escape(self.against)}</h2>",
                       "<p class='note'>P(X &gt; Y): chance that a run of X beats a run of Y on a random task "
                       "(Mann-Whitney), averaged over tasks; 0.5 = no difference.</p>",
-                      img("improvement", "probability of improvement"), _html_table(*self.improvement_rows())]
+                      img("improvement", "probability of improvement"), _html_table(*self.improvement_rows()),
+                      _csv_link(f"{slug}_improvement.csv", *self.improvement_rows())]
         for v in self.verdicts:
             parts += [f"<h2>Reproduction: {html.escape(v.method)} vs {html.escape(v.source)}</h2>",
                       f"<p>{html.escape(v.text)}</p>", f"<pre>{html.escape(v.table())}</pre>"]
-        parts += ["<h2>Per task</h2>", "<p class='note'>Mean raw final score over seeds (normalised mean, number "
-                  "of seeds).</p>", _html_table(*per_task_rows(c))]
+        parts += ["<h2>Per task</h2>", "<p class='note'>Mean raw final score over seeds [95% bootstrap CI over seeds] "
+                  "(normalised mean, number of seeds).</p>", _html_table(*per_task_rows(c, self.seed)),
+                  _csv_link(f"{slug}_per_task.csv", *per_task_rows(c, self.seed))]
+        runs = per_run_rows(c)
+        parts += ["<h2>Per-run finals</h2>",
+                  f"<details><summary>{len(runs)} runs: the final of every run as it entered the statistics, with "
+                  "its scoring rule</summary>", _html_table(RUN_HEADER, runs, left=3), "</details>",
+                  _csv_link(f"{slug}_finals.csv", RUN_HEADER, runs)]
         if self.curves:
             parts += ["<h2>Learning curves</h2>",
                       f"<p class='note'>Episode returns of phase '{html.escape(c.protocol.score.phase)}' averaged in "
-                      f"{CURVE_BINS} step bins per seed; line: mean over seeds, band: range (min–max) over seeds; "
+                      f"{CURVE_BINS} step bins per seed; line: mean over seeds, band: 95% bootstrap CI of that mean over "
+                      "seeds; "
                       "dotted line: budget.</p>", img("curves", "learning curves")]
         parts.append("</body></html>")
         return "\n".join(parts)
@@ -503,12 +665,13 @@ def build_report(
 
     verdicts = [
         reproduce.verdict(ours.finals, pub.finals, c.protocol, tasks=c.tasks, reps=reps, seed=seed,
-                          source=pub.sources[0], improvement=False)
-        for ours in c.entries if ours.kind == "ours"
+                          source=pub.sources[0], improvement=False, untrained_finals=reproduce.first_points(pub.table),
+                          untrained="the published runs' first curve points")
+        for ours in c.entries if ours.kind == "ours" and not ours.label.endswith("(smoke)")
         for pub in c.entries if pub.kind == "published" and pub.method == ours.method
     ]
     return Report(c, against, improvement, profiles, taus, _curves(c, c.tasks), reps, poi_reps, seed, command,
-                  verdicts)
+                  verdicts, sample_efficiency(c, reps, seed))
 
 
 def cli_report(argv: list[str]) -> int:

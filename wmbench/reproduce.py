@@ -751,9 +751,10 @@ def cli_reproduce(argv: list[str]) -> int:
 
 
 def run_problem(info: dict[str, Any], protocol: Protocol, method: str | None = None,
-                at_step: float | None = None) -> str:
+                at_step: float | None = None, allow_smoke: bool = False) -> str:
     """Why a run (its run.json) cannot enter a comparison under `protocol` ('' if it can): other protocol or
-    version, edited protocol file, other method, smoke budget, or unfinished (unless it has reached `at_step`).
+    version, edited protocol file, other method, smoke budget (unless `allow_smoke`: reports show smoke runs,
+    labelled as such; verdicts never use them), or unfinished (unless it has reached `at_step`).
     Shared by `wmbench reproduce` and `wmbench report`, which print the reason: runs are never mixed silently."""
     if info.get("protocol") != protocol.id:
         return f"protocol {info.get('protocol')!r}, not {protocol.id}"
@@ -762,7 +763,7 @@ def run_problem(info: dict[str, Any], protocol: Protocol, method: str | None = N
                 "(the protocol file was edited after the run)")
     if method is not None and info.get("method") != method:
         return f"method {info.get('method')!r}, not {method!r}"
-    if info.get("smoke"):
+    if info.get("smoke") and not allow_smoke:
         return "smoke run (tiny budget)"
     if info.get("status") != "finished":
         done = protocol.to_unit(info.get("agent_steps") or 0)
