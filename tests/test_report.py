@@ -193,3 +193,20 @@ def test_tiny_intervals_stay_visible() -> None:
     bars = [p for p in fig.axes[0].patches]
     widths = sorted(b.get_width() for b in bars)
     assert widths[0] >= 0.015 * 0.9 - 1e-12  # at least 1.5% of the panel's span
+
+
+def test_report_flags_entries_scored_by_different_rules() -> None:
+    """TWM ships authors' end-of-training evaluations (no curve); DreamerV3's finals follow the protocol's window."""
+    c = report.collect(published=["dreamerv3", "twm"], protocol=PROTOCOL, tasks=["pong", "boxing"])
+    assert any("different scoring rules" in w and "twm (published): authors_eval" in w for w in c.warnings)
+    r = report.build_report(c, against="dreamerv3", reps=50, poi_reps=5)
+    assert list(r.efficiency) == ["dreamerv3 (published)"]  # finals-only entries have no sample-efficiency curve
+    rows = dict((row[0], row[-1]) for row in report.methods_rows(c))
+    assert rows == {"dreamerv3 (published)": "window_mean(train, 10000 frames, fallback last) (10)",
+                    "twm (published)": "authors_eval (10)"}
+
+
+def test_intervals_at_the_edge_of_the_range_stay_off_the_axis() -> None:
+    fig = plots.interval_plot({"a": {"iqm": (0.5, 0.4, 0.6)}, "b": {"iqm": (0.02, 0.016, 0.026)}}, ["iqm"])
+    left, right = fig.axes[0].get_xlim()
+    assert left < 0.016 - 0.02 and right > 0.6 + 0.02  # padding on both sides, bars never on the spine

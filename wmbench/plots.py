@@ -115,7 +115,11 @@ def interval_plot(
             ax.set_title(METRIC_LABELS.get(metric, metric))
             ax.grid(axis="y", visible=False)
             ax.set_ylim(-0.6, len(methods) - 0.4)
-            ax.margins(x=0.1)  # keep intervals at the edge of the range visibly off the axis
+            # Keep intervals at the edge of the range visibly off the axis spine (bars are "sticky" at their base,
+            # which defeats ax.margins: PPO's near-zero bars sat on the spine).
+            pad = 0.08 * span
+            ax.set_xlim(min(min(lows), min(e[metric][0] for e in estimates.values())) - pad,
+                        max(max(highs), max(e[metric][0] for e in estimates.values())) + pad)
         fig.supxlabel(xlabel, fontsize=11, y=0.02)
         fig.tight_layout()
     return fig

@@ -277,7 +277,10 @@ def sample_efficiency(c: Collection, reps: int, seed: int, points: int = 10) -> 
             continue
         keys = set(zip(e.finals["task"].astype(str), e.finals["seed"].astype(str), strict=True))
         curve = e.table[(e.table["point_type"] == "curve")]
-        curve = curve[[k in keys for k in zip(curve["task"].astype(str), curve["seed"].astype(str), strict=True)]]
+        if curve.empty:
+            continue
+        curve = curve[np.array([k in keys for k in zip(curve["task"].astype(str), curve["seed"].astype(str),
+                                                          strict=True)], dtype=bool)]
         if set(curve["task"]) != set(c.tasks):
             continue
         per_step, usable = [], []
@@ -317,7 +320,7 @@ def _curves(c: Collection, tasks: Sequence[str]) -> dict[str, dict[str, tuple]]:
 # ----------------------------------------------------------------------------------------------------- rendering
 
 CSS = """
-.csv{font-size:.85em;margin:.1em 0 1em}details{margin:.5em 0}summary{cursor:pointer;color:#0072B2}
+.csv{font-size:.85em;margin:.1em 0 1em}.tw{overflow-x:auto;max-width:100%}details{margin:.5em 0}summary{cursor:pointer;color:#0072B2}
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
 line-height:1.45;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd;
@@ -452,7 +455,7 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int 
                          for i, v in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='tw'><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _resolve_against(c: Collection, against: str | None) -> str | None:
