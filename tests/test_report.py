@@ -210,3 +210,15 @@ def test_intervals_at_the_edge_of_the_range_stay_off_the_axis() -> None:
     fig = plots.interval_plot({"a": {"iqm": (0.5, 0.4, 0.6)}, "b": {"iqm": (0.02, 0.016, 0.026)}}, ["iqm"])
     left, right = fig.axes[0].get_xlim()
     assert left < 0.016 - 0.02 and right > 0.6 + 0.02  # padding on both sides, bars never on the spine
+
+
+def test_documented_poi_reps_default_is_the_codes(capsys) -> None:
+    from pathlib import Path
+
+    with pytest.raises(SystemExit):
+        report.cli_report(["--help"])
+    helptext = capsys.readouterr().out
+    default = re.search(r"--poi-reps POI_REPS\s+replications for probability of improvement \(default\s+(\d+)", helptext)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text()
+    assert default and re.findall(r"--poi-reps (\d+)\]", docs) == [default.group(1)]
+    assert f"(`--poi-reps`, default {default.group(1)})" in docs
