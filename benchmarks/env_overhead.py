@@ -197,7 +197,8 @@ def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
     return (last_wall - first_wall) / agent_steps * steps, (cpu_long - cpu_short) / (steps - short) * steps
 
 
-def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, seed: int, with_runner: bool):
+def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, seed: int, with_runner: bool) -> dict:
+    """Print the table and return {column: {steps_per_s, wall_ratio, cpu_ratio}} (ratios: median of column / raw)."""
     names = ["raw", "adapter"] + (["runner"] if with_runner else [])
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -232,6 +233,7 @@ def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, s
     n_steps = steps // block * block
     print(f"\n{label}: {protocol.id} {task}, {n_steps} agent steps x {reps} reps (medians), random policy")
     print(f"  {'column':<8} {'steps/s':>8} {'us/step':>8} {'x raw':>6} {'CPU us/step':>12} {'CPU x raw':>10}")
+    figures = {}
     for n in names:
         w_ratio = statistics.median(x / r for x, r in zip(wall[n], wall["raw"], strict=True))
         c_ratio = statistics.median(x / r for x, r in zip(cpu[n], cpu["raw"], strict=True))
@@ -241,6 +243,8 @@ def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, s
             f"  {n:<8} {steps_n / w_med:>8.1f} {w_med / steps_n * 1e6:>8.0f} {w_ratio:>6.3f}"
             f" {c_med / steps_n * 1e6:>12.0f} {c_ratio:>10.3f}"
         )
+        figures[n] = {"steps_per_s": steps_n / w_med, "wall_ratio": w_ratio, "cpu_ratio": c_ratio}
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,32 +34,26 @@ def runs_for(n: int) -> tuple[tuple[str, ...], int]:
     return tasks, per_task
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=200)
-    p.add_argument("--steps", type=int, default=10, help="agent steps per run")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--backends", default="local,local-reuse,ray")
-    p.add_argument("--root", default=None, help="scratch directory (default: a temp dir, removed at the end)")
-    args = p.parse_args()
-
-    tasks, per_task = runs_for(args.runs)
+def measure(runs: int, steps: int, workers: int, backends: str, root: str | None = None) -> dict:
+    """Print one line per way of running and return {way: {wall_s, ms_per_run, overhead_worker_ms_per_run}}."""
+    tasks, per_task = runs_for(runs)
     seeds = f"0-{per_task - 1}"
     n = len(tasks) * per_task
-    scratch = Path(args.root or tempfile.mkdtemp(prefix="wmbench-sweep-bench-"))
-    print(f"{n} runs of random on fake@1 ({len(tasks)} tasks x {per_task} seeds), {args.steps} agent steps each, "
-          f"{args.workers} workers, {os.cpu_count()} cores")
+    scratch = Path(root or tempfile.mkdtemp(prefix="wmbench-sweep-bench-"))
+    print(f"{n} runs of random on fake@1 ({len(tasks)} tasks x {per_task} seeds), {steps} agent steps each, "
+          f"{workers} workers, {os.cpu_count()} cores")
 
     t0 = time.perf_counter()
     for task in tasks:
         for seed in range(per_task):
-            run("random", "fake@1", task, seed, root=scratch / "loop", steps=args.steps, progress=False, threads=1)
+            run("random", "fake@1", task, seed, root=scratch / "loop", steps=steps, progress=False, threads=1)
     loop = time.perf_counter() - t0
     print(f"{'loop':<12}: {loop:8.2f} s total, {1000 * loop / n:8.1f} ms per run")
+    figures = {"loop": {"wall_s": loop, "ms_per_run": 1000 * loop / n, "overhead_worker_ms_per_run": 0.0}}
 
-    spec = make_spec("random", "fake@1", seeds, ",".join(tasks), steps=args.steps)
-    for backend in args.backends.split(","):
-        options = ExecOptions(backend=backend.split("-")[0], workers=args.workers, progress=False, retries=0,
+    spec = make_spec("random", "fake@1", seeds, ",".join(tasks), steps=steps)
+    for backend in backends.split(","):
+        options = ExecOptions(backend=backend.split("-")[0], workers=workers, progress=False, retries=0,
                               reuse_workers=backend == "local-reuse")
         init = 0.0
         if backend == "ray":
@@ -68,7 +62,7 @@ def main() -> None:
             from wmbench.sweep_backends import ray_temp_dir
 
             t0 = time.perf_counter()
-            ray.init(num_cpus=max(os.cpu_count() or 1, args.workers), include_dashboard=False,
+            ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
                      log_to_driver=False, _temp_dir=ray_temp_dir())
             init = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -79,12 +73,25 @@ def main() -> None:
 
             ray.shutdown()
         assert result.complete and len(result.finished) == n, result
-        overhead = (wall * args.workers - loop) / n
+        overhead = (wall * workers - loop) / n
         extra = f" (+ ray.init {init:.2f} s)" if backend == "ray" else ""
         print(f"{backend:<12}: {wall:8.2f} s total{extra}, {1000 * wall / n:8.1f} ms per run, "
               f"wall ratio vs loop {wall / loop:6.2f}, overhead {1000 * overhead:8.1f} worker-ms per run")
-    if args.root is None:
+        figures[backend] = {"wall_s": wall, "ms_per_run": 1000 * wall / n, "overhead_worker_ms_per_run": 1000 * overhead}
+    if root is None:
         shutil.rmtree(scratch, ignore_errors=True)
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--steps", type=int, default=10, help="agent steps per run")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--backends", default="local,local-reuse,ray")
+    p.add_argument("--root", default=None, help="scratch directory (default: a temp dir, removed at the end)")
+    args = p.parse_args()
+    measure(args.runs, args.steps, args.workers, args.backends, args.root)
 
 
 if __name__ == "__main__":
