@@ -130,7 +130,7 @@ def test_disk_full_while_run_json_is_written_is_recorded(tmp_path, monkeypatch):
 
 def test_finished_check_and_sweep_skip_agree(tmp_path):
     """The sweep's 'already finished' shortcut uses the same content check as the runner."""
-    from wmbench.sweep import _finished_same_run, _expected_identities, make_spec
+    from wmbench.sweep import _expected_identities, _finished_same_run, make_spec
 
     spec = make_spec("stopper", "fake@1", "0", "vector_discrete", steps=400)
     res = go(tmp_path)
