@@ -141,6 +141,14 @@ def test_sweep_arguments_are_checked_like_the_runner(tmp_path, capsys):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_sweep_root_that_is_a_file(tmp_path, capsys):
+    root = tmp_path / "afile"
+    root.write_text("mine")
+    code, _, err = cli(["sweep", "random", PROTOCOL, "--seeds", "0", "--root", str(root), "--no-progress"], capsys)
+    assert code == 2 and "(Not a directory); pass a writable directory as --root" in one_error_line(err)
+    assert root.read_text() == "mine"
+
+
 def test_smoke_sweep_runs_live_apart(tmp_path, capsys):
     code, out, _ = cli(["sweep", "random", PROTOCOL, "--seeds", "0", "--tasks", TASK, "--smoke", "--root",
                         str(tmp_path), "--dry-run"], capsys)

@@ -526,7 +526,13 @@ def run_sweep(
     if options.retries < 0:
         raise SweepError(f"--retries must be >= 0, got {options.retries}")
     root = Path(root)
-    directory = write_spec(root, spec, argv)
+    try:
+        directory = write_spec(root, spec, argv)
+    except OSError as e:
+        if isinstance(e, WmbenchError):
+            raise
+        raise SweepError(f"cannot write the sweep directory {sweep_dir(root, spec)} under --root {str(root)!r} "
+                         f"({e.strerror or e}); pass a writable directory as --root") from None
     workers = options.workers if options.workers is not None else default_workers(options.device)
     if workers < 1:
         raise SweepError(f"--workers must be >= 1, got {workers}")
