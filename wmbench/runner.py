@@ -1,6 +1,7 @@
 """The run loop: one method on one task of a protocol, with scores, metrics, checkpoints and exact resume.
 
-`run(...)` owns a run directory `<root>/<name>@<version>/<task>/<method>/seed_<n>/` (docs/contracts.md):
+`run(...)` owns a run directory `<root>/<name>@<version>/<task>/<method>/seed_<n>/` (smoke runs:
+`<method>/smoke/seed_<n>/`; docs/contracts.md):
 
   run.json       what ran (method, resolved config, protocol id + hash, seeds, budget, versions, status, times)
   scores.csv     one row per finished episode: env_step, step_unit, episode, score, length, phase (train/eval)
@@ -19,6 +20,11 @@ policy state is reset to None at every episode start, checkpointed or not, so bo
 Resume reloads the checkpoint, cuts the logs back to the lengths it recorded and continues; the logs then equal
 an uninterrupted run's byte for byte (tested in tests/test_resume.py). A failure (exception, SIGTERM) records
 status `failed` and `error.txt`; running the same command again resumes from the last checkpoint.
+
+Integrity: run.json and every checkpoint record the run's identity (`run_identity`), compared by
+`identity_differences` before anything resumes; the checkpoint also holds sha256 hashes of the logs' covered
+prefixes and of every replay chunk, checked on resume. A changed config needs `allow_config_change` (recorded), a
+run whose checkpoints are gone needs `restart`, and a run is `finished` only with a final score.
 """
 
 from __future__ import annotations
