@@ -48,6 +48,9 @@ def test_changed_log_prefix_is_refused_on_resume(tmp_path, capsys, damage):
     assert f"{d / 'scores.csv'} does not match {d / 'checkpoint'}: its first " in line
     assert "so it was changed afterwards. Restore the file, or start over with --restart" in line
     assert snapshot(d) == before
+    ref = go(tmp_path / "ref")
+    assert go(tmp_path, restart=True).status == "finished"  # the fix the message names
+    assert (d / "scores.csv").read_bytes() == (ref.run_dir / "scores.csv").read_bytes()
 
 
 def test_swapped_replay_chunks_are_refused_on_resume(tmp_path):

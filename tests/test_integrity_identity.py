@@ -57,6 +57,9 @@ def test_without_run_json_the_checkpoint_refuses_another_budget(tmp_path, capsys
     with pytest.raises(RunDirError, match=r"config.lr: directory has 0.001, requested 0.01"):
         go(tmp_path, overrides=["lr=0.01"])
     assert snapshot(d) == before
+    with pytest.raises(RunDirError, match="budget_agent_steps: directory has 400, requested 300"):
+        go(tmp_path, steps=300, restart=True)  # --restart never discards another run's checkpoint
+    assert snapshot(d) == before
     # The same command still resumes (the checkpoint's identity matches) and records the resume.
     res = go(tmp_path)
     assert res.resumed and res.status == "finished" and run_json(d)["budget_agent_steps"] == 400

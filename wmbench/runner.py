@@ -623,10 +623,12 @@ def _run_locked(
     cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
     checkpoint_every, progress, threads, make_env, checkpoint_minutes, restart, allow_config_change,
 ) -> RunResult:
-    if restart:
-        for name in ("checkpoint", "checkpoint.prev"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-    checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
+    try:
+        checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
+    except CheckpointError:
+        if not restart:
+            raise
+        checkpoint, checkpoint_dir = None, None  # unusable anyway; discarded below
     damaged = run_dir / "checkpoint"
     if checkpoint_dir is not None and checkpoint_dir.name == "checkpoint.prev" and damaged.exists():
         aside = run_dir / f"checkpoint.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -640,12 +642,16 @@ def _run_locked(
             _check_same_run(recorded, identity, run_dir, where=f"{checkpoint_dir.name}/state.pt",
                             allow_config_change=allow_config_change)
             previous_config = recorded.get("config")
-        elif info is None:
+        elif info is None and not restart:
             raise CheckpointError(
                 f"{checkpoint_dir} records no run identity (an older wmbench wrote it) and {run_dir / 'run.json'} is "
                 "missing: nothing says which run it belongs to. Restore run.json, or start over with --restart"
             )
-    else:
+    if restart:  # only now: a checkpoint of another run is refused above, never discarded
+        for name in ("checkpoint", "checkpoint.prev"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        checkpoint = checkpoint_dir = None
+    if checkpoint is None:
         earlier = _earlier_work(run_dir, info)
         if earlier and not restart:
             raise RunDirError(
@@ -654,7 +660,7 @@ def _run_locked(
                 "--restart to do that, or restore the checkpoint"
             )
         if progress and (earlier or info is not None):
-            why = "--restart" if earlier else "no checkpoint was written by the earlier attempt"
+            why = "--restart" if restart else "no checkpoint was written by the earlier attempt"
             print(f"note: {run_dir} starts over from agent step 0 ({why}); its earlier logs and replay are rewritten",
                   file=sys.stderr)
 
@@ -972,8 +978,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 10%% of the budget; taken at the next episode end)")
     p.add_argument("--checkpoint-minutes", type=float, default=None, help="also checkpoint after this much wall "
                    f"time (default {DEFAULT_CHECKPOINT_MINUTES:g}; at the next episode end; recorded)")
-    p.add_argument("--restart", action="store_true", help="start over from agent step 0 in a run directory whose "
-                   "checkpoints are missing (its logs and replay are rewritten)")
+    p.add_argument("--restart", action="store_true", help="start this run over from agent step 0, discarding its "
+                   "checkpoints, logs and replay (when its checkpoints are missing or its files fail their checks)")
     p.add_argument("--allow-config-change", action="store_true", help="resume with --set values that differ from "
                    "the recorded config (e.g. a lower learning rate after a non-finite loss); recorded in run.json")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (at least 1)")
