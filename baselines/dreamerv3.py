@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, to_dict
+from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.method import Method, MethodError
 from wmbench.nn.distributions import (
@@ -115,17 +115,17 @@ class DreamerV3Config:
     loss_dyn: float = 0.5
     loss_rep: float = 0.1
     # --- optimisers (2023 paper, Table W.1: Adam)
-    model_lr: float = 1e-4
+    model_lr: float = bounded(1e-4, above=0, high=1)
     model_eps: float = 1e-8
     model_clip: float = 1000.0
-    actor_lr: float = 3e-5
+    actor_lr: float = bounded(3e-5, above=0, high=1)
     actor_eps: float = 1e-5
     actor_clip: float = 100.0
-    critic_lr: float = 3e-5
+    critic_lr: float = bounded(3e-5, above=0, high=1)
     critic_eps: float = 1e-5
     critic_clip: float = 100.0
     # --- behaviour learning
-    imag_horizon: int = 15
+    imag_horizon: int = bounded(15, low=1, high=1000)
     horizon: int = 333  # discount gamma = 1 - 1/horizon = 0.997
     lam: float = 0.95
     actent: float = 3e-4
@@ -143,10 +143,10 @@ class DreamerV3Config:
     slow_critic_every: int = 1
     # --- schedule: replayed steps per agent step (official: 32 default, 512 DMC 2023, 1024 Atari100k 2023 /
     # 256 Atari100k 2024); training starts once the replay holds max(train_fill, batch_length) steps
-    batch_size: int = 16
-    batch_length: int = 64
-    train_ratio: float = 32.0
-    train_fill: int = 0
+    batch_size: int = bounded(16, low=1, high=65536)
+    batch_length: int = bounded(64, low=2, high=4096)  # longer sequences: no training in any protocol budget
+    train_ratio: float = bounded(32.0, above=0, high=1e6)
+    train_fill: int = bounded(0, low=0)
     # --- compute
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False

@@ -39,6 +39,6 @@ def test_runner_uses_and_records_the_protocol_default(tmp_path):
     from wmbench.runner import run
 
     register("with_protocol_defaults", f"{__name__}:_WithDefaults")
-    res = run("with_protocol_defaults", "fake@1", "vector_discrete", 0, tmp_path, steps=20, progress=False)
+    res = run("with_protocol_defaults", "fake@1", "vector_discrete", 0, tmp_path, steps=60, progress=False)
     info = json.loads((res.run_dir / "run.json").read_text())
     assert info["config"] == {"preset": "default", "ratio": 7.0}

@@ -182,12 +182,10 @@ def test_resume_after_failure_equals_uninterrupted_run(tmp_path):
     info = _run_json(run_dir)
     assert info["status"] == "failed" and "planned failure" in info["error"]
     assert "planned failure" in (run_dir / "error.txt").read_text()
-    # Same config is required to resume: fail_at is part of it, so patch the recorded config to the plain one.
-    import json
-
-    info["config"]["fail_at"] = -1
-    (run_dir / "run.json").write_text(json.dumps(info))
-    res = run("resume_learner", "fake@1", "vector_discrete", 1, root=root, **kwargs)
+    # Same config is required to resume: fail_at is part of it (run.json and checkpoint), so the change is explicit.
+    res = run("resume_learner", "fake@1", "vector_discrete", 1, root=root, allow_config_change=True, **kwargs)
     assert res.resumed and res.status == "finished"
+    [change] = _run_json(run_dir)["config_changes"]
+    assert change["changes"] == {"fail_at": [333, -1]} and change["from_agent_step"] <= 333
     for name in ("scores.csv", "metrics.jsonl"):
         assert (run_dir / name).read_bytes() == (ref.run_dir / name).read_bytes(), name

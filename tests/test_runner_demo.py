@@ -9,7 +9,7 @@ def test_demo_on_fake_protocol(tmp_path, capsys):
     argv = ["--cases", "fake@1:vector_discrete", "--methods", "random", "--root", str(tmp_path), "--no-progress"]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
-    run_dir = tmp_path / "fake@1" / "vector_discrete" / "random" / "seed_0"
+    run_dir = tmp_path / "fake@1" / "vector_discrete" / "random" / "smoke" / "seed_0"  # smoke runs apart from full
     assert (run_dir / "scores.csv").exists()
     assert str(run_dir / "scores.csv") in out and "total time" in out
     row = next(line for line in out.splitlines() if line.startswith("random"))

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("interrupted; the run can be resumed by running the same command again", file=sys.stderr)
+        # `run` and `sweep` have said what was saved and where they resume; nothing more is known here
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -5,6 +5,11 @@ paper's. It may declare `PRESETS: ClassVar[dict[str, dict[str, Any]]]`, named bu
 (e.g. DreamerV3 `size12m`). `make_config(cls, ["preset=size12m", "lr=1e-4"])` applies the preset first, then the
 other overrides in order. Unknown keys and values of the wrong type raise `ConfigError` naming the key, the
 expected type and close matches.
+
+Value ranges belong to the field that holds the value: `batch_size: int = bounded(16, low=1)` declares it once, and
+every value set through this module (defaults per protocol, presets, `--set`) is checked against it, for every
+method. Two rules hold for every field without a declaration: a float is finite (a NaN or infinite setting is never
+meaningful) and an integer fits in 64 bits (torch and numpy cannot hold more).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -22,6 +28,45 @@ from wmbench.errors import WmbenchError
 
 class ConfigError(WmbenchError, ValueError):
     """A configuration key or value is invalid; the message says which and how to fix it."""
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def bounded(default: Any, *, low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
+    """A dataclass field with a declared value range: `low <= value <= high`, `value > above` (e.g. a learning
+    rate: `bounded(1e-4, above=0, high=1)`). The config system checks it whenever the field is set."""
+    return dataclasses.field(default=default, metadata={"range": (low, high, above)})
+
+
+def _describe_range(low: float | None, high: float | None, above: float | None) -> str:
+    parts = []
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if low is not None:
+        parts.append(f">= {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return " and ".join(parts)
+
+
+def check_value(f: dataclasses.Field, value: Any, key: str) -> None:
+    """Raise ConfigError if `value` is outside field `f`'s declared range (or not finite / not a 64-bit int)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    low, high, above = f.metadata.get("range", (None, None, None))
+    example = f"--set {key}={f.default!r}" if f.default is not dataclasses.MISSING else f"--set {key}=..."
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"config key {key!r}: {v} is not a finite number; set a finite value (e.g. {example})")
+        if (low is not None and v < low) or (high is not None and v > high) or (above is not None and v <= above):
+            raise ConfigError(
+                f"config key {key!r}: {v!r} is out of range; it must be {_describe_range(low, high, above)} "
+                f"(e.g. {example})"
+            )
+        if isinstance(v, int) and not INT64[0] <= v <= INT64[1]:
+            raise ConfigError(f"config key {key!r}: {v} does not fit in a 64-bit integer; set a smaller value (e.g. {example})")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -177,7 +222,9 @@ def _set(config: Any, key: str, value: Any, root_cls: type, full_key: str) -> An
         if isinstance(value, Mapping):
             return dataclasses.replace(config, **{head: apply_overrides(getattr(config, head), value)})
         raise ConfigError(f"config key {full_key!r} is a group; set its fields, e.g. {full_key}.<field>=...")
-    return dataclasses.replace(config, **{head: coerce(value, tp, full_key)})
+    value = coerce(value, tp, full_key)
+    check_value(next(f for f in dataclasses.fields(config) if f.name == head), value, full_key)
+    return dataclasses.replace(config, **{head: value})
 
 
 def apply_overrides(config: Any, overrides: Iterable[str] | Mapping[str, Any] | None) -> Any:

@@ -17,6 +17,8 @@ received on arriving at t, the flags `is_first/is_last/is_terminal` at t and the
   `chunk_size` steps each, each written once (atomically) when full and never rewritten. `state_dict()` records the
   number of complete chunks plus the steps of the partial chunk still in memory; `load_state_dict` rebuilds exactly
   that replay (the same ring slots, hence the same samples) and deletes chunk files written after the checkpoint.
+  The sha256 of each chunk file is computed once, as it is written, and travels with the state dict; reloading a
+  chunk checks it (the bytes are read anyway), so a chunk changed or swapped after it was written is refused.
   Without a directory the state dict carries the stored steps themselves.
 
 Sampling uses the replay's own `np.random.Generator` (PCG64), saved in `state_dict()`.
@@ -24,6 +26,8 @@ Sampling uses the replay's own `np.random.Generator` (PCG64), saved in `state_di
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 import zipfile
 from collections.abc import Mapping
@@ -88,6 +92,7 @@ class Replay:
         self._chunks = 0  # complete chunk files written (or being written by the background writer)
         self._writes: list[Future] = []  # chunk writes in flight; state_dict() waits for them
         self._writer: ThreadPoolExecutor | None = None
+        self._hashes: dict[int, str] = {}  # chunk index -> sha256 of its file (set by the writer thread)
 
     def _allocate(self, step: Mapping[str, Any]) -> None:
         if not self._keys:
@@ -245,21 +250,22 @@ class Replay:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-writer")
         self._writes = [f for f in self._writes if not f.done() or f.exception() is not None]
-        self._writes.append(self._writer.submit(self._write_chunk_file, self._chunk_path(self._chunks), arrays))
+        self._writes.append(self._writer.submit(self._write_chunk_file, self._chunks, arrays))
         self._chunks += 1
         self._pending = []
 
-    @staticmethod
-    def _write_chunk_file(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def _write_chunk_file(self, index: int, arrays: dict[str, np.ndarray]) -> None:
         # An .npz (np.load reads it) deflated at level 1: several times faster than savez_compressed's default
         # level on image data, at a similar ratio, so writing chunks stays cheap next to a fast simulator.
-        with (
-            atomic_open(path, "wb") as f,
-            zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
-        ):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
             for key, array in arrays.items():
                 with archive.open(f"{key}.npy", "w", force_zip64=True) as entry:
                     np.lib.format.write_array(entry, array, allow_pickle=False)
+        data = buffer.getvalue()
+        with atomic_open(self._chunk_path(index), "wb") as f:
+            f.write(data)
+        self._hashes[index] = hashlib.sha256(data).hexdigest()
 
     def flush(self) -> None:
         """Wait for chunk files being written; re-raise a failed write (e.g. disk full)."""
@@ -290,10 +296,21 @@ class Replay:
     def _read_chunk(self, index: int) -> dict[str, np.ndarray]:
         path = self._chunk_path(index)
         try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
+            data = path.read_bytes()
         except FileNotFoundError:
             raise ReplayError(f"replay chunk {path} is missing but the checkpoint covers it") from None
+        except OSError as e:
+            raise ReplayError(f"replay chunk {path} cannot be read ({e}); the checkpoint that covers it is unusable") from e
+        recorded, found = self._hashes.get(index), hashlib.sha256(data).hexdigest()
+        if recorded and recorded != found:
+            raise ReplayError(
+                f"replay chunk {path} is not the chunk the checkpoint covers (sha256 {recorded[:12]}... when written, "
+                f"{found[:12]}... now): it was changed or swapped afterwards, and training on it would use other "
+                "experience. Restore the original file, or start the run over (wmbench run ... --restart)"
+            )
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
             raise ReplayError(f"replay chunk {path} is damaged ({e}); the checkpoint that covers it is unusable") from e
         n = len(arrays.get("worker", ()))
@@ -322,6 +339,7 @@ class Replay:
             "chunk_size": self.chunk_size,
             "total": self.total,
             "chunks": self._chunks if self.directory is not None else None,
+            "chunk_sha256": [self._hashes.get(i, "") for i in range(self._chunks)] if self.directory is not None else None,
             "tail_start": tail_start,
             "tail": {k: _to_tensor(v) for k, v in tail_arrays.items()},
             "rng": generator_state(self.rng),
@@ -342,6 +360,7 @@ class Replay:
         if (chunks is None) != (self.directory is None):
             raise ReplayError("replay state and replay disagree on whether steps live in a directory")
         self._reset_storage()
+        self._hashes = dict(enumerate(state.get("chunk_sha256") or ()))  # absent in states of older versions
         tail = {k: v.numpy() for k, v in state["tail"].items()}
         total = int(state["total"])
         tail_start = int(state["tail_start"])

@@ -1,6 +1,7 @@
 """The run loop: one method on one task of a protocol, with scores, metrics, checkpoints and exact resume.
 
-`run(...)` owns a run directory `<root>/<name>@<version>/<task>/<method>/seed_<n>/` (docs/contracts.md):
+`run(...)` owns a run directory `<root>/<name>@<version>/<task>/<method>/seed_<n>/` (smoke runs:
+`<method>/smoke/seed_<n>/`; docs/contracts.md):
 
   run.json       what ran (method, resolved config, protocol id + hash, seeds, budget, versions, status, times)
   scores.csv     one row per finished episode: env_step, step_unit, episode, score, length, phase (train/eval)
@@ -19,6 +20,11 @@ policy state is reset to None at every episode start, checkpointed or not, so bo
 Resume reloads the checkpoint, cuts the logs back to the lengths it recorded and continues; the logs then equal
 an uninterrupted run's byte for byte (tested in tests/test_resume.py). A failure (exception, SIGTERM) records
 status `failed` and `error.txt`; running the same command again resumes from the last checkpoint.
+
+Integrity: run.json and every checkpoint record the run's identity (`run_identity`), compared by
+`identity_differences` before anything resumes; the checkpoint also holds sha256 hashes of the logs' covered
+prefixes and of every replay chunk, checked on resume. A changed config needs `allow_config_change` (recorded), a
+run whose checkpoints are gone needs `restart`, and a run is `finished` only with a final score.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -94,9 +102,14 @@ class RunResult:
     resumed: bool
 
 
-def run_dir_for(root: Path | str, protocol: Protocol | str, task: str, method: str, seed: int) -> Path:
+def run_dir_for(
+    root: Path | str, protocol: Protocol | str, task: str, method: str, seed: int, smoke: bool = False
+) -> Path:
+    """`<root>/<name>@<version>/<task>/<method>/seed_<n>/`; smoke runs under `<method>/smoke/seed_<n>/`, so a smoke
+    run and a full run of the same seed never share a directory."""
     proto_id = protocol.id if isinstance(protocol, Protocol) else str(protocol)
-    return Path(root) / proto_id / task / method / f"seed_{int(seed)}"
+    base = Path(root) / proto_id / task / method
+    return (base / "smoke" if smoke else base) / f"seed_{int(seed)}"
 
 
 def _now() -> str:
@@ -133,22 +146,127 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_same_run(info: Mapping[str, Any], want: Mapping[str, Any], run_dir: Path) -> None:
-    """Refuse to continue a run directory made with other settings (protocol version/hash, method, config...)."""
-    diffs = []
-    for key in ("protocol", "protocol_hash", "method", "task", "seed", "smoke", "budget_agent_steps"):
-        if info.get(key) != want[key]:
-            diffs.append(f"{key}: directory has {info.get(key)!r}, requested {want[key]!r}")
-    old, new = _flatten(info.get("config", {})), _flatten(want["config"])
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            diffs.append(f"config.{key}: directory has {old.get(key)!r}, requested {new.get(key)!r}")
+# ------------------------------------------------------------------------------------------ run identity
+IDENTITY_KEYS = ("protocol", "protocol_hash", "method", "task", "seed", "smoke", "budget_agent_steps")
+
+
+def run_identity(
+    method: str, protocol: Protocol, task: str, seed: int, config: Any, smoke: bool, budget: int
+) -> dict[str, Any]:
+    """What makes a run this run: recorded in run.json and in every checkpoint, compared before any resume."""
+    return {
+        "method": method,
+        "protocol": protocol.id,
+        "protocol_hash": protocol.hash,
+        "task": task,
+        "seed": int(seed),
+        "smoke": bool(smoke),
+        "budget_agent_steps": int(budget),
+        "config": config if isinstance(config, dict) else to_dict(config),
+    }
+
+
+def identity_differences(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(differences outside the config, config differences) between a recorded identity and a requested one, as
+    `key: directory has X, requested Y` lines. THE comparison behind run.json, checkpoint and sweep checks."""
+    diffs = [
+        f"{key}: directory has {recorded.get(key)!r}, requested {requested[key]!r}"
+        for key in IDENTITY_KEYS
+        if recorded.get(key) != requested[key]
+    ]
+    config = recorded.get("config")
+    old, new = _flatten(config if isinstance(config, Mapping) else {}), _flatten(requested["config"])
+    config_diffs = [
+        f"config.{key}: directory has {old.get(key)!r}, requested {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+    return diffs, config_diffs
+
+
+def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
+    a, b = _flatten(old), _flatten(new)
+    return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def _check_same_run(
+    recorded: Mapping[str, Any], requested: Mapping[str, Any], run_dir: Path, where: str = "run.json",
+    allow_config_change: bool = False,
+) -> None:
+    """Refuse to continue a run directory made with other settings (protocol version/hash, method, config...).
+    With `allow_config_change`, config differences are accepted (recorded by the caller); nothing else is."""
+    diffs, config_diffs = identity_differences(recorded, requested)
+    if not allow_config_change:
+        diffs += config_diffs
     if diffs:
-        raise RunDirError(
-            f"run directory {run_dir} holds a different run ({'; '.join(diffs[:6])}"
-            f"{'; ...' if len(diffs) > 6 else ''}). A run directory is never reused for other settings: pass a new "
-            "--root (e.g. --root runs_new) to keep both, or delete the directory to start over."
+        shown = "; ".join(diffs[:6]) + ("; ..." if len(diffs) > 6 else "")
+        hint = (
+            " To continue this run with changed config settings instead (e.g. a lower learning rate after a "
+            "non-finite loss), add --allow-config-change: the change and the agent step it applies from are "
+            "recorded in run.json's config_changes."
+            if config_diffs and len(diffs) == len(config_diffs) and not allow_config_change else ""
         )
+        raise RunDirError(
+            f"run directory {run_dir} holds a different run (by its {where}: {shown}). A run directory is never "
+            "reused for other settings: pass a new --root (e.g. --root runs_new) to keep both, or delete the "
+            f"directory to start over.{hint}"
+        )
+
+
+# run.json keys the runner (and the sweep) read back, with the JSON types they must have.
+_RUN_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "method": (str,), "protocol": (str,), "protocol_hash": (str,), "task": (str,), "seed": (int,),
+    "smoke": (bool,), "budget_agent_steps": (int,), "config": (dict,), "status": (str,), "resumes": (int,),
+    "agent_steps": (int,), "threads": (int,), "started": (str,), "finished": (str,), "checkpoint_step": (int,),
+    "config_changes": (list,), "logs_sha256": (dict,), "final_score": (int, float), "wall_s": (int, float),
+}
+_JSON_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", dict: "an object", list: "a list",
+                    float: "a number"}
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    """run.json, checked to have the shape the runner wrote (RunDirError naming the bad key otherwise)."""
+    fix = f"move {path.parent} aside (or delete it) to start that run over, or use a new --root"
+    try:
+        info = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{path} is damaged (not JSON: {e}); {fix}") from None
+    except OSError as e:
+        raise RunDirError(f"{path} cannot be read ({e.strerror or e}); {fix}") from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{path} is damaged: it holds {type(info).__name__} {str(info)[:60]}, not a JSON object; {fix}")
+    for key, types in _RUN_JSON_TYPES.items():
+        value = info.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            want = " or ".join(_JSON_TYPE_NAMES[t] for t in types)
+            raise RunDirError(f"{path} is damaged: {key!r} is {value!r}, expected {want}; {fix}")
+    if info.get("status") not in (None, "running", "finished", "failed"):
+        raise RunDirError(f"{path} is damaged: 'status' is {info['status']!r}, expected running/finished/failed; {fix}")
+    return info
+
+
+def _logs_sha256(run_dir: Path, names: Sequence[str] = ("scores.csv",)) -> dict[str, str]:
+    out = {}
+    for name in names:
+        with open(run_dir / name, "rb") as f:
+            out[name] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
+
+
+def finished_problem(run_dir: Path, info: Mapping[str, Any]) -> str | None:
+    """Why a run.json that says `finished` cannot be trusted (its scores.csv changed since), or None."""
+    recorded = info.get("logs_sha256") or {}
+    for name, digest in recorded.items():
+        try:
+            now = _logs_sha256(run_dir, [name])[name]
+        except OSError as e:
+            return f"{name} of the finished run cannot be read ({e.strerror or e})"
+        if now != digest:
+            return (f"{name} was changed after the run finished (sha256 {digest[:12]}... when it finished, "
+                    f"{now[:12]}... now)")
+    return None
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -292,7 +410,7 @@ def _run_protocol(protocol: Protocol, smoke: bool, budget: int) -> Protocol:
 
 
 def _final_score(run_dir: Path, protocol: Protocol) -> tuple[float | None, str | None]:
-    """The protocol's final score via the one implementation (wmbench.results.final_score)."""
+    """The protocol's final score via the one implementation (wmbench.results.final_score), or why there is none."""
     try:
         import pandas as pd
 
@@ -302,11 +420,129 @@ def _final_score(run_dir: Path, protocol: Protocol) -> tuple[float | None, str |
     try:
         episodes = pd.read_csv(run_dir / "scores.csv")
         value = float(final_score(episodes, protocol))
-    except Exception as e:  # the run itself finished; a scoring problem must not discard it
+    except Exception as e:  # noqa: BLE001 - any scoring failure is reported, with its type, as the run's error
         return None, f"{type(e).__name__}: {e}"
-    return (None if math.isnan(value) else value), None
+    if math.isnan(value):
+        return None, "the protocol's score rule gave NaN"
+    return value, None
 
 
+# ------------------------------------------------------------------------------------------ arguments
+DEFAULT_CHECKPOINT_MINUTES = 5.0
+MAX_SEED = 2**63 - 1
+MAX_STEPS = 2**53
+_DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?|mps")
+
+
+def check_run_args(
+    seed: Any, root: Any, device: str = "cpu", steps: int | None = None, checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None, threads: int | None = None,
+) -> None:
+    """Refuse values that a run would otherwise accept silently (and mean nothing) or fail on with a traceback.
+    `seed` None: not checked (a sweep checks its --seeds itself)."""
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED
+    ):
+        raise WmbenchError(f"--seed {seed!r} is out of range: a seed index is an integer from 0 to 2**63-1 "
+                           "(e.g. --seed 0)")
+    if not str(root).strip():
+        raise WmbenchError(f"--root {str(root)!r} is empty; pass the directory that holds run directories, e.g. "
+                           "--root runs")
+    if not _DEVICE_RE.fullmatch(str(device)):
+        raise WmbenchError(f"--device {device!r} is not a device wmbench runs on; use cpu, cuda, cuda:N or mps")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise WmbenchError(f"--steps must be between 1 and 2**53 agent steps, got {steps}")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise WmbenchError(f"--checkpoint-every must be at least 1 agent step, got {checkpoint_every}; omit it for "
+                           "the default (10% of the budget)")
+    if checkpoint_minutes is not None and not (math.isfinite(checkpoint_minutes) and checkpoint_minutes > 0):
+        raise WmbenchError(f"--checkpoint-minutes must be a positive number of minutes, got {checkpoint_minutes}; "
+                           f"omit it for the default ({DEFAULT_CHECKPOINT_MINUTES:g})")
+    if threads is not None and threads < 1:
+        raise WmbenchError(f"--threads must be at least 1, got {threads}; omit it to let torch choose")
+
+
+def note_protocol_version(text: str, protocol: Protocol) -> None:
+    """Say which version an unversioned protocol name resolved to (a newer version may change what scores mean)."""
+    if "@" not in str(text) and not str(text).endswith(".toml") and os.sep not in str(text):
+        print(f"note: protocol {text!r} resolved to {protocol.id}, its latest version; name {protocol.id} to pin it",
+              file=sys.stderr)
+
+
+def _unusable_dir(run_dir: Path, root: Path | str, e: OSError) -> RunDirError:
+    """The error for a run directory that cannot be created or written (root a file, read-only, not creatable)."""
+    blocker = next((p for p in [run_dir, *run_dir.parents] if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        why = f"{blocker} is a file, not a directory; move it away or pass another --root"
+    else:
+        why = f"{e.strerror or e}; pass a writable directory as --root (e.g. --root runs)"
+    return RunDirError(f"cannot use the run directory {run_dir} under --root {str(root)!r}: {why}")
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Temp files of atomic writes cut short by a kill (`.run.json.tmp-<pid>-...`): ours are never left behind."""
+    for p in run_dir.glob(".*.tmp-*"):
+        if p.name.partition(".tmp-")[2].split("-")[0] != str(os.getpid()):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _record_failure(run_dir: Path, record: Mapping[str, Any], trace: str) -> None:
+    """Write status `failed` even on a full disk: a new file may not fit, the old run.json's blocks do."""
+    with contextlib.suppress(OSError):
+        atomic_write_text(run_dir / "error.txt", trace)
+    try:
+        atomic_write_json(run_dir / "run.json", record)
+    except OSError as e:
+        try:
+            with open(run_dir / "run.json", "r+b") as f:
+                f.write((json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            print(f"warning: could not record the failure in {run_dir / 'run.json'} ({e}); it may still say "
+                  "'running'", file=sys.stderr)
+
+
+def _earlier_work(run_dir: Path, info: Mapping[str, Any] | None) -> str | None:
+    """What shows that an earlier attempt got past its first checkpoint (or, without run.json, ran at all)."""
+    if info is not None:
+        step = info.get("checkpoint_step", info.get("agent_steps"))
+        return f"run.json records a checkpoint at agent step {step}" if step else None
+    scores = run_dir / "scores.csv"
+    if (scores.exists() and scores.stat().st_size > len(SCORES_HEADER)) or any((run_dir / "replay").glob("chunk_*")):
+        return "scores.csv or replay/ of an earlier attempt, and no run.json"
+    return None
+
+
+def _log_prefix(path: Path, length: int) -> Any:
+    """sha256 of the first `length` bytes of a log (ValueError/FileNotFoundError when it has fewer)."""
+    digest = hashlib.sha256()
+    if length == 0 and not path.exists():
+        return digest
+    with open(path, "rb") as f:
+        remaining = length
+        while remaining:
+            block = f.read(min(remaining, 1 << 20))
+            if not block:
+                raise ValueError(f"{path} has fewer than the {length} bytes its checkpoint covers")
+            digest.update(block)
+            remaining -= len(block)
+    return digest
+
+
+def _finished(run_dir: Path, info: Mapping[str, Any], progress: bool) -> RunResult:
+    problem = finished_problem(run_dir, info)
+    if problem:
+        raise RunDirError(f"run directory {run_dir} says finished, but {problem}. Restore the file, or delete the "
+                          "directory to run it again")
+    if progress:
+        print(f"{run_dir} finished on {info.get('finished')}; not re-run", file=sys.stderr)
+    return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
+
+
+# ------------------------------------------------------------------------------------------ run
 def run(
     method: str,
     protocol: str | Protocol,
@@ -320,11 +556,20 @@ def run(
     checkpoint_every: int | None = None,
     progress: bool = True,
     threads: int | None = None,
+    checkpoint_minutes: float | None = None,
+    restart: bool = False,
+    allow_config_change: bool = False,
 ) -> RunResult:
-    """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted."""
+    """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted.
+
+    `restart`: start over from agent step 0 in a directory whose checkpoints are gone (or discard them).
+    `allow_config_change`: resume with config settings that differ from the recorded ones (run.json records the
+    change and the agent step it applies from); protocol, method, task, seed, smoke and budget never change.
+    """
     from wmbench.envs import check_installed, make_env
     from wmbench.method import get_method, method_config
 
+    check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
@@ -332,49 +577,43 @@ def run(
     config = method_config(cls, proto, overrides)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    if steps is not None and steps <= 0:
-        raise WmbenchError(f"--steps must be positive, got {steps}")
     budget = int(steps) if steps is not None else proto.budget_steps(smoke)
     unit = proto.budget.step_unit
     run_seed = derive_seed(proto.id, task, seed)
-    run_dir = run_dir_for(root, proto, task, method, seed)
-    identity = {
-        "method": method,
-        "protocol": proto.id,
-        "protocol_hash": proto.hash,
-        "task": task,
-        "seed": int(seed),
-        "smoke": bool(smoke),
-        "budget_agent_steps": budget,
-        "config": to_dict(config),
-    }
+    run_dir = run_dir_for(root, proto, task, method, seed, smoke)
+    identity = run_identity(method, proto, task, seed, config, smoke, budget)
 
     info_path = run_dir / "run.json"
     info: dict[str, Any] | None = None
     if info_path.exists():
-        try:
-            info = read_json(info_path)
-        except (json.JSONDecodeError, OSError) as e:
-            raise RunDirError(f"{info_path} is unreadable ({e}); move the directory aside or use a new --root") from e
-        _check_same_run(info, identity, run_dir)
-        if info.get("status") == "finished":
-            if progress:
-                print(f"{run_dir} finished on {info.get('finished')}; not re-run", file=sys.stderr)
-            return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
+        info = read_run_json(info_path)
+        finished = info.get("status") == "finished"
+        _check_same_run(info, identity, run_dir, allow_config_change=allow_config_change and not finished)
+        if finished:
+            return _finished(run_dir, info, progress)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(run_dir)
-    lock.acquire()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir)
+        lock.acquire()
+    except OSError as e:
+        if isinstance(e, WmbenchError):
+            raise
+        raise _unusable_dir(run_dir, root, e) from None
     try:
         with _sigterm_as_exception():
+            _remove_leftovers(run_dir)
             if info_path.exists():  # re-read under the lock: another process may have finished it meanwhile
-                info = read_json(info_path)
-                _check_same_run(info, identity, run_dir)
-                if info.get("status") == "finished":
-                    return RunResult(run_dir, "finished", info.get("final_score"), resumed=False)
+                info = read_run_json(info_path)
+                finished = info.get("status") == "finished"
+                _check_same_run(info, identity, run_dir, allow_config_change=allow_config_change and not finished)
+                if finished:
+                    return _finished(run_dir, info, progress=False)
             return _run_locked(
                 cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
                 checkpoint_every, progress, threads, make_env,
+                checkpoint_minutes if checkpoint_minutes is not None else DEFAULT_CHECKPOINT_MINUTES,
+                restart, allow_config_change,
             )
     finally:
         lock.release()
@@ -382,14 +621,48 @@ def run(
 
 def _run_locked(
     cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
-    checkpoint_every, progress, threads, make_env,
+    checkpoint_every, progress, threads, make_env, checkpoint_minutes, restart, allow_config_change,
 ) -> RunResult:
-    checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
+    try:
+        checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
+    except CheckpointError:
+        if not restart:
+            raise
+        checkpoint, checkpoint_dir = None, None  # unusable anyway; discarded below
     damaged = run_dir / "checkpoint"
     if checkpoint_dir is not None and checkpoint_dir.name == "checkpoint.prev" and damaged.exists():
         aside = run_dir / f"checkpoint.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
         os.replace(damaged, aside)
         print(f"warning: {damaged} was unusable (kept as {aside}); resuming from {checkpoint_dir}", file=sys.stderr)
+
+    previous_config = (info or {}).get("config")
+    if checkpoint is not None:
+        recorded = checkpoint.get("identity")
+        if isinstance(recorded, dict):
+            _check_same_run(recorded, identity, run_dir, where=f"{checkpoint_dir.name}/state.pt",
+                            allow_config_change=allow_config_change)
+            previous_config = recorded.get("config")
+        elif info is None and not restart:
+            raise CheckpointError(
+                f"{checkpoint_dir} records no run identity (an older wmbench wrote it) and {run_dir / 'run.json'} is "
+                "missing: nothing says which run it belongs to. Restore run.json, or start over with --restart"
+            )
+    if restart:  # only now: a checkpoint of another run is refused above, never discarded
+        for name in ("checkpoint", "checkpoint.prev"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        checkpoint = checkpoint_dir = None
+    if checkpoint is None:
+        earlier = _earlier_work(run_dir, info)
+        if earlier and not restart:
+            raise RunDirError(
+                f"{run_dir} holds an earlier attempt ({earlier}) but no checkpoint to resume it from (checkpoint/ and "
+                "checkpoint.prev/ are missing). Starting over rewrites its logs and replay from agent step 0: pass "
+                "--restart to do that, or restore the checkpoint"
+            )
+        if progress and (earlier or info is not None):
+            why = "--restart" if restart else "no checkpoint was written by the earlier attempt"
+            print(f"note: {run_dir} starts over from agent step 0 ({why}); its earlier logs and replay are rewritten",
+                  file=sys.stderr)
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -404,7 +677,8 @@ def _run_locked(
         seed=derive_seed(run_seed, "replay"),
     )
 
-    # Default: ~10% of the budget; taken at the next episode end, so at least one episode apart.
+    # Default: ~10% of the budget, or every `checkpoint_minutes` of wall time if that comes first; taken at the next
+    # episode end, so at least one episode apart.
     every = int(checkpoint_every) if checkpoint_every else max(1, budget // 10)
     log_every = max(1, min(1000, budget // 50))
     eval_every = int(proto.from_unit(proto.eval.every, unit)) if proto.eval.every and unit != "episodes" else 0
@@ -414,41 +688,76 @@ def _run_locked(
         "last_return": None,
     }
     metric_sums: dict[str, list[float]] = {}
+    log_hashes: dict[str, list[Any]] = {}  # name -> [sha256 of the covered prefix, its length]
     resumed = checkpoint is not None
-    if checkpoint is not None:
-        try:
-            agent.load_state_dict(checkpoint["method"])
-            replay.load_state_dict(checkpoint["replay"])
-        except ReplayError as e:
-            raise CheckpointError(f"{checkpoint_dir}: {e}") from e
-        counters.update(checkpoint["counters"])
-        metric_sums = {k: [float(s), float(n)] for k, (s, n) in checkpoint["metric_sums"].items()}
-        env.episode = int(checkpoint["env_episode"])
-        if eval_env is not None:
-            eval_env.episode = int(checkpoint["eval_env_episode"])
-        for name in LOGS:
+    saved_step: list[int | None] = [None]  # agent step of the newest checkpoint on disk
+    try:
+        if checkpoint is not None:
+            # Logs are checked first: replay loading discards the chunks written after the checkpoint, and a refused
+            # resume must leave the directory as it was.
+            recorded_hashes = checkpoint.get("logs_sha256") or {}
+            for name in LOGS:
+                length = int(checkpoint["logs"][name])
+                try:
+                    digest = _log_prefix(run_dir / name, length)
+                except (OSError, ValueError) as e:
+                    raise CheckpointError(
+                        f"{checkpoint_dir} covers {name} but {e}; restore the file, or start over with --restart"
+                    ) from e
+                if name in recorded_hashes and digest.hexdigest() != recorded_hashes[name]:
+                    raise CheckpointError(
+                        f"{run_dir / name} does not match {checkpoint_dir}: its first {length} bytes had sha256 "
+                        f"{recorded_hashes[name][:12]}... when the checkpoint was written and {digest.hexdigest()[:12]}"
+                        "... now, so it was changed afterwards. Restore the file, or start over with --restart"
+                    )
+                log_hashes[name] = [digest, length]
             try:
-                truncate(run_dir / name, int(checkpoint["logs"][name]))
-            except (OSError, ValueError) as e:
-                raise CheckpointError(f"{checkpoint_dir} covers {name} but {e}; restore the file or use a new --root") from e
-        set_rng_state(checkpoint["rng"])
-        if progress:
-            print(f"resuming {run_dir} from {checkpoint_dir} at agent step {counters['step']}", file=sys.stderr)
-        recorded = (info or {}).get("threads")
-        if recorded and recorded != torch.get_num_threads():
-            print(
-                f"warning: this run used {recorded} torch threads before and {torch.get_num_threads()} now; "
-                f"results may differ in the last bits from an uninterrupted run (pass --threads {recorded})",
-                file=sys.stderr,
-            )
-    else:
-        replay.discard_chunks_after(0)
-        atomic_write_text(run_dir / "scores.csv", SCORES_HEADER)
-        atomic_write_text(run_dir / "metrics.jsonl", "")
-        atomic_write_text(run_dir / "timing.csv", TIMING_HEADER)
+                agent.load_state_dict(checkpoint["method"])
+                replay.load_state_dict(checkpoint["replay"])
+            except ReplayError as e:
+                raise CheckpointError(f"{checkpoint_dir}: {e}") from e
+            for name in LOGS:
+                truncate(run_dir / name, log_hashes[name][1])
+            counters.update(checkpoint["counters"])
+            metric_sums = {k: [float(s), float(n)] for k, (s, n) in checkpoint["metric_sums"].items()}
+            env.episode = int(checkpoint["env_episode"])
+            if eval_env is not None:
+                eval_env.episode = int(checkpoint["eval_env_episode"])
+            set_rng_state(checkpoint["rng"])
+            saved_step[0] = int(checkpoint["step"])
+            if progress:
+                print(f"resuming {run_dir} from {checkpoint_dir} at agent step {counters['step']}", file=sys.stderr)
+            recorded_threads = (info or {}).get("threads")
+            if recorded_threads and recorded_threads != torch.get_num_threads():
+                print(
+                    f"warning: this run used {recorded_threads} torch threads before and {torch.get_num_threads()} "
+                    f"now; results may differ in the last bits from an uninterrupted run (pass --threads "
+                    f"{recorded_threads})",
+                    file=sys.stderr,
+                )
+        else:
+            replay.discard_chunks_after(0)
+            atomic_write_text(run_dir / "scores.csv", SCORES_HEADER)
+            atomic_write_text(run_dir / "metrics.jsonl", "")
+            atomic_write_text(run_dir / "timing.csv", TIMING_HEADER)
+            log_hashes = {name: [hashlib.sha256(), 0] for name in LOGS}
+    except BaseException:
+        env.close()
+        if eval_env is not None:
+            eval_env.close()
+        raise
 
     record = dict(info or {})
     record.update(identity)
+    changes = _config_changes(previous_config, identity["config"]) if resumed and previous_config else {}
+    if changes:
+        record["config_changes"] = [
+            *(info or {}).get("config_changes", []),
+            {"from_agent_step": counters["step"], "changes": changes, "time": _now()},
+        ]
+        print(f"note: {run_dir} continues from agent step {counters['step']} with changed config "
+              f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changes.items())}); recorded in run.json's "
+              "config_changes", file=sys.stderr)
     record.update(
         {
             "run_seed": run_seed,
@@ -457,8 +766,12 @@ def _run_locked(
             "threads": torch.get_num_threads(),
             "steps_override": budget != proto.budget_steps(smoke),
             "replay_bytes": replay.capacity_bytes,
+            "checkpoint_every": every,
+            "checkpoint_minutes": checkpoint_minutes,
+            "checkpoint_step": saved_step[0],
             "status": "running",
             "error": None,
+            "interrupted": False,
             "started": (info or {}).get("started") or _now(),
             "updated": _now(),
             "finished": None,
@@ -470,13 +783,13 @@ def _run_locked(
             "pid": os.getpid(),
         }
     )
-    atomic_write_json(run_dir / "run.json", record)
 
     label = f"{identity['method']} {proto.id} {task} seed {seed}"
     show = _Progress(label, budget, progress)
     t_start = time.monotonic()
     wall0 = float(counters["wall_s"])
     timing_mark = [t_start, counters["step"]]
+    last_save = [t_start]
 
     def wall() -> float:
         return wall0 + time.monotonic() - t_start
@@ -517,12 +830,25 @@ def _run_locked(
             score_row(step, counters["eval_episodes"], ret, length, "eval")
         counters["last_eval_step"] = step
 
+    def hash_logs() -> tuple[dict[str, int], dict[str, str]]:
+        """Lengths of the (fsynced) logs and the sha256 of each: only the bytes appended since the last call are read."""
+        lengths = {name: fsync_file(run_dir / name) for name in LOGS}
+        for name, length in lengths.items():
+            digest, done = log_hashes[name]
+            with open(run_dir / name, "rb") as f:
+                f.seek(done)
+                digest.update(f.read(length - done))
+            log_hashes[name][1] = length
+        return lengths, {name: log_hashes[name][0].hexdigest() for name in LOGS}
+
     verified: list[bool] = []
 
     def save(final: bool) -> None:
         counters["wall_s"] = wall()
+        lengths, digests = hash_logs()
         state = {
             "format": CHECKPOINT_FORMAT,
+            "identity": identity,
             "final": final,
             "step": counters["step"],
             "counters": dict(counters),
@@ -532,16 +858,27 @@ def _run_locked(
             "method": agent.state_dict(),
             "replay": replay.state_dict(),
             "rng": rng_state(),
-            "logs": {name: fsync_file(run_dir / name) for name in LOGS},
+            "logs": lengths,
+            "logs_sha256": digests,
         }
         save_checkpoint(run_dir, state)
+        saved_step[0] = counters["step"]
+        last_save[0] = time.monotonic()
         if not verified:  # once per process: fail early if the state cannot be loaded back safely
             load_checkpoint(run_dir / "checkpoint")
             verified.append(True)
-        record.update({"agent_steps": counters["step"], "updated": _now()})
+        record.update({"agent_steps": counters["step"], "checkpoint_step": counters["step"], "updated": _now()})
         atomic_write_json(run_dir / "run.json", record)
 
+    def resume_note() -> str:
+        if saved_step[0] is None:
+            return (f"nothing was saved yet (checkpoints come every {every} agent steps or {checkpoint_minutes:g} "
+                    "minutes, at an episode end): running the same command starts this run over from agent step 0")
+        return (f"saved: the checkpoint at agent step {saved_step[0]} ({run_dir / 'checkpoint'}); running the same "
+                f"command resumes from agent step {saved_step[0]}")
+
     try:
+        atomic_write_json(run_dir / "run.json", record)
         if not (checkpoint is not None and checkpoint.get("final")):
             step = counters["step"]
             next_checkpoint = (step // every + 1) * every
@@ -561,7 +898,7 @@ def _run_locked(
                             counters["next_eval"] += eval_every
                     if step >= budget:
                         break
-                    if step >= next_checkpoint:
+                    if step >= next_checkpoint or time.monotonic() - last_save[0] >= 60 * checkpoint_minutes:
                         save(final=False)
                         next_checkpoint = (step // every + 1) * every
                     obs, state, ret, length = env.reset(), None, 0.0, 0
@@ -588,20 +925,30 @@ def _run_locked(
             save(final=True)
         show(counters["step"], counters["last_return"], force=True)
         score, score_error = _final_score(run_dir, _run_protocol(proto, smoke, budget))
+        if score_error:
+            raise RunDirError(
+                f"{run_dir} completed its {budget} agent steps, but its final score cannot be computed "
+                f"({score_error}), so the run is not finished. Check its scores.csv against the protocol's score "
+                "rule; run the same command again once fixed, or start over with --restart"
+            )
         record.update(
             {"status": "finished", "finished": _now(), "updated": _now(), "final_score": score,
-             "agent_steps": counters["step"], "wall_s": round(wall(), 3)}
+             "agent_steps": counters["step"], "wall_s": round(wall(), 3), "logs_sha256": _logs_sha256(run_dir)}
         )
-        if score_error:
-            record["final_score_error"] = score_error
-            print(f"warning: final score not computed: {score_error}", file=sys.stderr)
         atomic_write_json(run_dir / "run.json", record)
         return RunResult(run_dir, "finished", score, resumed)
     except BaseException as e:
-        record.update({"status": "failed", "error": f"{type(e).__name__}: {e}", "updated": _now()})
-        with contextlib.suppress(Exception):
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            atomic_write_json(run_dir / "run.json", record)
+        interrupted = isinstance(e, (KeyboardInterrupt, Terminated))
+        message = f"{type(e).__name__}: {e}"
+        if interrupted:
+            how = "terminated by SIGTERM" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+            message = f"{how} at agent step {counters['step']}; {resume_note()}"
+        record.update({"status": "failed", "error": message, "interrupted": interrupted, "updated": _now()})
+        _record_failure(run_dir, record, traceback.format_exc())
+        if isinstance(e, Terminated):
+            raise Terminated(message) from None
+        if isinstance(e, KeyboardInterrupt):
+            print(message, file=sys.stderr)
         raise
     finally:
         env.close()
@@ -619,26 +966,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("method", help="method name (wmbench list methods)")
     p.add_argument("protocol", help="protocol, e.g. atari100k@1 (wmbench list protocols)")
     p.add_argument("--task", required=True, help="task of the protocol, e.g. pong")
-    p.add_argument("--seed", type=int, required=True, help="seed index (the run seed is derived from it)")
-    p.add_argument("--smoke", action="store_true", help="the protocol's tiny smoke budget (tests, demos)")
+    p.add_argument("--seed", type=int, required=True, help="seed index 0 ... 2**63-1 (the run seed is derived from it)")
+    p.add_argument("--smoke", action="store_true", help="the protocol's tiny smoke budget (tests, demos); smoke runs "
+                   "live in <method>/smoke/seed_<n>/, apart from full runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set preset=size12m --set batch_size=16)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--root", default="runs", help="root of run directories (default ./runs)")
     p.add_argument("--steps", type=int, default=None, help="agent-step budget instead of the protocol's (recorded)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="agent steps between checkpoints "
                    "(default 10%% of the budget; taken at the next episode end)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--checkpoint-minutes", type=float, default=None, help="also checkpoint after this much wall "
+                   f"time (default {DEFAULT_CHECKPOINT_MINUTES:g}; at the next episode end; recorded)")
+    p.add_argument("--restart", action="store_true", help="start this run over from agent step 0, discarding its "
+                   "checkpoints, logs and replay (when its checkpoints are missing or its files fail their checks)")
+    p.add_argument("--allow-config-change", action="store_true", help="resume with --set values that differ from "
+                   "the recorded config (e.g. a lower learning rate after a non-finite loss); recorded in run.json")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (at least 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p
 
 
 def cli_run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    check_run_args(args.seed, args.root, args.device, args.steps, args.checkpoint_every, args.checkpoint_minutes,
+                   args.threads)
+    proto = load_protocol(args.protocol)
+    note_protocol_version(args.protocol, proto)
     result = run(
-        args.method, args.protocol, args.task, args.seed, root=args.root, overrides=args.overrides,
+        args.method, proto, args.task, args.seed, root=args.root, overrides=args.overrides,
         smoke=args.smoke, device=args.device, steps=args.steps, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress, threads=args.threads,
+        progress=not args.no_progress, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
+        restart=args.restart, allow_config_change=args.allow_config_change,
     )
     score = "n/a" if result.final_score is None else f"{result.final_score:.6g}"
     print(f"run directory: {result.run_dir}")

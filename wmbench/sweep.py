@@ -39,6 +39,7 @@ from wmbench.sweep_backends import DEFAULT_TARGET, Backend, Outcome, RunJob
 
 SPEC_VERSION = 1
 BACKENDS = ("local", "ray", "submitit")
+MAX_SEEDS = 10_000  # seed indices per sweep: more is a typo (0-100000000), not a sweep
 
 
 class SweepError(WmbenchError, ValueError):
@@ -50,18 +51,21 @@ class SweepError(WmbenchError, ValueError):
 
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`0-9`, `0,3,5`, `0-2,7` -> seed indices in the given order, duplicates dropped."""
-    seeds: list[int] = []
+    seeds: dict[int, None] = {}  # ordered set
     for part in str(text).replace(" ", "").split(","):
         lo, sep, hi = part.partition("-")
         try:
-            values = range(int(lo), int(hi) + 1) if sep else [int(part)]
+            values = range(int(lo), int(hi) + 1) if sep else range(int(part), int(part) + 1)
         except ValueError:
             raise SweepError(f"--seeds: {part!r} in {text!r} is not a seed or a range; use e.g. 0-9, 0,3,5 or 0-2,7") from None
         if sep and int(hi) < int(lo):
             raise SweepError(f"--seeds: range {part!r} is empty (end before start); write it as {hi}-{lo}")
-        if any(v < 0 for v in values):
-            raise SweepError(f"--seeds: seed indices are non-negative, got {part!r}")
-        seeds += [v for v in values if v not in seeds]
+        if values.start < 0 or values.stop - 1 > 2**63 - 1:
+            raise SweepError(f"--seeds: seed indices are integers from 0 to 2**63-1, got {part!r}")
+        if len(seeds) + len(values) > MAX_SEEDS:
+            raise SweepError(f"--seeds {text!r} selects more than {MAX_SEEDS} seeds; a sweep takes at most {MAX_SEEDS} "
+                             "(e.g. --seeds 0-9)")
+        seeds.update(dict.fromkeys(values))
     if not seeds:
         raise SweepError(f"--seeds {text!r} selects no seeds")
     return tuple(seeds)
@@ -122,6 +126,8 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepSpec:
+        if not isinstance(data, dict):
+            raise TypeError(f"holds {type(data).__name__}, not a JSON object")
         return cls(
             method=data["method"],
             protocol=data["protocol"],
@@ -180,7 +186,7 @@ def make_spec(
 def run_dir(root: Path | str, spec: SweepSpec, task: str, seed: int) -> Path:
     from wmbench.runner import run_dir_for
 
-    return Path(run_dir_for(root, spec.protocol, task, spec.method, seed))
+    return Path(run_dir_for(root, spec.protocol, task, spec.method, seed, spec.smoke))
 
 
 def sweeps_dir(root: Path | str) -> Path:
@@ -198,7 +204,7 @@ def write_spec(root: Path | str, spec: SweepSpec, argv: Sequence[str] = ()) -> P
     directory = sweep_dir(root, spec)
     path = directory / "sweep.json"
     if path.exists():
-        old = SweepSpec.from_dict(json.loads(path.read_text()))
+        old = load_spec(directory)
         if old.identity() != spec.identity():
             diff = [k for k, v in spec.identity().items() if old.identity().get(k) != v]
             raise SweepError(
@@ -227,7 +233,14 @@ def load_spec(directory: Path | str) -> SweepSpec:
     path = Path(directory) / "sweep.json"
     if not path.exists():
         raise SweepError(f"{directory} is not a sweep directory (no sweep.json); sweeps live in <root>/sweeps/<id>/")
-    return SweepSpec.from_dict(json.loads(path.read_text()))
+    try:
+        return SweepSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        what = f"key {e} is missing" if isinstance(e, KeyError) else str(e)
+        raise SweepError(
+            f"{path} is damaged ({what}). Move {Path(directory)} aside (or delete it) and run the sweep command "
+            "again: the runs live under --root, not in the sweep directory, and finished ones are reused"
+        ) from None
 
 
 def find_sweeps(root: Path | str) -> list[Path]:
@@ -307,13 +320,30 @@ def _lock_holder(run: Path) -> dict[str, Any] | None:
 
 def run_status(root: Path | str, spec: SweepSpec, task: str, seed: int, attempts: Sequence[dict[str, Any]] = ()) -> RunStatus:
     """State of one run of a sweep from its run directory and the sweep's attempt records for it."""
+    from wmbench.runner import RunDirError, finished_problem, read_run_json
+
     directory = run_dir(root, spec, task, seed)
-    info = _read_json(directory / "run.json") or {}
     status = RunStatus(task, seed, "pending", run_dir=str(directory), attempts=len(attempts))
+    info: dict[str, Any] = {}
+    if (directory / "run.json").exists():
+        try:
+            info = read_run_json(directory / "run.json")
+        except RunDirError as e:
+            status.state, status.reason = "failed", str(e)
+            return status
     status.steps = info.get("agent_steps")
     status.budget = info.get("budget_agent_steps")
     last = attempts[-1] if attempts else None
     state = info.get("status")
+    gave_up = last is not None and last.get("gave_up")
+    if gave_up and state == "finished" and str(info.get("finished") or "") <= str(last.get("ended") or ""):
+        # run.json says finished, but this sweep's last attempt at it failed after that (e.g. the directory holds a
+        # run with other settings): the run is not this sweep's finished run
+        state = None
+    problem = finished_problem(directory, info) if state == "finished" else None
+    if problem:
+        status.state, status.reason = "failed", f"run.json says finished, but {problem}"
+        return status
     if state == "finished":
         status.state = "finished"
         status.final_score = info.get("final_score")
@@ -329,10 +359,15 @@ def run_status(root: Path | str, spec: SweepSpec, task: str, seed: int, attempts
         if status.steps_per_s and status.steps is not None and status.budget is not None:
             status.eta_s = max(0, status.budget - status.steps) / status.steps_per_s
         return status
-    if last is not None and last.get("gave_up"):
+    if gave_up:
+        assert last is not None
+        tries = "not retried: the same error would recur" if last.get("deterministic") else f"after {last.get('attempt')} attempts"
         status.state = "failed"
-        status.reason = f"{last.get('status')} after {last.get('attempt')} attempts: {last.get('error') or ''}".strip()
+        status.reason = f"{last.get('status')} ({tries}): {last.get('error') or ''}".strip()
         status.error_file = last.get("error_file")
+        return status
+    if state == "failed" and info.get("interrupted"):  # SIGTERM or Ctrl-C (e.g. the driver was killed)
+        status.reason = f"interrupted: {info.get('error')}"
         return status
     if state == "failed":
         status.state = "failed"
@@ -491,7 +526,13 @@ def run_sweep(
     if options.retries < 0:
         raise SweepError(f"--retries must be >= 0, got {options.retries}")
     root = Path(root)
-    directory = write_spec(root, spec, argv)
+    try:
+        directory = write_spec(root, spec, argv)
+    except OSError as e:
+        if isinstance(e, WmbenchError):
+            raise
+        raise SweepError(f"cannot write the sweep directory {sweep_dir(root, spec)} under --root {str(root)!r} "
+                         f"({e.strerror or e}); pass a writable directory as --root") from None
     workers = options.workers if options.workers is not None else default_workers(options.device)
     if workers < 1:
         raise SweepError(f"--workers must be >= 1, got {workers}")
@@ -500,10 +541,9 @@ def run_sweep(
     protocol_arg = spec.protocol_source or spec.protocol
 
     todo: deque[tuple[RunJob, int]] = deque()
-    expected = _expected_identity(spec)
+    expected = _expected_identities(spec)
     for task, seed in spec.runs():
-        info = _read_json(run_dir(root, spec, task, seed) / "run.json")
-        if info is not None and info.get("status") == "finished" and _same_run(info, expected):
+        if _finished_same_run(run_dir(root, spec, task, seed), expected[(task, seed)]):
             # The runner would also return at once; skipping here saves starting a worker for it.
             result.skipped.append((task, seed))
             result.finished.append((task, seed))
@@ -556,37 +596,47 @@ def run_sweep(
                 live.refresh()
     except KeyboardInterrupt:
         print(
-            "sweep interrupted: running runs are stopped and resume from their checkpoints when the same "
-            "command is run again",
+            "sweep interrupted: running runs are stopped; each resumes from its last checkpoint (or starts over "
+            "where none was written yet) when the same command is run again (wmbench sweep --status shows where "
+            "each stands)",
             file=sys.stderr,
         )
         raise
     finally:
         if backend is not None:
             backend.close()
-    result.scores_csv = write_scores(root, spec, directory, result.finished)
+    result.scores_csv = write_scores(root, spec, directory)
     return result
 
 
-def _expected_identity(spec: SweepSpec) -> dict[str, Any]:
-    from wmbench.config import to_dict
+def _expected_identities(spec: SweepSpec) -> dict[tuple[str, int], dict[str, Any]]:
+    """Each run's identity as the runner records it (wmbench.runner.run_identity)."""
     from wmbench.method import get_method, method_config
     from wmbench.protocols import load_protocol
+    from wmbench.runner import run_identity
 
     proto = load_protocol(spec.protocol_source or spec.protocol)
+    config = method_config(get_method(spec.method), proto, spec.overrides)
+    budget = spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke)
     return {
-        "method": spec.method,
-        "protocol_hash": spec.protocol_hash,
-        "smoke": spec.smoke,
-        "budget_agent_steps": spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke),
-        "config": to_dict(method_config(get_method(spec.method), proto, spec.overrides)),
+        (task, seed): run_identity(spec.method, proto, task, seed, config, spec.smoke, budget)
+        for task, seed in spec.runs()
     }
 
 
-def _same_run(info: dict[str, Any], expected: dict[str, Any]) -> bool:
-    """A finished run.json made by this sweep's settings may be skipped without starting a worker; any
+def _finished_same_run(directory: Path, expected: dict[str, Any]) -> bool:
+    """A finished run made by this sweep's settings (and intact) may be skipped without starting a worker; any
     difference goes to the runner, which reports it (a run directory never silently changes meaning)."""
-    return all(info.get(k) == v for k, v in expected.items())
+    from wmbench.runner import RunDirError, finished_problem, identity_differences, read_run_json
+
+    try:
+        info = read_run_json(directory / "run.json") if (directory / "run.json").exists() else None
+    except RunDirError:
+        return False
+    if info is None or info.get("status") != "finished" or finished_problem(directory, info):
+        return False
+    diffs, config_diffs = identity_differences(info, expected)
+    return not diffs and not config_diffs
 
 
 def _handle(
@@ -601,7 +651,7 @@ def _handle(
     result: SweepResult,
     live: _LiveView,
 ) -> None:
-    gave_up = outcome.status in ("failed", "crashed") and attempt > options.retries
+    gave_up = outcome.status in ("failed", "crashed") and (attempt > options.retries or outcome.deterministic)
     record = {
         "task": job.task,
         "seed": job.seed,
@@ -616,6 +666,7 @@ def _handle(
         "started": datetime.fromtimestamp(started.get(job.key, time.time()), UTC).isoformat(timespec="seconds"),
         "ended": _now(),
         "gave_up": gave_up,
+        "deterministic": outcome.deterministic,
     }
     if outcome.traceback and outcome.error_file is None:
         # Ray/submitit return the traceback in the outcome; keep it in a file the status table can point to.
@@ -635,7 +686,8 @@ def _handle(
         live.note(f"{label} is running elsewhere (locked); not started twice")
     elif gave_up:
         result.failed.append(job.key)
-        live.note(f"[red]gave up on {label}[/] after {attempt} attempts: {error} ({escape(str(record['error_file']))})")
+        tries = "not retried: the same error would recur" if outcome.deterministic else f"after {attempt} attempts"
+        live.note(f"[red]gave up on {label}[/] ({tries}): {error} ({escape(str(record['error_file']))})")
     else:
         todo.append((job, attempt + 1))
         live.note(f"{label} attempt {attempt} {outcome.status}: {error}; retrying")
@@ -691,24 +743,31 @@ class _LiveView:
 # ---------------------------------------------------------------- aggregation
 
 
-def write_scores(root: Path, spec: SweepSpec, directory: Path, finished: Sequence[tuple[str, int]]) -> Path | None:
-    """One tidy score table of the sweep's finished runs (score-table schema) for `wmbench report`."""
-    if not finished:
-        return None
+def write_scores(root: Path, spec: SweepSpec, directory: Path) -> Path | None:
+    """One tidy score table (score-table schema, for `wmbench report`) of ALL the sweep's finished runs, whichever
+    driver ran them: built under a lock from the run directories, so with several drivers on one root the one that
+    ends last writes the complete table."""
+    import fcntl
+
     try:
         from wmbench.results import load_scores
     except ImportError:  # results.py not installed in this checkout: runs are intact, the table can be rebuilt
         return None
     from wmbench.io import atomic_write_text
 
-    dirs = [run_dir(root, spec, task, seed) for task, seed in spec.runs() if (task, seed) in set(finished)]
-    try:
-        table = load_scores(dirs)
-    except WmbenchError as e:  # the runs are done and intact; only the summary table could not be built
-        print(f"warning: the sweep's score table was not written: {e}", file=sys.stderr)
-        return None
-    path = directory / "scores.csv"
-    atomic_write_text(path, table.to_csv(index=False))
+    with open(directory / "scores.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        finished = [(s.task, s.seed) for s in sweep_status(root, spec) if s.state == "finished"]
+        if not finished:
+            return None
+        dirs = [run_dir(root, spec, task, seed) for task, seed in finished]
+        try:
+            table = load_scores(dirs)
+        except WmbenchError as e:  # the runs are done and intact; only the summary table could not be built
+            print(f"warning: the sweep's score table was not written: {e}", file=sys.stderr)
+            return None
+        path = directory / "scores.csv"
+        atomic_write_text(path, table.to_csv(index=False))
     return path
 
 
@@ -757,15 +816,17 @@ def cli_sweep(argv: list[str]) -> int:
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=160)  # logs of batch jobs: rich's 80-column default folds every path
+    from wmbench.protocols import load_protocol
+    from wmbench.runner import check_run_args, note_protocol_version
+
+    check_run_args(None, args.root, args.device, args.steps, args.checkpoint_every, None, args.threads)
     if args.status and not args.method:
         return _print_all_status(console, Path(args.root), args.name)
     if not args.method or not args.protocol:
         raise SweepError("wmbench sweep needs METHOD and PROTOCOL (or --status to list the sweeps under --root)")
-    seeds = args.seeds
-    if seeds is None:
-        from wmbench.protocols import load_protocol
-
-        seeds = f"0-{load_protocol(args.protocol).seeds.recommended - 1}"
+    proto = load_protocol(args.protocol)
+    note_protocol_version(args.protocol, proto)
+    seeds = args.seeds if args.seeds is not None else f"0-{proto.seeds.recommended - 1}"
     spec = make_spec(args.method, args.protocol, seeds, args.tasks, args.overrides, args.smoke, args.steps, args.name)
     if args.status:
         if not (sweep_dir(args.root, spec) / "sweep.json").exists():

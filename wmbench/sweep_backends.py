@@ -98,6 +98,7 @@ class Outcome:
     error_file: str | None = None
     final_score: float | None = None
     resumed: bool = False
+    deterministic: bool = False  # failed with an error that a retry would meet again (bad input, other run there)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +122,17 @@ def limit_threads(threads: int) -> None:
 def _is_run_locked(error: BaseException) -> bool:
     # By class name, so an injected target (tests) can signal it without importing the runner.
     return any(cls.__name__ == "RunLocked" for cls in type(error).__mro__)
+
+
+# WmbenchErrors that may pass: a full disk can be freed, a SIGTERM (pre-emption) is not the run's fault.
+TRANSIENT_ERRORS = ("DiskFullError", "Terminated", "RunLocked")
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """A user-fixable error (WmbenchError: run directory of another run, bad config, damaged file) recurs on every
+    retry, so the sweep reports it at once instead of retrying; bugs and transient errors are retried."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return isinstance(error, WmbenchError) and not names & set(TRANSIENT_ERRORS)
 
 
 def execute(job: RunJob) -> Outcome:
@@ -155,6 +167,7 @@ def execute(job: RunJob) -> Outcome:
             error=f"{type(e).__name__}: {e}",
             traceback=traceback.format_exc(),
             error_file=str(error_file) if fresh else None,
+            deterministic=is_deterministic(e),
         )
     status = str(getattr(result, "status", "finished"))
     return Outcome(
