@@ -28,8 +28,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
 
+# Every benchmark through pytest-benchmark at short settings (BENCH_ARGS=--bench-full for the full ones): the run is
+# saved outside the repository (~/.cache/wmbench/benchmarks) and compared with the last saved run of this machine.
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) -m pytest benchmarks -p no:xdist -p no:cacheprovider --benchmark-only --benchmark-autosave \
+		$$(ls ~/.cache/wmbench/benchmarks/*/*.json >/dev/null 2>&1 && echo --benchmark-compare) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wmbench baselines tests benchmarks

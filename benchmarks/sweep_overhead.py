@@ -11,7 +11,7 @@ measured is the sweep's cost: worker start-up, imports, bookkeeping) three ways,
 Overhead per run = (sweep wall x W - loop wall) / N: worker-seconds the sweep spends per run beyond the run itself
 (with perfect scaling and no overhead the sweep would take loop wall / W).
 
-    .venv/bin/python benchmarks/sweep_overhead.py --runs 200 --steps 10 --workers 2 --backends local,local-reuse,ray
+    .venv/bin/python benchmarks/sweep_overhead.py --runs 200 --steps 60 --workers 2 --backends local,local-reuse,ray
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def measure(runs: int, steps: int, workers: int, backends: str, root: str | None
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=200)
-    p.add_argument("--steps", type=int, default=10, help="agent steps per run")
+    p.add_argument("--steps", type=int, default=60,
+                   help="agent steps per run (at least one 50-step fake@1 episode: a run without one is not finished)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--backends", default="local,local-reuse,ray")
     p.add_argument("--root", default=None, help="scratch directory (default: a temp dir, removed at the end)")

@@ -1,0 +1,37 @@
+"""Env adapter and runner-loop overhead against the raw simulator, measured in the same run (env_overhead.py).
+
+Floors from the issues: the Atari loop <= 1.10x raw ale-py, DMC <= 1.05x raw dm_control. The floor is checked on
+the CPU-time ratio (process CPU seconds per step), which other processes on the machine disturb far less than wall
+time; both are stored."""
+
+from __future__ import annotations
+
+import pytest
+
+FLOORS = {"atari": 1.10, "dmc": 1.05}
+
+
+@pytest.mark.parametrize("suite", ["atari", "dmc"])
+def test_env_overhead(benchmark, ratio, full, suite) -> None:
+    pytest.importorskip("ale_py" if suite == "atari" else "dm_control")
+    import torch
+    from env_overhead import RawAtari, RawDMC, measure
+
+    from wmbench.protocols import load_protocol
+
+    torch.set_num_threads(1)
+    if suite == "atari":
+        args = (load_protocol("atari100k@1"), "pong", RawAtari, 2000 if full else 600)
+    else:
+        args = (load_protocol("dmc_vision@1"), "cartpole_swingup", RawDMC, 200 if full else 100)
+    protocol, task, raw, steps = args
+    figures = benchmark.pedantic(
+        measure, args=(suite, protocol, task, raw, steps, 20, 5 if full else 3, 0, True), rounds=1, iterations=1
+    )
+    benchmark.extra_info.update({"task": task, "protocol": protocol.id, "steps": steps})
+    ratio("raw_steps_per_s", figures["raw"]["steps_per_s"])
+    ratio("adapter/raw wall", figures["adapter"]["wall_ratio"])
+    ratio("loop/raw wall", figures["runner"]["wall_ratio"])
+    ratio("adapter/raw cpu", figures["adapter"]["cpu_ratio"], at_most=FLOORS[suite])
+    ratio("loop/raw cpu", figures["runner"]["cpu_ratio"], at_most=FLOORS[suite])
+    ratio.check()
