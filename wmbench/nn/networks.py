@@ -112,7 +112,10 @@ def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -
 
 
 class MLP(nn.Module):
-    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units."""
+    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units.
+
+    `bias=False` drops the hidden layers' biases (the 2023 DreamerV3 code: a normalised layer has no bias, the
+    LayerNorm's offset takes its place); the output layer always has one."""
 
     def __init__(
         self,
@@ -122,12 +125,13 @@ class MLP(nn.Module):
         out_dim: int | None = None,
         norm: str = "rms",
         outscale: float = 1.0,
+        bias: bool = True,
     ):
         super().__init__()
         blocks: list[nn.Module] = []
         dim = in_dim
         for _ in range(layers):
-            blocks += [linear(dim, units), Norm(units, norm), nn.SiLU()]
+            blocks += [linear(dim, units, bias=bias), Norm(units, norm), nn.SiLU()]
             dim = units
         self.hidden = nn.Sequential(*blocks)
         self.out = linear(dim, out_dim, outscale=outscale) if out_dim is not None else None
@@ -274,9 +278,10 @@ class ObsEncoder(nn.Module):
         mults: Sequence[int] = (2, 3, 4, 4),
         kernel: int = 5,
         norm: str = "rms",
+        bias: bool = True,
     ):
         super().__init__()
-        self.vector = MLP(vector_dim, units, layers, norm=norm) if vector_dim else None
+        self.vector = MLP(vector_dim, units, layers, norm=norm, bias=bias) if vector_dim else None
         self.image = ConvEncoder(image_shape, depth, mults, kernel, norm) if image_shape else None
         self.out_dim = (self.vector.out_dim if self.vector else 0) + (self.image.out_dim if self.image else 0)
 
@@ -305,9 +310,10 @@ class ObsDecoder(nn.Module):
         kernel: int = 5,
         norm: str = "rms",
         bspace: int = 8,
+        bias: bool = True,
     ):
         super().__init__()
-        self.vector = MLP(deter + stoch, units, layers, out_dim=vector_dim, norm=norm) if vector_dim else None
+        self.vector = MLP(deter + stoch, units, layers, out_dim=vector_dim, norm=norm, bias=bias) if vector_dim else None
         self.image = (
             ConvDecoder(deter, stoch, image_shape, depth, units, mults, kernel, norm, bspace) if image_shape else None
         )
