@@ -150,3 +150,55 @@ def test_backprop_actor_option_trains_through_the_dynamics():
 def test_bf16_update_is_finite():
     agent = _agent(IMG, CONT, extra=["precision=bf16"])
     assert all(math.isfinite(v) for v in agent.train_batch(_batch(IMG, CONT)).values())
+
+
+def _step(first):
+    return {"vector": np.zeros((1, 2), np.float32), "is_first": np.array([first])}
+
+
+def test_prefill_acts_uniformly_at_random_then_the_policy_acts():
+    """prefill=N (the 2023 release's random-agent prefill): the first N train-mode actions are uniform in [-1, 1];
+    eval actions do not count; the counter is checkpointed."""
+    agent = _agent(VEC, CONT, extra=["prefill=200", "minstd=0.01", "maxstd=0.01"])  # policy actions ~ 0 +- 0.01
+    state, first = None, True
+    prefill = []
+    for _ in range(200):
+        action, state = agent.policy(_step(first), state, "train")
+        agent.policy(_step(first), None, "eval")
+        prefill.append(action[0])
+        first = False
+    prefill = np.abs(np.array(prefill))
+    assert agent.acted == 200 and prefill.max() > 0.9 and (prefill > 0.5).mean() > 0.3
+    after = [np.abs(agent.policy(_step(False), state, "train")[0]).max() for _ in range(20)]
+    assert max(after) < 0.2
+    restored = _agent(VEC, CONT, extra=["prefill=200", "minstd=0.01", "maxstd=0.01"])
+    restored.load_state_dict(agent.state_dict())
+    assert restored.acted == agent.acted
+
+
+def test_2024_options_contdisc_and_laprop():
+    """contdisc (continue target (1 - terminal) x gamma, imagined discount = continue probability) and LaProp with
+    warm-up (the first update leaves the weights as they are) train finitely and resume."""
+    agent = _agent(VEC, DISC, extra=["contdisc=true", "optimizer=laprop", "warmup=5", "loss_dyn=1.0"])
+    assert agent.disc == 1.0 and type(agent.model_opt).__name__ == "LaProp"
+    logits = torch.tensor([-2.0, 0.0, 3.0])
+    assert torch.allclose(agent._imag_cont(logits), torch.sigmoid(logits))
+    assert torch.equal(_agent()._imag_cont(logits), torch.tensor([0.0, 0.0, 1.0]))  # default: the mode
+    before = {k: v.clone() for k, v in agent.nets.state_dict().items()}
+    m = agent.train_batch(_batch(VEC, DISC))
+    assert all(math.isfinite(v) for v in m.values())
+    assert all(torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())  # lr 0 at the first update
+    agent.train_batch(_batch(VEC, DISC, seed=1))
+    assert any(not torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())
+    c = _agent(VEC, DISC, extra=["contdisc=true", "optimizer=laprop", "warmup=5", "loss_dyn=1.0"], seed=3)
+    buf = io.BytesIO()  # through a file, as a checkpoint (load_state_dict would alias the optimiser's tensors)
+    torch.save(agent.state_dict(), buf)
+    buf.seek(0)
+    c.load_state_dict(torch.load(buf, weights_only=True))
+    assert agent.train_batch(_batch(VEC, DISC, seed=2)) == c.train_batch(_batch(VEC, DISC, seed=2))
+
+
+def test_critic_loss_terms_are_reported_separately():
+    agent = _agent(extra=["slowreg=0.5"])
+    m = agent.train_batch(_batch(VEC, DISC))
+    assert m["loss/critic"] == pytest.approx(m["loss/critic_return"] + 0.5 * m["loss/critic_slowreg"], rel=1e-5)

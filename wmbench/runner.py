@@ -320,16 +320,19 @@ def run(
     checkpoint_every: int | None = None,
     progress: bool = True,
     threads: int | None = None,
+    recipe: str | None = None,
 ) -> RunResult:
-    """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted."""
+    """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted.
+    `recipe` (see wmbench.recipes) is applied before `overrides`; run.json records it under `recipe`."""
     from wmbench.envs import check_installed, make_env
-    from wmbench.method import get_method, method_config
+    from wmbench.method import get_method
+    from wmbench.recipes import resolve_config
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
-    config = method_config(cls, proto, overrides)
+    config, recipe_record = resolve_config(cls, proto, overrides, recipe)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     if steps is not None and steps <= 0:
@@ -348,6 +351,8 @@ def run(
         "budget_agent_steps": budget,
         "config": to_dict(config),
     }
+    if recipe_record is not None:
+        identity["recipe"] = recipe_record
 
     info_path = run_dir / "run.json"
     info: dict[str, Any] | None = None
@@ -623,6 +628,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="the protocol's tiny smoke budget (tests, demos)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set preset=size12m --set batch_size=16)")
+    p.add_argument("--recipe", default=None, metavar="NAME", help="a recipe of the method (wmbench list methods), "
+                   "applied before --set; recorded in run.json")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--root", default="runs", help="root of run directories (default ./runs)")
     p.add_argument("--steps", type=int, default=None, help="agent-step budget instead of the protocol's (recorded)")
@@ -638,7 +645,7 @@ def cli_run(argv: list[str]) -> int:
     result = run(
         args.method, args.protocol, args.task, args.seed, root=args.root, overrides=args.overrides,
         smoke=args.smoke, device=args.device, steps=args.steps, checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress, threads=args.threads,
+        progress=not args.no_progress, threads=args.threads, recipe=args.recipe,
     )
     score = "n/a" if result.final_score is None else f"{result.final_score:.6g}"
     print(f"run directory: {result.run_dir}")
