@@ -16,12 +16,13 @@ core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
 `enc_units`/`enc_layers`, `prefill` (2023); `optimizer=laprop` with `agc` and `warmup`, `loss_dyn=1.0`,
-`contdisc=true` (2024). Not implemented: the 2024 replay-value loss and replay context (docs/dreamerv3.md).
+`contdisc=true`, `loss_repval=0.3` (2024). Not implemented: the 2024 replay context, and the replay-value loss's
+gradient into the world model (docs/dreamerv3.md).
 
 Losses, each under its name in the metrics: world model `loss/image`, `loss/vector`, `loss/reward`, `loss/cont`,
 `loss/dyn`, `loss/rep` (Eq. 5); actor `loss/actor` (REINFORCE or backprop term plus entropy bonus); critic
 `loss/critic` = `loss/critic_return` (two-hot towards the lambda-return) + slowreg x `loss/critic_slowreg`
-(towards the slow critic).
+(towards the slow critic), plus `loss_repval` x `loss/repval` (the same two terms on the replayed states, 2024).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from wmbench.nn.distributions import (
 )
 from wmbench.nn.networks import MLP, ObsDecoder, ObsEncoder
 from wmbench.nn.optim import LaProp, global_norm
-from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return
+from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return, replay_lambda_return
 from wmbench.nn.rssm import RSSM
 from wmbench.seeding import derive_seed
 
@@ -165,6 +166,9 @@ class DreamerV3Config:
     # continue-probability discounting (2024 `contdisc`): the continue head learns (1 - terminal) * gamma and the
     # imagined returns discount by its probability alone; False (2023): gamma * mode of the continue head
     contdisc: bool = False
+    # replay-value loss weight (2024 `repval`, 0.3): the critic also regresses bootstrapped lambda-returns of the
+    # replayed sequence; 0 (2023) turns it off
+    loss_repval: float = 0.0
     actent: float = 3e-4
     actor_grad_disc: Literal["reinforce", "backprop"] = "reinforce"
     actor_grad_cont: Literal["reinforce", "backprop"] = "reinforce"  # 2024 release; "backprop" = 2023
@@ -433,6 +437,22 @@ class DreamerV3(Method):
         return loss, {"loss/critic_return": (return_term * weight).mean(),
                       "loss/critic_slowreg": (slowreg_term * weight).mean()}
 
+    def _replay_value_loss(self, feat: Tensor, reward: Tensor, is_last: Tensor, is_terminal: Tensor, boot: Tensor
+                           ) -> Tensor:
+        """Replay-value loss (2024 `repl_loss`): on the replayed posterior states [B, T] the critic also regresses
+        the lambda-return of the real rewards, bootstrapped with the imagined return of each state (`boot`), plus
+        the slow-critic regulariser; weighted by 1 - is_last. Its gradient reaches the critic only (the official
+        `repval_grad` also trains the world model through these states: see docs/dreamerv3.md)."""
+        c = self.config
+        ret = replay_lambda_return(reward, is_last, is_terminal, boot, self.gamma, c.lam)  # [B, T-1]
+        with self._autocast():
+            logits = self.critic(feat[:, :-1])
+            with torch.no_grad():
+                slow_value = twohot_mean(self.slow_critic(feat[:, :-1]), self.bins)
+        return_term, slowreg_term = twohot_losses(logits, (ret, slow_value), self.bins)
+        weight = 1.0 - is_last[:, :-1].float()
+        return ((return_term + c.slowreg * slowreg_term) * weight).mean()
+
     def _rollout(self, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, ...]]]:
         """Imagine `imag_horizon` steps with the actor on sg(state): deter, stoch [H+1, N, .] (stoch dense or index
         latents, as given), actions [H, N, A] and the per-step policy statistics."""
@@ -473,7 +493,7 @@ class DreamerV3(Method):
             # REINFORCE: log pi(a | s) sg((R^lambda - v(s)) / max(1, S)) plus the entropy bonus eta H[pi(. | s)]
             actor_loss = (-(logp * adv + c.actent * entropy) * weight).mean()
             critic_loss, critic_terms = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}
+        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}, ret[0]
 
     def _behaviour_backprop(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
         """Backprop actor (the 2023 release for continuous actions): the actor's gradient flows through the frozen
@@ -496,7 +516,7 @@ class DreamerV3(Method):
             with torch.no_grad():
                 slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1].detach(), stoch[:-1].detach()), self.bins)
             critic_loss, critic_terms = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}
+        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}, ret[0]
 
     def _check_finite(self, terms: dict[str, Tensor]) -> list[float]:
         values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync per update
@@ -560,9 +580,15 @@ class DreamerV3(Method):
         start_stoch = seq["stoch"].detach().reshape(-1, self.rssm.stoch_dim).float()
         start_cont = cont_target.reshape(-1)
         if self.backprop_actor:
-            actor_loss, critic_loss, stats = self._behaviour_backprop(start_deter, start_stoch, start_cont)
+            actor_loss, critic_loss, stats, start_return = self._behaviour_backprop(start_deter, start_stoch, start_cont)
         else:
-            actor_loss, critic_loss, stats = self._behaviour_reinforce(start_deter, start_stoch, start_cont)
+            actor_loss, critic_loss, stats, start_return = self._behaviour_reinforce(start_deter, start_stoch, start_cont)
+        if c.loss_repval:  # 2024: the critic also learns on the replayed states, bootstrapped with the imagination
+            is_last = torch.as_tensor(data["is_last"], device=self.device).bool().reshape(action.shape[:2])
+            boot = start_return.detach().float().reshape(reward.shape)
+            repval = self._replay_value_loss(feat.detach(), reward, is_last, is_terminal, boot)
+            critic_loss = critic_loss + c.loss_repval * repval
+            stats = {**stats, "loss/repval": repval}
         behaviour_values = self._check_finite({"loss/actor": actor_loss, "loss/critic": critic_loss})
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         self.actor_opt.zero_grad(set_to_none=True)

@@ -202,3 +202,13 @@ def test_critic_loss_terms_are_reported_separately():
     agent = _agent(extra=["slowreg=0.5"])
     m = agent.train_batch(_batch(VEC, DISC))
     assert m["loss/critic"] == pytest.approx(m["loss/critic_return"] + 0.5 * m["loss/critic_slowreg"], rel=1e-5)
+
+
+def test_replay_value_loss_trains_the_critic_on_replayed_states():
+    """loss_repval (2024): reported as loss/repval and added to the critic's loss with its weight; the world-model
+    update is unchanged (its gradient reaches the critic only)."""
+    a, b = _agent(), _agent(extra=["loss_repval=0.3"])
+    ma, mb = a.train_batch(_batch(VEC, DISC)), b.train_batch(_batch(VEC, DISC))
+    assert "loss/repval" not in ma and math.isfinite(mb["loss/repval"]) and mb["loss/repval"] > 0
+    assert mb["loss/model"] == ma["loss/model"] and mb["loss/actor"] == ma["loss/actor"]
+    assert mb["loss/critic"] == pytest.approx(ma["loss/critic"] + 0.3 * mb["loss/repval"], rel=1e-5)
