@@ -59,7 +59,7 @@ from wmbench.nn.distributions import (
     twohot_mean,
     unimix_logits,
 )
-from wmbench.nn.networks import MLP, ObsDecoder, ObsEncoder
+from wmbench.nn.networks import MLP, Norm, ObsDecoder, ObsEncoder
 from wmbench.nn.optim import LaProp, global_norm
 from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return, replay_lambda_return
 from wmbench.nn.rssm import RSSM
@@ -128,6 +128,7 @@ class DreamerV3Config:
     bspace: int = 8
     latent: Literal["categorical", "gaussian"] = "categorical"
     norm: Literal["rms", "layer"] = "rms"
+    norm_eps: float = 1e-4  # epsilon of every norm (2024 1e-4; 2023 LayerNorm 1e-3)
     rssm_core: Literal["block", "dense"] = "block"  # 2024 block-diagonal GRU; "dense" = 2023 GRU with LayerNorm
     initial: Literal["zeros", "learned"] = "zeros"  # RSSM initial state: 2024 zeros; 2023 learned (tanh(w), mode z)
     bias: bool = True  # biases of normalised hidden layers (2024 yes; 2023 no, the LayerNorm offset replaces them)
@@ -224,7 +225,7 @@ def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.S
         c.img_layers, c.obs_layers, core=c.rssm_core, initial=c.initial, bias=c.bias,
     )
     feat = rssm.feat_dim
-    return nn.ModuleDict(
+    nets = nn.ModuleDict(
         {
             "encoder": encoder,
             "rssm": rssm,
@@ -240,6 +241,10 @@ def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.S
             "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0, bias=c.bias),
         }
     )
+    for module in nets.modules():  # one epsilon for every norm, as both official releases use
+        if isinstance(module, Norm):
+            module.eps = c.norm_eps
+    return nets
 
 
 class DreamerV3(Method):

@@ -13,6 +13,7 @@ from wmbench.cli import main
 from wmbench.config import to_dict
 from wmbench.info import method_rows
 from wmbench.method import get_method
+from wmbench.nn.networks import Norm
 from wmbench.protocols import load_protocol
 from wmbench.recipes import (
     RecipeError,
@@ -138,10 +139,13 @@ def test_each_recipe_builds_and_updates_at_tiny_size(name):
     r = load_recipe("dreamerv3", name)
     config, _ = resolve_config(cls, load_protocol(r.protocol), ["preset=tiny", "enc_units=32", "enc_layers=1",
                                                                  "batch_length=8", "imag_horizon=3"], name)
-    for key in ("rssm_core", "initial", "optimizer", "contdisc", "actor_grad_cont", "loss_dyn", "norm", "bias"):
+    for key in ("rssm_core", "initial", "optimizer", "contdisc", "actor_grad_cont", "loss_dyn", "norm", "bias",
+                "norm_eps"):
         assert getattr(config, key) == r.config[key]
     obs, act = _spaces(r.protocol)
     agent = cls(obs, act, config, seed=0)
+    norms = [m for m in agent.nets.modules() if isinstance(m, Norm)]
+    assert norms and all(m.eps == r.config["norm_eps"] and m.kind == r.config["norm"] for m in norms)
     rng = np.random.default_rng(0)
     B, T = config.batch_size, config.batch_length
     data = {"reward": rng.normal(size=(B, T)).astype(np.float32), "is_first": np.zeros((B, T), bool),
