@@ -15,7 +15,7 @@ actions). The *network layout and size presets* are those of the 2024 release (R
 core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states.
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
-`enc_units`/`enc_layers`, `prefill` (2023); `optimizer=laprop` with `agc` and `warmup`, `loss_dyn=1.0`,
+`norm_eps`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and `warmup`, `loss_dyn=1.0`,
 `contdisc=true`, `loss_repval=0.3` (2024). Not implemented: the 2024 replay context, and the replay-value loss's
 gradient into the world model (docs/dreamerv3.md).
 
@@ -190,6 +190,9 @@ class DreamerV3Config:
     train_ratio: float = 32.0
     train_fill: int = 0
     prefill: int = 0  # first agent steps act uniformly at random (2023 code: random agent until B x T steps)
+    # each replayed batch row starts from the last posterior state and action of the previous batch's row (2023
+    # code: the `state` returned by WorldModel.train); False: from the initial state
+    carry_state: bool = False
     # --- compute
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
@@ -313,6 +316,7 @@ class DreamerV3(Method):
         self.backprop_actor = grad == "backprop"
         self.updates = 0  # gradient updates done
         self.acted = 0  # agent steps acted in train mode (for the random prefill)
+        self.carry: tuple[Tensor, Tensor, Tensor] | None = None  # (deter, stoch, action) ending the last batch
         self.ratio_start = -1  # agent step at which training began (train-ratio counter)
         self.autocast_dtype = torch.bfloat16 if c.precision == "bf16" else None
         if c.compile:
@@ -545,13 +549,17 @@ class DreamerV3(Method):
         is_terminal = torch.as_tensor(data["is_terminal"], device=self.device).float().reshape(action.shape[:2])
         # continue target: 1 - terminal, times gamma under continue-probability discounting (2024 contdisc)
         cont_target = (1.0 - is_terminal) * (self.gamma if c.contdisc else 1.0)
-        # the action that led to step t is the one chosen at t-1; the sequence starts from a zero state
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        # the action that led to step t is the one chosen at t-1; the sequence starts from the initial state, or
+        # (carry_state, 2023) from the last posterior state and action of the previous batch's same row
+        start = self.carry if c.carry_state and self.carry is not None else None
+        first_action = start[2] if start is not None else torch.zeros_like(action[:, 0])
+        prev_action = torch.cat([first_action[:, None], action[:, :-1]], 1)
 
         # ---- world model (Sec. 2): prediction + 0.5 dyn + 0.1 rep, per step, mean over batch and time
         with self._autocast():
             embed = self.encoder(obs)
-            seq = self.rssm.observe(embed, prev_action, is_first, generator=self.gen_train)
+            state = start[:2] if start is not None else None
+            seq = self.rssm.observe(embed, prev_action, is_first, state, generator=self.gen_train)
             feat = torch.cat([seq["deter"], seq["stoch"]], -1)
             recon = self.decoder(seq["deter"], seq["stoch"])
             wm_terms: dict[str, Tensor] = {}
@@ -573,6 +581,8 @@ class DreamerV3(Method):
                 + c.loss_dyn * wm_terms["loss/dyn"]
                 + c.loss_rep * wm_terms["loss/rep"]
             ).mean()
+        if c.carry_state:
+            self.carry = (seq["deter"][:, -1].detach().float(), seq["stoch"][:, -1].detach().float(), action[:, -1])
         model_terms = {**{k: v.mean() for k, v in wm_terms.items()}, "loss/model": model_loss}
         model_values = self._check_finite(model_terms)  # before stepping, so a NaN never reaches the weights
         self.model_opt.zero_grad(set_to_none=True)
@@ -638,6 +648,7 @@ class DreamerV3(Method):
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
             "acted": self.acted,
+            "carry": list(self.carry) if self.carry is not None else None,
             "ratio_start": self.ratio_start,
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
@@ -665,6 +676,8 @@ class DreamerV3(Method):
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
         self.acted = int(state.get("acted", 0))  # checkpoints before the prefill option have none
+        carry = state.get("carry")
+        self.carry = tuple(t.to(self.device) for t in carry) if carry is not None else None
         self.ratio_start = int(state["ratio_start"])
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])

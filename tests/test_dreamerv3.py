@@ -212,3 +212,18 @@ def test_replay_value_loss_trains_the_critic_on_replayed_states():
     assert "loss/repval" not in ma and math.isfinite(mb["loss/repval"]) and mb["loss/repval"] > 0
     assert mb["loss/model"] == ma["loss/model"] and mb["loss/actor"] == ma["loss/actor"]
     assert mb["loss/critic"] == pytest.approx(ma["loss/critic"] + 0.3 * mb["loss/repval"], rel=1e-5)
+
+
+def test_carry_state_starts_each_batch_from_the_previous_batch():
+    """carry_state (2023): the next batch's rows start from the last posterior state and action of the previous
+    batch; the carried state is checkpointed."""
+    a, b = _agent(), _agent(extra=["carry_state=true"])
+    assert a.train_batch(_batch(VEC, DISC)) == b.train_batch(_batch(VEC, DISC))  # first batch: initial state
+    assert a.carry is None and b.carry[0].shape == (2, 64) and b.carry[2].shape == (2, 3)
+    buf = io.BytesIO()
+    torch.save(b.state_dict(), buf)
+    buf.seek(0)
+    c = _agent(extra=["carry_state=true"], seed=4)
+    c.load_state_dict(torch.load(buf, weights_only=True))
+    ma, mb, mc = (x.train_batch(_batch(VEC, DISC, seed=1)) for x in (a, b, c))
+    assert mb == mc and ma["loss/model"] != mb["loss/model"]
