@@ -16,8 +16,8 @@ core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
 `norm_eps`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and `warmup`, `loss_dyn=1.0`,
-`contdisc=true`, `loss_repval=0.3` (2024). Not implemented: the 2024 replay context, and the replay-value loss's
-gradient into the world model (docs/dreamerv3.md).
+`contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the 2024 replay context
+(docs/dreamerv3.md).
 
 Losses, each under its name in the metrics: world model `loss/image`, `loss/vector`, `loss/reward`, `loss/cont`,
 `loss/dyn`, `loss/rep` (Eq. 5); actor `loss/actor` (REINFORCE or backprop term plus entropy bonus); critic
@@ -170,6 +170,10 @@ class DreamerV3Config:
     # replay-value loss weight (2024 `repval`, 0.3): the critic also regresses bootstrapped lambda-returns of the
     # replayed sequence; 0 (2023) turns it off
     loss_repval: float = 0.0
+    # 2024 update order: every loss is computed with the parameters before the update (behaviour imagines with the
+    # world model not yet stepped) and all networks step together; the replay-value loss then also trains the world
+    # model (official repval_grad). False (2023): the world model steps first, behaviour uses the stepped model
+    joint_update: bool = False
     actent: float = 3e-4
     actor_grad_disc: Literal["reinforce", "backprop"] = "reinforce"
     actor_grad_cont: Literal["reinforce", "backprop"] = "reinforce"  # 2024 release; "backprop" = 2023
@@ -450,8 +454,9 @@ class DreamerV3(Method):
                            ) -> Tensor:
         """Replay-value loss (2024 `repl_loss`): on the replayed posterior states [B, T] the critic also regresses
         the lambda-return of the real rewards, bootstrapped with the imagined return of each state (`boot`), plus
-        the slow-critic regulariser; weighted by 1 - is_last. Its gradient reaches the critic only (the official
-        `repval_grad` also trains the world model through these states: see docs/dreamerv3.md)."""
+        the slow-critic regulariser; weighted by 1 - is_last. With `joint_update` its gradient also reaches the world
+        model through `feat` (the official `repval_grad`); otherwise `feat` comes detached and only the critic
+        learns from it."""
         c = self.config
         ret = replay_lambda_return(reward, is_last, is_terminal, boot, self.gamma, c.lam)  # [B, T-1]
         with self._autocast():
@@ -585,10 +590,13 @@ class DreamerV3(Method):
             self.carry = (seq["deter"][:, -1].detach().float(), seq["stoch"][:, -1].detach().float(), action[:, -1])
         model_terms = {**{k: v.mean() for k, v in wm_terms.items()}, "loss/model": model_loss}
         model_values = self._check_finite(model_terms)  # before stepping, so a NaN never reaches the weights
+        model_params = list(self.world_model.parameters())
+        repval_grad = c.joint_update and c.loss_repval > 0  # the replay-value loss also trains the world model
         self.model_opt.zero_grad(set_to_none=True)
-        model_loss.backward()
-        model_gnorm = self._clip(list(self.world_model.parameters()), c.model_clip)
-        self.model_opt.step()
+        model_loss.backward(retain_graph=repval_grad)
+        if not c.joint_update:  # 2023 order: the world model steps first; behaviour imagines with the new model
+            model_gnorm = self._clip(model_params, c.model_clip)
+            self.model_opt.step()
 
         # ---- behaviour (Sec. 3): imagine H steps from every posterior state of the batch
         start_deter = seq["deter"].detach().reshape(-1, self.rssm.deter).float()
@@ -601,7 +609,7 @@ class DreamerV3(Method):
         if c.loss_repval:  # 2024: the critic also learns on the replayed states, bootstrapped with the imagination
             is_last = torch.as_tensor(data["is_last"], device=self.device).bool().reshape(action.shape[:2])
             boot = start_return.detach().float().reshape(reward.shape)
-            repval = self._replay_value_loss(feat.detach(), reward, is_last, is_terminal, boot)
+            repval = self._replay_value_loss(feat if repval_grad else feat.detach(), reward, is_last, is_terminal, boot)
             critic_loss = critic_loss + c.loss_repval * repval
             stats = {**stats, "loss/repval": repval}
         behaviour_values = self._check_finite({"loss/actor": actor_loss, "loss/critic": critic_loss})
@@ -610,9 +618,12 @@ class DreamerV3(Method):
         self.critic_opt.zero_grad(set_to_none=True)
         if self.backprop_actor:  # the graphs share the critic forward: each loss reaches only its own network
             actor_loss.backward(inputs=actor_params, retain_graph=True)
-            critic_loss.backward(inputs=critic_params)
+            critic_loss.backward(inputs=critic_params + (model_params if repval_grad else []))
         else:  # disjoint graphs (states carry no gradient): one backward pass
             (actor_loss + critic_loss).backward()
+        if c.joint_update:  # 2024: one step for all networks, every loss taken with the parameters before it
+            model_gnorm = self._clip(model_params, c.model_clip)
+            self.model_opt.step()
         actor_gnorm = self._clip(actor_params, c.actor_clip)
         critic_gnorm = self._clip(critic_params, c.critic_clip)
         self.actor_opt.step()

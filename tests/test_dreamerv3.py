@@ -227,3 +227,23 @@ def test_carry_state_starts_each_batch_from_the_previous_batch():
     c.load_state_dict(torch.load(buf, weights_only=True))
     ma, mb, mc = (x.train_batch(_batch(VEC, DISC, seed=1)) for x in (a, b, c))
     assert mb == mc and ma["loss/model"] != mb["loss/model"]
+
+
+def test_joint_update_imagines_with_the_world_model_before_its_step():
+    """joint_update (2024): behaviour losses are computed with the world model before its step, so the first update's
+    behaviour numbers equal those of a sequential (2023-order) agent whose world model does not move (lr 0); with
+    the replay-value loss the world model's gradient gains its part (repval_grad)."""
+    joint, frozen = _agent(extra=["joint_update=true"]), _agent(extra=["model_lr=0"])
+    mj, mf = joint.train_batch(_batch(VEC, DISC)), frozen.train_batch(_batch(VEC, DISC))
+    for key in ("loss/actor", "loss/critic", "imag/return", "imag/reward", "grad_norm/actor", "grad_norm/critic"):
+        assert mj[key] == mf[key], key
+    moved = _agent()
+    assert moved.train_batch(_batch(VEC, DISC))["imag/reward"] != mj["imag/reward"]
+    plain, repval = (_agent(extra=["joint_update=true", f"loss_repval={w}"]) for w in (0.0, 0.3))
+    sequential = _agent(extra=["loss_repval=0.3"])
+    for seed in (0, 1):  # the critic's output layer starts at zero: no gradient reaches its inputs at update 0
+        mp, mr, ms = (x.train_batch(_batch(VEC, DISC, seed=seed)) for x in (plain, repval, sequential))
+    assert mp["loss/model"] == mr["loss/model"] and mp["grad_norm/model"] != mr["grad_norm/model"]
+    assert ms["grad_norm/model"] == mp["grad_norm/model"]  # sequential: the replay-value loss trains the critic only
+    bp = _agent(VEC, CONT, extra=["joint_update=true", "loss_repval=0.3", "actor_grad_cont=backprop"])
+    assert all(math.isfinite(v) for v in bp.train_batch(_batch(VEC, CONT)).values())
