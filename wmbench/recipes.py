@@ -221,7 +221,7 @@ def resolve_config(cls: type, protocol: Any, overrides: Sequence[Any] = (), reci
     if not recipe:
         return method_config(cls, protocol, overrides), None
     r = load_recipe(cls.name, recipe)
-    if r.protocol.split("@")[0] != protocol.name:
+    if r.protocol != protocol.id:
         raise RecipeError(
             f"recipe {r.id} reproduces {', '.join(r.sources)} on protocol {r.protocol}, not {protocol.id}; "
             f"choose one of {', '.join(recipe_names(cls.name))} or run without --recipe"
