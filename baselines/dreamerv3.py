@@ -15,9 +15,9 @@ actions). The *network layout and size presets* are those of the 2024 release (R
 core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states.
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
-`norm_eps`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and `warmup`, `loss_dyn=1.0`,
-`contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the 2024 replay context
-(docs/dreamerv3.md).
+`norm_eps`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and
+`warmup`, `loss_dyn=1.0`, `contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the
+2024 replay context (docs/dreamerv3.md).
 
 Losses, each under its name in the metrics: world model `loss/image`, `loss/vector`, `loss/reward`, `loss/cont`,
 `loss/dyn`, `loss/rep` (Eq. 5); actor `loss/actor` (REINFORCE or backprop term plus entropy bonus); critic
