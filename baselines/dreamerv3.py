@@ -428,9 +428,12 @@ class DreamerV3(Method):
         mean, std = dist
         return normal_log_prob(action, mean, std), normal_entropy(std)
 
-    def _imag_cont(self, cont_logits: Tensor) -> Tensor:
-        """Continuation of imagined states: the continue head's mode (2023), or its probability (2024 contdisc)."""
-        return torch.sigmoid(cont_logits.float()) if self.config.contdisc else bernoulli_mode(cont_logits)
+    def _imag_cont(self, deter: Tensor, stoch: Tensor, start_cont: Tensor) -> Tensor:
+        """Continuation of the imagined states [H+1, N]: the start state's from the data and the others as the
+        continue head's mode (2023), or all as the head's probability (2024 contdisc, whose target holds gamma)."""
+        if self.config.contdisc:
+            return torch.sigmoid(self.cont_head.forward_feat(deter, stoch).squeeze(-1).float())
+        return torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
 
     def _returns(self, imag_reward: Tensor, cont: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(lambda-returns [H, N], trajectory weights [H, N], return scale) of an imagined batch."""
@@ -496,7 +499,7 @@ class DreamerV3(Method):
             deter, stoch, action, _ = self._rollout(start_deter, stoch)
             action = action.float()
             imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)  # r on arrival
-            cont = torch.cat([start_cont[None], self._imag_cont(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+            cont = self._imag_cont(deter, stoch, start_cont)
             slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1], stoch[:-1]), self.bins)
         with self._autocast():
             critic_logits = self.critic.forward_feat(deter, stoch)
@@ -516,7 +519,7 @@ class DreamerV3(Method):
         with _frozen(self.world_model), self._autocast():
             deter, stoch, action, dists = self._rollout(start_deter, start_stoch)
             imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)
-            cont = torch.cat([start_cont[None], self._imag_cont(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+            cont = self._imag_cont(deter, stoch, start_cont)
             # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
             # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
             critic_logits = self.critic.forward_feat(deter, stoch)

@@ -181,9 +181,13 @@ def test_2024_options_contdisc_and_laprop():
     warm-up (the first update leaves the weights as they are) train finitely and resume."""
     agent = _agent(VEC, DISC, extra=["contdisc=true", "optimizer=laprop", "warmup=5", "loss_dyn=1.0"])
     assert agent.disc == 1.0 and type(agent.model_opt).__name__ == "LaProp"
-    logits = torch.tensor([-2.0, 0.0, 3.0])
-    assert torch.allclose(agent._imag_cont(logits), torch.sigmoid(logits))
-    assert torch.equal(_agent()._imag_cont(logits), torch.tensor([0.0, 0.0, 1.0]))  # default: the mode
+    deter, stoch, start = torch.randn(3, 4, 64), torch.randn(3, 4, 16), torch.full((4,), 0.5)
+    logits = agent.cont_head.forward_feat(deter, stoch).squeeze(-1)
+    assert torch.allclose(agent._imag_cont(deter, stoch, start), torch.sigmoid(logits))  # the start state's too
+    default = _agent()
+    logits = default.cont_head.forward_feat(deter, stoch).squeeze(-1)
+    want = torch.cat([start[None], (logits[1:] > 0).float()])  # default: data at the start, then the mode
+    assert torch.equal(default._imag_cont(deter, stoch, start), want)
     before = {k: v.clone() for k, v in agent.nets.state_dict().items()}
     m = agent.train_batch(_batch(VEC, DISC))
     assert all(math.isfinite(v) for v in m.values())
