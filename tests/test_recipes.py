@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
+import wmbench_baselines
 
 from wmbench.cli import main
 from wmbench.config import to_dict
@@ -52,7 +53,9 @@ def _write(tmp_path: Path, name="t", sources='["dreamerv3_2023:dmcproprio_dreame
 
 def test_shipped_recipes_are_listed_and_name_published_sources():
     assert recipe_names("dreamerv3") == SHIPPED
-    assert recipe_dir("dreamerv3").parent.parent.name == "baselines"  # beside the method module, package data
+    # beside the method's module, shipped as package data of wmbench_baselines (setup.py)
+    assert recipe_dir("dreamerv3") == Path(wmbench_baselines.__file__).parent / "recipes" / "dreamerv3"
+    assert "recipes/*/*.toml" in (Path(__file__).parents[1] / "setup.py").read_text()
     for name in SHIPPED:
         r = load_recipe("dreamerv3", name)
         assert r.id == name and len(r.hash) == 16
