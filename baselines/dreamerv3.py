@@ -15,7 +15,7 @@ actions). The *network layout and size presets* are those of the 2024 release (R
 core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states.
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
-`norm_eps`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and
+`norm_eps`, `init_fan=avg`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and
 `warmup`, `loss_dyn=1.0`, `contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the
 2024 replay context (docs/dreamerv3.md).
 
@@ -132,6 +132,7 @@ class DreamerV3Config:
     rssm_core: Literal["block", "dense"] = "block"  # 2024 block-diagonal GRU; "dense" = 2023 GRU with LayerNorm
     initial: Literal["zeros", "learned"] = "zeros"  # RSSM initial state: 2024 zeros; 2023 learned (tanh(w), mode z)
     bias: bool = True  # biases of normalised hidden layers (2024 yes; 2023 no, the LayerNorm offset replaces them)
+    init_fan: Literal["in", "avg"] = "in"  # weight init variance 1/fan_in (2024) or 1/mean(fan_in, fan_out) (2023)
     enc_units: int = 0  # vector encoder/decoder MLP width (0: `units`; the 2023 DMC config keeps 1024 there)
     enc_layers: int = 0  # vector encoder/decoder MLP depth (0: `layers`; 2023 DMC: 5)
     unimix: float = 0.01
@@ -226,26 +227,29 @@ def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.S
     discrete = isinstance(act_space, gymnasium.spaces.Discrete)
     act_dim = int(act_space.n) if discrete else int(act_space.shape[0])
     enc_units, enc_layers = c.enc_units or c.units, c.enc_layers or c.layers
-    encoder = ObsEncoder(vector_dim, image_shape, enc_units, enc_layers, c.depth, c.mults, c.kernel, c.norm, c.bias)
+    encoder = ObsEncoder(
+        vector_dim, image_shape, enc_units, enc_layers, c.depth, c.mults, c.kernel, c.norm, c.bias, c.init_fan
+    )
     rssm = RSSM(
         encoder.out_dim, act_dim, c.deter, c.hidden, c.stoch, c.classes, c.latent, c.blocks, c.norm, c.unimix,
-        c.img_layers, c.obs_layers, core=c.rssm_core, initial=c.initial, bias=c.bias,
+        c.img_layers, c.obs_layers, core=c.rssm_core, initial=c.initial, bias=c.bias, fan=c.init_fan,
     )
     feat = rssm.feat_dim
+    mlp = {"bias": c.bias, "fan": c.init_fan}
     nets = nn.ModuleDict(
         {
             "encoder": encoder,
             "rssm": rssm,
             "decoder": ObsDecoder(
                 c.deter, rssm.stoch_dim, vector_dim, image_shape, enc_units, enc_layers, c.depth, c.mults, c.kernel,
-                c.norm, c.bspace, c.bias,
+                c.norm, c.bspace, c.bias, c.init_fan,
             ),
             # zero-initialised output layers: predicted rewards/values start at exactly 0 (Sec. 2)
-            "reward": MLP(feat, c.units, c.head_layers, out_dim=c.bins, norm=c.norm, outscale=0.0, bias=c.bias),
-            "cont": MLP(feat, c.units, c.head_layers, out_dim=1, norm=c.norm, bias=c.bias),
+            "reward": MLP(feat, c.units, c.head_layers, out_dim=c.bins, norm=c.norm, outscale=0.0, **mlp),
+            "cont": MLP(feat, c.units, c.head_layers, out_dim=1, norm=c.norm, **mlp),
             "actor": MLP(feat, c.units, c.layers, out_dim=act_dim if discrete else 2 * act_dim, norm=c.norm,
-                         outscale=c.actor_outscale, bias=c.bias),
-            "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0, bias=c.bias),
+                         outscale=c.actor_outscale, **mlp),
+            "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0, **mlp),
         }
     )
     for module in nets.modules():  # one epsilon for every norm, as both official releases use

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params
+from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params, linear
 from wmbench.nn.rssm import RSSM
 
 
@@ -240,3 +240,17 @@ def test_mlp_without_bias_keeps_the_output_bias():
     mlp = MLP(4, 8, 2, out_dim=3, norm="layer", bias=False)
     assert mlp.hidden[0].bias is None and mlp.hidden[3].bias is None and mlp.out.bias is not None
     assert count_params(mlp) == 4 * 8 + 2 * 8 + 8 * 8 + 2 * 8 + 8 * 3 + 3
+
+
+def test_fan_average_initialisation():
+    """fan='avg' (2023 DreamerV3 `Initializer(fan='avg')`): weight variance 1/mean(fan_in, fan_out); the dense RSSM's
+    split halves use the whole layer's fans."""
+    torch.manual_seed(0)
+    assert abs(linear(400, 100).weight.std().item() / (1 / 400) ** 0.5 - 1) < 0.05
+    assert abs(linear(400, 100, fan="avg").weight.std().item() / (1 / 250) ** 0.5 - 1) < 0.05
+    assert abs(MLP(400, 100, 1, fan="avg").hidden[0].weight.std().item() / (1 / 250) ** 0.5 - 1) < 0.05
+    rssm = RSSM(6, 2, deter=200, hidden=100, stoch=10, classes=10, core="dense", fan="avg")
+    want = (1 / ((200 + 100 + 3 * 200) / 2)) ** 0.5  # gru over [h, x] -> 3 deter
+    assert abs(rssm.gru_h.weight.std().item() / want - 1) < 0.05
+    with pytest.raises(ValueError, match="fan"):
+        linear(3, 3, fan="out")

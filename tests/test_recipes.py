@@ -143,7 +143,7 @@ def test_each_recipe_builds_and_updates_at_tiny_size(name):
     config, _ = resolve_config(cls, load_protocol(r.protocol), ["preset=tiny", "enc_units=32", "enc_layers=1",
                                                                  "batch_length=8", "imag_horizon=3"], name)
     for key in ("rssm_core", "initial", "optimizer", "contdisc", "actor_grad_cont", "loss_dyn", "norm", "bias",
-                "norm_eps"):
+                "norm_eps", "init_fan"):
         assert getattr(config, key) == r.config[key]
     obs, act = _spaces(r.protocol)
     agent = cls(obs, act, config, seed=0)

@@ -44,7 +44,7 @@ from wmbench.nn.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, split_linear
+from wmbench.nn.networks import MLP, BlockLinear, Norm, fan_out_for, init_trunc_normal_, linear, split_linear
 
 
 class RSSM(nn.Module):
@@ -67,6 +67,7 @@ class RSSM(nn.Module):
         core: Literal["block", "dense"] = "block",
         initial: Literal["zeros", "learned"] = "zeros",
         bias: bool = True,
+        fan: str = "in",
     ):
         super().__init__()
         if latent not in ("categorical", "gaussian"):
@@ -87,33 +88,36 @@ class RSSM(nn.Module):
         if initial == "learned":
             self.initial_deter = nn.Parameter(torch.zeros(deter))  # h_0 = tanh(w): 0 at initialisation
         if core == "dense":
-            self._init_dense(hidden, norm, bias)
+            self._init_dense(hidden, norm, bias, fan)
         else:
             self._init_block(hidden, norm, blocks, dyn_layers)
         # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
-        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm, bias=bias)
+        # `fan` ("in" / "avg") sets the initialisation of the dense layers (the block core keeps fan-in, as 2024)
+        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm, bias=bias, fan=fan)
         if obs_layers < 1:
             raise ValueError("obs_layers must be >= 1")
         self.obs_deter = linear(deter, hidden, bias=bias)
         self.obs_embed = linear(embed_dim, hidden, bias=False)
-        init_trunc_normal_(self.obs_deter.weight, deter + embed_dim)
-        init_trunc_normal_(self.obs_embed.weight, deter + embed_dim)
+        init_trunc_normal_(self.obs_deter.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
+        init_trunc_normal_(self.obs_embed.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
         self.obs_net = nn.Sequential(
-            Norm(hidden, norm), nn.SiLU(), MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias)
+            Norm(hidden, norm), nn.SiLU(),
+            MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias, fan=fan),
         )
 
-    def _init_dense(self, hidden: int, norm: str, bias: bool) -> None:
-        """2023 core: img_in over [z, a] (no bias before its norm, as the 2023 `Linear`), GRU layer over [h, x]."""
+    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str) -> None:
+        """2023 core: img_in over [z, a] (no bias before its norm, as the 2023 `Linear`), GRU layer over [h, x]; each
+        half initialised with the fans of the whole layer."""
         deter, fan_in = self.deter, self.stoch_dim + self.action_dim
         self.dynin_stoch = nn.Sequential(linear(self.stoch_dim, hidden, bias=bias))  # z half of img_in
         self.dynin_action = linear(self.action_dim, hidden, bias=False)  # a half of img_in
-        init_trunc_normal_(self.dynin_stoch[0].weight, fan_in)
-        init_trunc_normal_(self.dynin_action.weight, fan_in)
+        init_trunc_normal_(self.dynin_stoch[0].weight, fan_in, fan_out=fan_out_for(fan, hidden))
+        init_trunc_normal_(self.dynin_action.weight, fan_in, fan_out=fan_out_for(fan, hidden))
         self.img_in_norm = Norm(hidden, norm)
         self.gru_h = linear(deter, 3 * deter, bias=False)  # h half of the GRU layer
         self.gru_x = linear(hidden, 3 * deter, bias=bias)  # x half
-        init_trunc_normal_(self.gru_h.weight, deter + hidden)
-        init_trunc_normal_(self.gru_x.weight, deter + hidden)
+        init_trunc_normal_(self.gru_h.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
+        init_trunc_normal_(self.gru_x.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
         self.gru_norm = Norm(3 * deter, norm)
 
     def _init_block(self, hidden: int, norm: str, blocks: int, dyn_layers: int) -> None:
