@@ -8,5 +8,6 @@ methods = ["wmbench_baselines"] + [f"wmbench_baselines.{p}" for p in find_packag
 setup(
     packages=harness + methods,
     package_dir={"wmbench_baselines": "baselines"},
-    package_data={"wmbench": ["py.typed"]},
+    # recipes are data files beside their method (wmbench.recipes finds them through the method's package)
+    package_data={"wmbench": ["py.typed"], "wmbench_baselines": ["recipes/*/*.toml"]},
 )

@@ -4,14 +4,25 @@ Read top to bottom like the paper's algorithm: a world model (encoder, RSSM, dec
 learns from replayed sequences; an actor and a critic learn from 15-step imagined rollouts started at every
 posterior state of the batch.
 
-Which generation: the *losses, optimisers and behaviour learning* are those of the 2023 paper and its code
-(arXiv v1; danijar/dreamerv3 of 2023, the release behind the shipped DMC proprio curves): beta_dyn 0.5, beta_rep 0.1,
-free bits 1 nat; Adam with lr 1e-4 / eps 1e-8 / global-norm clip 1000 for the world model and lr 3e-5 / eps 1e-5 /
-clip 100 for actor and critic; REINFORCE for discrete and backpropagation through the dynamics for continuous
-actions; percentile return normalisation (EMA decay 0.99); slow-critic regulariser (EMA fraction 0.02). The
-*network layout and size presets* are those of the 2024 release (RMSNorm + SiLU, block-diagonal GRU core, kernel-5
-CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states. Differences from the
-official code are listed in docs/dreamerv3.md.
+Which generation (the defaults; docs/dreamerv3.md has the table, and `wmbench list methods` the recipes that set
+every key as one official release did): the *losses, optimisers and behaviour learning* are those of the 2023
+paper and its code (arXiv v1; danijar/dreamerv3 of 2023, the release behind the shipped DMC proprio curves):
+beta_dyn 0.5, beta_rep 0.1, free bits 1 nat; Adam with lr 1e-4 / eps 1e-8 / global-norm clip 1000 for the world
+model and lr 3e-5 / eps 1e-5 / clip 100 for actor and critic; percentile return normalisation (EMA decay 0.99);
+slow-critic regulariser (EMA fraction 0.02). The *actor gradient* is REINFORCE for every action space, as in the
+2024 release (`actor_grad_cont=backprop` gives the 2023 code's gradient through the dynamics for continuous
+actions). The *network layout and size presets* are those of the 2024 release (RMSNorm + SiLU, block-diagonal GRU
+core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's model-size table states.
+
+Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
+`norm_eps`, `init_fan=avg`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and
+`warmup`, `loss_dyn=1.0`, `contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the
+2024 replay context (docs/dreamerv3.md).
+
+Losses, each under its name in the metrics: world model `loss/image`, `loss/vector`, `loss/reward`, `loss/cont`,
+`loss/dyn`, `loss/rep` (Eq. 5); actor `loss/actor` (REINFORCE or backprop term plus entropy bonus); critic
+`loss/critic` = `loss/critic_return` (two-hot towards the lambda-return) + slowreg x `loss/critic_slowreg`
+(towards the slow critic), plus `loss_repval` x `loss/repval` (the same two terms on the replayed states, 2024).
 """
 
 from __future__ import annotations
@@ -44,11 +55,13 @@ from wmbench.nn.distributions import (
     symlog_bins,
     symlog_mse,
     twohot_loss,
+    twohot_losses,
     twohot_mean,
     unimix_logits,
 )
-from wmbench.nn.networks import MLP, ObsDecoder, ObsEncoder
-from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return
+from wmbench.nn.networks import MLP, Norm, ObsDecoder, ObsEncoder
+from wmbench.nn.optim import LaProp, global_norm
+from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return, replay_lambda_return
 from wmbench.nn.rssm import RSSM
 from wmbench.seeding import derive_seed
 
@@ -69,6 +82,8 @@ class DreamerV3Config:
         "dmc_proprio": {"train_ratio": 512.0},
         "dmc_vision": {"train_ratio": 512.0},
     }
+    # keys that do not change what is computed, ignored when a run is compared with a recipe
+    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"compile"})
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # tests only: seconds per update, < 0.2M parameters
         "tiny": {
@@ -78,6 +93,14 @@ class DreamerV3Config:
         },
         # the peers' CPU benchmark configuration ("XS" of the 2023 paper's table with 1-layer MLPs)
         "xs": {**_size(256, 256, 32, 16, 256), "layers": 1, "img_layers": 1},
+        # the 2023 release's configs.yaml `small` (danijar/dreamerv3 8fa35f8; the size of its dmc_proprio,
+        # dmc_vision and atari100k configs): deter 512; the pattern `.*\.units: 512` sets the RSSM hidden size and
+        # the actor, critic, reward and continue heads, `.*\.layers: 2` their depth, but matches neither
+        # `encoder.mlp_units` nor `mlp_layers`, so the vector encoder and decoder keep the defaults 5 x 1024
+        "small2023": {
+            **_size(512, 512, 32, 32, 512), "stoch": 32, "layers": 2, "head_layers": 2,
+            "enc_units": 1024, "enc_layers": 5,
+        },
         # the 2024 release's configs.yaml presets (3 MLP layers, 32 latents, 8 blocks)
         "size1m": _size(512, 64, 4, 4, 64),
         "size12m": _size(2048, 256, 16, 16, 256),
@@ -105,29 +128,53 @@ class DreamerV3Config:
     bspace: int = 8
     latent: Literal["categorical", "gaussian"] = "categorical"
     norm: Literal["rms", "layer"] = "rms"
+    norm_eps: float = 1e-4  # epsilon of every norm (2024 1e-4; 2023 LayerNorm 1e-3)
+    rssm_core: Literal["block", "dense"] = "block"  # 2024 block-diagonal GRU; "dense" = 2023 GRU with LayerNorm
+    initial: Literal["zeros", "learned"] = "zeros"  # RSSM initial state: 2024 zeros; 2023 learned (tanh(w), mode z)
+    bias: bool = True  # biases of normalised hidden layers (2024 yes; 2023 no, the LayerNorm offset replaces them)
+    init_fan: Literal["in", "avg"] = "in"  # weight init variance 1/fan_in (2024) or 1/mean(fan_in, fan_out) (2023)
+    enc_units: int = 0  # vector encoder/decoder MLP width (0: `units`; the 2023 DMC config keeps 1024 there)
+    enc_layers: int = 0  # vector encoder/decoder MLP depth (0: `layers`; 2023 DMC: 5)
     unimix: float = 0.01
     bins: int = 255
-    # --- world-model loss (2023 paper, Eq. 5)
+    # --- world-model loss (2023 paper, Eq. 5; the 2024 release uses loss_dyn 1.0)
     free_nats: float = 1.0
     loss_rec: float = 1.0
     loss_rew: float = 1.0
     loss_con: float = 1.0
     loss_dyn: float = 0.5
     loss_rep: float = 0.1
-    # --- optimisers (2023 paper, Table W.1: Adam)
-    model_lr: float = bounded(1e-4, above=0, high=1)
+    # --- optimisers: "adam" (2023 paper, Table W.1) with global-norm clips; "laprop" (2024 release: LaProp with
+    # adaptive gradient clipping `agc` per parameter instead of the clips, and a linear lr warm-up of `warmup`
+    # updates; eps/lr from the *_eps/*_lr keys)
+    optimizer: Literal["adam", "laprop"] = "adam"
+    agc: float = bounded(0.3, above=0)
+    warmup: int = bounded(0, low=0)
+    beta1: float = bounded(0.9, low=0, high=1)
+    beta2: float = bounded(0.999, low=0, high=1)
+    model_lr: float = bounded(1e-4, low=0, high=1)  # 0 freezes the network (used by tests)
     model_eps: float = 1e-8
     model_clip: float = 1000.0
-    actor_lr: float = bounded(3e-5, above=0, high=1)
+    actor_lr: float = bounded(3e-5, low=0, high=1)
     actor_eps: float = 1e-5
     actor_clip: float = 100.0
-    critic_lr: float = bounded(3e-5, above=0, high=1)
+    critic_lr: float = bounded(3e-5, low=0, high=1)
     critic_eps: float = 1e-5
     critic_clip: float = 100.0
     # --- behaviour learning
     imag_horizon: int = bounded(15, low=1, high=1000)
     horizon: int = 333  # discount gamma = 1 - 1/horizon = 0.997
     lam: float = 0.95
+    # continue-probability discounting (2024 `contdisc`): the continue head learns (1 - terminal) * gamma and the
+    # imagined returns discount by its probability alone; False (2023): gamma * mode of the continue head
+    contdisc: bool = False
+    # replay-value loss weight (2024 `repval`, 0.3): the critic also regresses bootstrapped lambda-returns of the
+    # replayed sequence; 0 (2023) turns it off
+    loss_repval: float = 0.0
+    # 2024 update order: every loss is computed with the parameters before the update (behaviour imagines with the
+    # world model not yet stepped) and all networks step together; the replay-value loss then also trains the world
+    # model (official repval_grad). False (2023): the world model steps first, behaviour uses the stepped model
+    joint_update: bool = False
     actent: float = 3e-4
     actor_grad_disc: Literal["reinforce", "backprop"] = "reinforce"
     actor_grad_cont: Literal["reinforce", "backprop"] = "reinforce"  # 2024 release; "backprop" = 2023
@@ -147,6 +194,10 @@ class DreamerV3Config:
     batch_length: int = bounded(64, low=2, high=4096)  # longer sequences: no training in any protocol budget
     train_ratio: float = bounded(32.0, above=0, high=1e6)
     train_fill: int = bounded(0, low=0)
+    prefill: int = bounded(0, low=0)  # first agent steps act uniformly at random (2023 code: random agent until B x T steps)
+    # each replayed batch row starts from the last posterior state and action of the previous batch's row (2023
+    # code: the `state` returned by WorldModel.train); False: from the initial state
+    carry_state: bool = False
     # --- compute
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
@@ -175,28 +226,36 @@ def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.S
     image_shape = tuple(obs_space["image"].shape) if "image" in obs_space else None
     discrete = isinstance(act_space, gymnasium.spaces.Discrete)
     act_dim = int(act_space.n) if discrete else int(act_space.shape[0])
-    encoder = ObsEncoder(vector_dim, image_shape, c.units, c.layers, c.depth, c.mults, c.kernel, c.norm)
+    enc_units, enc_layers = c.enc_units or c.units, c.enc_layers or c.layers
+    encoder = ObsEncoder(
+        vector_dim, image_shape, enc_units, enc_layers, c.depth, c.mults, c.kernel, c.norm, c.bias, c.init_fan
+    )
     rssm = RSSM(
         encoder.out_dim, act_dim, c.deter, c.hidden, c.stoch, c.classes, c.latent, c.blocks, c.norm, c.unimix,
-        c.img_layers, c.obs_layers,
+        c.img_layers, c.obs_layers, core=c.rssm_core, initial=c.initial, bias=c.bias, fan=c.init_fan,
     )
     feat = rssm.feat_dim
-    return nn.ModuleDict(
+    mlp = {"bias": c.bias, "fan": c.init_fan}
+    nets = nn.ModuleDict(
         {
             "encoder": encoder,
             "rssm": rssm,
             "decoder": ObsDecoder(
-                c.deter, rssm.stoch_dim, vector_dim, image_shape, c.units, c.layers, c.depth, c.mults, c.kernel,
-                c.norm, c.bspace,
+                c.deter, rssm.stoch_dim, vector_dim, image_shape, enc_units, enc_layers, c.depth, c.mults, c.kernel,
+                c.norm, c.bspace, c.bias, c.init_fan,
             ),
             # zero-initialised output layers: predicted rewards/values start at exactly 0 (Sec. 2)
-            "reward": MLP(feat, c.units, c.head_layers, out_dim=c.bins, norm=c.norm, outscale=0.0),
-            "cont": MLP(feat, c.units, c.head_layers, out_dim=1, norm=c.norm),
+            "reward": MLP(feat, c.units, c.head_layers, out_dim=c.bins, norm=c.norm, outscale=0.0, **mlp),
+            "cont": MLP(feat, c.units, c.head_layers, out_dim=1, norm=c.norm, **mlp),
             "actor": MLP(feat, c.units, c.layers, out_dim=act_dim if discrete else 2 * act_dim, norm=c.norm,
-                         outscale=c.actor_outscale),
-            "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0),
+                         outscale=c.actor_outscale, **mlp),
+            "critic": MLP(feat, c.units, c.layers, out_dim=c.bins, norm=c.norm, outscale=0.0, **mlp),
         }
     )
+    for module in nets.modules():  # one epsilon for every norm, as both official releases use
+        if isinstance(module, Norm):
+            module.eps = c.norm_eps
+    return nets
 
 
 class DreamerV3(Method):
@@ -252,17 +311,20 @@ class DreamerV3(Method):
         self.world_model = nn.ModuleList([self.encoder, self.rssm, self.decoder, self.reward_head, self.cont_head])
         self.retnorm = PercentileNormalizer(c.retnorm_decay, c.retnorm_limit, c.retnorm_low, c.retnorm_high).to(self.device)
         self.bins = symlog_bins(c.bins, device=self.device)
-        # fused Adam: one kernel per step instead of a handful per parameter tensor (same arithmetic)
-        adam = dict(fused=True)
-        self.model_opt = torch.optim.Adam(self.world_model.parameters(), lr=c.model_lr, eps=c.model_eps, **adam)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr, eps=c.actor_eps, **adam)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.critic_eps, **adam)
+        self.model_opt = self._optimizer(self.world_model.parameters(), c.model_lr, c.model_eps)
+        self.actor_opt = self._optimizer(self.actor.parameters(), c.actor_lr, c.actor_eps)
+        self.critic_opt = self._optimizer(self.critic.parameters(), c.critic_lr, c.critic_eps)
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv3/act"))
         self.gamma = 1.0 - 1.0 / c.horizon
+        # discount of imagined returns: gamma x continue mode (2023), or the continue probability alone, whose
+        # target already holds gamma (2024 contdisc)
+        self.disc = 1.0 if c.contdisc else self.gamma
         grad = c.actor_grad_disc if self.discrete else c.actor_grad_cont
         self.backprop_actor = grad == "backprop"
         self.updates = 0  # gradient updates done
+        self.acted = 0  # agent steps acted in train mode (for the random prefill)
+        self.carry: tuple[Tensor, Tensor, Tensor] | None = None  # (deter, stoch, action) ending the last batch
         self.ratio_start = -1  # agent step at which training began (train-ratio counter)
         self.autocast_dtype = torch.bfloat16 if c.precision == "bf16" else None
         if c.compile:
@@ -272,6 +334,19 @@ class DreamerV3(Method):
             self.actor.forward_feat = torch.compile(self.actor.forward_feat, dynamic=False)
 
     # ------------------------------------------------------------------ helpers
+    def _optimizer(self, params, lr: float, eps: float) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "laprop":  # 2024: AGC per parameter tensor takes the place of the global-norm clip
+            return LaProp(params, lr=lr, eps=eps, betas=(c.beta1, c.beta2), agc=c.agc, warmup=c.warmup)
+        # 2023: Adam; fused: one kernel per step instead of a handful per parameter tensor (same arithmetic)
+        return torch.optim.Adam(params, lr=lr, eps=eps, betas=(c.beta1, c.beta2), fused=True)
+
+    def _clip(self, params: list[Tensor], clip: float) -> Tensor:
+        """Global-norm clip for Adam (returns the norm before clipping); LaProp clips inside its step (AGC)."""
+        if self.config.optimizer == "laprop":
+            return global_norm(params)
+        return nn.utils.clip_grad_norm_(params, clip, foreach=True)
+
     def _autocast(self):
         if self.autocast_dtype is None:
             return nullcontext()
@@ -316,13 +391,20 @@ class DreamerV3(Method):
             embed = self.encoder(self._obs_tensors(obs))
             deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, embed, is_first, self.gen_act)
             dist = self._policy_dist(deter, stoch)
+        prefill = mode != "eval" and self.acted < self.config.prefill  # uniform random actions first
+        if mode != "eval":
+            self.acted += batch
         if self.discrete:
+            if prefill:
+                dist = (torch.zeros_like(dist[0]),)
             onehot = mode_onehot(dist[0]) if mode == "eval" else sample_onehot(dist[0], self.gen_act)
             env_action = onehot.argmax(-1).cpu().numpy()
             prev_action = onehot.float()
         else:
             mean, std = dist
             action = mean if mode == "eval" else normal_sample(mean, std, self.gen_act)
+            if prefill:
+                action = torch.rand(mean.shape, generator=self.gen_act, device=self.device) * 2 - 1
             prev_action = action.clamp(-1, 1).float()
             env_action = prev_action.cpu().numpy().astype(np.float32)
         return env_action, (deter.float(), stoch.float(), prev_action)
@@ -350,19 +432,47 @@ class DreamerV3(Method):
         mean, std = dist
         return normal_log_prob(action, mean, std), normal_entropy(std)
 
+    def _imag_cont(self, deter: Tensor, stoch: Tensor, start_cont: Tensor) -> Tensor:
+        """Continuation of the imagined states [H+1, N]: the start state's from the data and the others as the
+        continue head's mode (2023), or all as the head's probability (2024 contdisc, whose target holds gamma)."""
+        if self.config.contdisc:
+            return torch.sigmoid(self.cont_head.forward_feat(deter, stoch).squeeze(-1).float())
+        return torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+
     def _returns(self, imag_reward: Tensor, cont: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(lambda-returns [H, N], trajectory weights [H, N], return scale) of an imagined batch."""
-        ret = lambda_return(imag_reward, cont[1:], value, self.gamma, self.config.lam)
+        ret = lambda_return(imag_reward, cont[1:], value, self.disc, self.config.lam)
         # trajectory weight: probability of still being in the episode, sg (official `weight`)
-        weight = (torch.cumprod(self.gamma * cont, 0) / self.gamma).detach()[:-1]
+        weight = (torch.cumprod(self.disc * cont, 0) / self.disc).detach()[:-1]
         _, scale = self.retnorm(ret.detach())
         return ret, weight, scale
 
-    def _critic_loss(self, critic_logits: Tensor, ret: Tensor, slow_value: Tensor, weight: Tensor) -> Tensor:
-        """Two-hot regression on sg(lambda-return) plus the slow-critic regulariser, weighted per state."""
+    def _critic_loss(self, critic_logits: Tensor, ret: Tensor, slow_value: Tensor, weight: Tensor
+                     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Critic loss (Sec. 3, "Critic learning"): the return term, two-hot cross-entropy towards sg(R^lambda), plus
+        the slow-critic regulariser, cross-entropy towards the slow (EMA) critic's prediction, weighted `slowreg`;
+        both weighted per state by the trajectory weight."""
+        return_term, slowreg_term = twohot_losses(critic_logits, (ret, slow_value), self.bins)
+        loss = ((return_term + self.config.slowreg * slowreg_term) * weight).mean()
+        return loss, {"loss/critic_return": (return_term * weight).mean(),
+                      "loss/critic_slowreg": (slowreg_term * weight).mean()}
+
+    def _replay_value_loss(self, feat: Tensor, reward: Tensor, is_last: Tensor, is_terminal: Tensor, boot: Tensor
+                           ) -> Tensor:
+        """Replay-value loss (2024 `repl_loss`): on the replayed posterior states [B, T] the critic also regresses
+        the lambda-return of the real rewards, bootstrapped with the imagined return of each state (`boot`), plus
+        the slow-critic regulariser; weighted by 1 - is_last. With `joint_update` its gradient also reaches the world
+        model through `feat` (the official `repval_grad`); otherwise `feat` comes detached and only the critic
+        learns from it."""
         c = self.config
-        loss = twohot_loss(critic_logits, (ret, slow_value), self.bins, weights=(1.0, c.slowreg))
-        return (loss * weight).mean()
+        ret = replay_lambda_return(reward, is_last, is_terminal, boot, self.gamma, c.lam)  # [B, T-1]
+        with self._autocast():
+            logits = self.critic(feat[:, :-1])
+            with torch.no_grad():
+                slow_value = twohot_mean(self.slow_critic(feat[:, :-1]), self.bins)
+        return_term, slowreg_term = twohot_losses(logits, (ret, slow_value), self.bins)
+        weight = 1.0 - is_last[:, :-1].float()
+        return ((return_term + c.slowreg * slowreg_term) * weight).mean()
 
     def _rollout(self, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, ...]]]:
         """Imagine `imag_horizon` steps with the actor on sg(state): deter, stoch [H+1, N, .] (stoch dense or index
@@ -393,7 +503,7 @@ class DreamerV3(Method):
             deter, stoch, action, _ = self._rollout(start_deter, stoch)
             action = action.float()
             imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)  # r on arrival
-            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+            cont = self._imag_cont(deter, stoch, start_cont)
             slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1], stoch[:-1]), self.bins)
         with self._autocast():
             critic_logits = self.critic.forward_feat(deter, stoch)
@@ -401,9 +511,10 @@ class DreamerV3(Method):
             ret, weight, scale = self._returns(imag_reward, cont, value)
             adv = (ret - value[:-1]) / scale
             logp, entropy = self._actor_terms(self._policy_dist(deter[:-1], stoch[:-1]), action)
+            # REINFORCE: log pi(a | s) sg((R^lambda - v(s)) / max(1, S)) plus the entropy bonus eta H[pi(. | s)]
             actor_loss = (-(logp * adv + c.actent * entropy) * weight).mean()
-            critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        return actor_loss, critic_loss, self._behaviour_stats(ret, imag_reward, scale, entropy)
+            critic_loss, critic_terms = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
+        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}, ret[0]
 
     def _behaviour_backprop(self, start_deter: Tensor, start_stoch: Tensor, start_cont: Tensor):
         """Backprop actor (the 2023 release for continuous actions): the actor's gradient flows through the frozen
@@ -412,7 +523,7 @@ class DreamerV3(Method):
         with _frozen(self.world_model), self._autocast():
             deter, stoch, action, dists = self._rollout(start_deter, start_stoch)
             imag_reward = twohot_mean(self.reward_head.forward_feat(deter[1:], stoch[1:]), self.bins)
-            cont = torch.cat([start_cont[None], bernoulli_mode(self.cont_head.forward_feat(deter[1:], stoch[1:]).squeeze(-1))])
+            cont = self._imag_cont(deter, stoch, start_cont)
             # one critic forward serves both losses: the actor's backward is restricted to actor parameters and
             # the critic's to critic parameters, so the critic sees sg(states) exactly as in the paper
             critic_logits = self.critic.forward_feat(deter, stoch)
@@ -421,11 +532,12 @@ class DreamerV3(Method):
             adv = (ret - value[:-1]) / scale
             dist = tuple(torch.stack(parts) for parts in zip(*dists, strict=True))
             _, entropy = self._actor_terms(dist, action.detach())
+            # backprop: the normalised return itself, differentiated through the dynamics, plus the entropy bonus
             actor_loss = (-(adv + c.actent * entropy) * weight).mean()
             with torch.no_grad():
                 slow_value = twohot_mean(self.slow_critic.forward_feat(deter[:-1].detach(), stoch[:-1].detach()), self.bins)
-            critic_loss = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
-        return actor_loss, critic_loss, self._behaviour_stats(ret, imag_reward, scale, entropy)
+            critic_loss, critic_terms = self._critic_loss(critic_logits[:-1], ret, slow_value, weight)
+        return actor_loss, critic_loss, {**self._behaviour_stats(ret, imag_reward, scale, entropy), **critic_terms}, ret[0]
 
     def _check_finite(self, terms: dict[str, Tensor]) -> list[float]:
         values = torch.stack([t.detach().float() for t in terms.values()]).tolist()  # one sync per update
@@ -447,13 +559,19 @@ class DreamerV3(Method):
         reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(action.shape[:2])
         is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(action.shape[:2])
         is_terminal = torch.as_tensor(data["is_terminal"], device=self.device).float().reshape(action.shape[:2])
-        # the action that led to step t is the one chosen at t-1; the sequence starts from a zero state
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
+        # continue target: 1 - terminal, times gamma under continue-probability discounting (2024 contdisc)
+        cont_target = (1.0 - is_terminal) * (self.gamma if c.contdisc else 1.0)
+        # the action that led to step t is the one chosen at t-1; the sequence starts from the initial state, or
+        # (carry_state, 2023) from the last posterior state and action of the previous batch's same row
+        start = self.carry if c.carry_state and self.carry is not None else None
+        first_action = start[2] if start is not None else torch.zeros_like(action[:, 0])
+        prev_action = torch.cat([first_action[:, None], action[:, :-1]], 1)
 
         # ---- world model (Sec. 2): prediction + 0.5 dyn + 0.1 rep, per step, mean over batch and time
         with self._autocast():
             embed = self.encoder(obs)
-            seq = self.rssm.observe(embed, prev_action, is_first, generator=self.gen_train)
+            state = start[:2] if start is not None else None
+            seq = self.rssm.observe(embed, prev_action, is_first, state, generator=self.gen_train)
             feat = torch.cat([seq["deter"], seq["stoch"]], -1)
             recon = self.decoder(seq["deter"], seq["stoch"])
             wm_terms: dict[str, Tensor] = {}
@@ -466,7 +584,7 @@ class DreamerV3(Method):
                 wm_terms["loss/vector"] = symlog_mse(recon["vector"], obs["vector"])
                 rec = rec + wm_terms["loss/vector"]
             wm_terms["loss/reward"] = twohot_loss(self.reward_head(feat), reward, self.bins)
-            wm_terms["loss/cont"] = bernoulli_loss(self.cont_head(feat).squeeze(-1), 1.0 - is_terminal)
+            wm_terms["loss/cont"] = bernoulli_loss(self.cont_head(feat).squeeze(-1), cont_target)
             wm_terms["loss/dyn"], wm_terms["loss/rep"] = self.rssm.kl_losses(seq["post"], seq["prior"], c.free_nats)
             model_loss = (
                 c.loss_rec * rec
@@ -475,32 +593,46 @@ class DreamerV3(Method):
                 + c.loss_dyn * wm_terms["loss/dyn"]
                 + c.loss_rep * wm_terms["loss/rep"]
             ).mean()
+        if c.carry_state:
+            self.carry = (seq["deter"][:, -1].detach().float(), seq["stoch"][:, -1].detach().float(), action[:, -1])
         model_terms = {**{k: v.mean() for k, v in wm_terms.items()}, "loss/model": model_loss}
         model_values = self._check_finite(model_terms)  # before stepping, so a NaN never reaches the weights
+        model_params = list(self.world_model.parameters())
+        repval_grad = c.joint_update and c.loss_repval > 0  # the replay-value loss also trains the world model
         self.model_opt.zero_grad(set_to_none=True)
-        model_loss.backward()
-        model_gnorm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.model_clip, foreach=True)
-        self.model_opt.step()
+        model_loss.backward(retain_graph=repval_grad)
+        if not c.joint_update:  # 2023 order: the world model steps first; behaviour imagines with the new model
+            model_gnorm = self._clip(model_params, c.model_clip)
+            self.model_opt.step()
 
         # ---- behaviour (Sec. 3): imagine H steps from every posterior state of the batch
         start_deter = seq["deter"].detach().reshape(-1, self.rssm.deter).float()
         start_stoch = seq["stoch"].detach().reshape(-1, self.rssm.stoch_dim).float()
-        start_cont = (1.0 - is_terminal).reshape(-1)
+        start_cont = cont_target.reshape(-1)
         if self.backprop_actor:
-            actor_loss, critic_loss, stats = self._behaviour_backprop(start_deter, start_stoch, start_cont)
+            actor_loss, critic_loss, stats, start_return = self._behaviour_backprop(start_deter, start_stoch, start_cont)
         else:
-            actor_loss, critic_loss, stats = self._behaviour_reinforce(start_deter, start_stoch, start_cont)
+            actor_loss, critic_loss, stats, start_return = self._behaviour_reinforce(start_deter, start_stoch, start_cont)
+        if c.loss_repval:  # 2024: the critic also learns on the replayed states, bootstrapped with the imagination
+            is_last = torch.as_tensor(data["is_last"], device=self.device).bool().reshape(action.shape[:2])
+            boot = start_return.detach().float().reshape(reward.shape)
+            repval = self._replay_value_loss(feat if repval_grad else feat.detach(), reward, is_last, is_terminal, boot)
+            critic_loss = critic_loss + c.loss_repval * repval
+            stats = {**stats, "loss/repval": repval}
         behaviour_values = self._check_finite({"loss/actor": actor_loss, "loss/critic": critic_loss})
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         self.actor_opt.zero_grad(set_to_none=True)
         self.critic_opt.zero_grad(set_to_none=True)
         if self.backprop_actor:  # the graphs share the critic forward: each loss reaches only its own network
             actor_loss.backward(inputs=actor_params, retain_graph=True)
-            critic_loss.backward(inputs=critic_params)
+            critic_loss.backward(inputs=critic_params + (model_params if repval_grad else []))
         else:  # disjoint graphs (states carry no gradient): one backward pass
             (actor_loss + critic_loss).backward()
-        actor_gnorm = nn.utils.clip_grad_norm_(actor_params, c.actor_clip, foreach=True)
-        critic_gnorm = nn.utils.clip_grad_norm_(critic_params, c.critic_clip, foreach=True)
+        if c.joint_update:  # 2024: one step for all networks, every loss taken with the parameters before it
+            model_gnorm = self._clip(model_params, c.model_clip)
+            self.model_opt.step()
+        actor_gnorm = self._clip(actor_params, c.actor_clip)
+        critic_gnorm = self._clip(critic_params, c.critic_clip)
         self.actor_opt.step()
         self.critic_opt.step()
         if self.updates % c.slow_critic_every == 0:
@@ -533,6 +665,8 @@ class DreamerV3(Method):
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
+            "acted": self.acted,
+            "carry": list(self.carry) if self.carry is not None else None,
             "ratio_start": self.ratio_start,
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
@@ -559,6 +693,9 @@ class DreamerV3(Method):
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates = int(state["updates"])
+        self.acted = int(state.get("acted", 0))  # checkpoints before the prefill option have none
+        carry = state.get("carry")
+        self.carry = tuple(t.to(self.device) for t in carry) if carry is not None else None
         self.ratio_start = int(state["ratio_start"])
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])

@@ -150,3 +150,104 @@ def test_backprop_actor_option_trains_through_the_dynamics():
 def test_bf16_update_is_finite():
     agent = _agent(IMG, CONT, extra=["precision=bf16"])
     assert all(math.isfinite(v) for v in agent.train_batch(_batch(IMG, CONT)).values())
+
+
+def _step(first):
+    return {"vector": np.zeros((1, 2), np.float32), "is_first": np.array([first])}
+
+
+def test_prefill_acts_uniformly_at_random_then_the_policy_acts():
+    """prefill=N (the 2023 release's random-agent prefill): the first N train-mode actions are uniform in [-1, 1];
+    eval actions do not count; the counter is checkpointed."""
+    agent = _agent(VEC, CONT, extra=["prefill=200", "minstd=0.01", "maxstd=0.01"])  # policy actions ~ 0 +- 0.01
+    state, first = None, True
+    prefill = []
+    for _ in range(200):
+        action, state = agent.policy(_step(first), state, "train")
+        agent.policy(_step(first), None, "eval")
+        prefill.append(action[0])
+        first = False
+    prefill = np.abs(np.array(prefill))
+    assert agent.acted == 200 and prefill.max() > 0.9 and (prefill > 0.5).mean() > 0.3
+    after = [np.abs(agent.policy(_step(False), state, "train")[0]).max() for _ in range(20)]
+    assert max(after) < 0.2
+    restored = _agent(VEC, CONT, extra=["prefill=200", "minstd=0.01", "maxstd=0.01"])
+    restored.load_state_dict(agent.state_dict())
+    assert restored.acted == agent.acted
+
+
+def test_2024_options_contdisc_and_laprop():
+    """contdisc (continue target (1 - terminal) x gamma, imagined discount = continue probability) and LaProp with
+    warm-up (the first update leaves the weights as they are) train finitely and resume."""
+    agent = _agent(VEC, DISC, extra=["contdisc=true", "optimizer=laprop", "warmup=5", "loss_dyn=1.0"])
+    assert agent.disc == 1.0 and type(agent.model_opt).__name__ == "LaProp"
+    deter, stoch, start = torch.randn(3, 4, 64), torch.randn(3, 4, 16), torch.full((4,), 0.5)
+    logits = agent.cont_head.forward_feat(deter, stoch).squeeze(-1)
+    assert torch.allclose(agent._imag_cont(deter, stoch, start), torch.sigmoid(logits))  # the start state's too
+    default = _agent()
+    logits = default.cont_head.forward_feat(deter, stoch).squeeze(-1)
+    want = torch.cat([start[None], (logits[1:] > 0).float()])  # default: data at the start, then the mode
+    assert torch.equal(default._imag_cont(deter, stoch, start), want)
+    before = {k: v.clone() for k, v in agent.nets.state_dict().items()}
+    m = agent.train_batch(_batch(VEC, DISC))
+    assert all(math.isfinite(v) for v in m.values())
+    assert all(torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())  # lr 0 at the first update
+    agent.train_batch(_batch(VEC, DISC, seed=1))
+    assert any(not torch.equal(v, before[k]) for k, v in agent.nets.state_dict().items())
+    c = _agent(VEC, DISC, extra=["contdisc=true", "optimizer=laprop", "warmup=5", "loss_dyn=1.0"], seed=3)
+    buf = io.BytesIO()  # through a file, as a checkpoint (load_state_dict would alias the optimiser's tensors)
+    torch.save(agent.state_dict(), buf)
+    buf.seek(0)
+    c.load_state_dict(torch.load(buf, weights_only=True))
+    assert agent.train_batch(_batch(VEC, DISC, seed=2)) == c.train_batch(_batch(VEC, DISC, seed=2))
+
+
+def test_critic_loss_terms_are_reported_separately():
+    agent = _agent(extra=["slowreg=0.5"])
+    m = agent.train_batch(_batch(VEC, DISC))
+    assert m["loss/critic"] == pytest.approx(m["loss/critic_return"] + 0.5 * m["loss/critic_slowreg"], rel=1e-5)
+
+
+def test_replay_value_loss_trains_the_critic_on_replayed_states():
+    """loss_repval (2024): reported as loss/repval and added to the critic's loss with its weight; the world-model
+    update is unchanged (its gradient reaches the critic only)."""
+    a, b = _agent(), _agent(extra=["loss_repval=0.3"])
+    ma, mb = a.train_batch(_batch(VEC, DISC)), b.train_batch(_batch(VEC, DISC))
+    assert "loss/repval" not in ma and math.isfinite(mb["loss/repval"]) and mb["loss/repval"] > 0
+    assert mb["loss/model"] == ma["loss/model"] and mb["loss/actor"] == ma["loss/actor"]
+    assert mb["loss/critic"] == pytest.approx(ma["loss/critic"] + 0.3 * mb["loss/repval"], rel=1e-5)
+
+
+def test_carry_state_starts_each_batch_from_the_previous_batch():
+    """carry_state (2023): the next batch's rows start from the last posterior state and action of the previous
+    batch; the carried state is checkpointed."""
+    a, b = _agent(), _agent(extra=["carry_state=true"])
+    assert a.train_batch(_batch(VEC, DISC)) == b.train_batch(_batch(VEC, DISC))  # first batch: initial state
+    assert a.carry is None and b.carry[0].shape == (2, 64) and b.carry[2].shape == (2, 3)
+    buf = io.BytesIO()
+    torch.save(b.state_dict(), buf)
+    buf.seek(0)
+    c = _agent(extra=["carry_state=true"], seed=4)
+    c.load_state_dict(torch.load(buf, weights_only=True))
+    ma, mb, mc = (x.train_batch(_batch(VEC, DISC, seed=1)) for x in (a, b, c))
+    assert mb == mc and ma["loss/model"] != mb["loss/model"]
+
+
+def test_joint_update_imagines_with_the_world_model_before_its_step():
+    """joint_update (2024): behaviour losses are computed with the world model before its step, so the first update's
+    behaviour numbers equal those of a sequential (2023-order) agent whose world model does not move (lr 0); with
+    the replay-value loss the world model's gradient gains its part (repval_grad)."""
+    joint, frozen = _agent(extra=["joint_update=true"]), _agent(extra=["model_lr=0"])
+    mj, mf = joint.train_batch(_batch(VEC, DISC)), frozen.train_batch(_batch(VEC, DISC))
+    for key in ("loss/actor", "loss/critic", "imag/return", "imag/reward", "grad_norm/actor", "grad_norm/critic"):
+        assert mj[key] == mf[key], key
+    moved = _agent()
+    assert moved.train_batch(_batch(VEC, DISC))["imag/reward"] != mj["imag/reward"]
+    plain, repval = (_agent(extra=["joint_update=true", f"loss_repval={w}"]) for w in (0.0, 0.3))
+    sequential = _agent(extra=["loss_repval=0.3"])
+    for seed in (0, 1):  # the critic's output layer starts at zero: no gradient reaches its inputs at update 0
+        mp, mr, ms = (x.train_batch(_batch(VEC, DISC, seed=seed)) for x in (plain, repval, sequential))
+    assert mp["loss/model"] == mr["loss/model"] and mp["grad_norm/model"] != mr["grad_norm/model"]
+    assert ms["grad_norm/model"] == mp["grad_norm/model"]  # sequential: the replay-value loss trains the critic only
+    bp = _agent(VEC, CONT, extra=["joint_update=true", "loss_repval=0.3", "actor_grad_cont=backprop"])
+    assert all(math.isfinite(v) for v in bp.train_batch(_batch(VEC, CONT)).values())

@@ -68,3 +68,50 @@ def test_small_presets():
     fake = {"vector": gymnasium.spaces.Box(-2, 2, (2,), np.float32)}
     tiny = parameter_counts(fake, gymnasium.spaces.Discrete(3), make_config(DreamerV3Config, ["preset=tiny"]))["total"]
     assert tiny < 0.2e6
+
+
+def hand_count_2023_proprio(D: int, A: int, deter: int = 512, units: int = 512, mlp: int = 1024, S: int = 32, K: int = 32,
+                            ) -> dict[str, int]:
+    """Official 2023 architecture on DMC proprio (danijar/dreamerv3 8fa35f8, configs.yaml dmc_proprio, nets.py),
+    written out layer by layer: a normalised Linear has no bias (i*o) and a LayerNorm scale + offset (2*o); output
+    layers (stats, dist heads) have a bias. D observation dims, A action dims."""
+    z = S * K
+    feat = deter + z
+    ln = lambda i, o: i * o + 2 * o  # noqa: E731  Linear without bias + LayerNorm
+    out = lambda i, o: i * o + o  # noqa: E731
+    return {
+        "encoder": ln(D, mlp) + 4 * ln(mlp, mlp),  # mlp_layers 5, mlp_units 1024 (not matched by `.*\.units`)
+        "rssm": (
+            deter  # initial: learned
+            + ln(z + A, units)  # img_in over [stoch, action]
+            + ln(deter + units, 3 * deter)  # gru over [deter, x], LayerNorm on the gates
+            + ln(deter, units) + out(units, z)  # img_out, img_stats
+            + ln(deter + mlp, units) + out(units, z)  # obs_out over [deter, embed], obs_stats
+        ),
+        "decoder": ln(feat, mlp) + 4 * ln(mlp, mlp) + out(mlp, D),  # one `out` per observation key: same total
+        "reward": ln(feat, units) + ln(units, units) + out(units, 255),
+        "cont": ln(feat, units) + ln(units, units) + out(units, 1),
+        "actor": ln(feat, units) + ln(units, units) + 2 * out(units, A),  # mean and std layers
+        "critic": ln(feat, units) + ln(units, units) + out(units, 255),
+    }
+
+
+# (vector dims, action dims): walker (orientations 14 + height 1 + velocity 9, 6 actions), cartpole, ball_in_cup
+PROPRIO_2023 = {"walker": (24, 6), "cartpole": (5, 1), "ball_in_cup": (8, 2)}
+OURS_2023 = {"walker": 18_708_003, "cartpole": 18_661_382, "ball_in_cup": 18_669_067}  # docs/dreamerv3.md
+
+
+@pytest.mark.parametrize("domain", list(PROPRIO_2023))
+def test_2023_dmc_recipe_matches_the_official_2023_architecture(domain):
+    from wmbench_baselines.dreamerv3 import DreamerV3
+
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import resolve_config
+
+    D, A = PROPRIO_2023[domain]
+    config, _ = resolve_config(DreamerV3, load_protocol("dmc_proprio@1"), (), "dreamerv3_2023_dmc_proprio@1")
+    obs = {"vector": gymnasium.spaces.Box(-np.inf, np.inf, (D,), np.float32)}
+    ours = parameter_counts(obs, gymnasium.spaces.Box(-1, 1, (A,), np.float32), config)
+    want = hand_count_2023_proprio(D, A)
+    assert {k: v for k, v in ours.items() if k != "total"} == want
+    assert ours["total"] == OURS_2023[domain]

@@ -145,7 +145,7 @@ def test_empty_root(tmp_path, capsys, monkeypatch):
         ("batch_size=99999999999999999999", "config key 'batch_size': 99999999999999999999 is out of range"),
         ("model_lr=nan", "config key 'model_lr': nan is not a finite number; set a finite value (e.g. --set "
                          "model_lr=0.0001)"),
-        ("model_lr=-1", "config key 'model_lr': -1.0 is out of range; it must be > 0 and <= 1"),
+        ("model_lr=-1", "config key 'model_lr': -1.0 is out of range; it must be >= 0 and <= 1"),
         ("batch_length=1000000", "config key 'batch_length': 1000000 is out of range; it must be >= 2 and <= 4096"),
     ],
 )

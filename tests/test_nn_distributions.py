@@ -189,3 +189,10 @@ def test_tanh_normal_entropy_estimate_and_gradient():
     assert abs(ent.mean().item() - exact) < 0.02
     ent.mean().backward()
     assert std.grad.sum() > 0  # wider -> more entropy
+
+
+def test_twohot_losses_are_the_single_target_losses():
+    bins = D.symlog_bins(21, -5, 5)
+    logits, a, b = torch.randn(4, 21), torch.randn(4) * 3, torch.randn(4)
+    ra, rb = D.twohot_losses(logits, (a, b), bins)
+    assert torch.allclose(ra, D.twohot_loss(logits, a, bins)) and torch.allclose(rb, D.twohot_loss(logits, b, bins))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params
+from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params, linear
 from wmbench.nn.rssm import RSSM
 
 
@@ -175,3 +175,82 @@ def test_index_latents_follow_the_dense_rollout_exactly():
         assert torch.equal(rssm.to_index(s1), s2)
     with pytest.raises(ValueError, match="categorical"):
         _rssm("gaussian").sample(torch.randn(2, 8), index=True)
+
+
+def _dense_rssm(initial="learned"):
+    torch.manual_seed(0)
+    return RSSM(6, 2, deter=8, hidden=5, stoch=3, classes=4, norm="layer", core="dense", initial=initial, bias=False,
+                img_layers=1, obs_layers=1)
+
+
+def test_dense_core_is_the_2023_gru_with_layernorm():
+    """core='dense': x = SiLU(LN(W_in [z, a])), gates = LN(W_gru [h, x]) split into reset, candidate, update (the
+    2023 nets.py RSSM); our two halves of each matrix are one concatenated matrix."""
+    rssm = _dense_rssm()
+    h, z, a = torch.randn(4, 8), torch.randn(4, 12), torch.rand(4, 2) * 2 - 1  # |a| <= 1: no action rescale
+    w_in = torch.cat([rssm.dynin_stoch[0].weight, rssm.dynin_action.weight], 1)  # [hidden, z + a]
+    ln = torch.nn.functional.layer_norm
+    x = torch.nn.functional.silu(ln(torch.cat([z, a], -1) @ w_in.T, (5,), rssm.img_in_norm.weight, rssm.img_in_norm.bias, 1e-4))
+    w_gru = torch.cat([rssm.gru_h.weight, rssm.gru_x.weight], 1)  # [3 deter, h + x]
+    gates = ln(torch.cat([h, x], -1) @ w_gru.T, (24,), rssm.gru_norm.weight, rssm.gru_norm.bias, 1e-4)
+    reset, cand, update = torch.sigmoid(gates[:, :8]), gates[:, 8:16], torch.sigmoid(gates[:, 16:] - 1)
+    want = update * torch.tanh(reset * cand) + (1 - update) * h
+    assert torch.allclose(rssm.core(h, z, rssm.action_features(a)), want, atol=1e-6)
+    # no biases before a norm (the 2023 Linear); count: img_in, GRU, img_out, obs_out, their LNs, stats, initial
+    assert rssm.dynin_stoch[0].bias is None and rssm.gru_x.bias is None and rssm.obs_deter.bias is None
+    n = sum(p.numel() for p in rssm.parameters())
+    assert n == (12 + 2) * 5 + 2 * 5 + (8 + 5) * 24 + 2 * 24 + 8 * 5 + 2 * 5 + 5 * 12 + 12 + (8 + 6) * 5 + 2 * 5 + 5 * 12 + 12 + 8
+    # the index (gather) path of REINFORCE rollouts is exact for the dense core too
+    stoch = rssm.sample(rssm.prior(h), torch.Generator().manual_seed(2))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    d1, s1, _ = rssm.img_step(h, stoch, a, g1)
+    with torch.no_grad():
+        d2, s2, _ = rssm.img_step(h, rssm.to_index(stoch), a, g2)
+    assert torch.allclose(d1, d2, atol=1e-5) and torch.equal(rssm.to_index(s1), s2)
+
+
+def test_learned_initial_state_starts_sequences_and_resets():
+    """initial='learned' (2023): h_0 = tanh(w), z_0 = mode of the prior at h_0; it replaces the state at is_first,
+    and w receives a gradient."""
+    rssm = _dense_rssm()
+    with torch.no_grad():
+        rssm.initial_deter.normal_()
+    deter0, stoch0 = rssm.initial(3)
+    assert torch.allclose(deter0, torch.tanh(rssm.initial_deter).expand(3, -1))
+    assert torch.equal(stoch0[0], rssm.sample(rssm.prior(deter0[:1]), mode=True)[0])
+    is_first = torch.zeros(2, 4, dtype=torch.bool)
+    is_first[:, 0] = is_first[1, 2] = True
+    embed, act = torch.randn(2, 4, 6), torch.randn(2, 4, 2)
+    seq = rssm.observe(embed, act, is_first, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    deter, stoch = torch.randn(2, 8), torch.randn(2, 12)  # anything: is_first at t=0 replaces it
+    for t in range(4):
+        deter, stoch, _ = rssm.obs_step(deter, stoch, act[:, t], embed[:, t], is_first[:, t], gen)
+        assert torch.allclose(seq["deter"][:, t], deter, atol=1e-6)
+    # after the reset at t=2, row 1 follows from the initial state and a zero previous action
+    want = rssm.core(deter0[:1], stoch0[:1], rssm.action_features(torch.zeros(1, 2)))
+    assert torch.allclose(seq["deter"][1, 2], want[0], atol=1e-6)
+    seq["deter"].sum().backward()
+    assert rssm.initial_deter.grad is not None and rssm.initial_deter.grad.abs().sum() > 0
+    assert _rssm().initial(2)[0].abs().sum() == 0  # default: zeros, no parameter
+    assert not hasattr(_rssm(), "initial_deter")
+
+
+def test_mlp_without_bias_keeps_the_output_bias():
+    mlp = MLP(4, 8, 2, out_dim=3, norm="layer", bias=False)
+    assert mlp.hidden[0].bias is None and mlp.hidden[3].bias is None and mlp.out.bias is not None
+    assert count_params(mlp) == 4 * 8 + 2 * 8 + 8 * 8 + 2 * 8 + 8 * 3 + 3
+
+
+def test_fan_average_initialisation():
+    """fan='avg' (2023 DreamerV3 `Initializer(fan='avg')`): weight variance 1/mean(fan_in, fan_out); the dense RSSM's
+    split halves use the whole layer's fans."""
+    torch.manual_seed(0)
+    assert abs(linear(400, 100).weight.std().item() / (1 / 400) ** 0.5 - 1) < 0.05
+    assert abs(linear(400, 100, fan="avg").weight.std().item() / (1 / 250) ** 0.5 - 1) < 0.05
+    assert abs(MLP(400, 100, 1, fan="avg").hidden[0].weight.std().item() / (1 / 250) ** 0.5 - 1) < 0.05
+    rssm = RSSM(6, 2, deter=200, hidden=100, stoch=10, classes=10, core="dense", fan="avg")
+    want = (1 / ((200 + 100 + 3 * 200) / 2)) ** 0.5  # gru over [h, x] -> 3 deter
+    assert abs(rssm.gru_h.weight.std().item() / want - 1) < 0.05
+    with pytest.raises(ValueError, match="fan"):
+        linear(3, 3, fan="out")

@@ -2,7 +2,7 @@
 
 import torch
 
-from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return
+from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return, replay_lambda_return
 
 
 def _traj():
@@ -53,3 +53,20 @@ def test_ema_update():
     before = target.weight.detach().clone()
     ema_update(target, source, 0.02)
     assert torch.allclose(target.weight, 0.98 * before + 0.02 * source.weight)
+
+
+def test_replay_lambda_return_hand_values_and_relation_to_lambda_return():
+    """2024 repl_loss returns: reward/flags stored with the arriving step, bootstrapped with `boot`; an episode's last
+    step stops the recursion at its bootstrap."""
+    reward = torch.tensor([[9.0, 1.0, 2.0]])  # reward[0] (arriving at step 0) is never used
+    boot = torch.tensor([[5.0, 10.0, 20.0]])
+    zeros = torch.zeros(1, 3)
+    ret = replay_lambda_return(reward, zeros, zeros, boot, 0.5, 0.5)
+    # R1 = 2 + .5 * 20 = 12; R0 = 1 + .5 * (.5 * 10 + .5 * 12) = 6.5 (the lambda_return hand values above)
+    assert torch.allclose(ret, torch.tensor([[6.5, 12.0]]))
+    same = lambda_return(reward[0, 1:], torch.ones(2), boot[0], 0.5, 0.5)
+    assert torch.allclose(ret[0], same)
+    last = torch.tensor([[0.0, 1.0, 0.0]])  # step 1 ends its episode: R0 = 1 + .5 * boot_1
+    assert torch.allclose(replay_lambda_return(reward, last, zeros, boot, 0.5, 0.5)[0, 0], torch.tensor(6.0))
+    term = torch.tensor([[0.0, 1.0, 0.0]])  # step 1 is terminal: nothing after the reward
+    assert torch.allclose(replay_lambda_return(reward, zeros, term, boot, 0.5, 0.5)[0, 0], torch.tensor(1.0))

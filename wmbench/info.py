@@ -88,17 +88,19 @@ def method_rows(with_presets: bool) -> list[list[str]]:
 
     rows = []
     for name, target in method_targets().items():
-        presets = "-"
+        presets = recipes = "-"
         if with_presets:
             try:
                 from wmbench.method import get_method
+                from wmbench.recipes import method_recipes_text
 
                 cls = get_method(name)
                 names = sorted(getattr(cls, "PRESETS", {}) or getattr(cls.Config, "PRESETS", {}) or {})
                 presets = ", ".join(names) or "(none)"
+                recipes = method_recipes_text(name)
             except Exception as e:  # a broken third-party method must not break the listing
                 presets = f"(cannot import: {type(e).__name__}: {e})"
-        rows.append([name, target, presets] if with_presets else [name, target])
+        rows.append([name, target, presets, recipes] if with_presets else [name, target])
     return rows
 
 
@@ -120,7 +122,7 @@ def cli_list(argv: list[str]) -> int:
     if args.what in (None, "suites"):
         sections.append(("suites", lambda: _table(suite_rows(), ["suite", "tasks", "protocols", "install"])))
     if args.what == "methods":
-        sections.append(("methods", lambda: _table(method_rows(True), ["method", "entry point", "presets"])))
+        sections.append(("methods", lambda: _table(method_rows(True), ["method", "entry point", "presets", "recipes (--recipe)"])))
     elif args.what is None:
         sections.append(
             (

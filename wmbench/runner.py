@@ -151,10 +151,12 @@ IDENTITY_KEYS = ("protocol", "protocol_hash", "method", "task", "seed", "smoke",
 
 
 def run_identity(
-    method: str, protocol: Protocol, task: str, seed: int, config: Any, smoke: bool, budget: int
+    method: str, protocol: Protocol, task: str, seed: int, config: Any, smoke: bool, budget: int,
+    recipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What makes a run this run: recorded in run.json and in every checkpoint, compared before any resume."""
-    return {
+    """What makes a run this run: recorded in run.json and in every checkpoint, compared before any resume. The
+    recipe (`--recipe`) is recorded for the reader; its settings are compared through `config`, which holds them."""
+    identity = {
         "method": method,
         "protocol": protocol.id,
         "protocol_hash": protocol.hash,
@@ -164,6 +166,9 @@ def run_identity(
         "budget_agent_steps": int(budget),
         "config": config if isinstance(config, dict) else to_dict(config),
     }
+    if recipe is not None:
+        identity["recipe"] = recipe
+    return identity
 
 
 def identity_differences(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -559,29 +564,32 @@ def run(
     checkpoint_minutes: float | None = None,
     restart: bool = False,
     allow_config_change: bool = False,
+    recipe: str | None = None,
 ) -> RunResult:
     """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted.
 
     `restart`: start over from agent step 0 in a directory whose checkpoints are gone (or discard them).
     `allow_config_change`: resume with config settings that differ from the recorded ones (run.json records the
     change and the agent step it applies from); protocol, method, task, seed, smoke and budget never change.
+    `recipe` (see wmbench.recipes) is applied before `overrides`; run.json records it under `recipe`.
     """
     from wmbench.envs import check_installed, make_env
-    from wmbench.method import get_method, method_config
+    from wmbench.method import get_method
+    from wmbench.recipes import resolve_config
 
     check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
-    config = method_config(cls, proto, overrides)
+    config, recipe_record = resolve_config(cls, proto, overrides, recipe)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     budget = int(steps) if steps is not None else proto.budget_steps(smoke)
     unit = proto.budget.step_unit
     run_seed = derive_seed(proto.id, task, seed)
     run_dir = run_dir_for(root, proto, task, method, seed, smoke)
-    identity = run_identity(method, proto, task, seed, config, smoke, budget)
+    identity = run_identity(method, proto, task, seed, config, smoke, budget, recipe_record)
 
     info_path = run_dir / "run.json"
     info: dict[str, Any] | None = None
@@ -971,6 +979,8 @@ def _parser() -> argparse.ArgumentParser:
                    "live in <method>/smoke/seed_<n>/, apart from full runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, repeatable (e.g. --set preset=size12m --set batch_size=16)")
+    p.add_argument("--recipe", default=None, metavar="NAME", help="a recipe of the method (wmbench list methods), "
+                   "applied before --set; recorded in run.json")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--root", default="runs", help="root of run directories (default ./runs)")
     p.add_argument("--steps", type=int, default=None, help="agent-step budget instead of the protocol's (recorded)")
@@ -997,7 +1007,7 @@ def cli_run(argv: list[str]) -> int:
         args.method, proto, args.task, args.seed, root=args.root, overrides=args.overrides,
         smoke=args.smoke, device=args.device, steps=args.steps, checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
-        restart=args.restart, allow_config_change=args.allow_config_change,
+        restart=args.restart, allow_config_change=args.allow_config_change, recipe=args.recipe,
     )
     score = "n/a" if result.final_score is None else f"{result.final_score:.6g}"
     print(f"run directory: {result.run_dir}")

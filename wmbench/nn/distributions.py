@@ -74,6 +74,13 @@ def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor, weights: tuple[flo
     return -(dist * torch.log_softmax(logits.float(), -1)).sum(-1)
 
 
+def twohot_losses(logits: Tensor, targets: tuple[Tensor, ...], bins: Tensor) -> tuple[Tensor, ...]:
+    """`twohot_loss` of the same head against several targets, one value per target and leading element, sharing
+    one log-softmax (e.g. DreamerV3's critic: the return term and the slow-critic regulariser)."""
+    logp = torch.log_softmax(logits.float(), -1)
+    return tuple(-(twohot(symlog(t.detach().float()), bins) * logp).sum(-1) for t in targets)
+
+
 def symlog_mse(pred: Tensor, target: Tensor) -> Tensor:
     """Squared error in symlog space summed over the last dim (DreamerV3 vector decoder)."""
     return (pred.float() - symlog(target.float())).square().sum(-1)

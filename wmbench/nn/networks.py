@@ -19,20 +19,29 @@ from torch import Tensor, nn
 from wmbench.nn.distributions import symlog
 
 
-def init_trunc_normal_(weight: Tensor, fan_in: int, scale: float = 1.0) -> Tensor:
-    """Truncated normal in [-2, 2] std with variance ~1/fan_in (1.1368 corrects the truncation), times `scale`.
-    scale 0 gives zeros (DreamerV3 zero-initialises the reward and critic output layers, Sec. 2)."""
+def init_trunc_normal_(weight: Tensor, fan_in: int, scale: float = 1.0, fan_out: int | None = None) -> Tensor:
+    """Truncated normal in [-2, 2] std with variance ~1/fan_in (1.1368 corrects the truncation), times `scale`;
+    with `fan_out`, variance ~1/mean(fan_in, fan_out) (the 2023 DreamerV3 code's `fan='avg'`). scale 0 gives zeros
+    (DreamerV3 zero-initialises the reward and critic output layers, Sec. 2)."""
     with torch.no_grad():
         if scale == 0:
             return weight.zero_()
-        std = 1.1368 * math.sqrt(1.0 / fan_in)
+        fan = fan_in if fan_out is None else (fan_in + fan_out) / 2
+        std = 1.1368 * math.sqrt(1.0 / fan)
         nn.init.trunc_normal_(weight, 0.0, 1.0, -2.0, 2.0)
         return weight.mul_(std * scale)
 
 
-def linear(in_dim: int, out_dim: int, bias: bool = True, outscale: float = 1.0) -> nn.Linear:
+def fan_out_for(fan: str, out_dim: int) -> int | None:
+    """`fan_out` argument of `init_trunc_normal_` for an initialisation fan of "in" (2024) or "avg" (2023)."""
+    if fan not in ("in", "avg"):
+        raise ValueError(f"fan must be 'in' or 'avg', got {fan!r}")
+    return out_dim if fan == "avg" else None
+
+
+def linear(in_dim: int, out_dim: int, bias: bool = True, outscale: float = 1.0, fan: str = "in") -> nn.Linear:
     layer = nn.Linear(in_dim, out_dim, bias=bias)
-    init_trunc_normal_(layer.weight, in_dim, outscale)
+    init_trunc_normal_(layer.weight, in_dim, outscale, fan_out_for(fan, out_dim))
     if bias:
         nn.init.zeros_(layer.bias)
     return layer
@@ -112,7 +121,10 @@ def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -
 
 
 class MLP(nn.Module):
-    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units."""
+    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units.
+
+    `bias=False` drops the hidden layers' biases (the 2023 DreamerV3 code: a normalised layer has no bias, the
+    LayerNorm's offset takes its place); the output layer always has one. `fan`: initialisation fan (`linear`)."""
 
     def __init__(
         self,
@@ -122,15 +134,17 @@ class MLP(nn.Module):
         out_dim: int | None = None,
         norm: str = "rms",
         outscale: float = 1.0,
+        bias: bool = True,
+        fan: str = "in",
     ):
         super().__init__()
         blocks: list[nn.Module] = []
         dim = in_dim
         for _ in range(layers):
-            blocks += [linear(dim, units), Norm(units, norm), nn.SiLU()]
+            blocks += [linear(dim, units, bias=bias, fan=fan), Norm(units, norm), nn.SiLU()]
             dim = units
         self.hidden = nn.Sequential(*blocks)
-        self.out = linear(dim, out_dim, outscale=outscale) if out_dim is not None else None
+        self.out = linear(dim, out_dim, outscale=outscale, fan=fan) if out_dim is not None else None
         self.out_dim = out_dim if out_dim is not None else dim
 
     def forward(self, x: Tensor) -> Tensor:
@@ -274,9 +288,11 @@ class ObsEncoder(nn.Module):
         mults: Sequence[int] = (2, 3, 4, 4),
         kernel: int = 5,
         norm: str = "rms",
+        bias: bool = True,
+        fan: str = "in",
     ):
         super().__init__()
-        self.vector = MLP(vector_dim, units, layers, norm=norm) if vector_dim else None
+        self.vector = MLP(vector_dim, units, layers, norm=norm, bias=bias, fan=fan) if vector_dim else None
         self.image = ConvEncoder(image_shape, depth, mults, kernel, norm) if image_shape else None
         self.out_dim = (self.vector.out_dim if self.vector else 0) + (self.image.out_dim if self.image else 0)
 
@@ -305,9 +321,13 @@ class ObsDecoder(nn.Module):
         kernel: int = 5,
         norm: str = "rms",
         bspace: int = 8,
+        bias: bool = True,
+        fan: str = "in",
     ):
         super().__init__()
-        self.vector = MLP(deter + stoch, units, layers, out_dim=vector_dim, norm=norm) if vector_dim else None
+        self.vector = (
+            MLP(deter + stoch, units, layers, out_dim=vector_dim, norm=norm, bias=bias, fan=fan) if vector_dim else None
+        )
         self.image = (
             ConvDecoder(deter, stoch, image_shape, depth, units, mults, kernel, norm, bspace) if image_shape else None
         )

@@ -1,6 +1,6 @@
 """Return estimation and normalisation for actor-critic learning in imagination.
 
-Owns: the TD(lambda) return, DreamerV3's percentile return normaliser (Sec. 3, "Actor learning": scale
+Owns: the TD(lambda) return of imagined and of replayed sequences, DreamerV3's percentile return normaliser (Sec. 3, "Actor learning": scale
 S = EMA(Per(R, 95) - Per(R, 5)), decay 0.99, returns divided by max(1, S)) and the slow (EMA) copy of a network used
 as the critic regulariser target (Sec. 3, "Critic learning").
 """
@@ -24,6 +24,26 @@ def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam
         last = interm[t] + disc[t] * lam * last
         out.append(last)
     return torch.stack(out[::-1])
+
+
+def replay_lambda_return(reward: Tensor, is_last: Tensor, is_terminal: Tensor, boot: Tensor, gamma: float, lam: float
+                         ) -> Tensor:
+    """TD(lambda) returns of a *replayed* sequence, batch-major [B, T] -> [B, T-1], bootstrapped with `boot`
+    (DreamerV3 2024 `repl_loss`: the imagined lambda-return of each replayed state).
+
+    reward[:, t], is_terminal[:, t], is_last[:, t]: as stored with step t (reward received on arriving at t).
+    R_t = r_{t+1} + gamma (1 - term_{t+1}) ((1 - l_{t+1}) boot_{t+1} + l_{t+1} R_{t+1}), l_{t+1} = lam (1 - last_{t+1}),
+    R_{T-1} = boot_{T-1}: at an episode's last step the return stops at that step's bootstrap. Without `is_last`
+    this is `lambda_return` of (reward[:, 1:], 1 - is_terminal[:, 1:], boot) in batch-major layout."""
+    live = (1.0 - is_terminal[:, 1:].float()) * gamma
+    cont = (1.0 - is_last[:, 1:].float()) * lam
+    interm = reward[:, 1:] + (1 - cont) * live * boot[:, 1:]
+    out = []
+    last = boot[:, -1]
+    for t in reversed(range(live.shape[1])):
+        last = interm[:, t] + live[:, t] * cont[:, t] * last
+        out.append(last)
+    return torch.stack(out[::-1], 1)
 
 
 class PercentileNormalizer(nn.Module):

@@ -6,10 +6,16 @@ predictor); posterior q(z_t | h_t, embed(x_t)) (encoder). Latents are either
   (DreamerV2/V3), or
 - `gaussian`: a diagonal Normal of `stoch` dims with std = softplus + 0.1, reparameterised (PlaNet, Dreamer v1).
 
-The deterministic core follows the official DreamerV3 code (2024 release, `rssm.py`): (h, z, a) are each projected by
-Linear -> Norm -> SiLU, concatenated and combined with h through a block-diagonal layer, then a GRU-style update
-with `blocks` block-diagonal gates (reset r, candidate tanh(r * c), update sigmoid(u - 1)). With `blocks=1` this is a
-dense GRU-style cell. Two exact refactorings keep it fast in a Python time loop: the action projection and the
+The deterministic core is one of two generations of the official DreamerV3 code:
+- `core="block"` (2024 release, `rssm.py`): (h, z, a) are each projected by Linear -> Norm -> SiLU, concatenated and
+  combined with h through a block-diagonal layer, then a GRU-style update with `blocks` block-diagonal gates
+  (reset r, candidate tanh(r * c), update sigmoid(u - 1)).
+- `core="dense"` (2023 release, `nets.py` RSSM): x = SiLU(Norm(Linear([z, a]))) (`img_in`), then the gates are
+  Norm(Linear([h, x])) (one dense GRU layer with LayerNorm on its 3 x deter outputs), same update rule. The two
+  input matrices of each concatenation are kept as two exact halves (`dynin_stoch` + `dynin_action`, `gru_h` +
+  `gru_x`) so that z can enter as gathered rows (index latents) and the action part is batched over time.
+The initial state is zero (2024) or, with `initial="learned"` (2023), h_0 = tanh(w) for a trained vector w and
+z_0 = the mode of the prior p(z | h_0); it also replaces the state where `is_first` marks a reset. Two exact refactorings keep it fast in a Python time loop: the action projection and the
 embedding part of the posterior layer do not depend on the recurrent state, so `observe` computes them for all time
 steps in one batched call, and the prior logits of a training sequence are computed after the loop in one call.
 
@@ -38,7 +44,7 @@ from wmbench.nn.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from wmbench.nn.networks import MLP, BlockLinear, Norm, init_trunc_normal_, linear, split_linear
+from wmbench.nn.networks import MLP, BlockLinear, Norm, fan_out_for, init_trunc_normal_, linear, split_linear
 
 
 class RSSM(nn.Module):
@@ -58,23 +64,68 @@ class RSSM(nn.Module):
         obs_layers: int = 1,
         dyn_layers: int = 1,
         min_std: float = 0.1,
+        core: Literal["block", "dense"] = "block",
+        initial: Literal["zeros", "learned"] = "zeros",
+        bias: bool = True,
+        fan: str = "in",
     ):
         super().__init__()
         if latent not in ("categorical", "gaussian"):
             raise ValueError(f"latent must be 'categorical' or 'gaussian', got {latent!r}")
+        if core not in ("block", "dense"):
+            raise ValueError(f"core must be 'block' or 'dense', got {core!r}")
+        if initial not in ("zeros", "learned"):
+            raise ValueError(f"initial must be 'zeros' or 'learned', got {initial!r}")
         if deter % blocks:
             raise ValueError(f"deter {deter} must be divisible by blocks {blocks}")
         self.deter, self.hidden, self.stoch, self.classes = deter, hidden, stoch, classes
         self.latent, self.blocks, self.unimix, self.min_std = latent, blocks, unimix, min_std
+        self.core_kind, self.initial_kind = core, initial
         self.stoch_dim = stoch * classes if latent == "categorical" else stoch
         stats_dim = stoch * classes if latent == "categorical" else 2 * stoch
         self.feat_dim = deter + self.stoch_dim
         self.action_dim = action_dim
+        if initial == "learned":
+            self.initial_deter = nn.Parameter(torch.zeros(deter))  # h_0 = tanh(w): 0 at initialisation
+        if core == "dense":
+            self._init_dense(hidden, norm, bias, fan)
+        else:
+            self._init_block(hidden, norm, blocks, dyn_layers)
+        # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
+        # `fan` ("in" / "avg") sets the initialisation of the dense layers (the block core keeps fan-in, as 2024)
+        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm, bias=bias, fan=fan)
+        if obs_layers < 1:
+            raise ValueError("obs_layers must be >= 1")
+        self.obs_deter = linear(deter, hidden, bias=bias)
+        self.obs_embed = linear(embed_dim, hidden, bias=False)
+        init_trunc_normal_(self.obs_deter.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
+        init_trunc_normal_(self.obs_embed.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
+        self.obs_net = nn.Sequential(
+            Norm(hidden, norm), nn.SiLU(),
+            MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias, fan=fan),
+        )
 
+    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str) -> None:
+        """2023 core: img_in over [z, a] (no bias before its norm, as the 2023 `Linear`), GRU layer over [h, x]; each
+        half initialised with the fans of the whole layer."""
+        deter, fan_in = self.deter, self.stoch_dim + self.action_dim
+        self.dynin_stoch = nn.Sequential(linear(self.stoch_dim, hidden, bias=bias))  # z half of img_in
+        self.dynin_action = linear(self.action_dim, hidden, bias=False)  # a half of img_in
+        init_trunc_normal_(self.dynin_stoch[0].weight, fan_in, fan_out=fan_out_for(fan, hidden))
+        init_trunc_normal_(self.dynin_action.weight, fan_in, fan_out=fan_out_for(fan, hidden))
+        self.img_in_norm = Norm(hidden, norm)
+        self.gru_h = linear(deter, 3 * deter, bias=False)  # h half of the GRU layer
+        self.gru_x = linear(hidden, 3 * deter, bias=bias)  # x half
+        init_trunc_normal_(self.gru_h.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
+        init_trunc_normal_(self.gru_x.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
+        self.gru_norm = Norm(3 * deter, norm)
+
+    def _init_block(self, hidden: int, norm: str, blocks: int, dyn_layers: int) -> None:
+        deter = self.deter
         # sequence model inputs: Linear -> Norm -> SiLU of h, z and a
         self.dynin_deter = nn.Sequential(linear(deter, hidden), Norm(hidden, norm), nn.SiLU())
         self.dynin_stoch = nn.Sequential(linear(self.stoch_dim, hidden), Norm(hidden, norm), nn.SiLU())
-        self.dynin_action = nn.Sequential(linear(action_dim, hidden), Norm(hidden, norm), nn.SiLU())
+        self.dynin_action = nn.Sequential(linear(self.action_dim, hidden), Norm(hidden, norm), nn.SiLU())
         # first hidden layer: the official BlockLinear over [h_g, x] per group g, where x = the 3 projections repeated
         # in every group. Split exactly into a dense map of x (shared input) plus a block-diagonal map of h.
         fan_in = deter + 3 * hidden * blocks  # the official initialiser's fan-in of that BlockLinear
@@ -87,19 +138,25 @@ class RSSM(nn.Module):
             nn.Sequential(BlockLinear(deter, deter, blocks), Norm(deter, norm), nn.SiLU()) for _ in range(dyn_layers - 1)
         )
         self.gru = BlockLinear(deter, 3 * deter, blocks)
-        # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
-        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm)
-        if obs_layers < 1:
-            raise ValueError("obs_layers must be >= 1")
-        self.obs_deter = linear(deter, hidden)
-        self.obs_embed = linear(embed_dim, hidden, bias=False)
-        init_trunc_normal_(self.obs_deter.weight, deter + embed_dim)
-        init_trunc_normal_(self.obs_embed.weight, deter + embed_dim)
-        self.obs_net = nn.Sequential(Norm(hidden, norm), nn.SiLU(), MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm))
 
     # ------------------------------------------------------------------ state and distributions
     def initial(self, batch: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        return torch.zeros(batch, self.deter, device=device), torch.zeros(batch, self.stoch_dim, device=device)
+        """(h_0, z_0) for `batch` sequences: zeros, or the learned initial state (see the module docstring)."""
+        if self.initial_kind == "zeros":
+            return torch.zeros(batch, self.deter, device=device), torch.zeros(batch, self.stoch_dim, device=device)
+        deter = torch.tanh(self.initial_deter)
+        stoch = self.sample(self.prior(deter), mode=True).to(deter.dtype)
+        return deter.expand(batch, -1), stoch.expand(batch, -1)
+
+    def reset(
+        self, deter: Tensor, stoch: Tensor, keep: Tensor, initial: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The state where `keep` ([N, 1] float) is 1, the initial state where it is 0 (an episode starts);
+        `initial` = `self.initial(1)` computed once by a caller that resets many times."""
+        if self.initial_kind == "zeros":
+            return deter * keep, stoch * keep
+        deter0, stoch0 = initial if initial is not None else self.initial(1, deter.device)
+        return deter * keep + deter0 * (1 - keep), stoch * keep + stoch0 * (1 - keep)
 
     def dist_stats(self, raw: Tensor) -> Tensor:
         """Raw head output -> distribution statistics: unimix log-probs [.., stoch, classes] or (mean, std)."""
@@ -164,6 +221,8 @@ class RSSM(nn.Module):
         return self.dynin_action(action)
 
     def core(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
+        if self.core_kind == "dense":
+            return self._core_dense(deter, stoch, action_feat)
         stoch_feat = self.stoch_input(stoch)
         x = torch.cat([self.dynin_deter(deter), stoch_feat.to(action_feat.dtype), action_feat], -1)
         x = F.silu(self.dynhid_norm(self.dynhid_x(x) + self.dynhid_h(deter)))
@@ -177,6 +236,14 @@ class RSSM(nn.Module):
         update = torch.sigmoid(update - 1)  # bias towards keeping the old state (official code)
         new = update * cand + (1 - update) * deter.reshape(*deter.shape[:-1], g, d)
         return new.reshape(deter.shape)
+
+    def _core_dense(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
+        x = F.silu(self.img_in_norm(self.stoch_input(stoch).to(action_feat.dtype) + action_feat))  # img_in([z, a])
+        gates = self.gru_norm(self.gru_h(deter) + self.gru_x(x))  # Norm(Linear([h, x]))
+        reset, cand, update = gates.chunk(3, -1)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update - 1)
+        return update * cand + (1 - update) * deter
 
     def prior(self, deter: Tensor) -> Tensor:
         return self.dist_stats(self.prior_net(deter))
@@ -213,7 +280,7 @@ class RSSM(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One filtering step for acting: resets state and previous action where `is_first`."""
         keep = (~is_first.bool()).to(deter.dtype).unsqueeze(-1)
-        deter, stoch, prev_action = deter * keep, stoch * keep, prev_action * keep
+        (deter, stoch), prev_action = self.reset(deter, stoch, keep), prev_action * keep
         deter = self.core(deter, stoch, self.action_features(prev_action))
         stats = self.posterior(deter, self.embed_features(embed))
         return deter, self.sample(stats, generator, mode), stats
@@ -233,10 +300,10 @@ class RSSM(nn.Module):
         keep = (~is_first.bool()).to(deter.dtype).unsqueeze(-1)
         act_feat = self.action_features(prev_action * keep)  # all steps at once: independent of the state
         embed_feat = self.embed_features(embed)
+        initial = self.initial(1, embed.device) if self.initial_kind == "learned" else None
         deters, stochs, posts = [], [], []
         for t in range(length):
-            k = keep[:, t]
-            deter = self.core(deter * k, stoch * k, act_feat[:, t])
+            deter = self.core(*self.reset(deter, stoch, keep[:, t], initial), act_feat[:, t])
             stats = self.posterior(deter, embed_feat[:, t])
             stoch = self.sample(stats, generator)
             deters.append(deter)
