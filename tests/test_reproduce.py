@@ -333,3 +333,42 @@ def test_published_runs_that_stopped_early_are_left_out() -> None:
                           min_seeds=2)
     assert v.tasks[0].n_published == 4 and v.tasks[0].n_ours == 4
     assert any("stopped early" in n and "390,000" in n for n in v.notes)
+
+
+def test_reproduce_compares_only_runs_made_with_the_sources_recipe(tmp_path, capsys) -> None:
+    """dreamerv3_2024:atari100k-dreamerv3 has a recipe: runs with other settings are 'not comparable' (naming the
+    keys), unless --allow-reduced, which states every reduced key."""
+    from wmbench.config import to_dict
+    from wmbench.method import get_method
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import resolve_config
+
+    protocol = load_protocol(PROTOCOL)
+    recipe_config = to_dict(resolve_config(get_method("dreamerv3"), protocol, (), "dreamerv3_2024_atari100k")[0])
+    reduced = to_dict(resolve_config(get_method("dreamerv3"), protocol, ["train_ratio=64"],
+                                     "dreamerv3_2024_atari100k")[0])
+    pub = results.published(protocol=PROTOCOL, method="dreamerv3", task="pong")
+    curves = dict(list(pub[pub.point_type == "curve"].groupby("seed")))
+
+    def write(root, config) -> None:
+        for seed, curve in curves.items():
+            _write_run(root, "pong", int(seed), curve)
+            info_path = next((root / "atari100k@1" / "pong" / "dreamerv3").glob(f"seed_{seed}")) / "run.json"
+            info = json.loads(info_path.read_text())
+            info_path.write_text(json.dumps({**info, "config": config}))
+
+    write(tmp_path / "same", recipe_config)
+    write(tmp_path / "reduced", reduced)
+    base = ["dreamerv3", PROTOCOL, "--tasks", "pong", "--reps", "50"]
+    out = tmp_path / "v.json"
+    assert reproduce.cli_reproduce([*base, "--root", str(tmp_path / "same"), "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["recipe"] == "dreamerv3_2024_atari100k@1" and d["differences"] == [] and d["verdict"] != "not comparable"
+    assert reproduce.cli_reproduce([*base, "--root", str(tmp_path / "reduced"), "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["verdict"] == reproduce.NOT_COMPARABLE and d["differences"] == ["train_ratio=64.0 (recipe: 256.0)"]
+    assert "NOT COMPARABLE" in d["text"] and "train_ratio=64.0 (recipe: 256.0)" in d["text"]
+    assert reproduce.cli_reproduce([*base, "--root", str(tmp_path / "reduced"), "--allow-reduced", "--json",
+                                    str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["verdict"] != reproduce.NOT_COMPARABLE and "Reduced recipe (dreamerv3_2024_atari100k@1): train_ratio=64.0" in d["text"]

@@ -41,6 +41,7 @@ from wmbench.protocols import Protocol, load_protocol
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
+NOT_COMPARABLE = "not comparable"
 AGGREGATE_METRICS = ("iqm", "mean")
 MIN_SEEDS = 2  # a variance (Welch) or a non-degenerate bootstrap needs at least two runs per side
 
@@ -118,9 +119,16 @@ class Verdict:
     seed: int = 0
     min_seeds: int = 0  # seeds per task on each side below which a verdict is inconclusive
     untrained: str = ""  # what the untrained level is (published first points, random runs, normaliser)
+    # The source's recipe vs our runs' resolved settings (`recipe_check`): `differences` make the verdict
+    # "not comparable"; `reduced` lists the differences the user allowed (--allow-reduced), stated in the text.
+    recipe: str = ""
+    differences: list[str] = field(default_factory=list)
+    reduced: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
+        if self.differences:
+            return NOT_COMPARABLE
         return self.aggregate.verdict if self.aggregate is not None else INCONCLUSIVE
 
     @property
@@ -133,6 +141,12 @@ class Verdict:
             f"{' (early comparison, --at-step)' if self.at_step is not None else ''}, "
             f"vs published {self.source or 'scores'}: {self.verdict.upper()}."
         )
+        if self.differences:
+            head += (f" Our runs did not use the settings of recipe {self.recipe}, which produced this source: "
+                     + "; ".join(self.differences)
+                     + ". Run with --recipe (or pass --allow-reduced to compare a documented reduced recipe).")
+        elif self.reduced:
+            head += f" Reduced recipe ({self.recipe}): " + "; ".join(self.reduced) + "."
         if self.aggregate is None:
             return f"{head} No task has finals on both sides."
         a = self.aggregate
@@ -578,6 +592,30 @@ def compare(
     return result
 
 
+def recipe_check(method: str, source: str, infos: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The recipe of `method` that reproduces `source` and, per differing key, `key=ours (recipe: theirs)` over our
+    runs (run.json dicts). ("", []) when the method has no recipe for that source: nothing to check against."""
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names
+
+    try:
+        names = recipe_names(method)
+    except WmbenchError:
+        return "", []
+    recipes = [r for r in (load_recipe(method, n) for n in names) if source in r.sources]
+    if not recipes:
+        return "", []
+    recipe = recipes[0]
+    found: dict[str, tuple[Any, Any]] = {}
+    for info in infos:
+        config = info.get("config")
+        if not isinstance(config, dict):
+            found.setdefault("config", (None, "(the recipe's)"))
+            continue
+        for key, pair in recipe_differences(config, recipe).items():
+            found.setdefault(key, pair)
+    return recipe.id, [f"{k}={ours!r} (recipe: {theirs!r})" for k, (ours, theirs) in sorted(found.items())]
+
+
 # ----------------------------------------------------------------------------------------------------------- CLI
 
 
@@ -663,6 +701,9 @@ def cli_reproduce(argv: list[str]) -> int:
     parser.add_argument("--untrained-runs", nargs="+", type=Path, metavar="PATH",
                         help="run directories (or folders) of an untrained baseline, e.g. `random`, on the same "
                         "protocol: the level ours must rise above (default: the published curves' first points)")
+    parser.add_argument("--allow-reduced", action="store_true",
+                        help="compare runs whose settings differ from the source's recipe (e.g. a smaller model on "
+                        "CPU); the verdict lists every differing key as 'reduced: key=value'")
     parser.add_argument("--allow-mixed-scoring", action="store_true",
                         help="compare finals scored by different rules (e.g. authors' evaluation vs the protocol's "
                         "training window); the verdict says so")
@@ -737,6 +778,14 @@ def cli_reproduce(argv: list[str]) -> int:
         min_seeds=args.min_seeds, allow_mixed_scoring=args.allow_mixed_scoring,
     )
     result.notes[:0] = notes
+    result.recipe, differences = recipe_check(args.method, source, [run_info(p) for p in usable_dirs])
+    if not result.recipe:
+        result.notes.append(f"{args.method} has no recipe for {source}: the runs' settings were not checked against "
+                            "the configuration that produced it.")
+    elif args.allow_reduced:
+        result.reduced = differences
+    else:
+        result.differences = differences
     print(result.table())
     print()
     for note in result.notes:
