@@ -260,6 +260,17 @@ def make_config(
     return apply_overrides(apply_overrides(cls(), defaults), presets[-1:] + others)
 
 
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict (`to_dict`, run.json) as {dotted key: value}, the keys `--set` takes."""
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            flat.update(flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready nested dict of a config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))

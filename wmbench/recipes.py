@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wmbench.config import ConfigError, all_keys, make_config, to_dict
+from wmbench.config import ConfigError, all_keys, flatten, make_config, to_dict
 from wmbench.errors import WmbenchError
 
 
@@ -106,16 +106,6 @@ def recipe_names(method: str) -> list[str]:
     return list(_files(method))
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def published_source_ids() -> set[str]:
     """Every published source id shipped in results/published/SOURCES.csv."""
     from wmbench.results import PUBLISHED_DIR
@@ -169,8 +159,8 @@ def parse_recipe(path: Path | str, method: str | None = None) -> Recipe:
                 f"{where}: published source {source!r} does not exist in results/published/SOURCES.csv."
                 f"{_close(source, sorted(known))}"
             )
-    config = _flatten(raw["config"])
-    provenance = _flatten(raw["provenance"])
+    config = flatten(raw["config"])
+    provenance = flatten(raw["provenance"])
     keys = all_keys(cls.Config) + ["preset"]
     for key in config:
         if key not in keys:
@@ -252,8 +242,8 @@ not compared."""
         recipe = load_recipe(method, recipe)
     cls = get_method(recipe.method)
     config, _ = resolve_config(cls, load_protocol(recipe.protocol), (), recipe.path)
-    want = _flatten(to_dict(config))
-    have = _flatten(resolved_config if isinstance(resolved_config, Mapping) else to_dict(resolved_config))
+    want = flatten(to_dict(config))
+    have = flatten(resolved_config if isinstance(resolved_config, Mapping) else to_dict(resolved_config))
     ignored = getattr(cls.Config, "RECIPE_IGNORED", frozenset())
     # both sides are in run.json's JSON form (tuples as lists), so plain equality compares them
     return {

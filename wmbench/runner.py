@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmbench.config import to_dict
+from wmbench.config import flatten, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.io import (
     DiskFullError,
@@ -136,16 +136,6 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 # ------------------------------------------------------------------------------------------ run identity
 IDENTITY_KEYS = ("protocol", "protocol_hash", "method", "task", "seed", "smoke", "budget_agent_steps")
 
@@ -180,7 +170,7 @@ def identity_differences(recorded: Mapping[str, Any], requested: Mapping[str, An
         if recorded.get(key) != requested[key]
     ]
     config = recorded.get("config")
-    old, new = _flatten(config if isinstance(config, Mapping) else {}), _flatten(requested["config"])
+    old, new = flatten(config if isinstance(config, Mapping) else {}), flatten(requested["config"])
     config_diffs = [
         f"config.{key}: directory has {old.get(key)!r}, requested {new.get(key)!r}"
         for key in sorted(set(old) | set(new))
@@ -190,7 +180,7 @@ def identity_differences(recorded: Mapping[str, Any], requested: Mapping[str, An
 
 
 def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[Any]]:
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
