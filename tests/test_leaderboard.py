@@ -49,7 +49,7 @@ def test_control_protocol_without_iqm_is_ranked_by_its_first_aggregate(tmp_path)
     assert report.cli_leaderboard([str(tmp_path / "runs"), "--out", str(out), "--reps", "100"]) == 0
     page = (out / "control@1.html").read_text()
     assert _ranked(page) == [("1", "pets"), ("2", "random")]
-    assert "Ranked by mean of none-normalised final scores over all 1 tasks" in page
+    assert "Ranked by mean of raw final scores over the protocol's one task" in page
     assert "<th>mean [95% CI]</th><th>median [95% CI]</th>" in page
     row = re.search(r"pets</td><td class='l'>ours</td><td>([\d.]+) \[", page)
     assert float(row.group(1)) == np.mean([170.0, 171.0, 172.0])  # finals: mean of each seed's last 3 episodes
@@ -124,7 +124,7 @@ def test_smoke_runs_are_listed_unranked_with_the_reason(tmp_path) -> None:
     page = (out / "control@1.html").read_text()
     assert _ranked(page) == [("1", "pets"), ("2", "random")]
     unranked = page[page.index("<h2>Not ranked</h2>"):]
-    assert "mine (smoke, 400 steps)" in unranked and "smoke run(s) at 400 agent steps" in unranked
+    assert "mine (smoke, 400 agent steps)" in unranked and "smoke run(s) at 400 agent steps" in unranked
 
 
 def test_method_colours_are_stable_across_pages() -> None:
@@ -134,7 +134,7 @@ def test_method_colours_are_stable_across_pages() -> None:
     assert plots.method_colours(["mine", "a", "b", "c", "d", "e", "f", "g", "h"])["mine"] == alone
     assert plots.method_colour("dreamerv3") == plots.METHOD_COLOURS["dreamerv3"]
     # Our runs and the same method's published or smoke runs: same hue family, different shades.
-    shades = {plots.method_colour(x) for x in ("pets", "pets (published)", "pets (smoke, 600 steps)")}
+    shades = {plots.method_colour(x) for x in ("pets", "pets (published)", "pets (smoke, 600 agent steps)")}
     assert len(shades) == 3
     assert all(re.fullmatch(r"#[0-9A-F]{6}", c, re.I) for c in shades)
 

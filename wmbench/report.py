@@ -102,7 +102,7 @@ def collect(
     compute finals and the common task set.
 
     Runs below the protocol's budget (`--smoke` or `--steps`) are left out unless `include_smoke`; then they form
-    their own entries, labelled `METHOD (smoke, N steps)` and scored at their own budget, with a warning."""
+    their own entries, labelled `METHOD (smoke, N agent steps)` and scored at their own budget, with a warning."""
     from wmbench import results, stats
     from wmbench.reproduce import run_info, run_problem
 
@@ -141,7 +141,7 @@ def collect(
         for kind, rows in (("ours", table[ours]), ("table", table[~ours])):
             budgets = rows["source"].map(reduced).fillna(0).astype(int)  # 0: the protocol's budget
             for (method, budget), group in rows.groupby([rows["method"], budgets], sort=True):
-                label = f"{method} (smoke, {budget:,} steps)" if budget else str(method)
+                label = f"{method} (smoke, {budget:,} agent steps)" if budget else str(method)
                 entries.append(Entry(label, str(method), kind, tuple(sorted(set(group["source"]))), group,
                                      budget=int(budget) or None))
     entries += [_published_entry(proto, spec) for spec in published]
@@ -560,7 +560,7 @@ def cli_report(argv: list[str]) -> int:
     parser.add_argument("--against", help="entry to compare every other entry with (probability of improvement)")
     parser.add_argument("--include-smoke", action="store_true",
                         help="show runs below the protocol's budget (--smoke, --steps) as their own entries, labelled "
-                        "'(smoke, N steps)' and scored at their budget (default: left out with a warning)")
+                        "'(smoke, N agent steps)' and scored at their budget (default: left out with a warning)")
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML report (default: report.html)")
     parser.add_argument("--md", type=Path, help="Markdown summary (default: the HTML path with .md)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
@@ -595,8 +595,9 @@ def cli_report(argv: list[str]) -> int:
 # 2-task entry shrink a 26-game table. Entries with fewer tasks and smoke runs are listed below the ranking, unranked,
 # with the reason. Links to our runs are relative to the output directory, so the folder can be moved or served.
 
-LEADERBOARD_CSS = ".sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.4em;" \
-    "vertical-align:baseline}"
+LEADERBOARD_CSS = (".sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.4em;"
+                   "vertical-align:baseline}td.src{white-space:normal;overflow-wrap:anywhere;max-width:24em}"
+                   "td.why{white-space:normal;max-width:30em}")
 
 
 def _source_links() -> dict[str, str]:
@@ -607,6 +608,9 @@ def _source_links() -> dict[str, str]:
         return {}
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     return {r.source: f"https://github.com/{r.repo}/blob/{r.commit}/{r.path}" for r in df.itertuples()}
+
+
+METRIC_NAMES = {"iqm": "IQM", "optimality_gap": "optimality gap"}
 
 
 def rank_metric(p: Protocol) -> str:
@@ -694,7 +698,7 @@ def leaderboard_page(board: Board, links: dict[str, str], out_dir: Path) -> str:
     c, metric = board.collection, board.metric
     p = c.protocol
     metrics = [metric] + [m for m in p.score.aggregates if m != metric]
-    names = {"iqm": "IQM", "optimality_gap": "optimality gap"}
+    names = METRIC_NAMES
     head = ("<tr><th>#</th><th class='l'>method</th><th class='l'>origin</th>"
             + "".join(f"<th>{html.escape(names.get(m, m))} [95% CI]</th>" for m in metrics)
             + "<th>seeds/task</th><th class='l'>source</th></tr>")
@@ -704,21 +708,23 @@ def leaderboard_page(board: Board, links: dict[str, str], out_dir: Path) -> str:
         rows.append(
             f"<tr><td>{rank}</td><td class='l'>{_swatch(e.label)}{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
             + "".join(f"<td>{_ci(agg[m])}</td>" for m in metrics)
-            + f"<td>{_seed_span(e, c.tasks)}</td><td class='l'>{_source_cell(e, links, out_dir)}</td></tr>"
+            + f"<td>{_seed_span(e, c.tasks)}</td><td class='l src'>{_source_cell(e, links, out_dir)}</td></tr>"
         )
     budget = p.to_unit(p.budget.agent_steps)
     scope = (f"the {len(c.tasks)} selected tasks (--tasks; the protocol has {len(p.tasks)})" if board.subset
-             else f"all {len(p.tasks)} tasks")
+             else f"all {len(p.tasks)} tasks" if len(p.tasks) > 1 else "the protocol's one task")
+    scores = "raw" if p.score.normaliser == "none" else f"{html.escape(p.score.normaliser)}-normalised"
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(p.id)} leaderboard</title>"
         f"<style>{CSS}{LEADERBOARD_CSS}</style></head><body><p><a href='index.html'>all protocols</a></p>",
         f"<h1>{html.escape(p.id)} leaderboard</h1><p class='meta'>{html.escape(p.description)}</p>",
-        f"<p class='meta'>Ranked by {html.escape(names.get(metric, metric))} of "
-        f"{html.escape(p.score.normaliser)}-normalised final scores over {scope} at {budget:,.0f} "
+        f"<p class='meta'>Ranked by {html.escape(names.get(metric, metric))} of {scores} final scores over {scope} "
+        f"at {budget:,.0f} "
         f"{html.escape(p.budget.step_unit)}, with 95% stratified-bootstrap CIs. Only entries with final scores on "
         "every one of these tasks are ranked; entries with fewer tasks, and smoke runs, are listed below without a "
         "rank (an aggregate over other tasks or another budget is not comparable). Overlapping intervals: the order "
-        "between those entries is not established.</p>",
+        "between those entries is not established."
+        + (" Optimality gap: lower is better." if "optimality_gap" in metrics else "") + "</p>",
     ]
     if c.warnings:
         parts.append("<div class='warn'><strong>Warnings</strong><ul>"
@@ -734,8 +740,8 @@ def leaderboard_page(board: Board, links: dict[str, str], out_dir: Path) -> str:
         for e, why in board.unranked:
             parts.append(
                 f"<tr><td class='l'>{_swatch(e.label)}{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
-                f"<td class='l'>{html.escape(why)}</td><td>{e.finals['task'].nunique()}/{len(c.tasks)}</td>"
-                f"<td class='l'>{_source_cell(e, links, out_dir)}</td></tr>")
+                f"<td class='l why'>{html.escape(why)}</td><td>{e.finals['task'].nunique()}/{len(c.tasks)}</td>"
+                f"<td class='l src'>{_source_cell(e, links, out_dir)}</td></tr>")
         parts.append("</tbody></table>")
     parts.append("</body></html>")
     return "".join(parts)
@@ -813,7 +819,8 @@ def cli_leaderboard(argv: list[str]) -> int:
         c = board.collection
         ranked = _sorted_entries(board)
         top = (f"<td class='l'>{_swatch(ranked[0].label)}{html.escape(ranked[0].label)}</td>"
-               f"<td class='l'>{html.escape(board.metric)} {_ci(c.aggregates[ranked[0].label][board.metric])}</td>"
+               f"<td class='l'>{METRIC_NAMES.get(board.metric, board.metric)} "
+               f"{_ci(c.aggregates[ranked[0].label][board.metric])}</td>"
                if ranked else "<td class='l'>—</td><td class='l'>—</td>")
         index_rows.append(f"<tr><td class='l'><a href='{html.escape(page.name)}'>{html.escape(proto.id)}</a></td>"
                           f"<td>{len(ranked)}</td><td>{len(board.unranked)}</td>{top}</tr>")
