@@ -46,3 +46,29 @@ def test_cli_plot_and_errors(tmp_path, capsys) -> None:
     assert (tmp_path / "p.png").exists() and "wrote" in capsys.readouterr().out
     with pytest.raises(WmbenchError, match="no run.json"):
         runplot.plot_run(tmp_path)
+
+
+def test_tensorboard_export_holds_the_runs_metrics_and_returns(tmp_path) -> None:
+    pytest.importorskip("tensorboard", reason="optional extra: pip install 'wmbench[tracking]'")
+    from wmbench import tracking
+
+    run = _run_dir(tmp_path)
+    assert main(["plot", str(run), "--tensorboard"]) == 0
+    scalars = tracking.read_scalars(run / "tensorboard")
+    assert scalars["metrics/model_loss"] == [(200, pytest.approx(1 / 200)), (400, pytest.approx(1 / 400))]
+    assert scalars["return/train"] == [(200, 0.5), (400, 30.0)] and scalars["return/eval"] == [(400, 25.0)]
+    assert "metrics/note" not in scalars and "metrics/step" not in scalars
+    tracking.export_run(run)  # rebuilt, not appended: the same points once
+    assert tracking.read_scalars(run / "tensorboard")["return/train"] == [(200, 0.5), (400, 30.0)]
+
+
+def test_live_writer_is_off_without_tensorboard_or_when_switched_off(tmp_path, monkeypatch) -> None:
+    from wmbench import tracking
+
+    monkeypatch.setenv("WMBENCH_TENSORBOARD", "0")
+    assert tracking.open_writer(tmp_path) is None
+    monkeypatch.setenv("WMBENCH_TENSORBOARD", "1")
+    monkeypatch.setattr(tracking, "available", lambda: False)
+    assert tracking.open_writer(tmp_path) is None
+    with pytest.raises(WmbenchError, match=r"wmbench\[tracking\]"):
+        tracking.export_run(_run_dir(tmp_path))

@@ -3,7 +3,7 @@
 Reads `scores.csv` (train and eval episode returns against the protocol's record unit) and `metrics.jsonl` (every
 numeric training metric against agent steps, one panel each) and writes `RUN_DIR/plot.png` (or `--out`). Works
 while the run is going (files are appended as it trains) and on runs copied from elsewhere; it never imports the
-method.
+method. `--tensorboard` also rebuilds the run's TensorBoard event files (`wmbench.tracking`).
 """
 
 from __future__ import annotations
@@ -94,9 +94,16 @@ def cli_plot(argv: list[str]) -> int:
     parser.add_argument("run_dir", type=Path, nargs="+", help="run directories")
     parser.add_argument("--out", type=Path, help="PNG path (one run only; default RUN_DIR/plot.png)")
     parser.add_argument("--max-metrics", type=int, default=11, help="metric panels at most (default 11)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also (re)write RUN_DIR/tensorboard/ event files from the run's files "
+                        "(needs pip install 'wmbench[tracking]'); view with tensorboard --logdir RUN_DIR")
     args = parser.parse_args(argv)
     if args.out and len(args.run_dir) > 1:
         parser.error("--out takes one run directory")
     for run_dir in args.run_dir:
         print(f"wrote {plot_run(run_dir, args.out, args.max_metrics)}")
+        if args.tensorboard:
+            from wmbench import tracking
+
+            print(f"wrote {tracking.export_run(run_dir)}: {tracking.describe(run_dir)}")
     return 0
