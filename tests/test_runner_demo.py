@@ -14,7 +14,9 @@ def test_demo_runs_reports_smoke_runs_and_reuses_them(tmp_path, capsys):
             "--root", str(tmp_path), "--no-progress", "--reps", "50"]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
-    runs = {m: tmp_path / "control@1" / "cartpole_swingup" / m / "seed_0" for m in ("random", "pets")}
+    # Found by their run.json, wherever the runner puts smoke runs (e.g. <method>/seed_0 or <method>/smoke/seed_0).
+    runs = {m: next((tmp_path / "control@1" / "cartpole_swingup" / m).rglob("run.json")).parent
+            for m in ("random", "pets")}
     for method, run_dir in runs.items():
         info = json.loads((run_dir / "run.json").read_text())
         assert info["smoke"] is True and info["budget_agent_steps"] == 600 and info["status"] == "finished"

@@ -61,7 +61,8 @@ def walked(tmp_path_factory) -> dict:
 
 
 def test_sweep_of_the_new_method_ran_its_smoke_runs(walked) -> None:
-    runs = sorted((walked["work"] / "runs" / "dmc_proprio@1" / "cartpole_balance" / "my_method").glob("seed_*"))
+    method_dir = walked["work"] / "runs" / "dmc_proprio@1" / "cartpole_balance" / "my_method"
+    runs = sorted(p.parent for p in method_dir.rglob("run.json"))  # seed_<n>, or smoke/seed_<n> where kept apart
     assert [r.name for r in runs] == [f"seed_{i}" for i in range(5)]
     assert all((r / "scores.csv").stat().st_size > 0 for r in runs)
 

@@ -70,10 +70,10 @@ def episode_returns(run_dir: Path) -> tuple[float, ...]:
 
 
 def run_cases(cases, methods, seeds, root, steps, device, progress) -> list[Row]:
-    import json
+    from wmbench.runner import Terminated, run
 
-    from wmbench.runner import Terminated, run, run_dir_for
-
+    # Finished runs are reused, not re-run: a run whose run.json is untouched by the call was finished before it.
+    before = {p.resolve(): p.stat().st_mtime_ns for p in Path(root).rglob("run.json")} if Path(root).exists() else {}
     rows = []
     for case in cases:
         protocol, _, task = case.partition(":")
@@ -84,11 +84,6 @@ def run_cases(cases, methods, seeds, root, steps, device, progress) -> list[Row]
                 print(f"== {label} on {protocol} {task}, seed {seed}, {steps or 'smoke'} agent steps (smoke run)",
                       file=sys.stderr, flush=True)
                 started = time.monotonic()
-                try:
-                    done_before = json.loads((run_dir_for(root, protocol, task, method, seed) / "run.json")
-                                             .read_text()).get("status") == "finished"
-                except (OSError, ValueError, WmbenchError):
-                    done_before = False
                 try:
                     res = run(method, protocol, task, seed, root=root, overrides=overrides, smoke=True, steps=steps,
                               device=device, progress=progress)
@@ -106,7 +101,8 @@ def run_cases(cases, methods, seeds, root, steps, device, progress) -> list[Row]
                     continue
                 score = "n/a" if res.final_score is None else f"{res.final_score:.1f}"
                 took = f"{time.monotonic() - started:.0f} s" + (" (resumed)" if res.resumed else "")
-                if done_before:
+                info = (res.run_dir / "run.json").resolve()
+                if res.status == "finished" and before.get(info) == info.stat().st_mtime_ns:
                     took = "reused (finished earlier)"
                 rows.append(Row(label, protocol, task, score, took, res.run_dir, episode_returns(res.run_dir)))
     return rows
