@@ -10,8 +10,9 @@ from wmbench.protocols import load_protocol
 
 
 def test_demo_runs_reports_smoke_runs_and_reuses_them(tmp_path, capsys):
+    # --threads 0: leave torch's thread count alone in the test process (the demo itself runs with 1).
     argv = ["--cases", "control@1:cartpole_swingup", "--methods", "random", "pets:preset=tiny", "--steps", "600",
-            "--root", str(tmp_path), "--no-progress", "--reps", "50"]
+            "--threads", "0", "--root", str(tmp_path), "--no-progress", "--reps", "50"]
     assert demo.main(argv) == 0
     out = capsys.readouterr().out
     # Found by their run.json, wherever the runner puts smoke runs (e.g. <method>/seed_0 or <method>/smoke/seed_0).

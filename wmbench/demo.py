@@ -1,5 +1,7 @@
 """`python -m wmbench.demo` (what `make demo` runs): watch a model-based method learn, in about two minutes on a CPU.
 
+Measured 2026-11-30 on this project's 2-core machine type at load 3.0 from other jobs: 1:58 wall, 110 s CPU.
+
 By default: PETS (`preset=cpu`) and the `random` floor on the control suite's cart-pole swing-up (`control@1`), for
 10 of the protocol's 15 episodes, seed 0, under ./demo_runs. PETS swings the pole up within about 8 episodes here
 (docs/classic_mbrl.md), so the gap to random is visible in minutes. Then a comparison report (HTML + Markdown) of
@@ -33,10 +35,10 @@ DEFAULT_STEPS = 2000  # 10 of control@1's 15 episodes of 200 steps: PETS is past
 
 NEXT_COMMANDS = """\
 next commands to try (CPU times measured on this project's shared 2-core machines):
-  .venv/bin/wmbench run pets control@1 --task cartpole_swingup --seed 0 --set preset=cpu
-      # the protocol's full budget (15 episodes): about 2-6 min
+  .venv/bin/wmbench run pets control@1 --task cartpole_swingup --seed 0 --set preset=cpu --threads 1
+      # the protocol's full budget (15 episodes): about 3-6 min
   .venv/bin/wmbench sweep pets control@1 --seeds 0-2 --set preset=cpu --root runs
-      # the protocol's minimum of 3 seeds: about 10-20 min; then
+      # the protocol's minimum of 3 seeds, 2 at a time: about 10 min; then
   .venv/bin/wmbench report runs/control@1 --against random   # (with a random sweep beside it)
   .venv/bin/wmbench report --published dreamerv3 ppo --protocol atari100k@1 --against dreamerv3 --out atari.html
       # published per-seed scores shipped with wmbench: seconds
@@ -69,7 +71,7 @@ def episode_returns(run_dir: Path) -> tuple[float, ...]:
     return tuple(scores.loc[scores["phase"] == "train", "score"].astype(float))
 
 
-def run_cases(cases, methods, seeds, root, steps, device, progress) -> list[Row]:
+def run_cases(cases, methods, seeds, root, steps, device, progress, threads=None) -> list[Row]:
     from wmbench.runner import Terminated, run
 
     # Finished runs are reused, not re-run: a run whose run.json is untouched by the call was finished before it.
@@ -86,7 +88,7 @@ def run_cases(cases, methods, seeds, root, steps, device, progress) -> list[Row]
                 started = time.monotonic()
                 try:
                     res = run(method, protocol, task, seed, root=root, overrides=overrides, smoke=True, steps=steps,
-                              device=device, progress=progress)
+                              device=device, progress=progress, threads=threads)
                 except Terminated:
                     raise  # SIGTERM stops the whole demo, not just this run
                 except SuiteNotInstalled as e:
@@ -179,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications of the report")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per run (default 1: PETS's small matmuls gain little from a second thread, "
+                        "and one thread keeps the demo fast on a busy machine: 126 s vs 444 s at load 3-4; "
+                        "0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for case in args.cases:
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
           f"steps per run, under {root}/ (about 2 minutes on an idle 2-core CPU with the defaults)", file=sys.stderr)
     t0 = time.monotonic()
     rows = run_cases(args.cases, args.methods, args.seeds, root, args.steps or None, args.device,
-                     not args.no_progress)
+                     not args.no_progress, args.threads)
     print()
     print_table(rows)
     print()
