@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
           f"steps per run, under {root}/ (about 2 minutes on an idle 2-core CPU with the defaults)", file=sys.stderr)
     t0 = time.monotonic()
     rows = run_cases(args.cases, args.methods, args.seeds, root, args.steps or None, args.device,
-                     not args.no_progress, args.threads)
+                     not args.no_progress, args.threads or None)
     print()
     print_table(rows)
     print()
