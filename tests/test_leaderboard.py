@@ -160,3 +160,9 @@ def test_report_and_leaderboard_use_the_same_colour_for_a_method(tmp_path, monke
     c = report.collect([runs], protocol="control@1")
     report.build_report(c, against="random", reps=20, poi_reps=5).html()
     assert seen == swatches
+
+
+def test_smoke_shades_stay_visible_on_white() -> None:
+    # Every fixed and hashed hue, as smoke: never so light that it fades into the page (luminance <= 0.85).
+    for base in [*plots.METHOD_COLOURS, "a", "b", "c", "my_method", "zz_top", "storm", "iris"]:
+        assert plots._luminance(plots.method_colour(f"{base} (smoke, 1,000 agent steps)")) <= 0.85, base

@@ -271,8 +271,8 @@ METHOD_COLOURS = {
     "mbmf": "#D55E00",
     "ppo": "#CC79A7",
 }
-# Okabe & Ito plus Paul Tol's "muted" scheme: colour-blind-safe and distinct from the fixed colours' greys.
-HASHED_PALETTE = ("#56B4E9", "#F0E442", "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#882255",
+# Okabe & Ito (without its yellow, too faint on white) plus Paul Tol's "muted" scheme: colour-blind-safe.
+HASHED_PALETTE = ("#56B4E9", "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#882255",
                   "#AA4499", "#DDCC77", "#661100", "#CC6677")
 
 
@@ -282,12 +282,17 @@ def _blend(colour: str, towards: str, amount: float) -> str:
     return "#" + "".join(f"{round(x + (y - x) * amount):02X}" for x, y in zip(a, b, strict=True))
 
 
+def _luminance(colour: str) -> float:
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def method_colour(label: str) -> str:
     """The colour of an entry label such as `dreamerv3`, `dreamerv3 (published)` or `pets (smoke, 1,800 steps)`.
 
     The method name (before " (") picks the hue; a qualifier keeps the hue and shifts the shade (published: darker,
-    smoke: lighter, anything else: darker or lighter by its hash), so our runs and a method's published runs
-    stay side by side and distinguishable.
+    smoke: lighter, or darker for an already light hue; anything else: by its hash), so our runs and a method's
+    published runs stay side by side and distinguishable, and no shade fades into the white page.
     """
     import zlib
 
@@ -299,9 +304,11 @@ def method_colour(label: str) -> str:
         return base
     if qualifier.startswith("published"):
         return _blend(base, "#000000", 0.35)
-    if qualifier.startswith("smoke"):
-        return _blend(base, "#FFFFFF", 0.45)
-    return _blend(base, "#000000" if zlib.crc32(qualifier.encode()) % 2 else "#FFFFFF", 0.3)
+    # smoke: lighter, unless the hue is light already (it would fade into the white page): then darker
+    lighter = _luminance(base) < 0.6
+    if not qualifier.startswith("smoke"):
+        lighter = bool(zlib.crc32(qualifier.encode()) % 2)
+    return _blend(base, "#FFFFFF", 0.4) if lighter else _blend(base, "#000000", 0.5)
 
 
 def method_colours(labels: Sequence[str]) -> dict[str, str]:
