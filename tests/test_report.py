@@ -126,7 +126,7 @@ def test_leaderboard_ranks_by_iqm_and_links_sources(tmp_path) -> None:
     index = (tmp_path / "index.html").read_text()
     assert "href='atari100k@1.html'" in index
     page = (tmp_path / "atari100k@1.html").read_text()
-    rows = re.findall(r"<tr><td>(\d+)</td><td class='l'>([^<]+)</td>", page)
+    rows = re.findall(r"<tr><td>(\d+)</td><td class='l'>(?:<span class='sw'[^>]*></span>)?([^<]+)</td>", page)
     assert rows == [("1", "dreamerv3 (published)"), ("2", "ppo (published)")]
     assert "https://github.com/danijar/dreamerv3/blob/e3f02248693a79dc8b0ebd62c93683888ddaccfe/" in page
 

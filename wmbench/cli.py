@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("wmbench.analysis.cli", "analyses (objective mismatch)"),
     "new-method": ("wmbench.scaffold", "scaffold an installable method package"),
     "leaderboard": ("wmbench.report", "static HTML leaderboard per protocol"),
+    "plot": ("wmbench.runplot", "PNG of one run's episode returns and training metrics"),
 }
 
 

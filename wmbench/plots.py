@@ -293,3 +293,60 @@ def sample_efficiency_plot(
         ax.legend(loc="upper left", frameon=False)
         fig.tight_layout()
     return fig
+
+
+# One colour per method name on every report and leaderboard page (`colours` above numbers labels in order, so a
+# method's colour depends on what else is on the page). The shipped baselines and the most compared published
+# methods have fixed colours; any other name takes one from a hash of its name, so it is the same wherever it
+# appears (two unlisted names can share a colour: the legend and the table name them).
+METHOD_COLOURS = {
+    "dreamerv3": "#0072B2",
+    "random": "#7F7F7F",
+    "pets": "#E69F00",
+    "pilco": "#009E73",
+    "mbmf": "#D55E00",
+    "ppo": "#CC79A7",
+}
+# Okabe & Ito (without its yellow, too faint on white) plus Paul Tol's "muted" scheme: colour-blind-safe.
+HASHED_PALETTE = ("#56B4E9", "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#882255",
+                  "#AA4499", "#DDCC77", "#661100", "#CC6677")
+
+
+def _blend(colour: str, towards: str, amount: float) -> str:
+    a = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(towards[i:i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(x + (y - x) * amount):02X}" for x, y in zip(a, b, strict=True))
+
+
+def _luminance(colour: str) -> float:
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def method_colour(label: str) -> str:
+    """The colour of an entry label such as `dreamerv3`, `dreamerv3 (published)` or `pets (smoke, 1,800 steps)`.
+
+    The method name (before " (") picks the hue; a qualifier keeps the hue and shifts the shade (published: darker,
+    smoke: lighter, or darker for an already light hue; anything else: by its hash), so our runs and a method's
+    published runs stay side by side and distinguishable, and no shade fades into the white page.
+    """
+    import zlib
+
+    method, _, qualifier = label.partition(" (")
+    method = method.strip()
+    base = METHOD_COLOURS.get(method) or HASHED_PALETTE[zlib.crc32(method.encode()) % len(HASHED_PALETTE)]
+    qualifier = qualifier.rstrip(")").strip()
+    if not qualifier:
+        return base
+    if qualifier.startswith("published"):
+        return _blend(base, "#000000", 0.35)
+    # smoke: lighter, unless the hue is light already (it would fade into the white page): then darker
+    lighter = _luminance(base) < 0.6
+    if not qualifier.startswith("smoke"):
+        lighter = bool(zlib.crc32(qualifier.encode()) % 2)
+    return _blend(base, "#FFFFFF", 0.4) if lighter else _blend(base, "#000000", 0.5)
+
+
+def method_colours(labels: Sequence[str]) -> dict[str, str]:
+    """`method_colour` for each label: the same label has the same colour on every page."""
+    return {label: method_colour(label) for label in labels}

@@ -25,8 +25,9 @@ from types import MappingProxyType
 from typing import Any
 
 from wmbench.errors import WmbenchError
+from wmbench.shipped import protocols_dir
 
-PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", Path(__file__).resolve().parents[1] / "protocols"))
+PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", protocols_dir()))
 STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")
 SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean")
 PHASES = ("train", "eval")

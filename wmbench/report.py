@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import csv
 import datetime as _dt
 import html
@@ -50,6 +51,7 @@ class Entry:
     table: pd.DataFrame
     finals: pd.DataFrame | None = None  # results.final_scores output
     matrix: np.ndarray | None = None  # normalised [runs x tasks] over the report's common tasks
+    budget: int | None = None  # agent steps of smoke / reduced-budget runs (None: the protocol's budget)
 
 
 @dataclass
@@ -98,9 +100,14 @@ def collect(
     protocol: str | None = None,
     tasks: Sequence[str] | None = None,
     table: pd.DataFrame | None = None,
+    include_smoke: bool = False,
 ) -> Collection:
     """Load runs / score tables (`paths`, or an already loaded `table`) and published methods, keep one protocol,
-    compute finals and the common task set."""
+    compute finals and the common task set.
+
+    Runs below the protocol's budget (`--smoke` or `--steps`) form their own entries, labelled `METHOD (smoke, N agent
+    steps)` and scored at their own budget, with a warning; beside full runs they are left out, unless
+    `include_smoke` (the leaderboard lists them, unranked)."""
     from wmbench import results, stats
     from wmbench.reproduce import run_info, run_problem
 
@@ -120,28 +127,30 @@ def collect(
             table = table[~other]
         ours = table["source"].str.startswith("wmbench:")
         bad_sources = []
+        reduced: dict[str, int] = {}  # source -> agent-step budget of an included smoke / --steps run
         for source in sorted(set(table.loc[ours, "source"])):
-            problem = run_problem(run_info(Path(source.removeprefix("wmbench:"))), proto, allow_smoke=True)
+            info = run_info(Path(source.removeprefix("wmbench:")))
+            problem = run_problem(info, proto, allow_smoke=True)
+            budget = _reduced_budget(info, proto)
+            if budget is not None and not problem:
+                reduced[source] = budget
             if problem:
                 bad_sources.append(source)
                 warnings.append(f"Left out {source.removeprefix('wmbench:')}: {problem}.")
         table = table[~table["source"].isin(bad_sources)]
         ours = table["source"].str.startswith("wmbench:")
-        smoke = table["smoke"].fillna(False).astype(bool) if "smoke" in table.columns else pd.Series(False, table.index)
-        if (ours & smoke).any() and (ours & ~smoke).any():
+        smoke = table["source"].map(reduced).notna()  # smoke or --steps runs below the protocol's budget
+        if (ours & smoke).any() and (ours & ~smoke).any() and not include_smoke:
             n = table.loc[ours & smoke, "source"].nunique()
             warnings.append(f"Left out {n} smoke run(s): full runs are present, and the two are never mixed.")
             table = table[~(ours & smoke)]
             ours, smoke = ours[table.index], smoke[table.index]
-        if (ours & smoke).any():
-            warnings.append(f"Smoke runs ({proto.smoke.agent_steps:,} agent steps instead of "
-                            f"{proto.budget.agent_steps:,}): they show that the code runs end to end, not how well a "
-                            "method learns; their scores are not results and are labelled '(smoke)'.")
         for kind, rows in (("ours", table[ours]), ("table", table[~ours])):
-            for method, group in rows.groupby("method", sort=True):
-                is_smoke = kind == "ours" and bool(smoke[group.index].all())
-                label = f"{method} (smoke)" if is_smoke else str(method)
-                entries.append(Entry(label, str(method), kind, tuple(sorted(set(group["source"]))), group))
+            budgets = rows["source"].map(reduced).fillna(0).astype(int)  # 0: the protocol's budget
+            for (method, budget), group in rows.groupby([rows["method"], budgets], sort=True):
+                label = f"{method} (smoke, {budget:,} agent steps)" if budget else str(method)
+                entries.append(Entry(label, str(method), kind, tuple(sorted(set(group["source"]))), group,
+                                     budget=int(budget) or None))
     entries += [_published_entry(proto, spec) for spec in published]
     if not entries:
         raise ReportError("nothing to compare: pass run directories / score tables and/or --published METHOD")
@@ -160,12 +169,12 @@ def collect(
         # The check behind `wmbench validate`: a table report accepts, validate accepts, and the reverse.
         warnings += [f"{e.label}: {w}" for w in results.check_table(e.table, proto, e.label)]
         try:
-            finals = results.final_scores(e.table, proto)
+            finals = results.final_scores(
+                e.table, proto, budget=None if e.budget is None else float(proto.to_unit(e.budget)))
         except WmbenchError as err:
             warnings.append(f"{e.label}: no final scores under {proto.id} ({err}); left out.")
             continue
-        smoke_entry = e.label.endswith("(smoke)")
-        budget = float(proto.to_unit(proto.budget_steps(smoke_entry)))
+        budget = float(proto.to_unit(e.budget if e.budget is not None else proto.budget.agent_steps))
         finals, dropped = results.usable_finals(finals, proto, budget)
         warnings += [f"{e.label}: {d}" for d in dropped]
         if (finals["basis"] == "final_mean").any():
@@ -176,6 +185,11 @@ def collect(
             continue
         e.finals = finals
         kept.append(e)
+        if e.budget is not None:
+            warnings.append(
+                f"{e.label}: smoke run(s) at {e.budget:,} agent steps, not the protocol's budget of "
+                f"{proto.budget.agent_steps:,}: they show that the pipeline works; their scores are not results, "
+                "comparable only with runs at the same budget, and never to be cited.")
     if not kept:
         raise ReportError("no entry has per-seed final scores: " + " ".join(warnings))
     scorings = {e.label: sorted(set(e.finals["scoring"])) for e in kept}
@@ -209,6 +223,16 @@ def collect(
             e.finals, proto.score.normaliser, tasks=common, allow_missing="min_runs"
         ).values()
     return Collection(proto, kept, common, warnings)
+
+
+def _reduced_budget(info: dict, proto: Protocol) -> int | None:
+    """Agent-step budget of a run below the protocol's (a smoke or `--steps` run, from its run.json), else None."""
+    budget = info.get("budget_agent_steps")
+    if info.get("smoke"):
+        return int(budget) if budget else proto.smoke.agent_steps
+    if budget is not None and int(budget) < proto.budget.agent_steps:
+        return int(budget)
+    return None
 
 
 def compute_aggregates(c: Collection, reps: int, seed: int) -> None:
@@ -558,7 +582,7 @@ class Report:
 
         c = self.collection
         labels = [e.label for e in c.entries]
-        colour_of = plots.colours(labels)
+        colour_of = plots.method_colours(labels)
         norm_label = f"{c.protocol.score.normaliser}-normalised score"
         figs = {
             "intervals": plots.to_png_base64(plots.interval_plot(
@@ -690,6 +714,9 @@ def cli_report(argv: list[str]) -> int:
     parser.add_argument("--protocol", help="protocol id (default: the one protocol of the inputs)")
     parser.add_argument("--tasks", help="comma-separated subset of the protocol's tasks (default: all)")
     parser.add_argument("--against", help="entry to compare every other entry with (probability of improvement)")
+    parser.add_argument("--include-smoke", action="store_true",
+                        help="show runs below the protocol's budget (--smoke, --steps) as their own entries, labelled "
+                        "'(smoke, N agent steps)', even beside full runs (default: only when no full run is present)")
     parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML report (default: report.html)")
     parser.add_argument("--md", type=Path, help="Markdown summary (default: the HTML path with .md)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
@@ -702,7 +729,7 @@ def cli_report(argv: list[str]) -> int:
 
     tasks = args.tasks.split(",") if args.tasks else None
     print("loading scores ...", file=sys.stderr)
-    c = collect(args.inputs, args.published, args.protocol, tasks)
+    c = collect(args.inputs, args.published, args.protocol, tasks, include_smoke=args.include_smoke)
     print(f"computing statistics for {len(c.entries)} entries x {len(c.tasks)} tasks ({args.reps} bootstrap reps) ...",
           file=sys.stderr)
     command = "wmbench report " + " ".join(shlex.quote(a) for a in argv)
@@ -718,6 +745,15 @@ def cli_report(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- leaderboard
+#
+# A leaderboard ranks only entries with final scores on every task of the page (all of the protocol's, or the
+# --tasks subset): an aggregate over fewer tasks is not comparable, and ranking over the intersection would let one
+# 2-task entry shrink a 26-game table. Entries with fewer tasks and smoke runs are listed below the ranking, unranked,
+# with the reason. Links to our runs are relative to the output directory, so the folder can be moved or served.
+
+LEADERBOARD_CSS = (".sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.4em;"
+                   "vertical-align:baseline}td.src{white-space:normal;overflow-wrap:anywhere;max-width:24em}"
+                   "td.why{white-space:normal;max-width:30em}")
 
 
 def _source_links() -> dict[str, str]:
@@ -730,48 +766,166 @@ def _source_links() -> dict[str, str]:
     return {r.source: f"https://github.com/{r.repo}/blob/{r.commit}/{r.path}" for r in df.itertuples()}
 
 
-def leaderboard_page(c: Collection, links: dict[str, str]) -> str:
-    """One protocol's leaderboard: entries ranked by IQM, with mean, seeds, tasks and source links."""
+METRIC_NAMES = {"iqm": "IQM", "optimality_gap": "optimality gap"}
+
+
+def rank_metric(p: Protocol) -> str:
+    """The aggregate a leaderboard ranks by: IQM when the protocol lists it (Agarwal et al. 2021), else the
+    protocol's first aggregate (e.g. control@1 aggregates mean and median only)."""
+    aggregates = list(p.score.aggregates)
+    return "iqm" if "iqm" in aggregates else aggregates[0]
+
+
+@dataclass
+class Board:
+    """One protocol's leaderboard: ranked entries (finals on every task) and the entries that are not ranked."""
+
+    collection: Collection  # the ranked entries only, aggregated over all `tasks`
+    metric: str
+    unranked: list[tuple[Entry, str]]  # (entry, why it is not ranked)
+    subset: bool  # tasks are a --tasks subset of the protocol's
+
+
+def build_board(protocol: str, published: Sequence[str] = (), tasks: Sequence[str] | None = None,
+                table: pd.DataFrame | None = None, reps: int = 2000, seed: int = 0) -> Board:
+    proto = load_protocol(protocol)
+    wanted = [proto.check_task(t) for t in tasks] if tasks else list(proto.tasks)
+    first = collect((), published, proto.id, wanted, table=table, include_smoke=True)
+
+    def why_not(e: Entry) -> str:
+        if e.budget is not None:
+            return f"smoke run(s) at {e.budget:,} agent steps (the protocol's budget is {proto.budget.agent_steps:,})"
+        have = set(e.finals["task"])
+        missing = [t for t in wanted if t not in have]
+        if missing:
+            shown = ", ".join(missing[:6]) + (f", ... ({len(missing) - 6} more)" if len(missing) > 6 else "")
+            return f"final scores on {len(wanted) - len(missing)} of {len(wanted)} tasks (missing: {shown})"
+        return ""
+
+    unranked = [(e, why) for e in first.entries if (why := why_not(e))]
+    ranked = {e.label for e in first.entries} - {e.label for e, _ in unranked}
+    c = first
+    if unranked:
+        rows = [e.table for e in first.entries if e.label in ranked and e.kind != "published"]
+        specs = [s for s in published if f"{s.partition('=')[0]} (published)" in ranked]
+        if ranked:
+            c = collect((), specs, proto.id, wanted, table=pd.concat(rows) if rows else None)
+            # Keep what the first pass said about runs left out and about unranked entries; drop its statements about
+            # the intersection of tasks (the ranking does not use it) and what the second pass recomputed.
+            kept = [w for w in first.warnings if w not in c.warnings and " no runs on " not in w
+                    and not any(w.startswith(f"{label}: ") for label in ranked)]
+            c.warnings = kept + c.warnings
+        else:
+            c = Collection(proto, [], wanted, [w for w in first.warnings if " no runs on " not in w])
+    c.tasks = wanted if c.entries else c.tasks
+    if c.entries:
+        compute_aggregates(c, reps, seed)
+    return Board(c, rank_metric(proto), unranked, subset=len(wanted) < len(proto.tasks))
+
+
+def _source_cell(e: Entry, links: dict[str, str], out_dir: Path) -> str:
+    """Source links of an entry; our runs are linked relative to `out_dir` (the folder can move or be served)."""
+    from urllib.parse import quote
+
+    cells = []
+    for name, key in _source_names(e):
+        href = links.get(key, "")
+        if e.kind == "ours":
+            rel = Path(os.path.relpath(Path(key).resolve(), out_dir.resolve())).as_posix()
+            name, href = name.replace(key, rel, 1), quote(rel)
+        cells.append(f"<a href='{html.escape(href)}'>{html.escape(name)}</a>" if href else html.escape(name))
+    return ", ".join(cells)
+
+
+def _swatch(label: str) -> str:
+    from wmbench import plots
+
+    return f"<span class='sw' style='background:{plots.method_colour(label)}'></span>"
+
+
+def _sorted_entries(board: Board) -> list[Entry]:
+    c, metric = board.collection, board.metric
+    sign = 1.0 if metric == "optimality_gap" else -1.0  # optimality gap: lower is better
+    return sorted(c.entries, key=lambda e: (sign * c.aggregates[e.label][metric][0], e.label))
+
+
+def leaderboard_page(board: Board, links: dict[str, str], out_dir: Path) -> str:
+    """One protocol's leaderboard page: ranked entries with every aggregate of the protocol, then unranked ones."""
+    c, metric = board.collection, board.metric
     p = c.protocol
-    order = sorted(c.entries, key=lambda e: -c.aggregates[e.label]["iqm"][0])
+    metrics = [metric] + [m for m in p.score.aggregates if m != metric]
+    names = METRIC_NAMES
+    head = ("<tr><th>#</th><th class='l'>method</th><th class='l'>origin</th>"
+            + "".join(f"<th>{html.escape(names.get(m, m))} [95% CI]</th>" for m in metrics)
+            + "<th>seeds/task</th><th class='l'>source</th></tr>")
     rows = []
-    for rank, e in enumerate(order, 1):
+    for rank, e in enumerate(_sorted_entries(board), 1):
         agg = c.aggregates[e.label]
-        src = []
-        for name, key in _source_names(e):
-            href = links.get(key) or (Path(key).resolve().as_uri() if e.kind == "ours" else "")
-            src.append(f"<a href='{html.escape(href)}'>{html.escape(name)}</a>" if href else html.escape(name))
         rows.append(
-            f"<tr><td>{rank}</td><td class='l'>{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
-            f"<td>{_ci(agg['iqm'])}</td><td>{_ci(agg['mean'])}</td><td>{_seed_span(e, c.tasks)}</td>"
-            f"<td class='l'>{', '.join(src)}</td></tr>"
+            f"<tr><td>{rank}</td><td class='l'>{_swatch(e.label)}{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
+            + "".join(f"<td>{_ci(agg[m])}</td>" for m in metrics)
+            + f"<td>{_seed_span(e, c.tasks)}</td><td class='l src'>{_source_cell(e, links, out_dir)}</td></tr>"
         )
-    head = ("<tr><th>#</th><th class='l'>method</th><th class='l'>origin</th><th>IQM [95% CI]</th>"
-            "<th>mean [95% CI]</th><th>seeds/task</th><th class='l'>source</th></tr>")
-    warn = ("<div class='warn'><strong>Warnings</strong><ul>" + "".join(
-        f"<li>{html.escape(w)}</li>" for w in c.warnings) + "</ul></div>") if c.warnings else ""
     budget = p.to_unit(p.budget.agent_steps)
+    scope = (f"the {len(c.tasks)} selected tasks (--tasks; the protocol has {len(p.tasks)})" if board.subset
+             else f"all {len(p.tasks)} tasks" if len(p.tasks) > 1 else "the protocol's one task")
+    scores = "raw" if p.score.normaliser == "none" else f"{html.escape(p.score.normaliser)}-normalised"
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(p.id)} leaderboard</title>"
+        f"<style>{CSS}{LEADERBOARD_CSS}</style></head><body><p><a href='index.html'>all protocols</a></p>",
+        f"<h1>{html.escape(p.id)} leaderboard</h1><p class='meta'>{html.escape(p.description)}</p>",
+        f"<p class='meta'>Ranked by {html.escape(names.get(metric, metric))} of {scores} final scores over {scope} "
+        f"at {budget:,.0f} "
+        f"{html.escape(p.budget.step_unit)}, with 95% stratified-bootstrap CIs. Only entries with final scores on "
+        "every one of these tasks are ranked; entries with fewer tasks, and smoke runs, are listed below without a "
+        "rank (an aggregate over other tasks or another budget is not comparable). Overlapping intervals: the order "
+        "between those entries is not established."
+        + (" Optimality gap: lower is better." if "optimality_gap" in metrics else "") + "</p>",
+    ]
+    if c.warnings:
+        parts.append("<div class='warn'><strong>Warnings</strong><ul>"
+                     + "".join(f"<li>{html.escape(w)}</li>" for w in c.warnings) + "</ul></div>")
+    if rows:
+        parts.append(f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+    else:
+        parts.append(f"<p><strong>No entry has final scores on all {len(c.tasks)} tasks at the protocol's budget; "
+                     "nothing is ranked.</strong></p>")
+    if board.unranked:
+        parts.append("<h2>Not ranked</h2><table><thead><tr><th class='l'>method</th><th class='l'>origin</th>"
+                     "<th class='l'>why not ranked</th><th>tasks</th><th class='l'>source</th></tr></thead><tbody>")
+        for e, why in board.unranked:
+            parts.append(
+                f"<tr><td class='l'>{_swatch(e.label)}{html.escape(e.label)}</td><td class='l'>{e.kind}</td>"
+                f"<td class='l why'>{html.escape(why)}</td><td>{e.finals['task'].nunique()}/{len(c.tasks)}</td>"
+                f"<td class='l src'>{_source_cell(e, links, out_dir)}</td></tr>")
+        parts.append("</tbody></table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _index_page(rows: Sequence[str], notes: Sequence[str]) -> str:
     return (
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{p.id} leaderboard</title>"
-        f"<style>{CSS}</style></head><body><p><a href='index.html'>all protocols</a></p>"
-        f"<h1>{html.escape(p.id)} leaderboard</h1><p class='meta'>{html.escape(p.description)}</p>"
-        f"<p class='meta'>Ranked by IQM of {html.escape(p.score.normaliser)}-normalised final scores over "
-        f"{len(c.tasks)} of {len(p.tasks)} tasks at {budget:,.0f} {p.budget.step_unit}; 95% stratified-bootstrap "
-        f"CIs. Overlapping intervals: the ranking between those entries is not established.</p>{warn}"
-        f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></body></html>"
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wmbench leaderboards</title>"
+        f"<style>{CSS}{LEADERBOARD_CSS}</style></head><body><h1>wmbench leaderboards</h1><table><thead><tr>"
+        "<th class='l'>protocol</th><th>ranked</th><th>not ranked</th><th class='l'>top entry</th>"
+        f"<th class='l'>score [95% CI]</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+        + f"<p class='meta'>Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p></body></html>"
     )
 
 
 def cli_leaderboard(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="wmbench leaderboard",
-        description="Static HTML leaderboard per protocol (IQM and mean with 95%% CIs, seeds, source links).",
+        description="Static HTML leaderboard per protocol: entries with final scores on every task ranked by IQM "
+        "(or the protocol's first aggregate) with 95% CIs; entries with fewer tasks and smoke runs listed unranked.",
     )
     parser.add_argument("results", nargs="*", type=Path, help="run directories, folders of runs, score-table CSVs")
     parser.add_argument("--out", type=Path, required=True, help="output directory (index.html + one page per protocol)")
     parser.add_argument("--published", nargs="+", default=[], metavar="METHOD[=SOURCE]",
-                        help="published methods to include on every page")
-    parser.add_argument("--protocol", nargs="+", default=[], help="protocol ids (default: those of the results)")
+                        help="published methods to include on every page that has them")
+    parser.add_argument("--protocol", nargs="+", default=[],
+                        help="only these protocol ids (default: every protocol of the results)")
     parser.add_argument("--tasks", help="comma-separated subset of tasks (default: all of each protocol)")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -779,44 +933,57 @@ def cli_leaderboard(argv: list[str]) -> int:
 
     from wmbench import results
 
-    protocols = list(args.protocol)
     table = results.load_scores(args.results) if args.results else None
-    if table is not None:
-        protocols += sorted({p for p in table["protocol"] if "@" in p} - set(protocols))
+    found = sorted({p for p in table["protocol"] if "@" in p}) if table is not None else []
+    protocols = list(args.protocol) or found
     if not protocols:
         parser.error("no protocol: give results of versioned protocols or --protocol ID")
+    notes = []
+    if args.protocol and table is not None:
+        chosen = set()
+        for pid in args.protocol:
+            with contextlib.suppress(ProtocolError):
+                proto = load_protocol(pid)
+                chosen |= {proto.id, proto.name}
+        other = table[~table["protocol"].isin(chosen)]
+        if len(other):
+            note = (f"Left out by --protocol: {other['source'].nunique()} run(s)/table(s) of "
+                    f"{', '.join(sorted(set(other['protocol'])))}.")
+            notes.append(note)
+            print(f"note: {note}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     links = _source_links()
-    index_rows = []
+    index_rows, failed = [], 0
     for pid in protocols:
         try:
             proto = load_protocol(pid)
-        except ProtocolError as e:
-            raise ReportError(f"cannot build the {pid} leaderboard: {e}") from e
-        published = [m for m in args.published if _has_published(proto, m.partition("=")[0])]
-        rows = None if table is None else table[table["protocol"].isin([proto.id, proto.name])]
-        rows = None if rows is None or rows.empty else rows
-        print(f"{proto.id}: {0 if rows is None else rows['source'].nunique()} run(s)/table(s), "
-              f"{len(published)} published method(s) ...", file=sys.stderr)
-        c = collect((), published, proto.id, args.tasks.split(",") if args.tasks else None, table=rows)
-        compute_aggregates(c, args.reps, args.seed)
-        page = args.out / f"{proto.id}.html"
-        page.write_text(leaderboard_page(c, links))
-        best = max(c.entries, key=lambda e: c.aggregates[e.label]["iqm"][0])
-        index_rows.append(
-            f"<tr><td class='l'><a href='{html.escape(page.name)}'>{html.escape(proto.id)}</a></td>"
-            f"<td>{len(c.entries)}</td><td class='l'>{html.escape(best.label)}</td>"
-            f"<td>{_ci(c.aggregates[best.label]['iqm'])}</td></tr>"
-        )
-    (args.out / "index.html").write_text(
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wmbench leaderboards</title>"
-        f"<style>{CSS}</style></head><body><h1>wmbench leaderboards</h1><table><thead><tr><th class='l'>protocol"
-        f"</th><th>entries</th><th class='l'>top IQM</th><th>IQM [95% CI]</th></tr></thead><tbody>"
-        f"{''.join(index_rows)}</tbody></table><p class='meta'>Generated "
-        f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p></body></html>"
-    )
-    print(f"wrote {args.out / 'index.html'} and {len(index_rows)} protocol page(s)")
-    return 0
+            published = [m for m in args.published if _has_published(proto, m.partition("=")[0])]
+            rows = None if table is None else table[table["protocol"].isin([proto.id, proto.name])]
+            rows = None if rows is None or rows.empty else rows
+            print(f"{proto.id}: {0 if rows is None else rows['source'].nunique()} run(s)/table(s), "
+                  f"{len(published)} published method(s) ...", file=sys.stderr)
+            board = build_board(proto.id, published, args.tasks.split(",") if args.tasks else None, rows,
+                                args.reps, args.seed)
+            page = args.out / f"{proto.id}.html"
+            page.write_text(leaderboard_page(board, links, args.out))
+        except WmbenchError as e:  # this protocol's page is not built; the others and the index still are
+            failed += 1
+            print(f"error: {pid}: {e}", file=sys.stderr)
+            index_rows.append(f"<tr><td class='l'>{html.escape(pid)}</td><td colspan='4' class='l'>not built: "
+                              f"{html.escape(str(e))}</td></tr>")
+            continue
+        c = board.collection
+        ranked = _sorted_entries(board)
+        top = (f"<td class='l'>{_swatch(ranked[0].label)}{html.escape(ranked[0].label)}</td>"
+               f"<td class='l'>{METRIC_NAMES.get(board.metric, board.metric)} "
+               f"{_ci(c.aggregates[ranked[0].label][board.metric])}</td>"
+               if ranked else "<td class='l'>—</td><td class='l'>—</td>")
+        index_rows.append(f"<tr><td class='l'><a href='{html.escape(page.name)}'>{html.escape(proto.id)}</a></td>"
+                          f"<td>{len(ranked)}</td><td>{len(board.unranked)}</td>{top}</tr>")
+    (args.out / "index.html").write_text(_index_page(index_rows, notes))
+    print(f"wrote {args.out / 'index.html'} and {len(index_rows) - failed} protocol page(s)"
+          + (f"; {failed} failed (see above)" if failed else ""))
+    return 1 if failed else 0
 
 
 def _has_published(proto: Protocol, method: str) -> bool:

@@ -30,14 +30,13 @@ import numpy as np
 import pandas as pd
 
 from wmbench.errors import WmbenchError
+from wmbench.shipped import published_dir
 from wmbench.protocols import PROTOCOL_ID, STEP_UNITS, Protocol, ProtocolError, load_protocol, load_registered
 
 SCORE_COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type"]
 POINT_TYPES = ("curve", "final", "final_mean")
 RUN_SCORE_COLUMNS = ["env_step", "step_unit", "episode", "score", "length", "phase"]
-PUBLISHED_DIR = Path(
-    os.environ.get("WMBENCH_PUBLISHED", Path(__file__).resolve().parents[1] / "results" / "published")
-)
+PUBLISHED_DIR = Path(os.environ.get("WMBENCH_PUBLISHED", published_dir()))
 NORMALISERS = ("atari_human", "dmc", "dmlab30", "procgen", "none")
 _TEXT_COLUMNS = ["source", "method", "protocol", "task", "seed", "step_unit", "point_type"]
 

@@ -1,0 +1,110 @@
+"""How long a run will take on a CPU, before it starts: estimates from figures measured on this project's machines.
+
+Owns the "GPU-scale run: ..." note that `wmbench run` prints once at the start when the estimated CPU time of the
+remaining budget exceeds a few hours, and the figures behind it. An estimate is a cost per agent step from the
+method's resolved config (for DreamerV3: updates per agent step = train_ratio / (batch_size x batch_length) times the
+measured seconds per update of the size preset), multiplied by the agent steps left. Every figure names where it was
+measured; methods or presets without a figure get no estimate (and no note) rather than a guess.
+
+Measured on the project's CPU machine type (2 shared cores):
+- PETS `cpu` preset, control@1 cart-pole: 15 episodes (3,000 steps) in 382 s wall / 285 s CPU at load 2-3
+  (docs/classic_mbrl.md) -> 0.13 s per agent step. `paper` preset: ~1 TFLOP per planned step, minutes per step
+  (same page) -> 120 s taken. MB-MF `cpu`: not timed -> no estimate.
+- PILCO `fast`: 3 control@1 episodes (600 steps) in 2,194 s at load 13-21 (docs/pilco.md), one policy search per
+  episode growing with the data -> 4 s per agent step; the default preset runs 3x the policy iterations -> 12 s.
+- DreamerV3 seconds per update (docs/dreamerv3.md): `size1m` 1.1 s (1 thread, 16 x 64), XS 1.22 s (0.82
+  updates/s, 2 threads), `tiny` about 0.05 s (tests). `size12m` has 9x the parameters of XS and was not timed on
+  this machine; 8 s per update is an extrapolation from XS's 60 GFLOP per update at its achieved 50 GFLOP/s,
+  labelled as such in the note.
+- Random: environment-bound, milliseconds per step: never GPU-scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+GPU_SCALE_HOURS = 3.0  # a CPU run longer than this gets the note
+
+# (seconds per agent step, where the figure comes from), per method and preset, for methods whose cost per step
+# does not depend on a replay ratio.
+PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
+    "pets": {
+        "cpu": (0.13, "measured: docs/classic_mbrl.md"),
+        "paper": (120.0, "~1 TFLOP per planned step: docs/classic_mbrl.md"),
+        "tiny": (0.005, "tests"),
+    },
+    "pilco": {
+        "fast": (4.0, "measured: docs/pilco.md"),
+        "default": (12.0, "3x the policy iterations of `fast`: docs/pilco.md"),
+        "tiny": (0.01, "tests"),
+    },
+    "random": {"default": (0.001, "environment-bound")},
+}
+
+# DreamerV3: (seconds per update, where from) per size preset.
+DREAMER_UPDATE: dict[str, tuple[float, str]] = {
+    "tiny": (0.05, "tests"),
+    "size1m": (1.1, "measured: docs/dreamerv3.md"),
+    "xs": (1.22, "measured: docs/dreamerv3.md"),
+    "size12m": (8.0, "extrapolated from XS: docs/dreamerv3.md"),
+}
+
+
+class Estimate(NamedTuple):
+    seconds: float
+    per_step: float  # seconds per agent step
+    basis: str
+
+
+def _as_dict(config: Any) -> Mapping[str, Any]:
+    if dataclasses.is_dataclass(config):
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return dict(config or {})
+
+
+def estimate(method: str, config: Any, agent_steps: int) -> Estimate | None:
+    """Estimated CPU wall time of `agent_steps` more steps of `method` with its resolved `config` (None: no figure)."""
+    cfg = _as_dict(config)
+    preset = str(cfg.get("preset", "default"))
+    if method == "dreamerv3":
+        if preset not in DREAMER_UPDATE:
+            return None
+        per_update, basis = DREAMER_UPDATE[preset]
+        updates_per_step = float(cfg.get("train_ratio", 32.0)) / (int(cfg.get("batch_size", 16))
+                                                                   * int(cfg.get("batch_length", 64)))
+        per_step = per_update * updates_per_step
+        basis = (f"{updates_per_step:.3g} updates per agent step (train_ratio {cfg.get('train_ratio')}) x "
+                 f"{per_update:g} s per {preset} update ({basis})")
+    else:
+        figures = PER_STEP.get(method, {})
+        if preset not in figures:
+            return None
+        per_step, source = figures[preset]
+        basis = f"{per_step:g} s per agent step for {method} preset {preset} ({source})"
+    return Estimate(per_step * max(0, int(agent_steps)), per_step, basis)
+
+
+def human_time(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def gpu_scale_note(method: str, config: Any, agent_steps: int, device: str = "cpu",
+                   threshold_hours: float = GPU_SCALE_HOURS) -> str | None:
+    """The one-line note `wmbench run` prints at the start when `agent_steps` more steps on the CPU are estimated to
+    take longer than `threshold_hours`; None on a GPU, below the threshold, or without a figure for the method."""
+    if not str(device).startswith("cpu"):
+        return None
+    est = estimate(method, config, agent_steps)
+    if est is None or est.seconds <= threshold_hours * 3600:
+        return None
+    return (f"GPU-scale run: {agent_steps:,} agent steps of {method} are estimated at {human_time(est.seconds)} on "
+            f"this CPU ({est.basis}). Use --device cuda on a GPU machine, a smaller preset (--set preset=...), or "
+            "--smoke / --steps N to try the pipeline first.")
