@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from wmbench.errors import WmbenchError
-from wmbench.shipped import published_dir
 from wmbench.protocols import PROTOCOL_ID, STEP_UNITS, Protocol, ProtocolError, load_protocol, load_registered
+from wmbench.shipped import published_dir
 
 SCORE_COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type"]
 POINT_TYPES = ("curve", "final", "final_mean")
