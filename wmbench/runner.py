@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wmbench import expectations
 from wmbench.config import flatten, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.io import (
@@ -784,6 +785,9 @@ def _run_locked(
 
     label = f"{identity['method']} {proto.id} {task} seed {seed}"
     show = _Progress(label, budget, progress)
+    note = expectations.gpu_scale_note(identity["method"], config, budget - counters["step"], device)
+    if note and progress:
+        print(note, file=sys.stderr, flush=True)
     t_start = time.monotonic()
     wall0 = float(counters["wall_s"])
     timing_mark = [t_start, counters["step"]]
