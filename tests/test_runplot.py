@@ -72,3 +72,20 @@ def test_live_writer_is_off_without_tensorboard_or_when_switched_off(tmp_path, m
     assert tracking.open_writer(tmp_path) is None
     with pytest.raises(WmbenchError, match=r"wmbench\[tracking\]"):
         tracking.export_run(_run_dir(tmp_path))
+
+
+def test_runner_writes_tensorboard_events_live_and_shows_the_eval_return(tmp_path, capsys) -> None:
+    pytest.importorskip("tensorboard", reason="optional extra: pip install 'wmbench[tracking]'")
+    import pandas as pd
+
+    from wmbench import tracking
+    from wmbench.runner import run
+
+    result = run("random", "fake@1", "vector_discrete", 0, root=tmp_path, steps=600, progress=True)
+    scores = pd.read_csv(result.run_dir / "scores.csv")
+    scalars = tracking.read_scalars(result.run_dir / "tensorboard")
+    train = scores[scores.phase == "train"]
+    assert [v for _, v in scalars["return/train"]] == pytest.approx(train.score.tolist())
+    evals = scores[scores.phase == "eval"]
+    assert len(evals) and len(scalars["return/eval"]) == len(evals)
+    assert "last eval return" in capsys.readouterr().err

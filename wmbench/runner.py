@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmbench import expectations
+from wmbench import expectations, tracking
 from wmbench.config import flatten, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.io import (
@@ -353,6 +353,7 @@ class _Progress:
         self.label, self.total, self.enabled, self.interval = label, total, enabled, interval
         self.t0 = self.last = time.monotonic()
         self.step0: int | None = None
+        self.last_eval: float | None = None  # mean return of the last evaluation (protocols with eval episodes)
 
     def __call__(self, step: int, last_return: float | None, force: bool = False) -> None:
         if not self.enabled:
@@ -367,9 +368,10 @@ class _Progress:
         eta = (self.total - step) / rate if rate > 0 else float("inf")
         eta_s = "?" if not math.isfinite(eta) else str(_dt.timedelta(seconds=int(eta)))
         ret = "-" if last_return is None else f"{last_return:.4g}"
+        evaluated = "" if self.last_eval is None else f", last eval return {self.last_eval:.4g}"
         print(
             f"{self.label}: {step}/{self.total} agent steps ({100 * step / self.total:.0f}%), "
-            f"{rate:.1f} steps/s, ETA {eta_s}, last return {ret}",
+            f"{rate:.1f} steps/s, ETA {eta_s}, last return {ret}{evaluated}",
             file=sys.stderr,
             flush=True,
         )
@@ -788,6 +790,14 @@ def _run_locked(
     note = expectations.gpu_scale_note(identity["method"], config, budget - counters["step"], device)
     if note and progress:
         print(note, file=sys.stderr, flush=True)
+    if counters["step"] and tracking.available():
+        # Events are derived data: rebuilt from the resumed logs, then appended to; they never stop a run.
+        try:
+            tracking.export_run(run_dir)
+        except (WmbenchError, OSError) as e:
+            print(f"note: TensorBoard events not rebuilt on resume ({e}); `wmbench plot {run_dir} --tensorboard` "
+                  "rebuilds them", file=sys.stderr)
+    tb = tracking.open_writer(run_dir)
     t_start = time.monotonic()
     wall0 = float(counters["wall_s"])
     timing_mark = [t_start, counters["step"]]
@@ -805,12 +815,16 @@ def _run_locked(
         append_text(
             run_dir / "scores.csv", f"{_fmt(env_step_of(step))},{unit},{episode},{_fmt(score)},{length},{phase}\n"
         )
+        if tb is not None:
+            tb.episode(env_step_of(step), score, phase)
 
     def log(step: int) -> None:
         if metric_sums:
             row = {"step": step, "env_step": env_step_of(step)}
             row.update({k: s / n for k, (s, n) in sorted(metric_sums.items())})
             append_text(run_dir / "metrics.jsonl", json.dumps(row) + "\n")
+            if tb is not None:
+                tb.metrics(step, row)
             metric_sums.clear()
         now = time.monotonic()
         rate = (step - timing_mark[1]) / max(now - timing_mark[0], 1e-9)
@@ -819,6 +833,7 @@ def _run_locked(
 
     def evaluate(step: int) -> None:
         assert eval_env is not None
+        returns = []
         for _ in range(proto.eval.episodes):
             obs, state, ret, length = eval_env.reset(), None, 0.0, 0
             while True:
@@ -830,7 +845,10 @@ def _run_locked(
                 length += 1
             counters["eval_episodes"] += 1
             score_row(step, counters["eval_episodes"], ret, length, "eval")
+            returns.append(ret)
         counters["last_eval_step"] = step
+        if returns:
+            show.last_eval = float(np.mean(returns))
 
     def hash_logs() -> tuple[dict[str, int], dict[str, str]]:
         """Lengths of the (fsynced) logs and the sha256 of each: only the bytes appended since the last call are read."""
@@ -956,6 +974,8 @@ def _run_locked(
         env.close()
         if eval_env is not None:
             eval_env.close()
+        if tb is not None:
+            tb.close()
 
 
 # ------------------------------------------------------------------------------------------ CLI
