@@ -222,3 +222,18 @@ def test_documented_poi_reps_default_is_the_codes(capsys) -> None:
     docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text()
     assert default and re.findall(r"--poi-reps (\d+)\]", docs) == [default.group(1)]
     assert f"(`--poi-reps`, default {default.group(1)})" in docs
+
+
+def test_report_lists_each_of_our_runs_settings_and_code(tmp_path) -> None:
+    pub = results.published(protocol=PROTOCOL, method="dreamerv3", task="pong")
+    curves = dict(list(pub[pub.point_type == "curve"].groupby("seed")))
+    for seed, curve in curves.items():
+        config = {"preset": "xs", "train_ratio": 512.0 if seed != "4" else 64.0}
+        _write_run(tmp_path, "pong", int(seed), curve, config=config, git_sha="abc123def4567890",
+                   versions={"wmbench": "0.1.0", "torch": "2.13.0+cpu"}, device="cpu", threads=1, resumes=0)
+    c = report.collect([tmp_path], protocol=PROTOCOL, tasks=["pong"])
+    rows = report.run_metadata_rows(c)
+    assert len(rows) == 5 and {r[5] for r in rows} == {"abc123def456"} and {r[7] for r in rows} == {"2.13.0+cpu"}
+    assert len({r[4] for r in rows}) == 2  # the seed run with another train ratio has another config hash
+    md = report.build_report(c, against=None, reps=20, poi_reps=5).markdown()
+    assert "## Our runs: settings and code" in md and "abc123def456" in md

@@ -440,6 +440,35 @@ def per_run_rows(c: Collection) -> list[list[str]]:
     return rows
 
 
+META_HEADER = ["entry", "run", "status", "recipe", "config sha256", "git sha", "wmbench", "torch", "device",
+               "threads", "resumes"]
+
+
+def run_metadata_rows(c: Collection) -> list[list[str]]:
+    """What each of our runs was made with, from its run.json: recipe, a hash of its resolved config (equal hashes =
+    identical settings), code version (git sha, package versions), device, threads and resumes."""
+    import hashlib
+    import json
+
+    from wmbench.reproduce import run_info
+
+    rows = []
+    for e in c.entries:
+        if e.kind != "ours":
+            continue
+        for source in e.sources:
+            run_dir = Path(source.removeprefix("wmbench:"))
+            info = run_info(run_dir)
+            config = json.dumps(info.get("config"), sort_keys=True)
+            versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+            recipe = info.get("recipe") if isinstance(info.get("recipe"), dict) else {}
+            rows.append([e.label, str(run_dir), str(info.get("status", "")), str(recipe.get("name", "—")),
+                         hashlib.sha256(config.encode()).hexdigest()[:12], str(info.get("git_sha") or "—")[:12],
+                         str(versions.get("wmbench", "—")), str(versions.get("torch", "—")),
+                         str(info.get("device", "—")), str(info.get("threads", "—")), str(info.get("resumes", "—"))])
+    return rows
+
+
 def _csv_link(name: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A download link holding the table as CSV inside the page (no script, no external file)."""
     buf = io.StringIO()
@@ -565,6 +594,9 @@ class Report:
         out += ["## Per task: mean raw final [95% CI over seeds] (normalised mean, seeds)", "",
                 _md_table(*per_task_rows(c, self.seed)), ""]
         out += ["## Per-run finals", "", _md_table(RUN_HEADER, per_run_rows(c)), ""]
+        meta = run_metadata_rows(c)
+        if meta:
+            out += ["## Our runs: settings and code", "", _md_table(META_HEADER, meta), ""]
         out += ["Figures (intervals, sample efficiency, performance profiles, learning curves) are in the HTML report.", ""]
         return "\n".join(out)
 
@@ -649,6 +681,11 @@ class Report:
                   f"<details><summary>{len(runs)} runs: the final of every run as it entered the statistics, with "
                   "its scoring rule</summary>", _html_table(RUN_HEADER, runs, left=3), "</details>",
                   _csv_link(f"{slug}_finals.csv", RUN_HEADER, runs)]
+        meta = run_metadata_rows(c)
+        if meta:
+            parts += ["<h2>Our runs: settings and code</h2>",
+                      "<p class='note'>From each run's run.json: equal config hashes mean identical resolved settings."
+                      "</p>", _html_table(META_HEADER, meta, left=4), _csv_link(f"{slug}_runs.csv", META_HEADER, meta)]
         if self.curves:
             parts += ["<h2>Learning curves</h2>",
                       f"<p class='note'>Episode returns of phase '{html.escape(c.protocol.score.phase)}' averaged in "
