@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wmbench import expectations, tracking
+from wmbench import expectations, tracking, video
 from wmbench.config import flatten, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.io import (
@@ -558,6 +558,7 @@ def run(
     restart: bool = False,
     allow_config_change: bool = False,
     recipe: str | None = None,
+    video_every: int = 0,
 ) -> RunResult:
     """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted.
 
@@ -565,6 +566,8 @@ def run(
     `allow_config_change`: resume with config settings that differ from the recorded ones (run.json records the
     change and the agent step it applies from); protocol, method, task, seed, smoke and budget never change.
     `recipe` (see wmbench.recipes) is applied before `overrides`; run.json records it under `recipe`.
+    `video_every` N > 0: every N-th training episode of a pixel protocol is saved as `videos/train_<episode>.gif`
+    (derived output: it changes nothing the run computes).
     """
     from wmbench.envs import check_installed, make_env
     from wmbench.method import get_method
@@ -572,6 +575,7 @@ def run(
 
     check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    video.check_request(video_every, proto)
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
@@ -614,7 +618,7 @@ def run(
                 cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
                 checkpoint_every, progress, threads, make_env,
                 checkpoint_minutes if checkpoint_minutes is not None else DEFAULT_CHECKPOINT_MINUTES,
-                restart, allow_config_change,
+                restart, allow_config_change, video_every,
             )
     finally:
         lock.release()
@@ -622,7 +626,7 @@ def run(
 
 def _run_locked(
     cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
-    checkpoint_every, progress, threads, make_env, checkpoint_minutes, restart, allow_config_change,
+    checkpoint_every, progress, threads, make_env, checkpoint_minutes, restart, allow_config_change, video_every=0,
 ) -> RunResult:
     try:
         checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
@@ -769,6 +773,7 @@ def _run_locked(
             "replay_bytes": replay.capacity_bytes,
             "checkpoint_every": every,
             "checkpoint_minutes": checkpoint_minutes,
+            "video_every": video_every,
             "checkpoint_step": saved_step[0],
             "status": "running",
             "error": None,
@@ -904,14 +909,18 @@ def _run_locked(
             next_checkpoint = (step // every + 1) * every
             obs, state = env.reset(), None
             ret, length = 0.0, 0
+            recorder = video.Recorder(run_dir, video_every)
+            recorder.start(counters["train_episodes"] + 1)
             while True:
                 action, state = agent.policy(_batch(obs), state, "train")
                 action = np.asarray(action)[0]
                 replay.add({**obs, "action": action})
+                recorder.frame(obs)
                 if obs["is_last"]:
                     counters["train_episodes"] += 1
                     counters["last_return"] = ret
                     score_row(step, counters["train_episodes"], ret, length, "train")
+                    recorder.finish()
                     if eval_env is not None and step >= counters["next_eval"]:
                         evaluate(step)
                         while counters["next_eval"] <= step:
@@ -922,6 +931,7 @@ def _run_locked(
                         save(final=False)
                         next_checkpoint = (step // every + 1) * every
                     obs, state, ret, length = env.reset(), None, 0.0, 0
+                    recorder.start(counters["train_episodes"] + 1)
                     continue
                 if step >= budget:
                     break  # the budget ends mid-episode: that episode is not scored
@@ -1002,6 +1012,9 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 10%% of the budget; taken at the next episode end)")
     p.add_argument("--checkpoint-minutes", type=float, default=None, help="also checkpoint after this much wall "
                    f"time (default {DEFAULT_CHECKPOINT_MINUTES:g}; at the next episode end; recorded)")
+    p.add_argument("--video-every", type=int, default=0, metavar="N",
+                   help="save every N-th training episode of a pixel protocol as videos/train_<episode>.gif (needs "
+                   "imageio: pip install 'wmbench[video]'); 0: none (default)")
     p.add_argument("--restart", action="store_true", help="start this run over from agent step 0, discarding its "
                    "checkpoints, logs and replay (when its checkpoints are missing or its files fail their checks)")
     p.add_argument("--allow-config-change", action="store_true", help="resume with --set values that differ from "
@@ -1021,6 +1034,7 @@ def cli_run(argv: list[str]) -> int:
         args.method, proto, args.task, args.seed, root=args.root, overrides=args.overrides,
         smoke=args.smoke, device=args.device, steps=args.steps, checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
+        video_every=args.video_every,
         restart=args.restart, allow_config_change=args.allow_config_change, recipe=args.recipe,
     )
     score = "n/a" if result.final_score is None else f"{result.final_score:.6g}"
