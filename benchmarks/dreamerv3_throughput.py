@@ -50,7 +50,7 @@ def matmul_ceiling(threads: int, reps: int = 10) -> dict[str, float]:
     return out
 
 
-def measure(precision: str, updates: int, threads: int, compile_: bool, actor_grad: str) -> dict:
+def measure(precision: str, updates: int, threads: int, compile_: bool, actor_grad: str, preset: str = "xs") -> dict:
     import resource
 
     import gymnasium
@@ -67,7 +67,8 @@ def measure(precision: str, updates: int, threads: int, compile_: bool, actor_gr
     obs_space = {"vector": gymnasium.spaces.Box(-np.inf, np.inf, (24,), np.float32)}
     act_space = gymnasium.spaces.Box(-1, 1, (6,), np.float32)
     config = make_config(
-        DreamerV3Config, ["preset=xs", f"precision={precision}", f"compile={compile_}", f"actor_grad_cont={actor_grad}"]
+        DreamerV3Config, [f"preset={preset}", f"precision={precision}", f"compile={compile_}",
+                          f"actor_grad_cont={actor_grad}"]
     )
     agent = DreamerV3(obs_space, act_space, config, seed=0)
     rng = np.random.default_rng(0)
@@ -130,9 +131,10 @@ def main() -> None:
     parser.add_argument("--actor-grad", nargs="+", default=["reinforce", "backprop"], choices=["reinforce", "backprop"])
     parser.add_argument("--peer-python", help="python of a venv with sheeprl (benchmarks/peers/README.md)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="xs", help="DreamerV3 size preset (xs: the peers' configuration; size1m)")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], args.updates, args.threads, args.compile, args.child[1])))
+        print(json.dumps(measure(args.child[0], args.updates, args.threads, args.compile, args.child[1], args.preset)))
         return
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")

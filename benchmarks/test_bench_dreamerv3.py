@@ -17,11 +17,11 @@ HERE = Path(__file__).resolve().parent
 THREADS = 2
 
 
-def _ours(precision: str, updates: int) -> dict:
+def _ours(precision: str, updates: int, preset: str = "xs") -> dict:
     from dreamerv3_throughput import run_json
 
     cmd = [sys.executable, str(HERE / "dreamerv3_throughput.py"), "--child", precision, "reinforce",
-           "--updates", str(updates), "--threads", str(THREADS)]
+           "--updates", str(updates), "--threads", str(THREADS), "--preset", preset]
     return run_json(cmd, {**os.environ, "OMP_NUM_THREADS": str(THREADS)})
 
 
@@ -40,21 +40,23 @@ def test_dreamerv3_throughput(benchmark, ratio, full) -> None:
         ratio("bf16 / fp32 updates/s", b["updates_per_s"] / r["updates_per_s"])
 
 
-@pytest.mark.parametrize("peer,script", [("official", "official_dreamerv3.py"), ("sheeprl", "sheeprl_dreamerv3.py")])
-def test_dreamerv3_vs_peer(benchmark, ratio, full, request, peer, script) -> None:
+@pytest.mark.parametrize("peer,script,size", [("official", "official_dreamerv3.py", "xs"),
+                                              ("official", "official_dreamerv3.py", "size1m"),
+                                              ("sheeprl", "sheeprl_dreamerv3.py", "xs")])
+def test_dreamerv3_vs_peer(benchmark, ratio, full, request, peer, script, size) -> None:
     python = request.config.getoption(f"--peer-{peer}")
     if not python:
         pytest.skip(f"{peer} DreamerV3 peer not installed: pass --peer-{peer} PYTHON (benchmarks/peers/README.md)")
-    if not (HERE / "peers" / script).exists():
-        pytest.skip(f"no peer script benchmarks/peers/{script} yet")
     from dreamerv3_throughput import run_json
 
     updates = 20 if full else 3
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-    theirs = benchmark.pedantic(
-        run_json, args=([python, str(HERE / "peers" / script), "--updates", str(updates), "--threads", str(THREADS)],
-                        env), rounds=1, iterations=1)
-    ours = _ours("fp32", updates)
-    ratio(f"ours / {peer} updates/s", ours["updates_per_s"] / theirs["updates_per_s"],
+    cmd = [python, str(HERE / "peers" / script), "--updates", str(updates), "--threads", str(THREADS)]
+    if peer == "official":
+        cmd += ["--size", size]
+    theirs = benchmark.pedantic(run_json, args=(cmd, env), rounds=1, iterations=1)
+    ours = _ours("fp32", updates, size)
+    benchmark.extra_info.update({"peer": theirs, "ours": ours})
+    ratio(f"ours / {peer} {size} updates/s", ours["updates_per_s"] / theirs["updates_per_s"],
           at_least=2.0 if peer == "official" else None)
     ratio.check()
