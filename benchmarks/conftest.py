@@ -29,7 +29,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--peer-official", help="python of a venv with the official DreamerV3 (JAX) code")
 
 
+def _location(self) -> str:
+    """pytest-benchmark 5.x names its storage relative to the working directory and fails (ValueError in
+    `--benchmark-compare`) for a storage outside it, which is where ours lives: fall back to the absolute path."""
+    try:
+        return str(self.path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(self.path)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_benchmark.storage.file import FileStorage
+
+    FileStorage.location = property(_location)
     # Saved runs go outside the repository unless a storage is named: they describe a machine, not the code.
     storage = config.getoption("benchmark_storage", default=None)
     if storage in (None, "file://./.benchmarks"):
