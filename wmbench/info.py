@@ -151,6 +151,7 @@ SUITE_PACKAGES = {
     "atari": ("ale-py",),
     "dmc": ("dm-control", "mujoco"),
     "control": ("mujoco", "gymnasium"),
+    "minecraft": ("minerl",),
 }
 
 

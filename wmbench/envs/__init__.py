@@ -31,6 +31,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "dmc": "wmbench.envs.dmc",
     "control": "wmbench.envs.control",
     "fake": "wmbench.envs.fake",
+    "minecraft": "wmbench.envs.minecraft",
 }
 
 
