@@ -177,3 +177,18 @@ def test_live_minerl():
     for _ in range(5):
         step = env.step(env.act_space.sample())
     env.close()
+
+
+def test_random_agent_smoke_run_on_the_double(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "minerl" else real(name, *a))
+    monkeypatch.setitem(__import__("sys").modules, "minerl", __import__("types").ModuleType("minerl"))
+    # The double's player dies every 300 steps, so a short run (--steps) ends episodes without the 36k-step cap.
+    monkeypatch.setattr(mc, "_minerl_env", lambda size, break_speed: FakeMineRL(size=size, kill_after=300))
+    code = cli.main(["run", "random", "minecraft_diamond@1", "--task", "minecraft_diamond", "--seed", "0",
+                     "--steps", "700", "--root", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    rows = next(tmp_path.rglob("scores.csv")).read_text().splitlines()
+    assert len(rows) == 3 and all(",env_steps," in r for r in rows[1:])  # two deaths in 700 steps

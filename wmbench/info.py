@@ -152,6 +152,7 @@ SUITE_PACKAGES = {
     "dmc": ("dm-control", "mujoco"),
     "control": ("mujoco", "gymnasium"),
     "minecraft": ("minerl",),
+    "dmlab": ("deepmind-lab",),
 }
 
 

@@ -32,6 +32,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "control": "wmbench.envs.control",
     "fake": "wmbench.envs.fake",
     "minecraft": "wmbench.envs.minecraft",
+    "dmlab": "wmbench.envs.dmlab",
 }
 
 
