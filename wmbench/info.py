@@ -153,6 +153,7 @@ SUITE_PACKAGES = {
     "control": ("mujoco", "gymnasium"),
     "minecraft": ("minerl",),
     "dmlab": ("deepmind-lab",),
+    "crafter": ("crafter", "numba"),
 }
 
 

@@ -33,6 +33,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "fake": "wmbench.envs.fake",
     "minecraft": "wmbench.envs.minecraft",
     "dmlab": "wmbench.envs.dmlab",
+    "crafter": "wmbench.envs.crafter",
 }
 
 
