@@ -68,6 +68,7 @@ SUITE_IMPORTS = {
     "minecraft": "minerl",
     "dmlab": "deepmind_lab",
     "crafter": "crafter",
+    "distracting": "dm_control",
 }
 
 
@@ -180,6 +181,7 @@ SUITE_PACKAGES = {
     "minecraft": ("minerl",),
     "dmlab": ("deepmind-lab",),
     "crafter": ("crafter", "numba"),
+    "distracting": ("dm-control", "mujoco"),
 }
 
 

@@ -34,6 +34,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "minecraft": "wmbench.envs.minecraft",
     "dmlab": "wmbench.envs.dmlab",
     "crafter": "wmbench.envs.crafter",
+    "distracting": "wmbench.envs.distracting",
 }
 
 
