@@ -23,6 +23,17 @@ def test_list_protocols_shows_id_suite_tasks_budget_and_hash(capsys):
     assert "100k agent steps = 400k frames" in atari  # 100,000 decisions x action repeat 4
     dmc = next(line for line in out.splitlines() if line.startswith("dmc_vision@1 "))
     assert "500k agent steps = 1M env_steps" in dmc  # 500,000 decisions x action repeat 2
+    assert " yes" in next(line for line in out.splitlines() if line.startswith("fake@1 "))
+
+
+def test_list_protocols_says_which_suites_are_missing(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "minerl" else real(name, *a))
+    assert cli_list(["protocols"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("minecraft_diamond@1 "))
+    assert line.endswith("no (wmbench doctor)")
 
 
 def test_list_suites_and_methods(capsys):

@@ -50,13 +50,40 @@ def protocol_rows() -> list[list[str]]:
         try:
             p = load_protocol(path)
         except WmbenchError as e:
-            rows.append([pid, "?", "?", f"invalid: {e}", "?"])
+            rows.append([pid, "?", "?", f"invalid: {e}", "?", "?"])
             continue
         budget = f"{_count(p.budget.agent_steps)} agent steps"
         if p.budget.step_unit != "agent_steps":
             budget += f" = {_count(p.to_unit(p.budget.agent_steps))} {p.budget.step_unit}"
-        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash])
+        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash, suite_available(p.suite)])
     return rows
+
+
+# Top-level module each suite's simulator provides: `list` looks it up without importing it (importing ale_py or
+# dm_control takes seconds); `doctor` imports it for real.
+SUITE_IMPORTS = {
+    "atari": "ale_py",
+    "dmc": "dm_control",
+    "control": "mujoco",
+    "minecraft": "minerl",
+    "dmlab": "deepmind_lab",
+    "crafter": "crafter",
+    "distracting": "dm_control",
+}
+
+
+def suite_available(suite: str) -> str:
+    """'yes' when the suite's simulator module is importable by name (not imported), else 'no (wmbench doctor)'."""
+    import importlib.util
+
+    module = SUITE_IMPORTS.get(suite)
+    if module is None:
+        return "yes"
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return "yes" if found else "no (wmbench doctor)"
 
 
 def suite_rows() -> list[list[str]]:
@@ -117,7 +144,7 @@ def cli_list(argv: list[str]) -> int:
     sections: list[tuple[str, Callable[[], str]]] = []
     if args.what in (None, "protocols"):
         sections.append(
-            ("protocols", lambda: _table(protocol_rows(), ["protocol", "suite", "tasks", "budget", "hash"]))
+            ("protocols", lambda: _table(protocol_rows(), ["protocol", "suite", "tasks", "budget", "hash", "available"]))
         )
     if args.what in (None, "suites"):
         sections.append(("suites", lambda: _table(suite_rows(), ["suite", "tasks", "protocols", "install"])))
@@ -151,6 +178,10 @@ SUITE_PACKAGES = {
     "atari": ("ale-py",),
     "dmc": ("dm-control", "mujoco"),
     "control": ("mujoco", "gymnasium"),
+    "minecraft": ("minerl",),
+    "dmlab": ("deepmind-lab",),
+    "crafter": ("crafter", "numba"),
+    "distracting": ("dm-control", "mujoco"),
 }
 
 

@@ -31,6 +31,10 @@ BUILTIN_SUITES: dict[str, str] = {
     "dmc": "wmbench.envs.dmc",
     "control": "wmbench.envs.control",
     "fake": "wmbench.envs.fake",
+    "minecraft": "wmbench.envs.minecraft",
+    "dmlab": "wmbench.envs.dmlab",
+    "crafter": "wmbench.envs.crafter",
+    "distracting": "wmbench.envs.distracting",
 }
 
 

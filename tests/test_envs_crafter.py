@@ -1,0 +1,90 @@
+"""Crafter adapter (crafter@1): spaces, Crafter's reward and episode ends, seeding, the paper's score, and runs.
+
+Expected values come from Crafter itself (stepped by hand here) and the Crafter paper's score formula; the module
+skips with the reason when crafter is not installed.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from wmbench import cli
+from wmbench.envs import SuiteNotInstalled, make_env
+from wmbench.envs import crafter as crafter_suite
+from wmbench.protocols import load_protocol
+
+PROTOCOL = load_protocol("crafter@1")
+
+
+def test_crafter_score_is_the_papers_geometric_mean():
+    # One achievement at 100 %, the other 21 at 0 %: exp(ln(101) / 22) - 1.
+    episodes = [["collect_wood"], ["collect_wood", "wake_up"], ["collect_wood"], ["collect_wood", "wake_up"]]
+    rates = crafter_suite.success_rates(episodes)
+    assert rates["collect_wood"] == 100.0 and rates["wake_up"] == 50.0 and rates["collect_diamond"] == 0.0
+    expected = math.exp((math.log(101) + math.log(51)) / 22) - 1
+    assert crafter_suite.crafter_score(episodes) == pytest.approx(expected)
+    assert crafter_suite.crafter_score([crafter_suite.ACHIEVEMENTS]) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="unknown achievements"):
+        crafter_suite.success_rates([["collect_wod"]])
+
+
+try:
+    crafter_suite.check_installed()
+    INSTALLED = None
+except SuiteNotInstalled as e:
+    INSTALLED = str(e)
+needs_crafter = pytest.mark.skipif(INSTALLED is not None, reason=f"crafter not installed: {INSTALLED}")
+
+
+@needs_crafter
+def test_random_steps_follow_crafter():
+    import crafter
+
+    env = make_env(PROTOCOL, "reward", seed=0)
+    assert env.obs_space["image"].shape == (64, 64, 3) and env.act_space.n == 17
+    raw = crafter.Env(area=(64, 64), view=(9, 9), size=(64, 64), length=10000, seed=5)
+    first = env.env.reset(seed=5)[0]
+    np.testing.assert_array_equal(first["image"], raw.reset())
+    rng = np.random.default_rng(0)
+    ended = None
+    for _ in range(2000):
+        action = int(rng.integers(17))
+        obs, reward, terminated, truncated, info = env.env.step(action)
+        image, raw_reward, done, raw_info = raw.step(action)
+        np.testing.assert_array_equal(obs["image"], image)
+        assert reward == pytest.approx(raw_reward) and (terminated or truncated) == done
+        if done:
+            ended = (terminated, raw_info, info)
+            break
+    assert ended is not None, "a random agent dies within 2000 steps"
+    terminated, raw_info, info = ended
+    assert terminated == (raw_info["discount"] == 0.0)
+    assert set(info["achievements"]) == {k for k, n in raw_info["achievements"].items() if n > 0}
+
+
+@needs_crafter
+def test_length_cap_truncates():
+    env = crafter_suite.CrafterEnv(seed=0, length=5)
+    env.reset(seed=0)
+    ends = [env.step(0)[2:4] for _ in range(5)]
+    assert ends == [(False, False)] * 4 + [(False, True)]
+
+
+@needs_crafter
+def test_random_smoke_run(tmp_path):
+    code = cli.main(["run", "random", "crafter@1", "--task", "reward", "--seed", "0", "--smoke",
+                     "--root", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    rows = next(tmp_path.rglob("scores.csv")).read_text().splitlines()
+    assert len(rows) >= 3  # several random-agent episodes in 1,000 steps
+
+
+@needs_crafter
+def test_dreamerv3_tiny_runs_end_to_end(tmp_path):
+    # Shorter than the smoke budget (1,000 steps take ~1 min on 2 cores): 300 steps end at least one episode (seeded).
+    code = cli.main(["run", "dreamerv3", "crafter@1", "--task", "reward", "--seed", "0", "--steps", "300",
+                     "--set", "preset=tiny", "--set", "batch_length=8", "--root", str(tmp_path), "--no-progress",
+                     "--threads", "1"])  # fmt: skip
+    assert code == 0
+    assert len(next(tmp_path.rglob("scores.csv")).read_text().splitlines()) >= 2
