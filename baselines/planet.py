@@ -53,6 +53,7 @@ class PlaNetConfig:
     """The paper's settings (App. A and Alg. 1); presets `cpu` (smaller search and batch) and `tiny` (tests)."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},  # the defaults: App. A and Alg. 1 as they are
         # tests only: a second or two per collected episode on 16x16 images
         "tiny": {
             "deter": 16, "stoch": 4, "hidden": 16, "depth": 4, "reward_units": 16,
