@@ -236,8 +236,8 @@ class PlaNet(Method):
             prev_action = torch.zeros(n, self.act_dim, device=self.device)
         else:
             deter, stoch, prev_action = state
-        image = preprocess_image(torch.as_tensor(np.asarray(obs["image"]), device=self.device), c.image_bits,
-                                 self.gen_act)
+        pixels = torch.as_tensor(np.ascontiguousarray(obs["image"]), device=self.device)  # DMC renders flipped views
+        image = preprocess_image(pixels, c.image_bits, self.gen_act)
         deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, self.encoder(image), is_first, self.gen_act)
         actions = []
         for i in range(n):
@@ -283,7 +283,8 @@ class PlaNet(Method):
     def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step of the world model on a [B, L] batch of replayed steps."""
         c = self.config
-        image = preprocess_image(torch.as_tensor(data["image"], device=self.device), c.image_bits, self.gen_train)
+        pixels = torch.as_tensor(np.ascontiguousarray(data["image"]), device=self.device)
+        image = preprocess_image(pixels, c.image_bits, self.gen_train)
         action = torch.as_tensor(data["action"], device=self.device).float().reshape(*image.shape[:2], self.act_dim)
         reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(image.shape[:2])
         is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(image.shape[:2])

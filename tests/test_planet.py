@@ -247,3 +247,14 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_planet_finals():
     assert record["name"] == r.id and config.batch_size == 4
     agent = PlaNet(IMAGE64, BOX2, config, seed=0)
     assert agent.encoder.out_dim == 2 * 2 * config.depth * 8  # 64x64 -> a 2x2 map of depth x 8 channels
+
+
+def test_policy_accepts_views_with_negative_strides():
+    # DMC's renderer hands out flipped views; torch cannot wrap negative strides without a copy
+    agent = PlaNet(IMAGE16, BOX2, tiny(), seed=0)
+    flipped = {**obs(), "image": obs()["image"][:, ::-1]}
+    action, _ = agent.policy(flipped, None, mode="eval")
+    assert action.shape == (1, 2)
+    data = batch()
+    data["image"] = data["image"][:, :, ::-1]
+    assert np.isfinite(agent.train_batch(data)["loss/model"])
