@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, bounded, to_dict
+from wmbench.config import ConfigError, bounded, differing_keys, to_dict
 from wmbench.method import Method, MethodError
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.planners import CEMPlanner
@@ -338,8 +338,7 @@ class PlaNet(Method):
         try:
             self.nets.load_state_dict(state["nets"])
         except RuntimeError as e:
-            ours = to_dict(self.config)
-            diff = sorted(k for k in ours if k in state.get("config", {}) and state["config"][k] != ours[k])
+            diff = differing_keys(self.config, state.get("config", {}))
             raise MethodError(
                 f"planet checkpoint (preset {state.get('preset')!r}) does not fit this config (preset "
                 f"{self.config.preset!r}; differing keys: {', '.join(diff) or 'none'}): {str(e).splitlines()[0]}"

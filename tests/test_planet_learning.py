@@ -16,11 +16,10 @@ episode and deter 32 (measured) the score was 31.5, inside the random range.
 Run with: pytest -m slow tests/test_planet_learning.py
 """
 
-import csv
-
 import pytest
 
 from wmbench.runner import run
+from wmbench.testing import run_returns
 
 LEARNING = [
     "preset=tiny", "deter=64", "stoch=16", "hidden=64", "depth=16", "reward_units=64",
@@ -33,13 +32,8 @@ LEARNING = [
 def test_planet_learns_fake_image_task(tmp_path):
     result = run("planet", "fake@1", "image_continuous", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
     assert result.status == "finished"
-    with open(result.run_dir / "scores.csv") as f:
-        rows = list(csv.DictReader(f))
-    evals = [r for r in rows if r["phase"] == "eval"]
-    last_step = max(int(r["env_step"]) for r in evals)
-    final = [float(r["score"]) for r in evals if int(r["env_step"]) == last_step]
-    train = [float(r["score"]) for r in rows if r["phase"] == "train"]
-    print("train returns:", [round(s, 1) for s in train])
+    train, final = run_returns(result.run_dir)
+    print("train returns:", [round(x, 1) for x in train])
     print("final evaluation returns:", final, "protocol score:", result.final_score)
     assert result.final_score >= 35.0, f"protocol score {result.final_score} < 35 (random: 19.7-29.1)"
     assert sum(final) / len(final) >= 35.0, f"final evaluation returns {final} average < 35 (random: 19.7-29.1)"

@@ -281,6 +281,13 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
+def differing_keys(config: Any, recorded: Mapping[str, Any]) -> list[str]:
+    """Top-level keys whose value in `config` differs from `recorded` (a `to_dict` output, e.g. a checkpoint's);
+    keys `recorded` lacks are skipped. For messages that say why a checkpoint does not fit a config."""
+    ours = to_dict(config)
+    return sorted(k for k in ours if k in recorded and recorded[k] != ours[k])
+
+
 def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     """Rebuild a config from `to_dict` output (unknown keys are errors)."""
     flat: dict[str, Any] = {}
