@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, bounded, to_dict
+from wmbench.config import ConfigError, bounded, differing_keys, to_dict
 from wmbench.errors import WmbenchError
 from wmbench.method import Method, MethodError
 from wmbench.nn.distributions import (
@@ -678,8 +678,7 @@ class DreamerV3(Method):
                 f"dreamerv3 checkpoint was written with preset {state.get('preset')!r} but this run uses preset "
                 f"{self.config.preset!r}; run with --set preset={state.get('preset')} or use a new run directory"
             )
-        ours = to_dict(self.config)
-        diff = sorted(k for k in ours if k in state.get("config", {}) and state["config"][k] != ours[k])
+        diff = differing_keys(self.config, state.get("config", {}))
         try:
             self.nets.load_state_dict(state["nets"])
             self.slow_critic.load_state_dict(state["slow_critic"])

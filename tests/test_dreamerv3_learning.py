@@ -15,11 +15,10 @@ within a few hundred updates (entropy 1.099 -> 0.98 by agent step 200 at lr 1e-3
 Run with: pytest -m slow tests/test_dreamerv3_learning.py
 """
 
-import csv
-
 import pytest
 
 from wmbench.runner import run
+from wmbench.testing import run_returns
 
 LEARNING = [
     "preset=tiny", "batch_size=16", "batch_length=32", "train_ratio=512",
@@ -31,13 +30,8 @@ LEARNING = [
 def test_dreamerv3_learns_fake_vector_task(tmp_path):
     result = run("dreamerv3", "fake@1", "vector_discrete", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
     assert result.status == "finished"
-    with open(result.run_dir / "scores.csv") as f:
-        rows = list(csv.DictReader(f))
-    evals = [r for r in rows if r["phase"] == "eval"]
-    last_step = max(int(r["env_step"]) for r in evals)
-    final = [float(r["score"]) for r in evals if int(r["env_step"]) == last_step]
-    train = [(int(r["env_step"]), float(r["score"])) for r in rows if r["phase"] == "train"]
-    print("train returns:", [round(s, 1) for _, s in train])
+    train, final = run_returns(result.run_dir)
+    print("train returns:", [round(x, 1) for x in train])
     print("final greedy returns:", final, "protocol score:", result.final_score)
     assert result.final_score >= 30.0, f"protocol score {result.final_score} < 30 (random: 14-21)"
     assert sum(final) / len(final) >= 30.0, f"final greedy returns {final} average < 30 (random: 14-21)"

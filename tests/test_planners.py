@@ -63,6 +63,26 @@ def test_warm_start_shifts_previous_solution():
     assert planner.previous is None
 
 
+def test_planet_cem_starts_every_search_at_the_centre_with_its_init_std():
+    # PlaNet's CEM: no warm start, first-iteration std `init_std` (1), plain clipped samples
+    planner = CEMPlanner(population=4000, elites=2, iterations=1, sampling="clip", alpha=0.0, init_std=1.0,
+                         warm_start=False)
+    planner.previous = torch.full((4, 1), 0.5)
+    seen = {}
+
+    def rollout(state, actions):
+        seen["actions"] = actions
+        return torch.zeros(actions.shape[0])
+
+    bounds = (np.full(1, -10.0), np.full(1, 10.0))  # wide bounds: the clip does not bias the spread
+    planner.plan(None, rollout, 4, bounds)
+    assert torch.allclose(seen["actions"].mean(0), torch.zeros(4, 1), atol=0.06)  # not the shifted previous plan
+    assert torch.allclose(seen["actions"].std(0), torch.ones(4, 1), atol=0.05)
+    pets = CEMPlanner(population=4000, elites=2, iterations=1, sampling="clip")
+    pets.plan(None, rollout, 4, bounds)
+    assert bool((seen["actions"].std(0) > 4.5).all())  # PETS: range / 4 = 5 (slightly less after the clip)
+
+
 def test_resume_generator_state_reproduces_plan():
     a = CEMPlanner(population=50, elites=5, iterations=2, seed=3)
     a.plan(torch.tensor(0.0), quadratic_return, 3, SPACE)
@@ -82,6 +102,8 @@ def test_resume_generator_state_reproduces_plan():
         ({"elites": True}, "elites"),
         ({"iterations": -1}, "iterations"),
         ({"alpha": 1.5}, "alpha"),
+        ({"init_std": 0.0}, "init_std"),
+        ({"init_std": "1"}, "init_std"),
     ],
 )
 def test_bad_cem_settings_raise(kwargs, match):

@@ -4,7 +4,7 @@ A method's config class is a frozen dataclass (fields may be nested frozen datac
 paper's. It may declare `PRESETS: ClassVar[dict[str, dict[str, Any]]]`, named bundles of dotted overrides
 (e.g. DreamerV3 `size12m`). `make_config(cls, ["preset=size12m", "lr=1e-4"])` applies the preset first, then the
 other overrides in order. Unknown keys and values of the wrong type raise `ConfigError` naming the key, the
-expected type and close matches.
+expected type and close matches; a config class may explain keys it deliberately lacks in `KEY_NOTES`.
 
 Value ranges belong to the field that holds the value: `batch_size: int = bounded(16, low=1)` declares it once, and
 every value set through this module (defaults per protocol, presets, `--set`) is checked against it, for every
@@ -87,6 +87,11 @@ def all_keys(cls: type, prefix: str = "") -> list[str]:
 
 
 def _unknown_key(cls: type, key: str) -> ConfigError:
+    # a method may explain keys that users carry over from a related method (e.g. discrete-latent settings given
+    # to a Gaussian-latent method): `KEY_NOTES: ClassVar[dict[str, str]]` on its config class
+    note = getattr(cls, "KEY_NOTES", {}).get(key)
+    if note:
+        return ConfigError(f"config key {key!r} is not a {cls.__name__} setting: {note}")
     keys = all_keys(cls) + ["preset"]
     close = difflib.get_close_matches(key, keys, n=4, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -274,6 +279,13 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def to_dict(config: Any) -> dict[str, Any]:
     """JSON-ready nested dict of a config dataclass."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def differing_keys(config: Any, recorded: Mapping[str, Any]) -> list[str]:
+    """Top-level keys whose value in `config` differs from `recorded` (a `to_dict` output, e.g. a checkpoint's);
+    keys `recorded` lacks are skipped. For messages that say why a checkpoint does not fit a config."""
+    ours = to_dict(config)
+    return sorted(k for k in ours if k in recorded and recorded[k] != ours[k])
 
 
 def from_dict(cls: type, data: Mapping[str, Any]) -> Any:

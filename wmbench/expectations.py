@@ -16,6 +16,8 @@ Measured on the project's CPU machine type (2 shared cores):
   updates/s, 2 threads), `tiny` about 0.05 s (tests). `size12m` has 9x the parameters of XS and was not timed on
   this machine; 8 s per update is an extrapolation from XS's 60 GFLOP per update at its achieved 50 GFLOP/s,
   labelled as such in the note.
+- PlaNet (docs/planet.md, 1 thread at load 4): `cpu` 5.6 s per update and 0.10 s per planned action, `paper` 24 s
+  and 1.4 s; per agent step with dmc_vision@1's 500-step episodes 0.66 s and 6.2 s.
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -39,6 +41,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
         "fast": (4.0, "measured: docs/pilco.md"),
         "default": (12.0, "3x the policy iterations of `fast`: docs/pilco.md"),
         "tiny": (0.01, "tests"),
+    },
+    # one planned action plus C updates per 500-agent-step dmc_vision@1 episode (docs/planet.md, measured at load 4)
+    "planet": {
+        "cpu": (0.66, "0.10 s per action + 50 x 5.6 s updates per 500-step episode: docs/planet.md"),
+        "paper": (6.2, "1.4 s per action + 100 x 24 s updates per 500-step episode: docs/planet.md"),
+        "tiny": (0.005, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},
 }

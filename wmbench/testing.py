@@ -61,6 +61,19 @@ def _first_difference(a: Path, b: Path) -> str:
     return "no difference"
 
 
+def run_returns(run_dir: Path | str) -> tuple[list[float], list[float]]:
+    """(train returns in order, returns of the last evaluation) from a run's scores.csv: what learning checks
+    assert on besides the protocol score."""
+    import csv
+
+    with open(Path(run_dir) / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    evals = [r for r in rows if r["phase"] == "eval"]
+    last_step = max((int(r["env_step"]) for r in evals), default=None)
+    final = [float(r["score"]) for r in evals if int(r["env_step"]) == last_step]
+    return [float(r["score"]) for r in rows if r["phase"] == "train"], final
+
+
 def check_method(
     name: str,
     root: Path | str,

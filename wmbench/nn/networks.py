@@ -120,11 +120,22 @@ def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -
     return out + onehot_matmul(index, layer.weight[:, d:]).to(out.dtype)
 
 
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def activation(name: str) -> nn.Module:
+    """The hidden-layer nonlinearity by name: `silu` (DreamerV3), `relu` (PlaNet), `elu` (Dreamer v1/v2)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
 class MLP(nn.Module):
-    """`layers` x (Linear -> Norm -> SiLU), optionally followed by an output Linear of `out_dim` units.
+    """`layers` x (Linear -> Norm -> activation), optionally followed by an output Linear of `out_dim` units.
 
     `bias=False` drops the hidden layers' biases (the 2023 DreamerV3 code: a normalised layer has no bias, the
-    LayerNorm's offset takes its place); the output layer always has one. `fan`: initialisation fan (`linear`)."""
+    LayerNorm's offset takes its place); the output layer always has one. `fan`: initialisation fan (`linear`).
+    `act`: the nonlinearity (`activation`; SiLU for DreamerV3)."""
 
     def __init__(
         self,
@@ -136,12 +147,13 @@ class MLP(nn.Module):
         outscale: float = 1.0,
         bias: bool = True,
         fan: str = "in",
+        act: str = "silu",
     ):
         super().__init__()
         blocks: list[nn.Module] = []
         dim = in_dim
         for _ in range(layers):
-            blocks += [linear(dim, units, bias=bias, fan=fan), Norm(units, norm), nn.SiLU()]
+            blocks += [linear(dim, units, bias=bias, fan=fan), Norm(units, norm), activation(act)]
             dim = units
         self.hidden = nn.Sequential(*blocks)
         self.out = linear(dim, out_dim, outscale=outscale, fan=fan) if out_dim is not None else None
@@ -268,6 +280,83 @@ class ConvDecoder(nn.Module):
         x = F.silu(self.spnorm(x0 + x1))
         x = torch.sigmoid(self.net(x))
         return x.permute(0, 2, 3, 1).reshape(*lead, *self.shape)
+
+
+def strided_conv_sizes(size: int, kernels: Sequence[int]) -> list[int]:
+    """Spatial sizes after each stride-2 'valid' convolution of a `size` x `size` map (out = (in - k) // 2 + 1)."""
+    sizes = []
+    for k in kernels:
+        size = (size - k) // 2 + 1
+        sizes.append(size)
+    return sizes
+
+
+class StridedConvEncoder(nn.Module):
+    """uint8 HWC images -> flat features through stride-2 'valid' convolutions with ReLU, no norm: the encoder of
+    World Models, PlaNet (Hafner et al. 2019, App. A; official `conv_ha.encoder`), Dreamer v1 and v2. Channels
+    depth x 2^i per stage (32, 64, 128, 256 for depth 32); 64x64 inputs with kernels (4, 4, 4, 4) end at 2x2x256 =
+    1024 features. Pixels enter as x / 255 - 0.5 unless the caller already gives floats (`forward(..., scaled)`)."""
+
+    def __init__(self, shape: Sequence[int], depth: int = 32, kernels: Sequence[int] = (4, 4, 4, 4), act: str = "relu"):
+        super().__init__()
+        h, w, c = shape
+        sizes = [strided_conv_sizes(h, kernels), strided_conv_sizes(w, kernels)]
+        if min(sizes[0][-1], sizes[1][-1]) < 1:
+            raise ValueError(
+                f"image size {h}x{w} is too small for {len(kernels)} stride-2 convolutions with kernels "
+                f"{tuple(kernels)} (sizes {sizes[0]}); use fewer or smaller kernels"
+            )
+        layers: list[nn.Module] = []
+        for i, k in enumerate(kernels):
+            layers += [nn.Conv2d(c, depth * 2**i, k, stride=2), activation(act)]
+            c = depth * 2**i
+        self.net = nn.Sequential(*layers)
+        self.out_dim = c * sizes[0][-1] * sizes[1][-1]
+
+    def forward(self, image: Tensor) -> Tensor:
+        lead = image.shape[:-3]
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2)
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0 - 0.5
+        return self.net(x).reshape(*lead, self.out_dim)
+
+
+class StridedConvDecoder(nn.Module):
+    """Features -> image mean (float HWC, unbounded; the caller's likelihood decides the scale), mirroring
+    StridedConvEncoder: a Linear to a 1x1 map of depth x 32 channels, then stride-2 transposed convolutions with ReLU
+    (channels depth x 2^(n-2) ... depth, then the image's channels, no activation). PlaNet's kernels (5, 5, 6, 6)
+    grow 1x1 to 64x64 (official `conv_ha.decoder`); other image sizes need kernels that reach them, e.g. (6, 6)
+    for 16x16 (out = (in - 1) * 2 + k)."""
+
+    def __init__(self, in_dim: int, shape: Sequence[int], depth: int = 32, kernels: Sequence[int] = (5, 5, 6, 6),
+                 act: str = "relu"):
+        super().__init__()
+        h, w, c = shape
+        size = 1
+        for k in kernels:
+            size = (size - 1) * 2 + k
+        if (size, size) != (h, w):
+            raise ValueError(
+                f"decoder kernels {tuple(kernels)} grow a 1x1 map to {size}x{size}, not the image's {h}x{w}; "
+                "choose kernels with out = (in - 1) * 2 + k reaching it (64x64: 5, 5, 6, 6; 16x16: 6, 6)"
+            )
+        n = len(kernels)
+        self.width = depth * 32
+        self.inp = nn.Linear(in_dim, self.width)
+        layers: list[nn.Module] = []
+        ch = self.width
+        for i, k in enumerate(kernels[:-1]):
+            out = depth * 2 ** (n - 2 - i)
+            layers += [nn.ConvTranspose2d(ch, out, k, stride=2), activation(act)]
+            ch = out
+        layers.append(nn.ConvTranspose2d(ch, c, kernels[-1], stride=2))
+        self.net = nn.Sequential(*layers)
+        self.shape = (h, w, c)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        lead = feat.shape[:-1]
+        x = self.inp(feat.reshape(-1, feat.shape[-1])).reshape(-1, self.width, 1, 1)
+        return self.net(x).permute(0, 2, 3, 1).reshape(*lead, *self.shape)
 
 
 def count_params(module: nn.Module) -> int:

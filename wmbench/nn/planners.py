@@ -13,7 +13,8 @@ rollout function. It knows nothing about states: `rollout_fn(initial_state, acti
   exp(return / temperature).
 
 All warm-start from the previous solution shifted by one step (the last step filled with the bounds' centre);
-`reset()` at episode starts forgets it. Randomness comes from the planner's own `torch.Generator`, saved in
+`reset()` at episode starts forgets it. `warm_start=False` starts every search from the centre instead (PlaNet's
+CEM: mean 0, std `init_std` 1, plain clipped samples, no smoothing, Hafner et al. 2019 official `planning.py`). Randomness comes from the planner's own `torch.Generator`, saved in
 `state_dict()` for exact resume.
 """
 
@@ -62,8 +63,9 @@ def _bounds(action_space: Any, device: torch.device | str) -> tuple[torch.Tensor
 class Planner:
     """Shared validation, bounds, warm start and generator; subclasses implement `_optimise`."""
 
-    def __init__(self, population: int, seed: int = 0, device: torch.device | str = "cpu"):
+    def __init__(self, population: int, seed: int = 0, device: torch.device | str = "cpu", warm_start: bool = True):
         self.population = _positive_int("population", population)
+        self.warm_start = bool(warm_start)
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
@@ -82,7 +84,7 @@ class Planner:
         low, high = _bounds(action_space, self.device)
         centre = (low + high) / 2
         init = centre.expand(horizon, -1).clone()
-        if self.previous is not None and self.previous.shape == init.shape:
+        if self.warm_start and self.previous is not None and self.previous.shape == init.shape:
             init[:-1] = self.previous[1:]  # shift: yesterday's step t+1 is today's step t
         solution = self._optimise(initial_state, rollout_fn, init, low, high)
         self.previous = solution
@@ -125,8 +127,10 @@ class CEMPlanner(Planner):
         return_mean_elites: bool = True,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        init_std: float | None = None,
+        warm_start: bool = True,
     ):
-        super().__init__(population, seed, device)
+        super().__init__(population, seed, device, warm_start)
         self.elites = _positive_int("elites", elites)
         if self.elites > self.population:
             raise PlannerError(
@@ -139,13 +143,16 @@ class CEMPlanner(Planner):
             )
         if sampling not in ("truncated", "clip"):
             raise PlannerError(f"CEM sampling must be 'truncated' or 'clip', got {sampling!r}")
-        self.alpha, self.sampling, self.min_std = alpha, sampling, min_std
+        if init_std is not None and not (isinstance(init_std, (int, float)) and init_std > 0):
+            raise PlannerError(f"CEM init_std must be a positive number or None (PETS: range / 4), got {init_std!r}")
+        self.alpha, self.sampling, self.min_std, self.init_std = alpha, sampling, min_std, init_std
         self.return_mean_elites = return_mean_elites
 
     def _optimise(self, initial_state, rollout_fn, init, low, high):
         mean = init
-        # PETS: initial variance ((high - low) / 4)^2, so 2 std span half the range around the centre.
-        var = ((high - low) / 4).pow(2).expand_as(mean).clone()
+        # PETS: initial variance ((high - low) / 4)^2, so 2 std span half the range around the centre; PlaNet: std 1.
+        std0 = (high - low) / 4 if self.init_std is None else torch.full_like(low, float(self.init_std))
+        var = std0.pow(2).expand_as(mean).clone()
         best_return, best = -float("inf"), mean
         for _ in range(self.iterations):
             if self.sampling == "truncated":

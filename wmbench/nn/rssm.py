@@ -14,6 +14,10 @@ The deterministic core is one of two generations of the official DreamerV3 code:
   Norm(Linear([h, x])) (one dense GRU layer with LayerNorm on its 3 x deter outputs), same update rule. The two
   input matrices of each concatenation are kept as two exact halves (`dynin_stoch` + `dynin_action`, `gru_h` +
   `gru_x`) so that z can enter as gathered rows (index latents) and the action part is batched over time.
+- `core="gru"` (PlaNet, Hafner et al. 2019; Dreamer v1): the same img_in, then a standard GRU cell (torch's
+  `GRUCell`, the equations of TF's `GRUBlockCell` in the official PlaNet code). With `norm="none"` and `act="relu"`
+  (hidden-layer nonlinearity of img_in, prior and posterior) this is PlaNet's RSSM: dense([z, a]) -> GRU -> prior
+  dense -> (mean, softplus std + 0.1); posterior dense([h, embed]) -> (mean, std).
 The initial state is zero (2024) or, with `initial="learned"` (2023), h_0 = tanh(w) for a trained vector w and
 z_0 = the mode of the prior p(z | h_0); it also replaces the state where `is_first` marks a reset. Two exact refactorings keep it fast in a Python time loop: the action projection and the
 embedding part of the posterior layer do not depend on the recurrent state, so `observe` computes them for all time
@@ -44,7 +48,16 @@ from wmbench.nn.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from wmbench.nn.networks import MLP, BlockLinear, Norm, fan_out_for, init_trunc_normal_, linear, split_linear
+from wmbench.nn.networks import (
+    MLP,
+    BlockLinear,
+    Norm,
+    activation,
+    fan_out_for,
+    init_trunc_normal_,
+    linear,
+    split_linear,
+)
 
 
 class RSSM(nn.Module):
@@ -64,16 +77,17 @@ class RSSM(nn.Module):
         obs_layers: int = 1,
         dyn_layers: int = 1,
         min_std: float = 0.1,
-        core: Literal["block", "dense"] = "block",
+        core: Literal["block", "dense", "gru"] = "block",
         initial: Literal["zeros", "learned"] = "zeros",
         bias: bool = True,
         fan: str = "in",
+        act: str = "silu",
     ):
         super().__init__()
         if latent not in ("categorical", "gaussian"):
             raise ValueError(f"latent must be 'categorical' or 'gaussian', got {latent!r}")
-        if core not in ("block", "dense"):
-            raise ValueError(f"core must be 'block' or 'dense', got {core!r}")
+        if core not in ("block", "dense", "gru"):
+            raise ValueError(f"core must be 'block', 'dense' or 'gru', got {core!r}")
         if initial not in ("zeros", "learned"):
             raise ValueError(f"initial must be 'zeros' or 'learned', got {initial!r}")
         if deter % blocks:
@@ -87,13 +101,13 @@ class RSSM(nn.Module):
         self.action_dim = action_dim
         if initial == "learned":
             self.initial_deter = nn.Parameter(torch.zeros(deter))  # h_0 = tanh(w): 0 at initialisation
-        if core == "dense":
-            self._init_dense(hidden, norm, bias, fan)
+        if core in ("dense", "gru"):
+            self._init_dense(hidden, norm, bias, fan, act)
         else:
             self._init_block(hidden, norm, blocks, dyn_layers)
         # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
         # `fan` ("in" / "avg") sets the initialisation of the dense layers (the block core keeps fan-in, as 2024)
-        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm, bias=bias, fan=fan)
+        self.prior_net = MLP(deter, hidden, img_layers, out_dim=stats_dim, norm=norm, bias=bias, fan=fan, act=act)
         if obs_layers < 1:
             raise ValueError("obs_layers must be >= 1")
         self.obs_deter = linear(deter, hidden, bias=bias)
@@ -101,19 +115,23 @@ class RSSM(nn.Module):
         init_trunc_normal_(self.obs_deter.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
         init_trunc_normal_(self.obs_embed.weight, deter + embed_dim, fan_out=fan_out_for(fan, hidden))
         self.obs_net = nn.Sequential(
-            Norm(hidden, norm), nn.SiLU(),
-            MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias, fan=fan),
+            Norm(hidden, norm), activation(act),
+            MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias, fan=fan, act=act),
         )
 
-    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str) -> None:
+    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str, act: str) -> None:
         """2023 core: img_in over [z, a] (no bias before its norm, as the 2023 `Linear`), GRU layer over [h, x]; each
-        half initialised with the fans of the whole layer."""
+        half initialised with the fans of the whole layer. `gru` core: the same img_in, then a standard GRU cell."""
         deter, fan_in = self.deter, self.stoch_dim + self.action_dim
         self.dynin_stoch = nn.Sequential(linear(self.stoch_dim, hidden, bias=bias))  # z half of img_in
         self.dynin_action = linear(self.action_dim, hidden, bias=False)  # a half of img_in
         init_trunc_normal_(self.dynin_stoch[0].weight, fan_in, fan_out=fan_out_for(fan, hidden))
         init_trunc_normal_(self.dynin_action.weight, fan_in, fan_out=fan_out_for(fan, hidden))
         self.img_in_norm = Norm(hidden, norm)
+        self.img_in_act = activation(act)
+        if self.core_kind == "gru":
+            self.gru_cell = nn.GRUCell(hidden, deter)
+            return
         self.gru_h = linear(deter, 3 * deter, bias=False)  # h half of the GRU layer
         self.gru_x = linear(hidden, 3 * deter, bias=bias)  # x half
         init_trunc_normal_(self.gru_h.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
@@ -221,7 +239,7 @@ class RSSM(nn.Module):
         return self.dynin_action(action)
 
     def core(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
-        if self.core_kind == "dense":
+        if self.core_kind in ("dense", "gru"):
             return self._core_dense(deter, stoch, action_feat)
         stoch_feat = self.stoch_input(stoch)
         x = torch.cat([self.dynin_deter(deter), stoch_feat.to(action_feat.dtype), action_feat], -1)
@@ -238,7 +256,10 @@ class RSSM(nn.Module):
         return new.reshape(deter.shape)
 
     def _core_dense(self, deter: Tensor, stoch: Tensor, action_feat: Tensor) -> Tensor:
-        x = F.silu(self.img_in_norm(self.stoch_input(stoch).to(action_feat.dtype) + action_feat))  # img_in([z, a])
+        x = self.img_in_act(self.img_in_norm(self.stoch_input(stoch).to(action_feat.dtype) + action_feat))  # img_in
+        if self.core_kind == "gru":
+            lead = deter.shape[:-1]
+            return self.gru_cell(x.reshape(-1, x.shape[-1]), deter.reshape(-1, self.deter)).reshape(*lead, self.deter)
         gates = self.gru_norm(self.gru_h(deter) + self.gru_x(x))  # Norm(Linear([h, x]))
         reset, cand, update = gates.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)

@@ -1,0 +1,356 @@
+"""PlaNet (Hafner et al. 2019, "Learning Latent Dynamics for Planning from Pixels"), on the shared RSSM and CEM.
+
+Algorithm 1 of the paper, as run here (the runner calls `policy` every env step and `update` after it):
+1. Seed: the first `seed_episodes` (S = 5) training episodes act uniformly at random.
+2. Model fitting: after every completed training episode (from the S-th on), `updates_per_episode` (C = 100)
+   gradient steps on batches of `batch_size` x `batch_length` (B = 50 sequences of L = 50 steps) from the replay,
+   minimising the negative ELBO of Eq. 3 per time step:
+       loss = -log p(o_t | s_t) - log p(r_t | s_t) + max(free_nats, KL[q(s_t | h_t, o_t) || p(s_t | h_t)])
+   (unit-variance Gaussian image and reward likelihoods, free nats 3), optionally plus latent overshooting (Eq. 7,
+   `overshooting` = D > 0: KL from the open-loop prior d = 1..D steps ahead to the stopped posterior).
+   Adam, lr 1e-3, eps 1e-4, gradients clipped to global norm 1000.
+3. Data collection: every step, the belief q(s_t | o_<=t, a_<t) is updated by the RSSM filter and CEM in latent
+   space (Alg. 2: `horizon` H = 12, `population` J = 1000, `iterations` I = 10, `elites` K = 100) searches action
+   sequences by the sum of predicted rewards along one prior rollout per candidate; the first action of the final
+   mean is executed with Gaussian exploration noise (std 0.3) and clipped to [-1, 1] (evaluation: no noise).
+
+Models (App. A; shared blocks from `wmbench.nn`): the Gaussian RSSM (`RSSM(core="gru", norm="none", act="relu")`,
+deterministic GRU state 200, stochastic state 30, hidden layers 200, std = softplus + 0.1), the stride-2 ReLU CNN
+encoder (1024 features on 64x64) and its transposed-CNN decoder, and a reward MLP (2 x 100 ReLU, the official
+`feed_forward`). Images are reduced to 5 bits with uniform dequantisation noise and centred on 0 (official
+`preprocess`). Values the paper does not state come from the released code (google-research/planet): the reward
+loss scale 10 (`configs.py` `reward_scale`) and the reward MLP size. Not implemented (see docs/planet.md): the
+released code's linear learning-rate warm-up, its discount 0.99 inside CEM (the paper sums rewards), Glorot
+initialisation (ours: the shared blocks' initialisers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from wmbench.config import ConfigError, bounded, differing_keys, to_dict
+from wmbench.method import Method, MethodError
+from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
+from wmbench.nn.planners import CEMPlanner
+from wmbench.nn.rssm import RSSM
+from wmbench.seeding import derive_seed
+
+# Encoder / decoder kernels per square image size: 64 is the paper's (conv_ha); the others keep its stride-2 design.
+KERNELS = {64: ((4, 4, 4, 4), (5, 5, 6, 6)), 32: ((4, 4, 4), (5, 6, 6)), 16: ((4, 4), (6, 6))}
+
+_DISCRETE = "PlaNet's latents are Gaussian (stoch={stoch} dims, Hafner et al. 2019); {key!r} is a discrete-latent " \
+    "(DreamerV2/V3) setting. Use `wmbench run dreamerv3 ...` for categorical latents."
+
+
+@dataclass(frozen=True)
+class PlaNetConfig:
+    """The paper's settings (App. A and Alg. 1); presets `cpu` (smaller search and batch) and `tiny` (tests)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},  # the defaults: App. A and Alg. 1 as they are
+        # tests only: a second or two per collected episode on 16x16 images
+        "tiny": {
+            "deter": 16, "stoch": 4, "hidden": 16, "depth": 4, "reward_units": 16,
+            "batch_size": 4, "batch_length": 8, "updates_per_episode": 2, "seed_episodes": 1,
+            "horizon": 3, "population": 16, "elites": 4, "iterations": 2,
+        },
+        # CPU learning checks: the paper's model, a 10x smaller CEM search and 4x smaller batches
+        "cpu": {"batch_size": 16, "population": 100, "elites": 10, "iterations": 5, "updates_per_episode": 50},
+    }
+    # keys of discrete-latent methods, refused with an explanation instead of "unknown key"
+    KEY_NOTES: ClassVar[dict[str, str]] = {
+        key: _DISCRETE.format(stoch=30, key=key)
+        for key in ("classes", "unimix", "latent", "blocks", "loss_dyn", "loss_rep", "kl_balance", "free_bits")
+    }
+    preset: str = "paper"
+    # --- world model (App. A)
+    deter: int = bounded(200, low=1)  # GRU state h_t
+    stoch: int = bounded(30, low=1)  # Gaussian s_t dims
+    hidden: int = bounded(200, low=1)  # RSSM hidden layers
+    min_std: float = bounded(0.1, above=0)
+    depth: int = bounded(32, low=1)  # CNN channels depth x (1, 2, 4, 8)
+    enc_kernels: tuple[int, ...] = ()  # () = by image size (KERNELS); 64x64: 4, 4, 4, 4
+    dec_kernels: tuple[int, ...] = ()  # () = by image size; 64x64: 5, 5, 6, 6
+    reward_units: int = bounded(100, low=1)
+    reward_layers: int = bounded(2, low=0)
+    image_bits: int = bounded(5, low=1, high=8)
+    # --- loss (Eq. 3, Eq. 7)
+    free_nats: float = bounded(3.0, low=0)
+    kl_scale: float = bounded(1.0, low=0)
+    image_scale: float = bounded(1.0, low=0)
+    reward_scale: float = bounded(10.0, low=0)  # released configs.py; the paper is silent
+    overshooting: int = bounded(0, low=0)  # latent overshooting distance D (0 = off, as the paper's main results)
+    overshooting_scale: float = bounded(1.0, low=0)  # beta for the d > 0 KL terms (official divergence scale)
+    # --- optimiser
+    lr: float = bounded(1e-3, above=0, high=1)
+    adam_eps: float = bounded(1e-4, above=0)
+    grad_clip: float = bounded(1000.0, above=0)
+    # --- schedule (Alg. 1)
+    batch_size: int = bounded(50, low=1, high=65536)
+    batch_length: int = bounded(50, low=2, high=4096)
+    updates_per_episode: int = bounded(100, low=0)  # C
+    seed_episodes: int = bounded(5, low=0)  # S
+    explore_noise: float = bounded(0.3, low=0)
+    # --- planner (Alg. 2)
+    horizon: int = bounded(12, low=1, high=1000)
+    population: int = bounded(1000, low=1)
+    elites: int = bounded(100, low=1)
+    iterations: int = bounded(10, low=1)
+    init_std: float = bounded(1.0, above=0)
+
+
+def image_kernels(shape: tuple[int, ...], c: PlaNetConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    h, w = shape[:2]
+    if c.enc_kernels and c.dec_kernels:
+        return tuple(c.enc_kernels), tuple(c.dec_kernels)
+    if h != w or h not in KERNELS:
+        raise ConfigError(
+            f"planet: no default CNN kernels for {h}x{w} images (known sizes: {sorted(KERNELS)}); set "
+            "enc_kernels=... and dec_kernels=... (stride-2 'valid' convolutions; the decoder must grow 1x1 to the size)"
+        )
+    enc, dec = KERNELS[h]
+    return tuple(c.enc_kernels) or enc, tuple(c.dec_kernels) or dec
+
+
+def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: PlaNetConfig) -> nn.ModuleDict:
+    """Encoder, RSSM, image decoder and reward model for these spaces."""
+    shape = tuple(obs_space["image"].shape)
+    enc_k, dec_k = image_kernels(shape, c)
+    try:
+        encoder = StridedConvEncoder(shape, c.depth, enc_k, act="relu")
+        rssm = RSSM(
+            encoder.out_dim, int(act_space.shape[0]), c.deter, c.hidden, c.stoch, latent="gaussian", blocks=1,
+            norm="none", img_layers=1, obs_layers=1, min_std=c.min_std, core="gru", act="relu", fan="avg",
+        )
+        decoder = StridedConvDecoder(rssm.feat_dim, shape, c.depth, dec_k, act="relu")
+    except ValueError as e:
+        raise ConfigError(f"planet: {e}") from e
+    reward = MLP(rssm.feat_dim, c.reward_units, c.reward_layers, out_dim=1, norm="none", act="relu", fan="avg")
+    return nn.ModuleDict({"encoder": encoder, "rssm": rssm, "decoder": decoder, "reward": reward})
+
+
+def parameter_counts(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: PlaNetConfig) -> dict[str, int]:
+    """Trained parameters per network (built on the meta device)."""
+    with torch.device("meta"):
+        nets = build_networks(obs_space, act_space, config)
+    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def preprocess_image(image: Tensor, bits: int, generator: torch.Generator | None) -> Tensor:
+    """uint8 pixels -> `bits`-bit values in [-0.5, 0.5) with uniform dequantisation noise (PlaNet App. A,
+    following Kingma & Dhariwal 2018; official `tools/preprocess.py`)."""
+    bins = 2**bits
+    x = torch.floor(image.float() / 2 ** (8 - bits)) / bins
+    return x + torch.rand(x.shape, generator=generator, device=x.device) / bins - 0.5
+
+
+class PlaNet(Method):
+    name = "planet"
+    Config = PlaNetConfig
+
+    @classmethod
+    def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
+        if "image" not in obs_space:
+            return (
+                "PlaNet learns from pixels and needs an 'image' observation, but these observations are "
+                f"{sorted(obs_space)} (a vector-only protocol, [env] obs = 'vector', e.g. dmc_proprio@1); use a "
+                "pixel protocol such as dmc_vision@1"
+            )
+        s = obs_space["image"]
+        if len(s.shape) != 3 or s.dtype != np.uint8:
+            return f"'image' must be uint8 HxWxC, got shape {s.shape} dtype {s.dtype}"
+        if not isinstance(act_space, gymnasium.spaces.Box) or len(act_space.shape) != 1:
+            return f"PlaNet plans over continuous actions (a 1-D Box), got {act_space}"
+        if not (np.all(act_space.low == -1) and np.all(act_space.high == 1)):
+            return "Box actions must lie in [-1, 1] (the env contract normalises them)"
+        return None
+
+    def __init__(self, obs_space, act_space, config: PlaNetConfig | None = None, device: str = "cpu", seed: int = 0):
+        config = config if config is not None else PlaNetConfig()
+        super().__init__(obs_space, act_space, config, device, seed)
+        c = config
+        for key in ("horizon", "population", "elites", "iterations", "batch_size", "batch_length"):
+            value = getattr(c, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"planet: {key} must be a positive integer, got {value!r} (e.g. --set {key}=12)")
+        if c.elites > c.population:
+            raise ConfigError(f"planet: elites ({c.elites}) must be <= population ({c.population}); lower elites")
+        if c.overshooting >= c.batch_length:
+            raise ConfigError(
+                f"planet: overshooting distance {c.overshooting} must be < batch_length {c.batch_length}"
+            )
+        self.device = torch.device(device)
+        self.act_dim = int(act_space.shape[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "planet/init"))
+            self.nets = build_networks(obs_space, act_space, c).to(self.device)
+        self.encoder, self.rssm = self.nets["encoder"], self.nets["rssm"]
+        self.decoder, self.reward_head = self.nets["decoder"], self.nets["reward"]
+        self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
+        # PlaNet's CEM: mean 0 / std 1 at every step (no warm start), clipped samples, plain refit to the top K
+        self.planner = CEMPlanner(
+            c.population, c.elites, c.iterations, alpha=0.0, sampling="clip", init_std=c.init_std, warm_start=False,
+            seed=derive_seed(seed, "planet/plan"), device=self.device,
+        )
+        self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "planet/train"))
+        self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "planet/act"))
+        self.episodes_started = 0  # training episodes begun (policy sees is_first)
+        self.episodes_finished = 0  # training episodes ended (policy sees is_last)
+        self.pending_train = False
+        self.updates = 0
+
+    # ------------------------------------------------------------------ acting (Alg. 1, data collection)
+    def _plan_return(self, state: tuple[Tensor, Tensor], actions: Tensor) -> Tensor:
+        """Sum of predicted rewards along one prior rollout per candidate sequence [J, H, A] (Alg. 2)."""
+        deter, stoch = (x.expand(actions.shape[0], -1) for x in state)
+        total = torch.zeros(actions.shape[0], device=actions.device)
+        for t in range(actions.shape[1]):
+            deter, stoch, _ = self.rssm.img_step(deter, stoch, actions[:, t], self.gen_act)
+            total = total + self.reward_head(torch.cat([deter, stoch], -1)).squeeze(-1)
+        return total
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[np.ndarray, Any]:
+        c = self.config
+        is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device).reshape(-1).bool()
+        is_last = np.asarray(obs["is_last"]).reshape(-1)
+        n = is_first.shape[0]
+        if mode == "train":
+            self.episodes_started += int(is_first.sum())
+            if is_last.any():
+                self.episodes_finished += int(is_last.sum())
+                self.pending_train = True  # trained at the next update, once the replay holds the episode
+        if mode == "train" and self.episodes_started <= c.seed_episodes:  # S seed episodes of random actions
+            action = torch.rand(n, self.act_dim, generator=self.gen_act, device=self.device) * 2 - 1
+            return action.cpu().numpy().astype(np.float32), None
+        if state is None:
+            deter, stoch = self.rssm.initial(n, self.device)
+            prev_action = torch.zeros(n, self.act_dim, device=self.device)
+        else:
+            deter, stoch, prev_action = state
+        pixels = torch.as_tensor(np.ascontiguousarray(obs["image"]), device=self.device)  # DMC renders flipped views
+        image = preprocess_image(pixels, c.image_bits, self.gen_act)
+        deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, self.encoder(image), is_first, self.gen_act)
+        actions = []
+        for i in range(n):
+            plan = self.planner.plan((deter[i:i + 1], stoch[i:i + 1]), self._plan_return, c.horizon, self.act_space)
+            actions.append(plan[0])
+        action = torch.stack(actions)
+        if mode == "train" and c.explore_noise > 0:
+            noise = torch.randn(action.shape, generator=self.gen_act, device=self.device)
+            action = action + c.explore_noise * noise
+        action = action.clamp(-1, 1)
+        return action.cpu().numpy().astype(np.float32), (deter, stoch, action)
+
+    # ------------------------------------------------------------------ model fitting (Alg. 1, Eq. 3)
+    def update(self, replay: Any, step: int) -> dict[str, float]:
+        """C gradient steps after every completed training episode, once the S seed episodes are in the replay."""
+        c = self.config
+        if not self.pending_train:
+            return {}
+        self.pending_train = False
+        if self.episodes_finished < max(1, c.seed_episodes) or len(replay) < c.batch_length:
+            return {}
+        metrics = [self.train_batch(replay.sample(c.batch_size, c.batch_length)) for _ in range(c.updates_per_episode)]
+        if not metrics:
+            return {}
+        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+    def _latent_overshooting(self, seq: dict[str, Tensor], prev_action: Tensor, is_first: Tensor) -> Tensor:
+        """Eq. 7: from every posterior state s_t, roll the prior open loop d = 1..D steps with the replayed actions
+        and pull p(s_{t+d} | s_t, a_t:t+d-1) towards the stopped posterior q(s_{t+d}), with free nats; the mean over
+        all (t, d) pairs that stay inside one episode (the official overshooting loss, posterior gradient stopped)."""
+        c = self.config
+        deter, stoch, post = seq["deter"], seq["stoch"], seq["post"].detach()
+        inside = torch.ones(is_first.shape, device=is_first.device)
+        total, count = deter.new_zeros(()), deter.new_zeros(())
+        for d in range(1, c.overshooting + 1):
+            deter, stoch, prior = self.rssm.img_step(deter[:, :-1], stoch[:, :-1], prev_action[:, d:], self.gen_train)
+            inside = inside[:, :-1] * (~is_first[:, d:]).float()  # an episode start at t + d ends the chain
+            kl = self.rssm.kl(post[:, d:], prior).clamp(min=c.free_nats)
+            total = total + (kl * inside).sum()
+            count = count + inside.sum()
+        return total / count.clamp(min=1.0)
+
+    def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+        """One gradient step of the world model on a [B, L] batch of replayed steps."""
+        c = self.config
+        pixels = torch.as_tensor(np.ascontiguousarray(data["image"]), device=self.device)
+        image = preprocess_image(pixels, c.image_bits, self.gen_train)
+        action = torch.as_tensor(data["action"], device=self.device).float().reshape(*image.shape[:2], self.act_dim)
+        reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(image.shape[:2])
+        is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(image.shape[:2])
+        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # a_{t-1} leads to o_t
+
+        seq = self.rssm.observe(self.encoder(image), prev_action, is_first, generator=self.gen_train)
+        feat = torch.cat([seq["deter"], seq["stoch"]], -1)
+        # -log N(x; mean, 1) and -log N(r; mean, 1) without the constant: half the squared error
+        image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
+        reward_nll = 0.5 * (self.reward_head(feat).squeeze(-1) - reward).square()
+        kl = self.rssm.kl(seq["post"], seq["prior"])  # KL[q(s_t | h_t, o_t) || p(s_t | h_t)]
+        kl_free = kl.clamp(min=c.free_nats)  # free nats: no gradient while the KL is below them
+        loss = (c.image_scale * image_nll + c.reward_scale * reward_nll + c.kl_scale * kl_free).mean()
+        terms = {"loss/image": image_nll.mean(), "loss/reward": reward_nll.mean(), "kl": kl.mean()}
+        if c.overshooting:
+            overshoot = self._latent_overshooting(seq, prev_action, is_first)
+            loss = loss + c.overshooting_scale * overshoot
+            terms["loss/overshooting"] = overshoot
+        terms["loss/model"] = loss
+        values = torch.stack([t.detach() for t in terms.values()]).tolist()
+        if not all(np.isfinite(values)):
+            bad = next(k for k, v in zip(terms, values, strict=True) if not np.isfinite(v))
+            raise FloatingPointError(
+                f"planet: loss term {bad!r} is not finite at update {self.updates}; resume from the run's last "
+                "checkpoint with a lower learning rate (--set lr=...)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.nets.parameters(), c.grad_clip)
+        self.optimizer.step()
+        self.updates += 1
+        return {**dict(zip(terms, values, strict=True)), "grad_norm": float(grad_norm)}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.config.preset,
+            "config": to_dict(self.config),
+            "nets": self.nets.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "planner": self.planner.state_dict(),
+            "gen_train": self.gen_train.get_state(),
+            "gen_act": self.gen_act.get_state(),
+            "episodes_started": self.episodes_started,
+            "episodes_finished": self.episodes_finished,
+            "pending_train": self.pending_train,
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            self.nets.load_state_dict(state["nets"])
+        except RuntimeError as e:
+            diff = differing_keys(self.config, state.get("config", {}))
+            raise MethodError(
+                f"planet checkpoint (preset {state.get('preset')!r}) does not fit this config (preset "
+                f"{self.config.preset!r}; differing keys: {', '.join(diff) or 'none'}): {str(e).splitlines()[0]}"
+            ) from e
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.planner.load_state_dict(state["planner"])
+        self.gen_train.set_state(state["gen_train"])
+        self.gen_act.set_state(state["gen_act"])
+        self.episodes_started = int(state["episodes_started"])
+        self.episodes_finished = int(state["episodes_finished"])
+        self.pending_train = bool(state["pending_train"])
+        self.updates = int(state["updates"])
+
+
+__all__ = ["PlaNet", "PlaNetConfig", "build_networks", "parameter_counts", "preprocess_image"]
