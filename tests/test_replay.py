@@ -213,3 +213,29 @@ def test_interleaved_workers_reload_exactly(tmp_path):
     b = back.sample(100, 5)
     assert np.all(np.diff(b["reward"], axis=1) >= 0)  # worker 1 repeats t three times; never mixes streams
     assert np.all((b["reward"] >= 1000).all(axis=1) | (b["reward"] < 1000).all(axis=1))
+
+
+def test_close_waits_for_chunk_writes_so_nothing_lands_afterwards(tmp_path):
+    """A run that raises must not leave a writer thread that adds a chunk file after run() has returned."""
+    import threading
+
+    import numpy as np
+
+    from wmbench.replay import Replay
+
+    replay = Replay(capacity_bytes=1 << 20, directory=tmp_path, chunk_size=4, seed=0)
+    gate = threading.Event()
+    original = replay._write_chunk_file
+
+    def slow(index, arrays):
+        gate.wait(5)
+        original(index, arrays)
+
+    replay._write_chunk_file = slow
+    for t in range(4):
+        replay.add({"vector": np.zeros(2, np.float32), "action": np.zeros(1, np.float32), "reward": np.float32(0),
+                    "is_first": t == 0, "is_last": False, "is_terminal": False})
+    assert not list(tmp_path.glob("chunk_*.npz"))  # the write is pending
+    threading.Timer(0.2, gate.set).start()
+    replay.close()
+    assert [p.name for p in tmp_path.glob("chunk_*.npz")] == ["chunk_000000.npz"]

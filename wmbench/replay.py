@@ -273,6 +273,17 @@ class Replay:
         for future in writes:
             future.result()
 
+    def close(self) -> None:
+        """Wait for chunk files still being written and stop the writer thread, so that nothing is written into the
+        run directory after the run has returned or raised. A failed write is not re-raised here (the run is ending,
+        possibly with its own error); `flush` is where writes report."""
+        writes, self._writes = self._writes, []
+        for future in writes:
+            future.exception()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
     def chunk_files(self) -> list[Path]:
         if self.directory is None or not self.directory.exists():
             return []

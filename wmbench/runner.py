@@ -981,6 +981,7 @@ def _run_locked(
             print(message, file=sys.stderr)
         raise
     finally:
+        replay.close()  # no chunk file lands in the run directory after run() has returned or raised
         env.close()
         if eval_env is not None:
             eval_env.close()
