@@ -247,13 +247,10 @@ def composite(image: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 
 def _settings(protocol: Any) -> dict[str, Any]:
+    from wmbench.envs.wrappers import protocol_settings
     from wmbench.protocols import ProtocolError
 
-    cfg = {**DEFAULTS, **dict(protocol.env)}
-    cfg["size"] = tuple(cfg["size"])
-    where = f"protocol {getattr(protocol, 'id', '?')}: env"
-    if len(cfg["size"]) != 2 or min(cfg["size"]) <= 0:
-        raise ProtocolError(f"{where}.size must be [height, width] of positive integers, got {list(cfg['size'])}")
+    cfg, where = protocol_settings(protocol, DEFAULTS)
     if cfg["action_repeat"] < 1 or cfg["time_limit"] < 1 or cfg["max_videos"] < 1:
         raise ProtocolError(f"{where}: action_repeat, time_limit and max_videos must be >= 1")
     return cfg

@@ -133,13 +133,10 @@ def embed_instruction(text: str) -> np.ndarray:
 
 
 def _settings(protocol: Any) -> dict[str, Any]:
+    from wmbench.envs.wrappers import protocol_settings
     from wmbench.protocols import ProtocolError
 
-    cfg = {**DEFAULTS, **dict(protocol.env)}
-    cfg["size"] = tuple(cfg["size"])
-    where = f"protocol {getattr(protocol, 'id', '?')}: env"
-    if len(cfg["size"]) != 2 or min(cfg["size"]) <= 0:
-        raise ProtocolError(f"{where}.size must be [height, width] of positive integers, got {list(cfg['size'])}")
+    cfg, where = protocol_settings(protocol, DEFAULTS)
     if cfg["action_repeat"] < 1:
         raise ProtocolError(f"{where}.action_repeat must be >= 1, got {cfg['action_repeat']}")
     if cfg["action_set"] not in ACTION_SETS:

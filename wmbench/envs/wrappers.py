@@ -54,3 +54,17 @@ class ContractEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+def protocol_settings(protocol: Any, defaults: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """An adapter's env settings: its `defaults` under the protocol's `[env]` table, `size` as a (height, width)
+    tuple of positive integers; returns them and the `protocol <id>: env` prefix for the adapter's own errors."""
+    from wmbench.protocols import ProtocolError
+
+    cfg = {**defaults, **dict(protocol.env)}
+    cfg["size"] = tuple(cfg["size"])
+    where = f"protocol {getattr(protocol, 'id', '?')}: env"
+    if len(cfg["size"]) != 2 or min(cfg["size"]) <= 0:
+        raise ProtocolError(f"{where}.size must be [height, width] of positive integers, got {list(cfg['size'])}")
+    return cfg, where
+
