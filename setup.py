@@ -9,6 +9,9 @@ methods = ["wmbench_baselines"] + [f"wmbench_baselines.{p}" for p in find_packag
 data = {"wmbench.data.protocols": "protocols", "wmbench.data.published": "results/published"}
 
 setup(
+    # only the package_data below: folders of data files (recipes/<method>/, published/curves/) are not packages, and
+    # setuptools' implicit inclusion would warn that they are missing from `packages`
+    include_package_data=False,
     packages=harness + methods + list(data),
     package_dir={"wmbench_baselines": "baselines", **data},
     # recipes are data files beside their method (wmbench.recipes finds them through the method's package)
