@@ -545,9 +545,9 @@ class DreamerV3(Method):
             if not math.isfinite(v):
                 raise NonFiniteLossError(
                     f"dreamerv3: loss term {name!r} is {v} at update {self.updates} (train ratio counter). "
-                    "Resume from the last checkpoint in the run directory's checkpoint/ (wmbench run resumes "
-                    "automatically), ideally with a lower learning rate (--set model_lr=..., actor_lr=...) or "
-                    "precision=fp32."
+                    "Resume from the last checkpoint (run the same wmbench run command again), ideally with a "
+                    "lower learning rate or precision=fp32: add --set model_lr=... --set actor_lr=... and "
+                    "--allow-config-change (run.json records the change and the step it applies from)."
                 )
         return values
 

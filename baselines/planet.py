@@ -309,7 +309,8 @@ class PlaNet(Method):
             bad = next(k for k, v in zip(terms, values, strict=True) if not np.isfinite(v))
             raise FloatingPointError(
                 f"planet: loss term {bad!r} is not finite at update {self.updates}; resume from the run's last "
-                "checkpoint with a lower learning rate (--set lr=...)"
+                "checkpoint (the same wmbench run command) with a lower learning rate: add --set lr=... and "
+                "--allow-config-change (run.json records the change)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
