@@ -237,3 +237,18 @@ def test_report_lists_each_of_our_runs_settings_and_code(tmp_path) -> None:
     assert len({r[4] for r in rows}) == 2  # the seed run with another train ratio has another config hash
     md = report.build_report(c, against=None, reps=20, poi_reps=5).markdown()
     assert "## Our runs: settings and code" in md and "abc123def456" in md
+
+
+def test_smoke_entries_have_no_sample_efficiency_curve_or_verdict_and_warnings_are_not_repeated(tmp_path) -> None:
+    steps = np.arange(1000, 8001, 1000)
+    for seed in range(2):
+        curve = pd.DataFrame({"env_step": steps, "score": -21.0 + seed + steps / 4000})
+        _write_run(tmp_path, "pong", seed, curve, smoke=True, budget_agent_steps=2000)
+    c = report.collect([tmp_path], published=["dreamerv3"], protocol=PROTOCOL, tasks=["pong"], include_smoke=True)
+    labels = [e.label for e in c.entries]
+    assert "dreamerv3 (smoke, 2,000 agent steps)" in labels
+    r = report.build_report(c, against=None, reps=20, poi_reps=5)
+    assert "dreamerv3 (smoke, 2,000 agent steps)" not in r.efficiency and r.verdicts == []
+    assert not any("(lines " in w for w in c.warnings)  # validate's line-numbered warnings are not repeated
+    assert sum("fewer seeds than the protocol's minimum" in w or "fewer than atari100k@1's minimum" in w
+               for w in c.warnings if w.startswith("dreamerv3 (smoke")) == 1

@@ -167,7 +167,9 @@ def collect(
             warnings.append(f"{e.label}: no rows on the selected tasks; left out.")
             continue
         # The check behind `wmbench validate`: a table report accepts, validate accepts, and the reverse.
-        warnings += [f"{e.label}: {w}" for w in results.check_table(e.table, proto, e.label)]
+        # (its warnings, seeds below the minimum, smoke runs, runs that stop early, are stated below in the
+        # report's own words: not repeated here)
+        results.check_table(e.table, proto, e.label)
         try:
             finals = results.final_scores(
                 e.table, proto, budget=None if e.budget is None else float(proto.to_unit(e.budget)))
@@ -297,7 +299,7 @@ def sample_efficiency(c: Collection, reps: int, seed: int, points: int = 10) -> 
     budget = float(p.to_unit(p.budget.agent_steps))
     out = {}
     for e in c.entries:
-        if e.label.endswith("(smoke)"):
+        if e.budget is not None:  # smoke / reduced-budget entries: no curve up to the protocol's budget
             continue
         keys = set(zip(e.finals["task"].astype(str), e.finals["seed"].astype(str), strict=True))
         curve = e.table[(e.table["point_type"] == "curve")]
@@ -731,7 +733,7 @@ def build_report(
         reproduce.verdict(ours.finals, pub.finals, c.protocol, tasks=c.tasks, reps=reps, seed=seed,
                           source=pub.sources[0], improvement=False, untrained_finals=reproduce.first_points(pub.table),
                           untrained="the published runs' first curve points")
-        for ours in c.entries if ours.kind == "ours" and not ours.label.endswith("(smoke)")
+        for ours in c.entries if ours.kind == "ours" and ours.budget is None
         for pub in c.entries if pub.kind == "published" and pub.method == ours.method
     ]
     return Report(c, against, improvement, profiles, taus, _curves(c, c.tasks), reps, poi_reps, seed, command,

@@ -575,8 +575,10 @@ def compare(
                 f"--at-step {at_step:g} must be in (0, {budget:g}] ({protocol.budget.step_unit}, the record unit of "
                 f"{protocol.id})"
             )
-    warnings = results.check_table(ours, protocol, "ours", at_step)
-    warnings += results.check_table(published, protocol, "published", at_step)
+    # Errors refuse the tables as `wmbench validate` would; its warnings (seeds, runs that stop early) are stated by
+    # the verdict itself (task reasons, `usable_finals` notes), so they are not repeated.
+    results.check_table(ours, protocol, "ours", at_step)
+    results.check_table(published, protocol, "published", at_step)
     ours_f = finals_at(ours, protocol, at_step)
     pub_f = finals_at(published, protocol, at_step)
     if untrained_runs is not None:
@@ -588,7 +590,6 @@ def compare(
         label = "the published runs' first curve points" if untrained_f is not None else ""
     result = verdict(ours_f, pub_f, protocol, at_step=at_step, source=source, untrained_finals=untrained_f,
                      untrained=label, **kwargs)
-    result.notes[:0] = [f"table check: {w}" for w in warnings]
     return result
 
 

@@ -665,7 +665,7 @@ def validate(table: pd.DataFrame, protocol: str | Protocol | None = None, *, at_
     known = known.assign(_step=pd.to_numeric(known["env_step"], errors="coerce"))
     smoke = _smoke_flag(known, p) if "smoke" in known.columns else False
     if smoke:
-        warnings.append(f"smoke runs (budget {p.smoke.agent_steps} agent steps): a check that the code runs, not a "
+        warnings.append("smoke runs: a check that the code runs, not a "
                         "result; reports label them as smoke")
     budget = float(p.to_unit(p.budget_steps(smoke), unit))
     limit = budget if at_step is None else float(at_step)
