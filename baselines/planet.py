@@ -36,13 +36,10 @@ from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, differing_keys, to_dict
 from wmbench.method import Method, MethodError
-from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.planners import CEMPlanner
-from wmbench.nn.rssm import RSSM
+from wmbench.nn.world_model import GaussianWorldModel, preprocess_image
+from wmbench.nn.world_model import parameter_counts as network_parameter_counts
 from wmbench.seeding import derive_seed
-
-# Encoder / decoder kernels per square image size: 64 is the paper's (conv_ha); the others keep its stride-2 design.
-KERNELS = {64: ((4, 4, 4, 4), (5, 5, 6, 6)), 32: ((4, 4, 4), (5, 6, 6)), 16: ((4, 4), (6, 6))}
 
 _DISCRETE = "PlaNet's latents are Gaussian (stoch={stoch} dims, Hafner et al. 2019); {key!r} is a discrete-latent " \
     "(DreamerV2/V3) setting. Use `wmbench run dreamerv3 ...` for categorical latents."
@@ -105,51 +102,22 @@ class PlaNetConfig:
     init_std: float = bounded(1.0, above=0)
 
 
-def image_kernels(shape: tuple[int, ...], c: PlaNetConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    h, w = shape[:2]
-    if c.enc_kernels and c.dec_kernels:
-        return tuple(c.enc_kernels), tuple(c.dec_kernels)
-    if h != w or h not in KERNELS:
-        raise ConfigError(
-            f"planet: no default CNN kernels for {h}x{w} images (known sizes: {sorted(KERNELS)}); set "
-            "enc_kernels=... and dec_kernels=... (stride-2 'valid' convolutions; the decoder must grow 1x1 to the size)"
-        )
-    enc, dec = KERNELS[h]
-    return tuple(c.enc_kernels) or enc, tuple(c.dec_kernels) or dec
-
-
-def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: PlaNetConfig) -> nn.ModuleDict:
-    """Encoder, RSSM, image decoder and reward model for these spaces."""
-    shape = tuple(obs_space["image"].shape)
-    enc_k, dec_k = image_kernels(shape, c)
+def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: PlaNetConfig) -> GaussianWorldModel:
+    """Encoder, RSSM, image decoder and reward model for these spaces (the shared `GaussianWorldModel`)."""
     try:
-        encoder = StridedConvEncoder(shape, c.depth, enc_k, act="relu")
-        rssm = RSSM(
-            encoder.out_dim, int(act_space.shape[0]), c.deter, c.hidden, c.stoch, latent="gaussian", blocks=1,
-            norm="none", img_layers=1, obs_layers=1, min_std=c.min_std, core="gru", act="relu", fan="avg",
+        return GaussianWorldModel(
+            obs_space["image"].shape, int(act_space.shape[0]), deter=c.deter, stoch=c.stoch, hidden=c.hidden,
+            min_std=c.min_std, depth=c.depth, enc_kernels=c.enc_kernels, dec_kernels=c.dec_kernels,
+            reward_units=c.reward_units, reward_layers=c.reward_layers, act="relu",
         )
-        decoder = StridedConvDecoder(rssm.feat_dim, shape, c.depth, dec_k, act="relu")
     except ValueError as e:
         raise ConfigError(f"planet: {e}") from e
-    reward = MLP(rssm.feat_dim, c.reward_units, c.reward_layers, out_dim=1, norm="none", act="relu", fan="avg")
-    return nn.ModuleDict({"encoder": encoder, "rssm": rssm, "decoder": decoder, "reward": reward})
 
 
 def parameter_counts(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: PlaNetConfig) -> dict[str, int]:
     """Trained parameters per network (built on the meta device)."""
     with torch.device("meta"):
-        nets = build_networks(obs_space, act_space, config)
-    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
-    counts["total"] = sum(counts.values())
-    return counts
-
-
-def preprocess_image(image: Tensor, bits: int, generator: torch.Generator | None) -> Tensor:
-    """uint8 pixels -> `bits`-bit values in [-0.5, 0.5) with uniform dequantisation noise (PlaNet App. A,
-    following Kingma & Dhariwal 2018; official `tools/preprocess.py`)."""
-    bins = 2**bits
-    x = torch.floor(image.float() / 2 ** (8 - bits)) / bins
-    return x + torch.rand(x.shape, generator=generator, device=x.device) / bins - 0.5
+        return network_parameter_counts(build_networks(obs_space, act_space, config))
 
 
 class PlaNet(Method):
@@ -192,8 +160,8 @@ class PlaNet(Method):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "planet/init"))
             self.nets = build_networks(obs_space, act_space, c).to(self.device)
-        self.encoder, self.rssm = self.nets["encoder"], self.nets["rssm"]
-        self.decoder, self.reward_head = self.nets["decoder"], self.nets["reward"]
+        self.encoder, self.rssm = self.nets.encoder, self.nets.rssm
+        self.decoder, self.reward_head = self.nets.decoder, self.nets.reward
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         # PlaNet's CEM: mean 0 / std 1 at every step (no warm start), clipped samples, plain refit to the top K
         self.planner = CEMPlanner(
@@ -288,19 +256,12 @@ class PlaNet(Method):
         action = torch.as_tensor(data["action"], device=self.device).float().reshape(*image.shape[:2], self.act_dim)
         reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(image.shape[:2])
         is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(image.shape[:2])
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # a_{t-1} leads to o_t
-
-        seq = self.rssm.observe(self.encoder(image), prev_action, is_first, generator=self.gen_train)
-        feat = torch.cat([seq["deter"], seq["stoch"]], -1)
-        # -log N(x; mean, 1) and -log N(r; mean, 1) without the constant: half the squared error
-        image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
-        reward_nll = 0.5 * (self.reward_head(feat).squeeze(-1) - reward).square()
-        kl = self.rssm.kl(seq["post"], seq["prior"])  # KL[q(s_t | h_t, o_t) || p(s_t | h_t)]
-        kl_free = kl.clamp(min=c.free_nats)  # free nats: no gradient while the KL is below them
-        loss = (c.image_scale * image_nll + c.reward_scale * reward_nll + c.kl_scale * kl_free).mean()
-        terms = {"loss/image": image_nll.mean(), "loss/reward": reward_nll.mean(), "kl": kl.mean()}
+        loss, terms, seq = self.nets.loss(
+            image, action, reward, is_first, self.gen_train, free_nats=c.free_nats, kl_scale=c.kl_scale,
+            image_scale=c.image_scale, reward_scale=c.reward_scale,
+        )
         if c.overshooting:
-            overshoot = self._latent_overshooting(seq, prev_action, is_first)
+            overshoot = self._latent_overshooting(seq, seq["prev_action"], is_first)
             loss = loss + c.overshooting_scale * overshoot
             terms["loss/overshooting"] = overshoot
         terms["loss/model"] = loss
