@@ -136,3 +136,18 @@ def test_bad_input_names_the_setting():
         DreamerV1(IMAGE16, BOX2, DreamerV1Config(imag_horizon=15.0))  # a config built in code, bypassing --set
     with pytest.raises(ConfigError, match="enc_kernels"):
         DreamerV1({"image": gymnasium.spaces.Box(0, 255, (24, 24, 3), np.uint8)}, BOX2, tiny())
+
+
+def test_recipe_is_the_paper_defaults_and_names_the_published_dreamer_curves():
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
+    from wmbench.results import published
+
+    assert recipe_names("dreamerv1") == ["dreamerv1_2020_dmc_vision@1"]
+    r = load_recipe("dreamerv1", "dreamerv1_2020_dmc_vision")
+    assert r.protocol == "dmc_vision@1" and r.sources == ("dreamer_v1:scores/dreamer.json",)
+    rows = published(protocol="dmc_vision", source=r.sources[0], method="dreamer")
+    assert rows.task.nunique() == 20 and rows.seed.nunique() == 5 and set(rows.point_type) == {"curve"}
+    assert recipe_differences(DreamerV1Config(), r) == {}  # the recipe is the paper: the method's defaults
+    config, record = resolve_config(DreamerV1, load_protocol("dmc_vision@1"), ["preset=tiny"], r.id)
+    assert record["name"] == r.id and config.batch_size == 4
