@@ -151,3 +151,23 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_dreamer_curves():
     assert recipe_differences(DreamerV1Config(), r) == {}  # the recipe is the paper: the method's defaults
     config, record = resolve_config(DreamerV1, load_protocol("dmc_vision@1"), ["preset=tiny"], r.id)
     assert record["name"] == r.id and config.batch_size == 4
+
+
+def test_seed_episodes_then_c_updates_per_collected_episode():
+    agent = DreamerV1(IMAGE16, BOX2, tiny("seed_episodes=1"), seed=0)
+    action, state = agent.policy(obs(), None, mode="train")
+    assert state is None and np.all(np.abs(action) <= 1)  # the seed episode acts at random, keeps no belief
+
+    class Replay:
+        def __len__(self):
+            return 100
+
+        def sample(self, b, t):
+            return batch(b, t)
+
+    agent.policy({**obs(first=False), "is_last": np.ones(1, bool)}, None, mode="train")
+    metrics = agent.update(Replay(), 10)
+    assert agent.updates == agent.config.updates_per_episode == 2 and "loss/actor" in metrics
+    assert agent.update(Replay(), 11) == {}  # C updates per collected episode, then wait for the next one
+    _, state = agent.policy(obs(), None, mode="train")
+    assert state is not None  # after the seed episodes: the actor acts on the filtered belief
