@@ -34,18 +34,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, bounded, differing_keys, to_dict
-from wmbench.method import Method, MethodError
-from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
+from wmbench.config import ConfigError, bounded, to_dict
+from wmbench.method import Method
 from wmbench.nn.planners import CEMPlanner
-from wmbench.nn.rssm import RSSM
+from wmbench.nn.world_model import (
+    EpisodeSchedule,
+    GaussianWorldModel,
+    finite_values,
+    gaussian_latent_key_notes,
+    load_networks,
+    pixel_control_support,
+    preprocess_image,
+)
+from wmbench.nn.world_model import parameter_counts as network_parameter_counts
 from wmbench.seeding import derive_seed
-
-# Encoder / decoder kernels per square image size: 64 is the paper's (conv_ha); the others keep its stride-2 design.
-KERNELS = {64: ((4, 4, 4, 4), (5, 5, 6, 6)), 32: ((4, 4, 4), (5, 6, 6)), 16: ((4, 4), (6, 6))}
-
-_DISCRETE = "PlaNet's latents are Gaussian (stoch={stoch} dims, Hafner et al. 2019); {key!r} is a discrete-latent " \
-    "(DreamerV2/V3) setting. Use `wmbench run dreamerv3 ...` for categorical latents."
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,7 @@ class PlaNetConfig:
         "cpu": {"batch_size": 16, "population": 100, "elites": 10, "iterations": 5, "updates_per_episode": 50},
     }
     # keys of discrete-latent methods, refused with an explanation instead of "unknown key"
-    KEY_NOTES: ClassVar[dict[str, str]] = {
-        key: _DISCRETE.format(stoch=30, key=key)
-        for key in ("classes", "unimix", "latent", "blocks", "loss_dyn", "loss_rep", "kl_balance", "free_bits")
-    }
+    KEY_NOTES: ClassVar[dict[str, str]] = gaussian_latent_key_notes("PlaNet", "Hafner et al. 2019")
     preset: str = "paper"
     # --- world model (App. A)
     deter: int = bounded(200, low=1)  # GRU state h_t
@@ -105,51 +104,22 @@ class PlaNetConfig:
     init_std: float = bounded(1.0, above=0)
 
 
-def image_kernels(shape: tuple[int, ...], c: PlaNetConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    h, w = shape[:2]
-    if c.enc_kernels and c.dec_kernels:
-        return tuple(c.enc_kernels), tuple(c.dec_kernels)
-    if h != w or h not in KERNELS:
-        raise ConfigError(
-            f"planet: no default CNN kernels for {h}x{w} images (known sizes: {sorted(KERNELS)}); set "
-            "enc_kernels=... and dec_kernels=... (stride-2 'valid' convolutions; the decoder must grow 1x1 to the size)"
-        )
-    enc, dec = KERNELS[h]
-    return tuple(c.enc_kernels) or enc, tuple(c.dec_kernels) or dec
-
-
-def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: PlaNetConfig) -> nn.ModuleDict:
-    """Encoder, RSSM, image decoder and reward model for these spaces."""
-    shape = tuple(obs_space["image"].shape)
-    enc_k, dec_k = image_kernels(shape, c)
+def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: PlaNetConfig) -> GaussianWorldModel:
+    """Encoder, RSSM, image decoder and reward model for these spaces (the shared `GaussianWorldModel`)."""
     try:
-        encoder = StridedConvEncoder(shape, c.depth, enc_k, act="relu")
-        rssm = RSSM(
-            encoder.out_dim, int(act_space.shape[0]), c.deter, c.hidden, c.stoch, latent="gaussian", blocks=1,
-            norm="none", img_layers=1, obs_layers=1, min_std=c.min_std, core="gru", act="relu", fan="avg",
+        return GaussianWorldModel(
+            obs_space["image"].shape, int(act_space.shape[0]), deter=c.deter, stoch=c.stoch, hidden=c.hidden,
+            min_std=c.min_std, depth=c.depth, enc_kernels=c.enc_kernels, dec_kernels=c.dec_kernels,
+            reward_units=c.reward_units, reward_layers=c.reward_layers, act="relu", image_bits=c.image_bits,
         )
-        decoder = StridedConvDecoder(rssm.feat_dim, shape, c.depth, dec_k, act="relu")
     except ValueError as e:
         raise ConfigError(f"planet: {e}") from e
-    reward = MLP(rssm.feat_dim, c.reward_units, c.reward_layers, out_dim=1, norm="none", act="relu", fan="avg")
-    return nn.ModuleDict({"encoder": encoder, "rssm": rssm, "decoder": decoder, "reward": reward})
 
 
 def parameter_counts(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: PlaNetConfig) -> dict[str, int]:
     """Trained parameters per network (built on the meta device)."""
     with torch.device("meta"):
-        nets = build_networks(obs_space, act_space, config)
-    counts = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
-    counts["total"] = sum(counts.values())
-    return counts
-
-
-def preprocess_image(image: Tensor, bits: int, generator: torch.Generator | None) -> Tensor:
-    """uint8 pixels -> `bits`-bit values in [-0.5, 0.5) with uniform dequantisation noise (PlaNet App. A,
-    following Kingma & Dhariwal 2018; official `tools/preprocess.py`)."""
-    bins = 2**bits
-    x = torch.floor(image.float() / 2 ** (8 - bits)) / bins
-    return x + torch.rand(x.shape, generator=generator, device=x.device) / bins - 0.5
+        return network_parameter_counts(build_networks(obs_space, act_space, config))
 
 
 class PlaNet(Method):
@@ -158,20 +128,7 @@ class PlaNet(Method):
 
     @classmethod
     def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
-        if "image" not in obs_space:
-            return (
-                "PlaNet learns from pixels and needs an 'image' observation, but these observations are "
-                f"{sorted(obs_space)} (a vector-only protocol, [env] obs = 'vector', e.g. dmc_proprio@1); use a "
-                "pixel protocol such as dmc_vision@1"
-            )
-        s = obs_space["image"]
-        if len(s.shape) != 3 or s.dtype != np.uint8:
-            return f"'image' must be uint8 HxWxC, got shape {s.shape} dtype {s.dtype}"
-        if not isinstance(act_space, gymnasium.spaces.Box) or len(act_space.shape) != 1:
-            return f"PlaNet plans over continuous actions (a 1-D Box), got {act_space}"
-        if not (np.all(act_space.low == -1) and np.all(act_space.high == 1)):
-            return "Box actions must lie in [-1, 1] (the env contract normalises them)"
-        return None
+        return pixel_control_support("PlaNet", obs_space, act_space)
 
     def __init__(self, obs_space, act_space, config: PlaNetConfig | None = None, device: str = "cpu", seed: int = 0):
         config = config if config is not None else PlaNetConfig()
@@ -192,8 +149,8 @@ class PlaNet(Method):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "planet/init"))
             self.nets = build_networks(obs_space, act_space, c).to(self.device)
-        self.encoder, self.rssm = self.nets["encoder"], self.nets["rssm"]
-        self.decoder, self.reward_head = self.nets["decoder"], self.nets["reward"]
+        self.encoder, self.rssm = self.nets.encoder, self.nets.rssm
+        self.decoder, self.reward_head = self.nets.decoder, self.nets.reward
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=c.lr, eps=c.adam_eps)
         # PlaNet's CEM: mean 0 / std 1 at every step (no warm start), clipped samples, plain refit to the top K
         self.planner = CEMPlanner(
@@ -202,9 +159,7 @@ class PlaNet(Method):
         )
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "planet/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "planet/act"))
-        self.episodes_started = 0  # training episodes begun (policy sees is_first)
-        self.episodes_finished = 0  # training episodes ended (policy sees is_last)
-        self.pending_train = False
+        self.schedule = EpisodeSchedule(c.seed_episodes, c.updates_per_episode, c.batch_size, c.batch_length)
         self.updates = 0
 
     # ------------------------------------------------------------------ acting (Alg. 1, data collection)
@@ -221,24 +176,11 @@ class PlaNet(Method):
     def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[np.ndarray, Any]:
         c = self.config
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device).reshape(-1).bool()
-        is_last = np.asarray(obs["is_last"]).reshape(-1)
         n = is_first.shape[0]
-        if mode == "train":
-            self.episodes_started += int(is_first.sum())
-            if is_last.any():
-                self.episodes_finished += int(is_last.sum())
-                self.pending_train = True  # trained at the next update, once the replay holds the episode
-        if mode == "train" and self.episodes_started <= c.seed_episodes:  # S seed episodes of random actions
+        if self.schedule.observe(obs, mode):  # S seed episodes of random actions
             action = torch.rand(n, self.act_dim, generator=self.gen_act, device=self.device) * 2 - 1
             return action.cpu().numpy().astype(np.float32), None
-        if state is None:
-            deter, stoch = self.rssm.initial(n, self.device)
-            prev_action = torch.zeros(n, self.act_dim, device=self.device)
-        else:
-            deter, stoch, prev_action = state
-        pixels = torch.as_tensor(np.ascontiguousarray(obs["image"]), device=self.device)  # DMC renders flipped views
-        image = preprocess_image(pixels, c.image_bits, self.gen_act)
-        deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, self.encoder(image), is_first, self.gen_act)
+        deter, stoch = self.nets.filter(obs["image"], state, is_first, self.gen_act)
         actions = []
         for i in range(n):
             plan = self.planner.plan((deter[i:i + 1], stoch[i:i + 1]), self._plan_return, c.horizon, self.act_space)
@@ -253,16 +195,7 @@ class PlaNet(Method):
     # ------------------------------------------------------------------ model fitting (Alg. 1, Eq. 3)
     def update(self, replay: Any, step: int) -> dict[str, float]:
         """C gradient steps after every completed training episode, once the S seed episodes are in the replay."""
-        c = self.config
-        if not self.pending_train:
-            return {}
-        self.pending_train = False
-        if self.episodes_finished < max(1, c.seed_episodes) or len(replay) < c.batch_length:
-            return {}
-        metrics = [self.train_batch(replay.sample(c.batch_size, c.batch_length)) for _ in range(c.updates_per_episode)]
-        if not metrics:
-            return {}
-        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+        return self.schedule.train(replay, self.train_batch)
 
     def _latent_overshooting(self, seq: dict[str, Tensor], prev_action: Tensor, is_first: Tensor) -> Tensor:
         """Eq. 7: from every posterior state s_t, roll the prior open loop d = 1..D steps with the replayed actions
@@ -283,35 +216,16 @@ class PlaNet(Method):
     def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step of the world model on a [B, L] batch of replayed steps."""
         c = self.config
-        pixels = torch.as_tensor(np.ascontiguousarray(data["image"]), device=self.device)
-        image = preprocess_image(pixels, c.image_bits, self.gen_train)
-        action = torch.as_tensor(data["action"], device=self.device).float().reshape(*image.shape[:2], self.act_dim)
-        reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(image.shape[:2])
-        is_first = torch.as_tensor(data["is_first"], device=self.device).bool().reshape(image.shape[:2])
-        prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)  # a_{t-1} leads to o_t
-
-        seq = self.rssm.observe(self.encoder(image), prev_action, is_first, generator=self.gen_train)
-        feat = torch.cat([seq["deter"], seq["stoch"]], -1)
-        # -log N(x; mean, 1) and -log N(r; mean, 1) without the constant: half the squared error
-        image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
-        reward_nll = 0.5 * (self.reward_head(feat).squeeze(-1) - reward).square()
-        kl = self.rssm.kl(seq["post"], seq["prior"])  # KL[q(s_t | h_t, o_t) || p(s_t | h_t)]
-        kl_free = kl.clamp(min=c.free_nats)  # free nats: no gradient while the KL is below them
-        loss = (c.image_scale * image_nll + c.reward_scale * reward_nll + c.kl_scale * kl_free).mean()
-        terms = {"loss/image": image_nll.mean(), "loss/reward": reward_nll.mean(), "kl": kl.mean()}
+        loss, terms, seq = self.nets.loss(
+            data, self.gen_train, free_nats=c.free_nats, kl_scale=c.kl_scale, image_scale=c.image_scale,
+            reward_scale=c.reward_scale,
+        )
         if c.overshooting:
-            overshoot = self._latent_overshooting(seq, prev_action, is_first)
+            overshoot = self._latent_overshooting(seq, seq["prev_action"], seq["is_first"])
             loss = loss + c.overshooting_scale * overshoot
             terms["loss/overshooting"] = overshoot
         terms["loss/model"] = loss
-        values = torch.stack([t.detach() for t in terms.values()]).tolist()
-        if not all(np.isfinite(values)):
-            bad = next(k for k, v in zip(terms, values, strict=True) if not np.isfinite(v))
-            raise FloatingPointError(
-                f"planet: loss term {bad!r} is not finite at update {self.updates}; resume from the run's last "
-                "checkpoint (the same wmbench run command) with a lower learning rate: add --set lr=... and "
-                "--allow-config-change (run.json records the change)"
-            )
+        values = finite_values("planet", terms, self.updates, ["lr"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.nets.parameters(), c.grad_clip)
@@ -329,28 +243,17 @@ class PlaNet(Method):
             "planner": self.planner.state_dict(),
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
-            "episodes_started": self.episodes_started,
-            "episodes_finished": self.episodes_finished,
-            "pending_train": self.pending_train,
+            **self.schedule.state_dict(),
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        try:
-            self.nets.load_state_dict(state["nets"])
-        except RuntimeError as e:
-            diff = differing_keys(self.config, state.get("config", {}))
-            raise MethodError(
-                f"planet checkpoint (preset {state.get('preset')!r}) does not fit this config (preset "
-                f"{self.config.preset!r}; differing keys: {', '.join(diff) or 'none'}): {str(e).splitlines()[0]}"
-            ) from e
+        load_networks("planet", self.nets, self.config, state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.planner.load_state_dict(state["planner"])
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])
-        self.episodes_started = int(state["episodes_started"])
-        self.episodes_finished = int(state["episodes_finished"])
-        self.pending_train = bool(state["pending_train"])
+        self.schedule.load_state_dict(state)
         self.updates = int(state["updates"])
 
 

@@ -109,7 +109,7 @@ def test_cem_plans_in_bounds_with_the_learned_reward():
     best = agent.planner.plan(None, lambda _, a: -(a - target).square().sum((-2, -1)), 4, agent.act_space)
     assert torch.allclose(best, target.expand(4, 2), atol=0.15)
     # exploration noise only in training, and actions always clipped to [-1, 1]
-    agent.episodes_started = 10
+    agent.schedule.episodes_started = 10
     for seed in range(5):
         action, _ = agent.policy(obs(seed=seed), None, mode="train")
         assert np.all(np.abs(action) <= 1.0)
@@ -118,7 +118,7 @@ def test_cem_plans_in_bounds_with_the_learned_reward():
 def test_seed_episodes_act_uniformly_at_random_and_training_waits_for_them():
     agent = PlaNet(IMAGE16, BOX2, tiny("seed_episodes=2"), seed=0)
     action, state = agent.policy(obs(), None, mode="train")
-    assert state is None and agent.episodes_started == 1  # random phase keeps no belief
+    assert state is None and agent.schedule.episodes_started == 1  # random phase keeps no belief
 
     class Replay:
         def __len__(self):

@@ -18,6 +18,8 @@ Measured on the project's CPU machine type (2 shared cores):
   labelled as such in the note.
 - PlaNet (docs/planet.md, 1 thread at load 4): `cpu` 5.6 s per update and 0.10 s per planned action, `paper` 24 s
   and 1.4 s; per agent step with dmc_vision@1's 500-step episodes 0.66 s and 6.2 s.
+- Dreamer v1 (docs/dreamerv1.md, 1 thread at load 2.4, 64x64 images): `cpu` 6.2 s per update (16 x 50) and 3 ms
+  per action, `paper` 20 s per update (50 x 50); per agent step 0.63 s and 4.0 s.
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -46,6 +48,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
     "planet": {
         "cpu": (0.66, "0.10 s per action + 50 x 5.6 s updates per 500-step episode: docs/planet.md"),
         "paper": (6.2, "1.4 s per action + 100 x 24 s updates per 500-step episode: docs/planet.md"),
+        "tiny": (0.005, "tests"),
+    },
+    # C updates per 500-agent-step dmc_vision@1 episode; the actor costs milliseconds (docs/dreamerv1.md)
+    "dreamerv1": {
+        "cpu": (0.63, "50 x 6.2 s updates per 500-step episode: docs/dreamerv1.md"),
+        "paper": (4.0, "100 x 20 s updates per 500-step episode: docs/dreamerv1.md"),
         "tiny": (0.005, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},

@@ -3,6 +3,7 @@
 - `distributions`: symlog/symexp, two-hot, unimix categoricals, Bernoulli, bounded Normal (tensor functions)
 - `networks`: MLP, Norm, BlockLinear, CNN encoder/decoder
 - `rssm`: the recurrent state-space model (categorical or Gaussian latents)
+- `world_model`: PlaNet's Gaussian pixel world model, its loss and episode schedule (PlaNet, Dreamer v1)
 - `returns`: lambda-returns, percentile return normalisation, EMA (slow) networks
 - `ensemble`, `planners`, `gp`: probabilistic ensembles, CEM/MPPI planners, Gaussian processes
 
