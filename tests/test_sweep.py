@@ -316,3 +316,22 @@ def test_submitit_on_slurm_submits_one_array_metered_by_workers(tmp_path, monkey
         assert f"#SBATCH {line}\n" in text
     assert backend.in_flight == 5
     backend.close()  # scancel
+
+
+def test_sweep_with_a_recipe_applies_and_records_it_and_skips_finished_runs(tmp_path):
+    """`wmbench sweep ... --recipe NAME`: every run gets the recipe (then --set), run.json records it, the recipe is
+    part of the sweep's identity, and a second call starts nothing."""
+    pytest.importorskip("dm_control")
+    args = ("dreamerv3", "dmc_proprio@1", "0", "cartpole_balance", ["preset=tiny"])
+    spec = make_spec(*args, steps=600, recipe="dreamerv3_2023_dmc_proprio")
+    assert spec.identity()["recipe"] == "dreamerv3_2023_dmc_proprio" and spec.id != make_spec(*args, steps=600).id
+    assert "recipe" not in make_spec(*args, steps=600).identity()  # ids of sweeps without a recipe are unchanged
+    result = run_sweep(spec, tmp_path, ExecOptions(workers=1, retries=0, progress=False, poll_s=0.05))
+    assert result.complete and result.finished == [("cartpole_balance", 0)]
+    info = json.loads((sweep.run_dir(tmp_path, spec, "cartpole_balance", 0) / "run.json").read_text())
+    assert info["recipe"]["name"].startswith("dreamerv3_2023_dmc_proprio") and info["recipe"]["set"] == ["preset=tiny"]
+    assert info["config"]["rssm_core"] == "dense" and info["config"]["prefill"] == 1024  # the recipe's keys
+    again = run_sweep(spec, tmp_path, ExecOptions(workers=1, retries=0, progress=False, poll_s=0.05))
+    assert again.skipped == [("cartpole_balance", 0)]
+    with pytest.raises(WmbenchError, match="no_such_recipe"):  # refused before any run is launched
+        make_spec(*args, recipe="no_such_recipe")

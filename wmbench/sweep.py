@@ -98,9 +98,10 @@ class SweepSpec:
     steps: int | None = None
     protocol_source: str | None = None  # absolute path when the protocol came from a file, not the registry
     name: str | None = None
+    recipe: str | None = None  # `--recipe` (applied before the overrides); part of the identity when given
 
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "method": self.method,
             "protocol": self.protocol,
             "protocol_hash": self.protocol_hash,
@@ -110,6 +111,9 @@ class SweepSpec:
             "smoke": self.smoke,
             "steps": self.steps,
         }
+        if self.recipe:  # only when given, so the ids of sweeps without a recipe stay what they were
+            identity["recipe"] = self.recipe
+        return identity
 
     @property
     def id(self) -> str:
@@ -139,6 +143,7 @@ class SweepSpec:
             steps=data.get("steps"),
             protocol_source=data.get("protocol_source"),
             name=data.get("name"),
+            recipe=data.get("recipe"),
         )
 
 
@@ -151,10 +156,12 @@ def make_spec(
     smoke: bool = False,
     steps: int | None = None,
     name: str | None = None,
+    recipe: str | None = None,
 ) -> SweepSpec:
-    """Validate a sweep request (protocol, tasks, method, config overrides) and build its spec."""
-    from wmbench.method import get_method, method_config
+    """Validate a sweep request (protocol, tasks, method, recipe, config overrides) and build its spec."""
+    from wmbench.method import get_method
     from wmbench.protocols import load_protocol
+    from wmbench.recipes import resolve_config
 
     proto = load_protocol(protocol)
     task_list = parse_tasks(tasks, proto) if isinstance(tasks, str) else tuple(proto.check_task(t) for t in tasks)
@@ -165,7 +172,7 @@ def make_spec(
         raise SweepError(f"--name {name!r} must be a plain directory name (no '/', not starting with '.')")
     # Fail the whole sweep at once on an unknown method or a bad `--set`, before launching N runs that would
     # each fail the same way (resolved exactly as the runner will).
-    method_config(get_method(method), proto, overrides)
+    resolve_config(get_method(method), proto, overrides, recipe)
     source = None
     if str(protocol).endswith(".toml") or os.sep in str(protocol):
         source = str(Path(protocol).resolve())
@@ -180,6 +187,7 @@ def make_spec(
         steps=steps,
         protocol_source=source,
         name=name,
+        recipe=recipe or None,
     )
 
 
@@ -562,6 +570,7 @@ def run_sweep(
             threads=threads,
             target=options.target,
             run_dir=str(run_dir(root.resolve(), spec, task, seed)),
+            recipe=spec.recipe,
         )
         todo.append((job, 1))
 
@@ -611,15 +620,16 @@ def run_sweep(
 
 def _expected_identities(spec: SweepSpec) -> dict[tuple[str, int], dict[str, Any]]:
     """Each run's identity as the runner records it (wmbench.runner.run_identity)."""
-    from wmbench.method import get_method, method_config
+    from wmbench.method import get_method
     from wmbench.protocols import load_protocol
+    from wmbench.recipes import resolve_config
     from wmbench.runner import run_identity
 
     proto = load_protocol(spec.protocol_source or spec.protocol)
-    config = method_config(get_method(spec.method), proto, spec.overrides)
+    config, recipe = resolve_config(get_method(spec.method), proto, spec.overrides, spec.recipe)
     budget = spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke)
     return {
-        (task, seed): run_identity(spec.method, proto, task, seed, config, spec.smoke, budget)
+        (task, seed): run_identity(spec.method, proto, task, seed, config, spec.smoke, budget, recipe)
         for task, seed in spec.runs()
     }
 
@@ -784,6 +794,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protocol", nargs="?", help="protocol id, e.g. atari100k@1 (wmbench list protocols)")
     p.add_argument("--seeds", default=None, help="seed indices: 0-9, 0,3,5 or 0-2,7 (default: the protocol's recommended count)")
     p.add_argument("--tasks", default="all", help="'all' or a comma-separated list of the protocol's tasks")
+    p.add_argument("--recipe", default=None, metavar="NAME", help="a recipe of the method (wmbench list methods), "
+                   "applied before --set in every run; recorded in run.json and the sweep's identity")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--smoke", action="store_true", help="the protocol's tiny smoke budget")
     p.add_argument("--steps", type=int, default=None, help="agent steps per run (overrides the budget; for tests)")
@@ -827,7 +839,8 @@ def cli_sweep(argv: list[str]) -> int:
     proto = load_protocol(args.protocol)
     note_protocol_version(args.protocol, proto)
     seeds = args.seeds if args.seeds is not None else f"0-{proto.seeds.recommended - 1}"
-    spec = make_spec(args.method, args.protocol, seeds, args.tasks, args.overrides, args.smoke, args.steps, args.name)
+    spec = make_spec(args.method, args.protocol, seeds, args.tasks, args.overrides, args.smoke, args.steps, args.name,
+                     args.recipe)
     if args.status:
         if not (sweep_dir(args.root, spec) / "sweep.json").exists():
             console.print(f"no sweep {spec.id} under {args.root} yet; all {len(spec.runs())} runs pending")

@@ -67,6 +67,7 @@ class RunJob:
     threads: int = 1
     target: str = DEFAULT_TARGET
     run_dir: str = ""  # where the runner puts it (for the error file of a failed attempt)
+    recipe: str | None = None  # the method recipe (`wmbench run --recipe`), applied before the overrides
 
     @property
     def key(self) -> tuple[str, int]:
@@ -154,6 +155,7 @@ def execute(job: RunJob) -> Outcome:
             checkpoint_every=job.checkpoint_every,
             progress=False,
             threads=job.threads,
+            **({"recipe": job.recipe} if job.recipe else {}),
         )
     except Exception as e:
         if _is_run_locked(e):
