@@ -308,7 +308,7 @@ def test_replay_context_stores_acting_latents_and_refreshes_them_after_training(
     np.testing.assert_allclose(deter[seen], np.stack(latents)[index[seen]], atol=2e-3)
     def by_step():  # every stored step's latent (200 draws cover the 12 steps)
         draw = replay.sample(200, 1, annotations=True, index=True)
-        return {int(i): d.tobytes() for i, d in zip(draw["index"][:, 0], draw["ctx_deter"][:, 0])}
+        return {int(i): d.tobytes() for i, d in zip(draw["index"][:, 0], draw["ctx_deter"][:, 0], strict=True)}
 
     before = by_step()
     metrics = agent.update(replay, 12)

@@ -303,7 +303,7 @@ def test_annotations_are_written_by_index_read_beside_the_steps_and_cleared_on_e
     fill(r, 15, start=10, image=False)  # steps 0..4 evicted; their slots now hold steps 20..24
     assert r.annotate(np.array([0, 7]), {"latent": np.zeros((2, 2), np.float32)}) == 1
     full = r.sample(40, 1, annotations=True, index=True)
-    got = {int(i): v for i, v in zip(full["index"][:, 0], full["latent"][:, 0, 0])}
+    got = {int(i): v for i, v in zip(full["index"][:, 0], full["latent"][:, 0, 0], strict=True)}
     assert got.get(7) == 0 and all(np.isnan(got[i]) for i in got if i >= 20) and got.get(8, 1) == 1
 
 
