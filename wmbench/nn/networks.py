@@ -120,11 +120,12 @@ def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -
     return out + onehot_matmul(index, layer.weight[:, d:]).to(out.dtype)
 
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU}
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
 def activation(name: str) -> nn.Module:
-    """The hidden-layer nonlinearity by name: `silu` (DreamerV3), `relu` (PlaNet), `elu` (Dreamer v1/v2)."""
+    """The hidden-layer nonlinearity by name: `silu` (DreamerV3), `relu` (PlaNet), `elu` (Dreamer v1/v2),
+    `leaky_relu` (SLAC; slope 0.2, TensorFlow's `tf.nn.leaky_relu` default)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()
@@ -282,34 +283,52 @@ class ConvDecoder(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(*lead, *self.shape)
 
 
-def strided_conv_sizes(size: int, kernels: Sequence[int]) -> list[int]:
-    """Spatial sizes after each stride-2 'valid' convolution of a `size` x `size` map (out = (in - k) // 2 + 1)."""
+def strided_conv_sizes(size: int, kernels: Sequence[int], strides: Sequence[int] = (), paddings: Sequence[int] = ()
+                       ) -> list[int]:
+    """Spatial sizes after each convolution of a `size` x `size` map: out = (in + 2 p - k) // s + 1, stride 2 and
+    padding 0 ('valid') unless given per layer."""
     sizes = []
-    for k in kernels:
-        size = (size - k) // 2 + 1
+    for i, k in enumerate(kernels):
+        s, p = (strides[i] if strides else 2), (paddings[i] if paddings else 0)
+        size = (size + 2 * p - k) // s + 1
         sizes.append(size)
     return sizes
 
 
-class StridedConvEncoder(nn.Module):
-    """uint8 HWC images -> flat features through stride-2 'valid' convolutions with ReLU, no norm: the encoder of
-    World Models, PlaNet (Hafner et al. 2019, App. A; official `conv_ha.encoder`), Dreamer v1 and v2. Channels
-    depth x 2^i per stage (32, 64, 128, 256 for depth 32); 64x64 inputs with kernels (4, 4, 4, 4) end at 2x2x256 =
-    1024 features. Pixels enter as x / 255 - 0.5 unless the caller already gives floats (`forward(..., scaled)`)."""
+def _per_layer(name: str, values: Sequence[int], n: int) -> tuple[int, ...]:
+    if values and len(values) != n:
+        raise ValueError(f"{name} {tuple(values)} must give one value per kernel ({n} kernels)")
+    return tuple(values)
 
-    def __init__(self, shape: Sequence[int], depth: int = 32, kernels: Sequence[int] = (4, 4, 4, 4), act: str = "relu"):
+
+class StridedConvEncoder(nn.Module):
+    """uint8 HWC images -> flat features through strided convolutions with one nonlinearity, no norm.
+
+    Defaults: stride-2 'valid' convolutions with ReLU, the encoder of World Models, PlaNet (Hafner et al. 2019, App.
+    A; official `conv_ha.encoder`), Dreamer v1 and v2. Channels depth x 2^i per stage (32, 64, 128, 256 for depth
+    32); 64x64 inputs with kernels (4, 4, 4, 4) end at 2x2x256 = 1024 features. Optional per-layer `strides`,
+    `paddings` and `channels` describe other stacks of the same kind, e.g. SLAC's (Lee et al. 2020, App. B): kernels
+    (5, 3, 3, 3, 4), strides (2, 2, 2, 2, 1), paddings (2, 1, 1, 1, 0), channels (32, 64, 128, 256, 256), leaky ReLU:
+    64x64 -> 1x1x256. Pixels enter as x / 255 - 0.5 unless the caller already gives floats."""
+
+    def __init__(self, shape: Sequence[int], depth: int = 32, kernels: Sequence[int] = (4, 4, 4, 4), act: str = "relu",
+                 strides: Sequence[int] = (), paddings: Sequence[int] = (), channels: Sequence[int] = ()):
         super().__init__()
         h, w, c = shape
-        sizes = [strided_conv_sizes(h, kernels), strided_conv_sizes(w, kernels)]
+        n = len(kernels)
+        strides, paddings = _per_layer("strides", strides, n), _per_layer("paddings", paddings, n)
+        channels = _per_layer("channels", channels, n) or tuple(depth * 2**i for i in range(n))
+        sizes = [strided_conv_sizes(h, kernels, strides, paddings), strided_conv_sizes(w, kernels, strides, paddings)]
         if min(sizes[0][-1], sizes[1][-1]) < 1:
             raise ValueError(
-                f"image size {h}x{w} is too small for {len(kernels)} stride-2 convolutions with kernels "
+                f"image size {h}x{w} is too small for {n} strided convolutions with kernels "
                 f"{tuple(kernels)} (sizes {sizes[0]}); use fewer or smaller kernels"
             )
         layers: list[nn.Module] = []
         for i, k in enumerate(kernels):
-            layers += [nn.Conv2d(c, depth * 2**i, k, stride=2), activation(act)]
-            c = depth * 2**i
+            s, p = (strides[i] if strides else 2), (paddings[i] if paddings else 0)
+            layers += [nn.Conv2d(c, channels[i], k, stride=s, padding=p), activation(act)]
+            c = channels[i]
         self.net = nn.Sequential(*layers)
         self.out_dim = c * sizes[0][-1] * sizes[1][-1]
 
@@ -326,30 +345,42 @@ class StridedConvDecoder(nn.Module):
     StridedConvEncoder: a Linear to a 1x1 map of depth x 32 channels, then stride-2 transposed convolutions with ReLU
     (channels depth x 2^(n-2) ... depth, then the image's channels, no activation). PlaNet's kernels (5, 5, 6, 6)
     grow 1x1 to 64x64 (official `conv_ha.decoder`); other image sizes need kernels that reach them, e.g. (6, 6)
-    for 16x16 (out = (in - 1) * 2 + k)."""
+    for 16x16 (out = (in - 1) * s - 2 p + k + output_padding).
+
+    Optional per-layer `strides`, `paddings`, `channels` (hidden layers; the last is the image's) and
+    `linear_in=False` (the features themselves are the 1x1 map) describe SLAC's decoder (Lee et al. 2020, App. B):
+    kernels (4, 3, 3, 3, 5), strides (1, 2, 2, 2, 2), paddings (0, 1, 1, 1, 2), channels (256, 128, 64, 32), leaky
+    ReLU; a stride-2 layer with padding > 0 doubles the size exactly (output_padding 1, TensorFlow's 'SAME')."""
 
     def __init__(self, in_dim: int, shape: Sequence[int], depth: int = 32, kernels: Sequence[int] = (5, 5, 6, 6),
-                 act: str = "relu"):
+                 act: str = "relu", strides: Sequence[int] = (), paddings: Sequence[int] = (),
+                 channels: Sequence[int] = (), linear_in: bool = True):
         super().__init__()
         h, w, c = shape
+        n = len(kernels)
+        strides, paddings = _per_layer("strides", strides, n), _per_layer("paddings", paddings, n)
+        if channels and len(channels) != n - 1:
+            raise ValueError(f"channels {tuple(channels)} must give one value per hidden layer ({n - 1})")
+        stride = [strides[i] if strides else 2 for i in range(n)]
+        pad = [paddings[i] if paddings else 0 for i in range(n)]
+        out_pad = [1 if s > 1 and p > 0 else 0 for s, p in zip(stride, pad, strict=True)]
         size = 1
-        for k in kernels:
-            size = (size - 1) * 2 + k
+        for k, s, p, op in zip(kernels, stride, pad, out_pad, strict=True):
+            size = (size - 1) * s - 2 * p + k + op
         if (size, size) != (h, w):
             raise ValueError(
                 f"decoder kernels {tuple(kernels)} grow a 1x1 map to {size}x{size}, not the image's {h}x{w}; "
                 "choose kernels with out = (in - 1) * 2 + k reaching it (64x64: 5, 5, 6, 6; 16x16: 6, 6)"
             )
-        n = len(kernels)
-        self.width = depth * 32
-        self.inp = nn.Linear(in_dim, self.width)
+        hidden = tuple(channels) or tuple(depth * 2 ** (n - 2 - i) for i in range(n - 1))
+        self.width = depth * 32 if linear_in else in_dim
+        self.inp = nn.Linear(in_dim, self.width) if linear_in else nn.Identity()
         layers: list[nn.Module] = []
         ch = self.width
         for i, k in enumerate(kernels[:-1]):
-            out = depth * 2 ** (n - 2 - i)
-            layers += [nn.ConvTranspose2d(ch, out, k, stride=2), activation(act)]
-            ch = out
-        layers.append(nn.ConvTranspose2d(ch, c, kernels[-1], stride=2))
+            layers += [nn.ConvTranspose2d(ch, hidden[i], k, stride[i], pad[i], out_pad[i]), activation(act)]
+            ch = hidden[i]
+        layers.append(nn.ConvTranspose2d(ch, c, kernels[-1], stride[-1], pad[-1], out_pad[-1]))
         self.net = nn.Sequential(*layers)
         self.shape = (h, w, c)
 
