@@ -254,3 +254,25 @@ def test_fan_average_initialisation():
     assert abs(rssm.gru_h.weight.std().item() / want - 1) < 0.05
     with pytest.raises(ValueError, match="fan"):
         linear(3, 3, fan="out")
+
+
+def test_strided_conv_stacks_take_per_layer_strides_paddings_and_channels():
+    from wmbench.nn.networks import StridedConvDecoder, StridedConvEncoder
+
+    # the defaults are unchanged: PlaNet's 64x64 stack, 1024 features, the decoder back to 64x64
+    planet = StridedConvEncoder((64, 64, 3))
+    assert planet.out_dim == 1024 and [m.padding for m in planet.net if hasattr(m, "padding")] == [(0, 0)] * 4
+    # SLAC's stack (Lee et al. 2020): 'same'-size stride-2 layers, a final 4x4 'valid' one, leaky ReLU
+    enc = StridedConvEncoder((64, 64, 3), kernels=(5, 3, 3, 3, 4), strides=(2, 2, 2, 2, 1), paddings=(2, 1, 1, 1, 0),
+                             channels=(32, 64, 128, 256, 256), act="leaky_relu")
+    image = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    assert enc(image).shape == (2, 256) and isinstance(enc.net[1], torch.nn.LeakyReLU)
+    dec = StridedConvDecoder(288, (64, 64, 3), kernels=(4, 3, 3, 3, 5), strides=(1, 2, 2, 2, 2),
+                             paddings=(0, 1, 1, 1, 2), channels=(256, 128, 64, 32), act="leaky_relu", linear_in=False)
+    assert dec(torch.randn(2, 3, 288)).shape == (2, 3, 64, 64, 3) and not any(p.shape == (1024, 288) for p in dec.parameters())
+    with pytest.raises(ValueError, match="strides .* one value per kernel"):
+        StridedConvEncoder((64, 64, 3), kernels=(4, 4), strides=(2,))
+    with pytest.raises(ValueError, match="channels .* one value per hidden layer"):
+        StridedConvDecoder(8, (16, 16, 3), kernels=(6, 6), channels=(4, 4))
+    with pytest.raises(ValueError, match="grow a 1x1 map to 10x10"):
+        StridedConvDecoder(8, (16, 16, 3), kernels=(4, 5), strides=(1, 2), paddings=(0, 1))

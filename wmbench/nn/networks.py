@@ -370,7 +370,8 @@ class StridedConvDecoder(nn.Module):
         if (size, size) != (h, w):
             raise ValueError(
                 f"decoder kernels {tuple(kernels)} grow a 1x1 map to {size}x{size}, not the image's {h}x{w}; "
-                "choose kernels with out = (in - 1) * 2 + k reaching it (64x64: 5, 5, 6, 6; 16x16: 6, 6)"
+                "choose kernels with out = (in - 1) * 2 + k reaching it (64x64: 5, 5, 6, 6; 16x16: 6, 6), or with "
+                "strides/paddings: out = (in - 1) * s - 2 p + k, + 1 for a padded stride-2 layer"
             )
         hidden = tuple(channels) or tuple(depth * 2 ** (n - 2 - i) for i in range(n - 1))
         self.width = depth * 32 if linear_in else in_dim
