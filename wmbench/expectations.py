@@ -20,6 +20,8 @@ Measured on the project's CPU machine type (2 shared cores):
   and 1.4 s; per agent step with dmc_vision@1's 500-step episodes 0.66 s and 6.2 s.
 - Dreamer v1 (docs/dreamerv1.md, 1 thread at load 2.4, 64x64 images): `cpu` 6.2 s per update (16 x 50) and 3 ms
   per action, `paper` 20 s per update (50 x 50); per agent step 0.63 s and 4.0 s.
+- SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
+  (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -55,6 +57,13 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
         "cpu": (0.63, "50 x 6.2 s updates per 500-step episode: docs/dreamerv1.md"),
         "paper": (4.0, "100 x 20 s updates per 500-step episode: docs/dreamerv1.md"),
         "tiny": (0.005, "tests"),
+    },
+    # one model (32 x 9) and one actor-critic update per agent step, plus env step and action (docs/slac.md,
+    # benchmarks/slac_cost.py at load ~20-28); the one-off model pre-training is not in the per-step figure
+    "slac": {
+        "cpu": (9.2, "15.3 s model + 2.5 s actor-critic update every 2 agent steps at load ~28: docs/slac.md"),
+        "paper": (28.6, "11.5 s model + 16.7 s actor-critic update per agent step at load ~20: docs/slac.md"),
+        "tiny": (0.05, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},
 }
