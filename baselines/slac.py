@@ -3,15 +3,15 @@ Model", NeurIPS; arXiv 1907.00953).
 
 Algorithm 1 of the paper, as run here (the runner calls `policy` every env step and `update` after it):
 1. Collect `initial_collect_steps` agent steps with the uniform random policy, then pre-train the latent model for
-   `initial_model_train_steps` updates on that data (App. B: 10,000 steps, 100,000 updates).
-2. Every `train_every` agent steps (1 in the paper) afterwards:
-   - Model update: maximise the ELBO (Eq. 8) of `model_batch_size` sequences of tau + 1 steps (32 x 9):
+   `initial_model_train_steps` updates on that data (the released code: 10,000 steps, 100,000 updates).
+2. Every `train_every` agent steps (1 in the released code) afterwards:
+   - Model update: maximise the ELBO of `model_batch_size` sequences of tau + 1 steps (32 x 9):
          sum_t E_q[log p(x_t | z_t)] + E_q[log p(r_t | z_t, a_t, z_t+1)] - KL(q(z^1_t | x_t, z^2_t-1, a_t-1) ||
          p(z^1_t | z^2_t-1, a_t-1)),
-     where z_t = (z^1_t, z^2_t) is the two-level latent of Sec. 5 (Fig. 2): z^1 (32 dims) is inferred from the
+     where z_t = (z^1_t, z^2_t) is the two-level latent of the paper's Fig. 2: z^1 (32 dims) is inferred from the
      image, z^2 (256 dims) follows from z^1 through the same conditional in the prior and the posterior, so only
      z^1 carries a KL term; first steps of episodes use p(z^1_1) = N(0, I) and q(z^1_1 | x_1).
-   - Actor-critic update (SAC, Eq. 9-11) on `batch_size` sequences (256 x 9): latent samples z_tau, z_tau+1 ~
+   - Actor-critic update (SAC) on `batch_size` sequences (256 x 9): latent samples z_tau, z_tau+1 ~
      q(. | x_1:tau+1, a_1:tau) from the model (no gradient into it) feed the twin critics Q(z_tau, a_tau) with
      target r_tau+1 + gamma (min_i Qbar_i(z_tau+1, a') - alpha log pi(a' | x_2:tau+1, a_2:tau)); the actor pi(a |
      x_1:tau, a_1:tau-1) sees the model encoder's features of the last tau observations and the tau - 1 actions
@@ -21,8 +21,8 @@ Algorithm 1 of the paper, as run here (the runner calls `policy` every env step 
 3. Acting: the actor on the history of the last tau encoder features and actions (zeros before an episode's
    first step); evaluation acts with tanh of the mean.
 
-Networks (App. B; the released code alexlee-gk/slac, model_distribution_network.py and slac.gin, for what the paper
-leaves open): image encoder of 5 convolutions (32 5x5/2, 64 3x3/2, 128 3x3/2, 256 3x3/2, 256 4x4 valid; leaky
+Networks (the released code alexlee-gk/slac, model_distribution_network.py, slac.gin and train_eval.py, where
+the paper is not specific): image encoder of 5 convolutions (32 5x5/2, 64 3x3/2, 128 3x3/2, 256 3x3/2, 256 4x4 valid; leaky
 ReLU) to 256 features, its transposed mirror as the decoder with a fixed std sqrt(0.1); every conditional a
 diagonal Gaussian from an MLP of 2 x 256 leaky-ReLU units with std = softplus + 1e-5; the reward a Gaussian of
 (z_t, a_t, z_t+1) with learned std; actor and critics 2 x 256 ReLU layers. Adam: 1e-4 (model), 3e-4 (actor,
@@ -55,7 +55,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 @dataclass(frozen=True)
 class SLACConfig:
-    """The paper's settings (App. B) and the released code's defaults; presets `cpu` and `tiny` (tests)."""
+    """The released code's settings (slac.gin, train_eval.py); presets `cpu` and `tiny` (tests)."""
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -69,13 +69,13 @@ class SLACConfig:
         "cpu": {"batch_size": 32, "initial_collect_steps": 2000, "initial_model_train_steps": 2000, "train_every": 2},
     }
     preset: str = "paper"
-    # --- sequential latent variable model (Sec. 5, App. B; released code ModelDistributionNetwork)
+    # --- sequential latent variable model (Fig. 2; released code ModelDistributionNetwork)
     latent1: int = bounded(32, low=1)  # z^1, inferred from images
     latent2: int = bounded(256, low=1)  # z^2, deterministic-free recurrence through its conditional
     depth: int = bounded(32, low=1)  # conv channels depth x (1, 2, 4, 8, 8); features 8 x depth
     model_units: int = bounded(256, low=1)  # every latent/reward conditional: 2 hidden layers
     decoder_std: float = bounded(math.sqrt(0.1), above=0)
-    # --- SAC (Haarnoja et al. 2018; App. B: 2 x 256 hidden layers)
+    # --- SAC (Haarnoja et al. 2018; released code: 2 x 256 hidden layers)
     units: int = bounded(256, low=1)
     actor_layers: int = bounded(2, low=0)
     critic_layers: int = bounded(2, low=0)
@@ -83,12 +83,12 @@ class SLACConfig:
     tau: float = bounded(0.005, above=0, high=1)  # Polyak averaging of the target critics
     target_entropy_per_dim: float = -1.0  # H_target = -|A|; must be negative (checked in __post_init__)
     init_alpha: float = bounded(1.0, above=0)
-    # --- optimisers (App. B)
+    # --- optimisers (released code train_eval.py)
     model_lr: float = bounded(1e-4, low=0, high=1)
     actor_lr: float = bounded(3e-4, low=0, high=1)
     critic_lr: float = bounded(3e-4, low=0, high=1)
     alpha_lr: float = bounded(3e-4, low=0, high=1)
-    # --- schedule (Alg. 1, App. B)
+    # --- schedule (Alg. 1; released code slac.gin / train_eval.py)
     batch_size: int = bounded(256, low=1, high=65536)  # actor-critic sequences
     model_batch_size: int = bounded(32, low=1, high=65536)
     sequence_length: int = bounded(8, low=1, high=1024)  # tau: sequences of tau + 1 steps
@@ -132,7 +132,7 @@ class GaussianHead(nn.Module):
 
 
 class SequentialLatentModel(nn.Module):
-    """The graphical model of Sec. 5 (Fig. 2) with its image encoder, image decoder and reward model."""
+    """The graphical model of the paper's Fig. 2 with its image encoder, image decoder and reward model."""
 
     def __init__(self, image_shape: tuple[int, ...], action_dim: int, c: SLACConfig):
         super().__init__()
@@ -193,7 +193,7 @@ class SequentialLatentModel(nn.Module):
 
     def loss(self, data: dict[str, np.ndarray], generator: torch.Generator | None
              ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
-        """Negative ELBO (Eq. 8) of a [B, T] batch, summed over time and averaged over the batch: (loss, terms,
+        """Negative ELBO of a [B, T] batch, summed over time and averaged over the batch: (loss, terms,
         posterior). Rewards: r_t+1 (stored with step t+1) given (z_t, a_t, z_t+1), only where t+1 is no episode
         start."""
         feat = self.encode(data["image"])
@@ -335,7 +335,7 @@ class SLAC(Method):
         return dict(zip(losses, values, strict=True))
 
     def train_actor_critic(self, data: dict[str, np.ndarray]) -> dict[str, float]:
-        """One SAC step at the last transition of [B, tau + 1] windows (Eq. 9-11 on latent samples)."""
+        """One SAC step at the last transition of [B, tau + 1] windows (SAC on latent samples)."""
         c = self.config
         tau = c.sequence_length
         with torch.no_grad():  # the model is trained by its own loss only (released code: stop gradients)
@@ -350,7 +350,7 @@ class SLAC(Method):
             hist_now = history(feat[:, :tau], action[:, :tau], is_first[:, :tau])
             hist_next = history(feat[:, 1:], action[:, 1:], is_first[:, 1:])
             alpha = self.log_alpha.exp()
-            # soft target (Eq. 10): r + gamma (min_i Qbar_i(z', a') - alpha log pi(a' | history'))
+            # soft Bellman target: r + gamma (min_i Qbar_i(z', a') - alpha log pi(a' | history'))
             next_action, next_logp = self.actor.sample(hist_next, self.gen_train)
             q1_next, q2_next = self.critic_target(z[:, tau], next_action)
             soft_value = torch.minimum(q1_next, q2_next) - alpha * next_logp
@@ -361,7 +361,7 @@ class SLAC(Method):
 
         new_action, logp = self.actor.sample(hist_now, self.gen_train)
         q1_pi, q2_pi = self.critic(z[:, tau - 1], new_action)
-        actor_loss = (alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()  # Eq. 11
+        actor_loss = (alpha * logp - torch.minimum(q1_pi, q2_pi)).mean()
         alpha_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
 
         losses = {"loss/critic": critic_loss, "loss/actor": actor_loss, "loss/alpha": alpha_loss}

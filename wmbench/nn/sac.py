@@ -8,7 +8,7 @@ Owns:
 - `TwinQ`: two independent Q networks Q_1, Q_2(s, a) (clipped double-Q, Sec. 5 / Fujimoto et al. 2018), each an MLP
   on [s, a]; `target_copy` gives their target networks, moved by `wmbench.nn.returns.ema_update` (Polyak averaging,
   tau = 0.005 in the paper).
-- The automatic temperature (Sec. 5, Eq. 18): J(alpha) = E_a~pi[-alpha (log pi(a|s) + H_target)], optimised over
+- The automatic temperature (Sec. 5): J(alpha) = E_a~pi[-alpha (log pi(a|s) + H_target)], optimised over
   log alpha (`temperature_loss`), with the target entropy H_target = -|A| (`target_entropy`, Sec. 5 / App. D: "-dim
   of the action space"). A positive target asks a squashed Gaussian for more entropy than it can have per dimension
   (at most log 2) and drives alpha up without bound, so a target of the wrong sign is refused.
@@ -39,7 +39,7 @@ def target_entropy(action_dim: int, per_dim: float = -1.0) -> float:
 
 
 def temperature_loss(log_alpha: Tensor, log_prob: Tensor, target: float) -> Tensor:
-    """J(alpha) of Eq. 18 on sampled actions' log pi(a|s) (no gradient to the policy), as a function of log alpha:
+    """J(alpha) of Sec. 5 on sampled actions' log pi(a|s) (no gradient to the policy), as a function of log alpha:
     -log_alpha * mean(log pi + H_target). Its gradient mean(-log pi) - H_target = entropy - target moves log alpha
     down when the policy's entropy is above the target and up when below."""
     return -(log_alpha * (log_prob.detach() + target)).mean()
