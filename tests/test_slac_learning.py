@@ -12,7 +12,7 @@ batches of 32 (actor-critic) and 16 (model) sequences, an actor history of 2 obs
 this 25-agent-step task: 500 random agent steps, 1,500 pre-training updates at model learning rate 1e-3, alpha
 starting at 0.1, gamma 0.9.
 
-Measured (seed 0, 1 thread, load ~28 on 2 cores): protocol score 38.9 in 972 s; final evaluation returns 46.0 and
+Measured (seed 0, 1 thread, 2 shared cores): protocol score 38.9 in 972 s at load ~28 and again in 430 s; final evaluation returns 46.0 and
 10.0 (one of the two evaluation episodes still drifts, so only the protocol score is asserted). What was tried
 before (seed 0, docs/slac.md): the paper's model learning rate 1e-4 with 200 pre-training updates left the latent
 without the columns (reward log-likelihood stuck near -1.2) and the score in the random range (27.8 with alpha
