@@ -37,6 +37,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "dmlab": "wmbench.envs.dmlab",
     "crafter": "wmbench.envs.crafter",
     "distracting": "wmbench.envs.distracting",
+    "memory_maze": "wmbench.envs.memory_maze",
 }
 
 
