@@ -103,3 +103,22 @@ def test_missing_memory_maze_shows_in_list_and_doctor_with_its_install_command(c
     assert cli_doctor([]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("memory_maze "))
     assert "not installed" in row and "needs memory_maze" in row and "pip install 'wmbench[memory_maze]'" in row
+
+
+def test_list_protocols_names_missing_video_folders(capsys, monkeypatch, tmp_path):
+    from wmbench.info import suite_available
+
+    if suite_available("distracting") != "yes":
+        pytest.skip("dm_control is not installed: distractor protocols show the suite as missing instead")
+    monkeypatch.setenv("WMBENCH_VIDEO_DIR", str(tmp_path))
+    assert cli_list(["protocols"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    natural = next(line for line in lines if line.startswith("dmc_natural_bg@2 "))
+    assert f"no: missing {tmp_path / 'kinetics_driving_car'}, {tmp_path / 'kinetics_driving_car_test'}" in natural
+    assert next(line for line in lines if line.startswith("dmc_natural_bg_procedural@2 ")).endswith(" yes")
+    (tmp_path / "kinetics_driving_car").mkdir()
+    (tmp_path / "kinetics_driving_car_test").mkdir()
+    assert cli_list(["protocols"]) == 0
+    assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dmc_natural_bg@2 ")).endswith(
+        " yes"
+    )

@@ -57,3 +57,19 @@ def test_random_actions_step_the_first_task(pid, tmp_path, monkeypatch):
             if step["is_last"]:
                 step = env.reset()
         env.close()
+
+
+def test_env_rates_benchmark_prints_one_row_per_protocol():
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "env_rates.py"
+    run = subprocess.run([sys.executable, str(script), "--only", "memory_maze@1", "--scale", "0",
+                          "--row", "fake@1:vector_discrete:300"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| `")]
+    assert [r.split("|")[1].strip() for r in rows] == ["`memory_maze@1`", "`fake@1`"]
+    fake = [c.strip() for c in rows[1].split("|")[1:-1]]
+    assert fake[2].startswith("300 (") and float(fake[3]) > 0 and abs(float(fake[4]) - 2 * float(fake[3])) <= 1  # repeat 2
+    bad = subprocess.run([sys.executable, str(script), "--only", "crafter@3"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "'crafter@3' is not a default row" in bad.stderr and "crafter@2" in bad.stderr

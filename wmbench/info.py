@@ -55,7 +55,14 @@ def protocol_rows() -> list[list[str]]:
         budget = f"{_count(p.budget.agent_steps)} agent steps"
         if p.budget.step_unit != "agent_steps":
             budget += f" = {_count(p.to_unit(p.budget.agent_steps))} {p.budget.step_unit}"
-        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash, suite_available(p.suite)])
+        available = suite_available(p.suite)
+        if available == "yes":
+            from wmbench.envs import suite_module
+
+            missing = getattr(suite_module(p.suite), "missing_data", lambda _: [])(p)
+            if missing:
+                available = f"no: missing {', '.join(missing)}"
+        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash, available])
     return rows
 
 

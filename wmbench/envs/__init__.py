@@ -10,6 +10,8 @@ A suite is a module (registered here or through the entry-point group `wmbench.s
   "eval", optional) lets a suite build its evaluation env differently where the protocol says so (distractor DMC's
   held-out `eval_videos`); a suite without the parameter makes the same env for both
 - `check_installed() -> None`     raises `SuiteNotInstalled` (with the install hint) when it cannot run
+- `missing_data(protocol) -> list[str]` (optional)  user-supplied data the protocol needs that is absent (e.g.
+  distractor video folders), shown by `wmbench list protocols`; cheap, imports no simulator
 
 Suite modules import their heavy libraries lazily, inside `make`/`check_installed`, so that listing, validating
 and testing protocols never needs the suite installed. The runner wraps the gymnasium env with

@@ -273,6 +273,13 @@ def _settings(protocol: Any) -> dict[str, Any]:
     return cfg
 
 
+def missing_data(protocol: Any) -> list[str]:
+    """The protocol's video folders that do not exist (listing only, nothing decoded): `wmbench list protocols`
+    shows them, since the suite can be installed while a user-supplied video set is not."""
+    names = [protocol.env.get(k, "") for k in ("videos", "eval_videos")]
+    return [str(video_dir(n)) for n in names if n and n not in PROCEDURAL_SEEDS and not video_dir(n).is_dir()]
+
+
 def check_held_out(train: str, held_out: str, max_videos: int, where: str) -> None:
     """Refuse an evaluation video set that is not held out from the training set: the same name, the same folder, or
     videos (entry names) in both. Folder sets are listed, not decoded, so this is cheap."""
