@@ -277,3 +277,19 @@ def test_smoke_runs_are_scored_at_the_smoke_budget_and_never_mixed(tmp_path):
     both = results.load_scores([tmp_path / "smoke", tmp_path / "full"])
     with pytest.raises(ResultsError, match=r"mixes smoke runs \(rows 0, 1, 2\)"):
         results.final_scores(both, "fake@1")
+
+
+def test_a_run_under_success_geomean_stops_when_its_suite_reports_no_achievements(tmp_path):
+    from pathlib import Path
+
+    from wmbench.errors import WmbenchError
+    from wmbench.runner import run
+
+    text = Path(FAKE.path).read_text().replace('name = "fake"', 'name = "fake_achievements"')
+    text = text.replace('rule = "window_mean"', 'rule = "success_geomean"\nachievements = ["reach_goal"]')
+    path = tmp_path / "fake_achievements@1.toml"
+    path.write_text(text)
+    with pytest.raises(WmbenchError, match="suite 'fake' reported no info\\['achievements'\\] at the end of train episode 1"):
+        run("random", load_protocol(str(path)), "vector_discrete", 0, root=tmp_path / "runs", smoke=True, progress=False)
+    run_json = json.loads(next((tmp_path / "runs").rglob("run.json")).read_text())
+    assert run_json["status"] == "failed" and "success_geomean" in run_json["error"]
