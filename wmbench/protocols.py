@@ -29,7 +29,7 @@ from wmbench.shipped import protocols_dir
 
 PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", protocols_dir()))
 STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")
-SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean")
+SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean", "success_geomean")
 PHASES = ("train", "eval")
 
 
@@ -53,6 +53,10 @@ class ScoreRule:
         if none does and fallback == "last", the last episode ending at or before the budget.
     eval_mean: mean of the `episodes` eval episodes run at the budget.
     last_episodes_mean: mean of the last `episodes` episodes of `phase` ending at or before the budget.
+    success_geomean: the Crafter score (Hafner 2021, Sec. 3): over the `phase` episodes that window_mean would
+        average (same window and fallback), the success rate s_i of each of the protocol's `achievements` (percent
+        of those episodes that unlocked it at least once) and S = exp(mean_i ln(1 + s_i)) - 1, in percent. Needs
+        the per-episode `achievements` column the runner records for this rule.
     """
 
     rule: str = "window_mean"
@@ -62,6 +66,7 @@ class ScoreRule:
     fallback: str = "last"
     normaliser: str = "none"
     aggregates: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
+    achievements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,10 +283,26 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
     if score.fallback not in ("last", "none"):
         raise ProtocolError(f"{where}: score.fallback {score.fallback!r} not one of ('last', 'none')")
     evals = _section(EvalSchedule, data.get("eval", {}), f"{where}: eval")
+    if score.rule == "success_geomean":
+        if not score.achievements:
+            raise ProtocolError(f"{where}: score.rule 'success_geomean' needs score.achievements, the list of "
+                                "achievements whose success rates it averages (e.g. Crafter's 22)")
+        dup = sorted({a for a in score.achievements if score.achievements.count(a) > 1})
+        if dup:
+            raise ProtocolError(f"{where}: score.achievements lists {dup} more than once")
+        bad = [a for a in score.achievements if not re.fullmatch(r"[A-Za-z0-9_]+", a)]
+        if bad:
+            raise ProtocolError(f"{where}: score.achievements {bad[0]!r} must be letters, digits and underscores")
+    elif score.achievements:
+        raise ProtocolError(f"{where}: score.achievements is used only by score.rule 'success_geomean', not by "
+                            f"{score.rule!r}; remove it or change the rule")
     if score.rule == "eval_mean" and evals.episodes <= 0:
         raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
     seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")
     reproduce = _section(Reproduce, data.get("reproduce", {}), f"{where}: reproduce")
+    score_content = dataclasses.asdict(score)
+    if not score.achievements:  # absent from rules that do not use it, so older protocols keep their hashes
+        score_content.pop("achievements")
     content = {
         "name": name,
         "version": version,
@@ -290,7 +311,7 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         "env": env,
         "budget": dataclasses.asdict(budget),
         "smoke": dataclasses.asdict(smoke),
-        "score": dataclasses.asdict(score),
+        "score": score_content,
         "eval": dataclasses.asdict(evals),
         "seeds": dataclasses.asdict(seeds),
         "reproduce": dataclasses.asdict(reproduce),
