@@ -91,7 +91,14 @@ def _policy_kl(agent, before, feat):
 def test_value_warmup_keeps_policy_then_kl_limit_bounds_the_step(target_kl):
     # A wide clip leaves the KL limit as the only brake on a large learning rate.
     agent = _method(
-        ["value_warmup=1", "ppo_epochs=20", "ppo_lr=1e-2", "ppo_clip=10", f"target_kl={target_kl}"]
+        [
+            "value_warmup=1",
+            "ppo_epochs=20",
+            "ppo_lr=1e-2",
+            "ppo_clip=10",
+            "policy_std=0.5",
+            f"target_kl={target_kl}",
+        ]
     )
     _fill_rollout(agent)
     feat = agent._feat(np.stack([s["vector"] for s in agent.rollout]))
@@ -111,3 +118,74 @@ def test_value_warmup_keeps_policy_then_kl_limit_bounds_the_step(target_kl):
         assert logs["ppo_policy_epochs"] < 20
     else:
         assert kl > 0.03, kl  # without the limit the same update goes far beyond it: the check above can fail
+
+
+def test_mf_start_zero_is_ppo_from_scratch(tmp_path):
+    result = run(
+        "mbmf",
+        short_protocol(tmp_path),
+        "cartpole_swingup",
+        0,
+        root=tmp_path,
+        overrides=["preset=tiny", "mf_start=0", "ppo_batch=30"],
+        progress=False,
+        threads=1,
+        steps=160,
+    )
+    keys = set().union(*map(set, _metrics(result.run_dir)))
+    assert "ppo_policy_loss" in keys  # PPO ran ...
+    assert not keys & {"model_mse", "bc_mse"}  # ... without a model or an imitation before it
+
+
+# control@1 cart-pole with the `cpu` preset and the task's schedule (TASK_DEFAULTS): episode 1 random, 2-10 MPC
+# (mf_start 2,000 steps), 11-15 DAgger (the policy acts, the MPC labels), then PPO in batches of 1,000 steps whose
+# first 2 train only the critic, so episodes 16-25 are the imitation policy unchanged; fine-tuning from episode 26.
+STEPS = 22_000
+MPC_AT_SWITCH = slice(7, 10)  # episodes 8-10
+IMITATION = slice(15, 25)  # episodes 16-25
+END = slice(-10, None)  # the last 10 episodes of the budget
+
+
+@pytest.mark.slow
+def test_finetuning_starts_near_the_mpc_and_ends_above_its_start_and_above_scratch(tmp_path):
+    from wmbench.testing import run_returns
+
+    rows = []
+    for seed in range(3):
+        kwargs = dict(steps=STEPS, progress=False, threads=1)
+        mbmf = run(
+            "mbmf",
+            "control@1",
+            "cartpole_swingup",
+            seed,
+            tmp_path / "mbmf",
+            overrides=["preset=cpu"],
+            **kwargs,
+        )
+        scratch = run(
+            "mbmf",
+            "control@1",
+            "cartpole_swingup",
+            seed,
+            tmp_path / "scratch",
+            overrides=["preset=cpu", "mf_start=0"],
+            **kwargs,
+        )
+        returns, scratch_returns = run_returns(mbmf.run_dir)[0], run_returns(scratch.run_dir)[0]
+        assert len(returns) == len(scratch_returns) == STEPS // 200
+        row = [np.mean(returns[MPC_AT_SWITCH]), np.mean(returns[IMITATION]), np.mean(returns[END])]
+        rows.append([*row, np.mean(scratch_returns[END])])
+        print(
+            f"seed {seed}: MPC {row[0]:.1f}, imitation {row[1]:.1f}, fine-tuned {row[2]:.1f}, "
+            f"scratch {rows[-1][3]:.1f}"
+        )
+    mpc, imitation, finetuned, scratch = np.array(rows).T
+    assert np.all(imitation >= 0.8 * mpc), (
+        imitation,
+        mpc,
+    )  # (a) the imitation scores near the MPC at the switch
+    assert np.all(finetuned > imitation), (finetuned, imitation)  # (b) fine-tuning improves on its start ...
+    assert np.all(finetuned > scratch + 50), (
+        finetuned,
+        scratch,
+    )  # ... and beats PPO from scratch on the budget
