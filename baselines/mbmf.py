@@ -62,8 +62,8 @@ TASK_DEFAULTS = {
         "episodes_per_iteration": 1,
         "mf_start": 2_000,
         "ppo_batch": 1000,
-        # Balancing the pole tolerates little action noise: the cloned policy's mean scored 181-187 on seed 0,
-        # with Gaussian noise of std 0.5 29-50, 0.2 84-110, 0.1 102-172 (docs/classic_mbrl.md).
+        # Balancing the pole tolerates little action noise: on seed 0 the cloned policy's mean scored 172-187,
+        # with Gaussian noise of std 0.5 17-42, 0.2 94-131, 0.1 155-180 (scripts/mbmf_imitation_noise.py).
         "policy_std": 0.1,
     },
     "reacher": {
@@ -102,7 +102,7 @@ class MBMFConfig:
     mf_start: int | None = None
     # imitation of the MPC: behaviour cloning on its last episodes, then DAgger
     label_episodes: int = bounded(5, low=1)
-    dagger_episodes: int = bounded(5, low=0)
+    dagger_episodes: int = bounded(3, low=0)
     bc_epochs: int = bounded(50, low=1)
     bc_lr: float = bounded(1e-3, above=0)
     bc_batch: int = bounded(64, low=1)
@@ -144,7 +144,10 @@ class GaussianPolicy(nn.Module):
     """rllab's GaussianMLPPolicy: tanh-MLP mean, state-independent log-std; a tanh-MLP value function beside it.
 
     Both read the task's model features (`TASKS[task].features`), normalised by a mean/std fitted once, on the
-    first data the policy learns from (the MPC's labels, or the first PPO batch when starting from scratch)."""
+    first data the policy learns from (the MPC's labels, or the first PPO batch when starting from scratch). The
+    value function predicts returns in units of a mean/std fitted once too, on the first PPO batch's Monte-Carlo
+    returns (cart-pole's returns reach ~100: an unscaled critic would still be catching up when its advantages
+    start steering the policy)."""
 
     def __init__(self, feat_dim: int, act_dim: int, hidden: int, std: float):
         super().__init__()
@@ -155,6 +158,9 @@ class GaussianPolicy(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(feat_dim))
         self.register_buffer("feat_std", torch.ones(feat_dim))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("value_mean", torch.zeros(()))
+        self.register_buffer("value_std", torch.ones(()))
+        self.register_buffer("value_fitted", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def fit_normaliser(self, feat: torch.Tensor) -> None:
@@ -163,13 +169,22 @@ class GaussianPolicy(nn.Module):
             self.feat_std.copy_(feat.std(0, unbiased=False).clamp_min(1e-6))
             self.fitted.fill_(True)
 
+    @torch.no_grad()
+    def fit_value_normaliser(self, returns: torch.Tensor) -> None:
+        if not bool(self.value_fitted):
+            self.value_mean.copy_(returns.mean())
+            self.value_std.copy_(returns.std(unbiased=False).clamp_min(1e-6))
+            self.value_fitted.fill_(True)
+
     def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, std) of the action distribution."""
         mean = self.mean((feat - self.feat_mean) / self.feat_std)
         return mean, self.log_std.exp().expand_as(mean)
 
     def v(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.value((feat - self.feat_mean) / self.feat_std).squeeze(-1)
+        return self.value_mean + self.value_std * self.value((feat - self.feat_mean) / self.feat_std).squeeze(
+            -1
+        )
 
 
 class MBMF(Method):
@@ -371,8 +386,16 @@ class MBMF(Method):
         reward = torch.tensor([s["reward"] for s in steps], device=self.device)
         last = torch.tensor([s["last"] for s in steps], device=self.device)
         terminal = torch.tensor([s["terminal"] for s in steps], device=self.device)
+        # Transitions: actions taken at steps that are not an episode's last.
+        index = torch.nonzero(~last[:-1]).squeeze(-1)
+        n = len(index)
         self.pi.fit_normaliser(feat)  # from scratch: the first batch fixes the feature normaliser
         with torch.no_grad():
+            no_bootstrap = torch.zeros_like(reward)[None]
+            monte_carlo = replay_lambda_return(
+                reward[None], last[None], terminal[None], no_bootstrap, c.gamma, 1.0
+            )
+            self.pi.fit_value_normaliser(monte_carlo[0, index])
             old_mean, old_std = self.pi(feat[:-1])
             old_logp = normal_log_prob(action, old_mean, old_std)
             value = self.pi.v(feat)
@@ -382,14 +405,11 @@ class MBMF(Method):
                 reward[None], last[None], terminal[None], value[None], c.gamma, c.gae_lambda
             )[0]
             advantage = returns - value[:-1]
-        # Transitions: actions taken at steps that are not an episode's last.
-        index = torch.nonzero(~last[:-1]).squeeze(-1)
-        n = len(index)
         for _ in range(c.ppo_epochs):
             order = index[torch.as_tensor(self.rng.permutation(n), device=self.device)]
             for start in range(0, n, c.ppo_minibatch):
                 idx = order[start : start + c.ppo_minibatch]
-                value_loss = 0.5 * ((self.pi.v(feat[idx]) - returns[idx]) ** 2).mean()
+                value_loss = 0.5 * (((self.pi.v(feat[idx]) - returns[idx]) / self.pi.value_std) ** 2).mean()
                 self.critic_opt.zero_grad()
                 value_loss.backward()
                 self.critic_opt.step()
