@@ -21,7 +21,6 @@ from wmbench.runner import run
 CACHE = Path.home() / ".cache" / "wmbench"
 
 
-
 def cheetah_protocol():
     return load_protocol("control_cheetah@1")
 

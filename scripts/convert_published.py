@@ -23,7 +23,18 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type", "method_raw"]
+COLUMNS = [
+    "source",
+    "method",
+    "protocol",
+    "task",
+    "seed",
+    "env_step",
+    "score",
+    "step_unit",
+    "point_type",
+    "method_raw",
+]
 POINT_TYPES = {"curve", "final", "final_mean"}
 STEP_UNITS = {"agent_steps", "env_steps", "frames", "episodes"}
 # input file -> output file; the outputs are what wmbench.results reads.
@@ -59,13 +70,19 @@ def split_curves(src: Path, out: Path, sources: set[str]) -> dict[str, int]:
             if rec["source"] not in sources:
                 problems.append(f"line {line}: source {rec['source']!r} is not in SOURCES.csv")
             if rec["point_type"] not in POINT_TYPES:
-                problems.append(f"line {line}: point_type {rec['point_type']!r} not one of {sorted(POINT_TYPES)}")
+                problems.append(
+                    f"line {line}: point_type {rec['point_type']!r} not one of {sorted(POINT_TYPES)}"
+                )
             if rec["step_unit"] not in STEP_UNITS:
-                problems.append(f"line {line}: step_unit {rec['step_unit']!r} not one of {sorted(STEP_UNITS)}")
+                problems.append(
+                    f"line {line}: step_unit {rec['step_unit']!r} not one of {sorted(STEP_UNITS)}"
+                )
             try:
                 values = float(rec["env_step"]), float(rec["score"])
             except ValueError:
-                problems.append(f"line {line}: env_step/score not numeric: {rec['env_step']!r}, {rec['score']!r}")
+                problems.append(
+                    f"line {line}: env_step/score not numeric: {rec['env_step']!r}, {rec['score']!r}"
+                )
                 continue
             if any(v != v or v in (float("inf"), float("-inf")) for v in values):
                 problems.append(f"line {line}: NaN or inf in env_step/score")

@@ -25,9 +25,11 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     gl = f", MUJOCO_GL={os.environ['MUJOCO_GL']}" if "MUJOCO_GL" in os.environ else ""
-    print(f"{protocol.id} {task}: {steps / elapsed:.0f} agent steps/s = {steps * protocol.action_repeat / elapsed:.0f} "
-          f"env steps/s ({steps} steps, {episodes} episodes, {elapsed:.1f} s), load average {load}, "
-          f"{os.cpu_count()} CPUs{gl}")
+    print(
+        f"{protocol.id} {task}: {steps / elapsed:.0f} agent steps/s = {steps * protocol.action_repeat / elapsed:.0f} "
+        f"env steps/s ({steps} steps, {episodes} episodes, {elapsed:.1f} s), load average {load}, "
+        f"{os.cpu_count()} CPUs{gl}"
+    )
 
 
 if __name__ == "__main__":

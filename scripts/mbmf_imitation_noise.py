@@ -1,6 +1,7 @@
 """How well does MB-MF's behaviour-cloned policy act, with and without Gaussian action noise?
 
     OMP_NUM_THREADS=1 nice .venv/bin/python scripts/mbmf_imitation_noise.py RUN_DIR [--stds 0.5 0.2 0.1 0.05]
+        [--episodes 3] [--set label_episodes=9]
 
 RUN_DIR is an `mbmf` run on control@1 cart-pole whose checkpoint was taken in the MPC phase (e.g. `wmbench run
 mbmf control@1 --task cartpole_swingup --steps 2000 --set preset=cpu`, or any run checkpointed at agent step
@@ -30,13 +31,16 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--stds", type=float, nargs="+", default=[0.5, 0.2, 0.1, 0.05])
     parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override k=v")
     args = parser.parse_args()
     from wmbench_baselines.mbmf import MBMF
 
     torch.set_num_threads(1)
     checkpoint = torch.load(args.run_dir / "checkpoint" / "state.pt", weights_only=True)
     env = make_env(load_protocol("control@1"), "cartpole_swingup", 100)
-    agent = MBMF(env.obs_space, env.act_space, make_config(MBMF.Config, ["preset=cpu"]), "cpu", 0)
+    agent = MBMF(
+        env.obs_space, env.act_space, make_config(MBMF.Config, ["preset=cpu", *args.overrides]), "cpu", 0
+    )
     state = checkpoint["method"]
     labels = [
         (s.numpy(), a.numpy(), int(e))

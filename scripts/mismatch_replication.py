@@ -26,17 +26,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="local", choices=("local", "ray", "inline"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nll-models", type=int, default=30, help="NLL models per data kind in step 1")
-    p.add_argument("--other-models", type=int, default=10, help="value/weighted models per data kind in step 2")
-    p.add_argument("--max-models", type=int, default=1000, help="NLL models per data kind step 4 grows towards")
-    p.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget; step 4 is stopped at it")
+    p.add_argument(
+        "--other-models", type=int, default=10, help="value/weighted models per data kind in step 2"
+    )
+    p.add_argument(
+        "--max-models", type=int, default=1000, help="NLL models per data kind step 4 grows towards"
+    )
+    p.add_argument(
+        "--budget-min", type=float, default=60.0, help="wall-clock budget; step 4 is stopped at it"
+    )
     args = p.parse_args(argv)
-    common = ["--env", "cartpole", "--datasets", "expert,onpolicy,grid", "--backend", args.backend,
-              "--workers", str(args.workers), "--out", args.out, "--seed", str(args.seed)]
+    common = [
+        "--env",
+        "cartpole",
+        "--datasets",
+        "expert,onpolicy,grid",
+        "--backend",
+        args.backend,
+        "--workers",
+        str(args.workers),
+        "--out",
+        args.out,
+        "--seed",
+        str(args.seed),
+    ]
     steps = [
         ["--models", str(args.nll_models), "--objectives", "nll", "--curves", "1"],
         ["--models", str(args.other_models), "--objectives", "value,weighted", "--curves", "0"],
-        ["--models", str(args.nll_models), "--objectives", "nll", "--curves", "1", "--attack",
-         "--attack-generations", "4"],
+        [
+            "--models",
+            str(args.nll_models),
+            "--objectives",
+            "nll",
+            "--curves",
+            "1",
+            "--attack",
+            "--attack-generations",
+            "4",
+        ],
         ["--models", str(args.max_models), "--objectives", "nll", "--curves", "1"],
     ]
     deadline = time.monotonic() + 60 * args.budget_min
@@ -54,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {k} stopped at the budget ({args.budget_min} min)", flush=True)
             break
         print(f"step {k} wall {time.monotonic() - started:.0f} s", flush=True)
-    subprocess.run([sys.executable, "-m", "wmbench.cli", "analyze", "mismatch", "--report-only", "--out", args.out],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "wmbench.cli", "analyze", "mismatch", "--report-only", "--out", args.out],
+        check=True,
+    )
     return 0
 
 
