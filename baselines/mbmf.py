@@ -19,11 +19,13 @@ Phases, switched at episode starts by agent step (the runner's one stream of env
    value function (an untrained critic's advantages are noise), and each batch's policy epochs stop once the
    policy's KL from the collecting policy exceeds `target_kl` (TRPO's step size, Schulman et al. 2015).
 
-`mf_start=0` runs the same PPO from a random initialisation (the model-free baseline of paper Fig. 7).
+The policy's initial std is per task (`TASK_DEFAULTS`: 0.1 on cart-pole, where more noise undoes the clone) and
+its critic predicts returns in units of the first PPO batch's return mean/std. `mf_start=0` runs the same PPO from
+a random initialisation (the model-free baseline the paper compares with).
 
 Per-task settings follow the released code (anagabandi/nn_dynamics, yaml_files/cheetah_forward.yaml: 10 random
 rollouts, 500-unit ReLU layers, batch 512, lr 1e-3, 60 epochs, horizon 20, 1000 candidates, 10 rollouts per
-aggregation iteration; policy std 0.5). Values left None take the task's defaults from `TASK_DEFAULTS`. Not
+aggregation iteration; policy std 0.5 for the MuJoCo tasks). Values left None take the task's defaults from `TASK_DEFAULTS`. Not
 implemented: the paper's action noise during MPC rollouts and its 90/10 mixing of new and random data.
 """
 

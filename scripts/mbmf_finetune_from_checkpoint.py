@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 nice .venv/bin/python scripts/mbmf_finetune_from_checkpoint.py RUN_DIR EPISODES [--set k=v ...]
 
 RUN_DIR: an `mbmf` run on control@1 cart-pole checkpointed at agent step `mf_start` (2,000) in the MPC phase. The
-method is rebuilt with `preset=cpu` plus `--set` (its fresh policy, so the initial std is this config's), loaded
-from the checkpoint (model, labels, planner), and driven here like the runner drives it (policy, env step, update)
+method is rebuilt with `preset=cpu` plus `--set`, loaded from the checkpoint (model, labels, planner, generators,
+the policy's initial weights; the initial std is this config's), and driven here like the runner drives it (policy, env step, update)
 for EPISODES episodes on env seed 7: switch (behaviour cloning), DAgger, PPO. The model retrain pending after the
 MPC phase's last episode is skipped (no replay here). Prints every return, then the mean of the imitation policy
 before any policy update and of the last 10 episodes. For tuning the fine-tune in minutes; the figures of record
@@ -45,8 +45,11 @@ def main() -> None:
         raise SystemExit(
             f"{args.run_dir}: checkpoint is in phase {state['phase']!r}; need one from the MPC phase"
         )
-    # Keep this config's fresh policy and optimisers: only the model-based part comes from the checkpoint.
-    for key in ("pi", "actor_opt", "critic_opt", "bc_opt"):
+    # The run's initial policy weights (the runner seeds the method with the run's derived seed), this config's
+    # initial std and fresh optimisers (the policy is untouched before the switch).
+    fresh = agent.pi.state_dict()
+    state["pi"] = {**fresh, **state["pi"], "log_std": fresh["log_std"]}
+    for key in ("actor_opt", "critic_opt", "bc_opt"):
         state[key] = getattr(agent, key).state_dict()
     agent.load_state_dict(state)
     agent.pending = ""
