@@ -35,6 +35,8 @@ BUILTIN_SUITES: dict[str, str] = {
     "dmlab": "wmbench.envs.dmlab",
     "crafter": "wmbench.envs.crafter",
     "distracting": "wmbench.envs.distracting",
+    "box2d": "wmbench.envs.box2d",
+    "vizdoom": "wmbench.envs.vizdoom",
 }
 
 
