@@ -30,7 +30,8 @@ The paper's procedure (Sec. 3.4 and 4.3), as the runner drives it (the runner ca
 Actions: a Box action space (the contract's [-1, 1]) takes the controller's tanh outputs, one per dimension
 (CarRacing: steer, gas, brake; the runner's env maps [-1, 1] onto gas and brake's [0, 1]); a Discrete(n) space takes
 one tanh output split into n equal bins (Doom's three actions, left / stay / right, at -1/3 and 1/3 as in the
-released code). M sees a Box action as it is and a discrete action one-hot.
+released code). M sees a Box action as it is and a discrete action as one number, its index scaled to [-1, 1]
+(the paper's Doom M has 1,678,785 parameters: an LSTM input of z (64) and one action value).
 
 Sizes (paper Sec. 4 and its parameter tables; the released code hardmaru/WorldModelsExperiments): z 32, LSTM 256,
 5 mixtures, controller (32 + 256) x 3 + 3 = 867 parameters for CarRacing; z 64, LSTM 512, predicted done flag,
@@ -124,11 +125,12 @@ class WorldModelsConfig:
     dream_max_steps: int = bounded(2100, low=1)
 
 
-def action_size(act_space: gymnasium.Space) -> tuple[int, int]:
-    """(controller outputs, M's action input size) for an action space."""
+def action_size(act_space: gymnasium.Space) -> int:
+    """Controller outputs = M's action inputs: one per Box dimension, one for a Discrete space (its index as a value
+    in [-1, 1]; the paper's Doom M takes the action as one number: 1,678,785 parameters with z 64 and LSTM 512)."""
     if isinstance(act_space, gymnasium.spaces.Discrete):
-        return 1, int(act_space.n)
-    return int(act_space.shape[0]), int(act_space.shape[0])
+        return 1
+    return int(act_space.shape[0])
 
 
 class Controller:
@@ -194,7 +196,8 @@ class WorldModels(Method):
         check_population(c.population)
         self.device = torch.device(device)
         self.is_discrete = isinstance(act_space, gymnasium.spaces.Discrete)
-        self.outputs, self.m_action_dim = action_size(act_space)
+        self.outputs = self.m_action_dim = action_size(act_space)
+        self.n_actions = int(act_space.n) if self.is_discrete else 0
         inputs = c.z_dim + c.rnn_units * (2 if c.controller_input == "zch" else 1)
         self.controller = Controller(inputs, self.outputs)
         if c.controller_params and c.controller_params != self.controller.size:
@@ -240,20 +243,25 @@ class WorldModels(Method):
         parts = [z, state[0][0]] + ([state[1][0]] if self.config.controller_input == "zch" else [])
         return z, torch.cat(parts, -1)
 
+    def _index(self, action: Tensor) -> Tensor:
+        """One output in [-1, 1] -> the index of its bin among n equal bins (Doom: left / stay / right)."""
+        n = self.n_actions
+        return torch.floor((action[:, 0] + 1) / 2 * n).clamp(0, n - 1).long()
+
+    def _index_value(self, index: Tensor) -> Tensor:
+        """A discrete action as M sees it: index 0 ... n-1 -> -1 ... 1, [N, 1]."""
+        return (2 * index.float() / max(1, self.n_actions - 1) - 1).reshape(-1, 1)
+
     def _to_env(self, action: Tensor) -> np.ndarray:
         """Controller outputs [N, outputs] in [-1, 1] -> env actions."""
         if self.is_discrete:
-            n = self.m_action_dim
-            index = torch.floor((action[:, 0] + 1) / 2 * n).clamp(0, n - 1).long()
-            return index.cpu().numpy()
+            return self._index(action).cpu().numpy()
         return action.cpu().numpy().astype(np.float32)
 
     def _m_action(self, action: Tensor) -> Tensor:
-        """Controller outputs -> M's action input (one-hot for discrete spaces)."""
+        """Controller outputs -> M's action input (the taken action's value for discrete spaces)."""
         if self.is_discrete:
-            n = self.m_action_dim
-            index = torch.floor((action[:, 0] + 1) / 2 * n).clamp(0, n - 1).long()
-            return nn.functional.one_hot(index, n).float()
+            return self._index_value(self._index(action))
         return action
 
     def _acting_params(self, mode: str) -> Tensor:
@@ -275,7 +283,7 @@ class WorldModels(Method):
             self._count(obs)
         if self.stage != "evolve" and mode == "train":
             if self.is_discrete:
-                action = torch.randint(self.m_action_dim, (n,), generator=self.gen_act, device=self.device)
+                action = torch.randint(self.n_actions, (n,), generator=self.gen_act, device=self.device)
                 return action.cpu().numpy(), None
             action = torch.rand(n, self.m_action_dim, generator=self.gen_act, device=self.device) * 2 - 1
             return action.cpu().numpy().astype(np.float32), None
@@ -360,7 +368,7 @@ class WorldModels(Method):
     def _m_action_of(self, action: np.ndarray) -> Tensor:
         action = torch.as_tensor(np.asarray(action))
         if self.is_discrete:
-            return nn.functional.one_hot(action.long().reshape(-1), self.m_action_dim).float()
+            return self._index_value(action.long().reshape(-1))
         return action.float().reshape(-1, self.m_action_dim)
 
     def _vae_step(self, replay: Any) -> dict[str, float]:
