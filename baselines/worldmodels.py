@@ -35,7 +35,8 @@ released code). M sees a Box action as it is and a discrete action as one number
 
 Sizes (paper Sec. 4 and its parameter tables; the released code hardmaru/WorldModelsExperiments): z 32, LSTM 256,
 5 mixtures, controller (32 + 256) x 3 + 3 = 867 parameters for CarRacing; z 64, LSTM 512, predicted done flag,
-controller on [z, h, c] with one output (64 + 512 + 512 weights + 1 bias) for Doom, whose dream temperature is 1.15.
+controller on [z, h, c] with one output and no bias (64 + 512 + 512 = 1,088 weights) for Doom, whose dream temperature
+is 1.15 and whose done-flag loss weighs done steps 10x (released doomrnn.py `restart_factor`).
 Where this module departs from the paper (random-rollout data set size and real-env step counting, z for C is the
 encoder mean) see docs/worldmodels.md.
 """
@@ -87,9 +88,10 @@ class WorldModelsConfig:
     }
     PROTOCOL_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
         # paper Sec. 4.3-4.5 and its Doom parameter table: z 64, LSTM 512, done flag, dream training at tau 1.15
+        # released doomrnn/doomrnn.py and model.py: done-flag loss weight 10 on done steps, controller without bias
         "vizdoom_takecover": {
-            "z_dim": 64, "rnn_units": 512, "predict_done": True, "evolve": "dream", "temperature": 1.15,
-            "controller_input": "zch",
+            "z_dim": 64, "rnn_units": 512, "predict_done": True, "done_weight": 10.0, "evolve": "dream",
+            "temperature": 1.15, "controller_input": "zch", "controller_bias": False,
         },
     }
     preset: str = "paper"
@@ -104,6 +106,7 @@ class WorldModelsConfig:
     rnn_units: int = bounded(256, low=1)
     mixtures: int = bounded(5, low=1)
     predict_done: bool = False
+    done_weight: float = bounded(1.0, low=0)  # weight of done steps in the done-flag loss (released Doom code: 10)
     rnn_lr: float = bounded(1e-3, above=0, high=1)
     rnn_batch: int = bounded(100, low=1, high=65536)
     rnn_seq: int = bounded(999, low=1, high=100000)
@@ -115,6 +118,7 @@ class WorldModelsConfig:
     stage_updates_per_step: int = bounded(1, low=1)
     # --- C and CMA-ES (Sec. 2.3, 3.4)
     controller_input: str = "zh"
+    controller_bias: bool = True
     controller_params: int = bounded(0, low=0)  # 0: as the sizes give; > 0: asserted (the paper's 867)
     population: int = bounded(64, low=1)
     rollouts: int = bounded(16, low=1)
@@ -135,27 +139,28 @@ def action_size(act_space: gymnasium.Space) -> int:
 
 class Controller:
     """a = tanh(W x + b) on x = [z, h] or [z, h, c]: a flat parameter vector of (inputs + 1) x outputs values, W
-    first (row-major [outputs, inputs]), then b."""
+    first (row-major [outputs, inputs]), then b; without `bias` (the released Doom controller) only W."""
 
-    def __init__(self, inputs: int, outputs: int):
-        self.inputs, self.outputs = int(inputs), int(outputs)
+    def __init__(self, inputs: int, outputs: int, bias: bool = True):
+        self.inputs, self.outputs, self.bias = int(inputs), int(outputs), bool(bias)
 
     @property
     def size(self) -> int:
-        return (self.inputs + 1) * self.outputs
+        return (self.inputs + int(self.bias)) * self.outputs
 
     def check(self, params: np.ndarray | Tensor) -> None:
         if tuple(params.shape[-1:]) != (self.size,):
             raise MethodError(
                 f"controller parameter vector of size {params.shape[-1]} does not fit a controller with "
-                f"{self.inputs} inputs and {self.outputs} outputs ({self.size} = ({self.inputs} + 1) x {self.outputs})"
+                f"{self.inputs} inputs and {self.outputs} outputs ({self.size} = ({self.inputs} + {int(self.bias)}) x "
+                f"{self.outputs})"
             )
 
     def act(self, params: Tensor, x: Tensor) -> Tensor:
         """params [P] or [N, P] (one controller per row of x [N, inputs]) -> actions in [-1, 1], [N, outputs]."""
         self.check(params)
         weight = params[..., : self.inputs * self.outputs].reshape(*params.shape[:-1], self.outputs, self.inputs)
-        bias = params[..., self.inputs * self.outputs:]
+        bias = params[..., self.inputs * self.outputs:] if self.bias else 0.0
         if params.dim() == 1:
             return torch.tanh(x @ weight.T + bias)
         return torch.tanh(torch.einsum("noi,ni->no", weight, x) + bias)
@@ -199,11 +204,12 @@ class WorldModels(Method):
         self.outputs = self.m_action_dim = action_size(act_space)
         self.n_actions = int(act_space.n) if self.is_discrete else 0
         inputs = c.z_dim + c.rnn_units * (2 if c.controller_input == "zch" else 1)
-        self.controller = Controller(inputs, self.outputs)
+        self.controller = Controller(inputs, self.outputs, c.controller_bias)
         if c.controller_params and c.controller_params != self.controller.size:
             raise ConfigError(
                 f"worldmodels: controller_params={c.controller_params} does not match the sizes: a controller on "
-                f"[{c.controller_input}] has ({inputs} inputs + 1) x {self.outputs} outputs = {self.controller.size} "
+                f"[{c.controller_input}] has ({inputs} inputs + {int(c.controller_bias)}) x {self.outputs} outputs = "
+                f"{self.controller.size} "
                 f"parameters (z_dim={c.z_dim}, rnn_units={c.rnn_units}); fix z_dim / rnn_units / controller_input, "
                 "or set controller_params=0"
             )
@@ -424,7 +430,7 @@ class WorldModels(Method):
         z_in, z_next = z[:, :-1] * mask[..., None], z[:, 1:] * mask[..., None]
         to = self.device
         loss, terms = self.rnn.loss(z_in.to(to), a_in.to(to), z_next.to(to), done.to(to) if c.predict_done else None,
-                                    mask.to(to))
+                                    mask.to(to), done_weight=c.done_weight)
         values = finite_values("worldmodels", {"rnn/loss": loss, **terms}, self.rnn_steps, ["rnn_lr"])
         self.rnn_opt.zero_grad(set_to_none=True)
         loss.backward()

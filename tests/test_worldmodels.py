@@ -205,6 +205,10 @@ def test_carracing_controller_has_867_parameters_and_the_papers_sizes():
     # the paper's M has 422,368 (one LSTM bias vector as TensorFlow's; torch's LSTM has two: +1,024)
     assert abs(counts["mdn_rnn"] - 422_368) / 422_368 < 0.02
     assert agent.es.dim == 867
+    no_bias = _method("carracing@1", ["controller_bias=false"])
+    assert no_bias.controller.size == 864
+    with pytest.raises(Exception, match=r"size 867 does not fit a controller with 288 inputs and 3 outputs \(864"):
+        no_bias.controller.act(torch.zeros(867), torch.zeros(1, 288))
 
 
 @needs_cma
@@ -215,7 +219,8 @@ def test_doom_sizes_follow_the_protocol_defaults():
     counts = agent.parameter_counts()
     assert counts["vae"] == 4_446_915
     assert counts["mdn_rnn"] == 1_678_785  # the paper's Doom M, exactly
-    assert abs(counts["controller"] - 1_088) / 1_088 < 0.02  # [z, h, c] -> 1 output: 1,088 weights + 1 bias
+    assert counts["controller"] == 1_088 == 64 + 512 + 512  # [z, h, c] -> 1 output, no bias (released model.py)
+    assert (c.done_weight, c.controller_bias) == (10.0, False)
 
 
 @needs_cma

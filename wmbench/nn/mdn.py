@@ -85,11 +85,11 @@ class MDNRNN(nn.Module):
         out, state = self.lstm(torch.cat([z, action], -1).unsqueeze(1), state)
         return out[:, 0], state
 
-    def loss(self, z: Tensor, action: Tensor, next_z: Tensor, done: Tensor | None = None, mask: Tensor | None = None
-             ) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, z: Tensor, action: Tensor, next_z: Tensor, done: Tensor | None = None, mask: Tensor | None = None,
+             done_weight: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean negative log-likelihood per z dimension of next_z [B, T, z_dim] given the sequence so far (the
-        released code averages over dimensions and steps), plus the done flag's cross-entropy; `mask` [B, T]
-        leaves padded steps out."""
+        released code averages over dimensions and steps), plus the done flag's cross-entropy with done steps weighted
+        `done_weight` (rare: the released Doom code weighs them 10); `mask` [B, T] leaves padded steps out."""
         h, _ = self(z, action)
         nll = -MDN.log_prob(self.mdn(h), next_z).mean(-1)
         mask = torch.ones_like(nll) if mask is None else mask.float()
@@ -101,6 +101,7 @@ class MDNRNN(nn.Module):
             if done is None:
                 raise ValueError("this MDN-RNN predicts the done flag: pass `done`")
             bce = F.binary_cross_entropy_with_logits(self.done(h).squeeze(-1), done.float(), reduction="none")
+            bce = bce * (1 + done.float() * (done_weight - 1))
             done_loss = (bce * mask).sum() / count
             terms["rnn/done_bce"] = done_loss
             loss = loss + done_loss
