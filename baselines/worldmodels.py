@@ -91,9 +91,12 @@ class WorldModelsConfig:
         # released doomrnn/doomrnn.py and model.py: done-flag loss weight 10 on done steps, controller without bias
         "vizdoom_takecover": {
             "z_dim": 64, "rnn_units": 512, "predict_done": True, "done_weight": 10.0, "evolve": "dream",
-            "temperature": 1.15, "controller_input": "zch", "controller_bias": False,
+            "temperature": 1.15, "controller_input": "zch", "controller_bias": False, "rnn_updates": 40000,
         },
     }
+    # how many of V's and M's gradient steps run per env step: a scheduling choice of this runner (the paper trains
+    # V and M offline), which changes no model or search setting
+    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"stage_updates_per_step"})
     preset: str = "paper"
     # --- V (Sec. 2.1, App. A.1)
     z_dim: int = bounded(32, low=1)
@@ -101,7 +104,7 @@ class WorldModelsConfig:
     kl_tolerance: float = bounded(0.5, low=0)
     vae_lr: float = bounded(1e-4, above=0, high=1)
     vae_batch: int = bounded(100, low=1, high=65536)
-    vae_updates: int = bounded(100000, low=0)
+    vae_updates: int = bounded(1_000_000, low=0)  # released vae_train.py: 10 epochs of ~10M frames in batches of 100
     # --- M (Sec. 2.2, App. A.2)
     rnn_units: int = bounded(256, low=1)
     mixtures: int = bounded(5, low=1)
