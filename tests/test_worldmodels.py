@@ -357,11 +357,14 @@ def test_reduced_pipeline_beats_random(tmp_path):
 
     overrides = ["preset=tiny", "z_dim=8", "depth=8", "rnn_units=16", "data_episodes=20", "vae_updates=600",
                  "vae_batch=32", "rnn_updates=200", "rnn_batch=16", "stage_updates_per_step=20", "population=12",
-                 "rollouts=1"]
-    result = run("worldmodels", "fake@1", "image_continuous", 0, tmp_path, overrides=overrides, steps=6000,
+                 "rollouts=2"]
+    result = run("worldmodels", "fake@1", "image_continuous", 0, tmp_path, overrides=overrides, steps=12000,
                  progress=False, threads=1)
+    import json
+
     cls = get_method("worldmodels")
-    agent = cls(*_fake_spaces(), method_config(cls, load_protocol("fake@1"), overrides), "cpu", 0)
+    run_seed = json.loads((result.run_dir / "run.json").read_text())["run_seed"]
+    agent = cls(*_fake_spaces(), method_config(cls, load_protocol("fake@1"), overrides), "cpu", run_seed)
     agent.load_state_dict(torch.load(result.run_dir / "checkpoint" / "state.pt", weights_only=True)["method"])
     assert agent.es.generation >= 10
     random_agent = get_method("random")(*_fake_spaces(), get_method("random").Config(), "cpu", 0)

@@ -69,6 +69,8 @@ SUITE_IMPORTS = {
     "dmlab": "deepmind_lab",
     "crafter": "crafter",
     "distracting": "dm_control",
+    "box2d": "Box2D",
+    "vizdoom": "vizdoom",
 }
 
 
@@ -182,6 +184,8 @@ SUITE_PACKAGES = {
     "dmlab": ("deepmind-lab",),
     "crafter": ("crafter", "numba"),
     "distracting": ("dm-control", "mujoco"),
+    "box2d": ("Box2D", "box2d-py", "gymnasium"),
+    "vizdoom": ("vizdoom",),
 }
 
 
