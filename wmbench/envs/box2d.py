@@ -18,7 +18,6 @@ import gymnasium
 import numpy as np
 
 from wmbench.envs import SuiteNotInstalled
-from wmbench.envs.wrappers import protocol_settings
 
 ENV_SCHEMA = {"size": tuple[int, ...], "crop_bottom": int, "max_steps": int, "action_repeat": int}
 TASKS = frozenset({"car_racing"})
@@ -32,6 +31,7 @@ def check_installed() -> None:
 
 
 def _settings(protocol: Any) -> dict[str, Any]:
+    from wmbench.envs.wrappers import protocol_settings  # here: wrappers import torch, `wmbench list` must not
     from wmbench.protocols import ProtocolError
 
     cfg, where = protocol_settings(protocol, DEFAULTS)
