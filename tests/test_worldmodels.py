@@ -355,10 +355,10 @@ def test_reduced_pipeline_beats_random(tmp_path):
     2026-11-30: see docs/worldmodels.md)."""
     from wmbench.runner import run
 
-    overrides = ["preset=tiny", "z_dim=8", "depth=8", "rnn_units=16", "data_episodes=20", "vae_updates=1000",
-                 "vae_batch=32", "vae_lr=1e-3", "sigma0=0.3", "rnn_updates=200", "rnn_batch=16", "stage_updates_per_step=20", "population=12",
-                 "rollouts=2"]
-    result = run("worldmodels", "fake@1", "image_continuous", 0, tmp_path, overrides=overrides, steps=12000,
+    overrides = ["preset=tiny", "z_dim=4", "depth=8", "rnn_units=4", "data_episodes=20", "vae_updates=1000",
+                 "vae_batch=32", "vae_lr=1e-3", "sigma0=0.5", "rnn_updates=200", "rnn_batch=16",
+                 "stage_updates_per_step=20", "population=10", "rollouts=2"]
+    result = run("worldmodels", "fake@1", "image_continuous", 0, tmp_path, overrides=overrides, steps=15000,
                  progress=False, threads=1)
     import json
 
