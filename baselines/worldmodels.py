@@ -364,7 +364,8 @@ class WorldModels(Method):
             if len(episodes) < self.config.data_episodes:
                 raise MethodError(
                     f"worldmodels: the replay holds {len(episodes)} complete episodes, fewer than data_episodes="
-                    f"{self.config.data_episodes} (evicted by replay_bytes?); raise replay_bytes or lower data_episodes"
+                    f"{self.config.data_episodes}: the replay (in RAM, 4 GiB by default) evicted the oldest; lower "
+                    "data_episodes (e.g. --set data_episodes=300 for CarRacing's 1,000-frame episodes)"
                 )
             frames = [torch.as_tensor(e["image"]) for e in episodes]
             actions = [self._m_action_of(e["action"]) for e in episodes]

@@ -451,3 +451,17 @@ def test_reproduce_cli_compares_runs_with_a_paper_table_entry(tmp_path, monkeypa
 
     (verdict,) = json.loads((tmp_path / "v.json").read_text())
     assert verdict["n_ours"] == 3 and verdict["published_mean"] == 1000.0
+
+
+@needs_cma
+def test_a_data_set_larger_than_the_replay_is_refused():
+    class Replay:
+        def episodes(self):
+            return [{"image": np.zeros((3, 64, 64, 3), np.uint8), "action": np.zeros((3, 3), np.float32),
+                     "is_terminal": np.zeros(3, bool)}] * 2
+
+    agent = _method("carracing@1", ["data_episodes=5"])
+    with pytest.raises(Exception, match="holds 2 complete episodes, fewer than data_episodes=5"):
+        agent.data(Replay())
+    agent = _method("carracing@1", ["data_episodes=2"])
+    assert len(agent.data(Replay())["all"]) == 6
