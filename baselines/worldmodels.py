@@ -2,7 +2,7 @@
 1803.10122): a VAE (V) compresses each frame to z, an MDN-RNN (M) predicts the next z, and a linear controller (C) on
 [z, h] is found by CMA-ES, either in the real environment (CarRacing) or entirely inside M's dream (VizDoom).
 
-The paper's procedure (Sec. 3.4 and 4.3), as the runner drives it (the runner calls `policy` every env step and
+The paper's procedures (its Car Racing and VizDoom experiments), as the runner drives it (the runner calls `policy` every env step and
 `update` after it; every env step counts in the budget):
 1. Collect: the first `data_episodes` training episodes act uniformly at random; they are V's and M's data set (the
    replay stores them, so a resumed run has them again).
@@ -33,7 +33,7 @@ one tanh output split into n equal bins (Doom's three actions, left / stay / rig
 released code). M sees a Box action as it is and a discrete action as one number, its index scaled to [-1, 1]
 (the paper's Doom M has 1,678,785 parameters: an LSTM input of z (64) and one action value).
 
-Sizes (paper Sec. 4 and its parameter tables; the released code hardmaru/WorldModelsExperiments): z 32, LSTM 256,
+Sizes (the paper's experiments and parameter tables; the released code hardmaru/WorldModelsExperiments): z 32, LSTM 256,
 5 mixtures, controller (32 + 256) x 3 + 3 = 867 parameters for CarRacing; z 64, LSTM 512, predicted done flag,
 controller on [z, h, c] with one output and no bias (64 + 512 + 512 = 1,088 weights) for Doom, whose dream temperature
 is 1.15 and whose done-flag loss weighs done steps 10x (released doomrnn.py `restart_factor`).
@@ -87,7 +87,7 @@ class WorldModelsConfig:
         },
     }
     PROTOCOL_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {
-        # paper Sec. 4.3-4.5 and its Doom parameter table: z 64, LSTM 512, done flag, dream training at tau 1.15
+        # the paper's VizDoom experiment and its Doom parameter table: z 64, LSTM 512, done flag, dream training at tau 1.15
         # released doomrnn/doomrnn.py and model.py: done-flag loss weight 10 on done steps, controller without bias
         "vizdoom_takecover": {
             "z_dim": 64, "rnn_units": 512, "predict_done": True, "done_weight": 10.0, "evolve": "dream",
@@ -98,14 +98,14 @@ class WorldModelsConfig:
     # V and M offline), which changes no model or search setting
     RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"stage_updates_per_step"})
     preset: str = "paper"
-    # --- V (Sec. 2.1, App. A.1)
+    # --- V (paper: agent model, VAE; appendix)
     z_dim: int = bounded(32, low=1)
     depth: int = bounded(32, low=1)  # CNN channels depth x (1, 2, 4, 8)
     kl_tolerance: float = bounded(0.5, low=0)
     vae_lr: float = bounded(1e-4, above=0, high=1)
     vae_batch: int = bounded(100, low=1, high=65536)
     vae_updates: int = bounded(1_000_000, low=0)  # released vae_train.py: 10 epochs of ~10M frames in batches of 100
-    # --- M (Sec. 2.2, App. A.2)
+    # --- M (paper: agent model, MDN-RNN; appendix)
     rnn_units: int = bounded(256, low=1)
     mixtures: int = bounded(5, low=1)
     predict_done: bool = False
@@ -115,11 +115,11 @@ class WorldModelsConfig:
     rnn_seq: int = bounded(999, low=1, high=100000)
     rnn_updates: int = bounded(4000, low=0)
     grad_clip: float = bounded(1.0, above=0)
-    temperature: float = bounded(1.0, above=0)  # tau of the dream (Sec. 4.5)
+    temperature: float = bounded(1.0, above=0)  # tau of the dream (paper: VizDoom experiment, temperature table)
     # --- data and schedule
     data_episodes: int = bounded(10000, low=1)
     stage_updates_per_step: int = bounded(1, low=1)
-    # --- C and CMA-ES (Sec. 2.3, 3.4)
+    # --- C and CMA-ES (paper: agent model, controller; Car Racing procedure)
     controller_input: str = "zh"
     controller_bias: bool = True
     controller_params: int = bounded(0, low=0)  # 0: as the sizes give; > 0: asserted (the paper's 867)

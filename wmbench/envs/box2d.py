@@ -1,5 +1,5 @@
 """Box2D adapter (`gymnasium[box2d]`): CarRacing-v3, the World Models car-racing task (Ha & Schmidhuber 2018,
-Sec. 3; the paper ran CarRacing-v0, whose track, reward and 1,000-step limit v3 keeps).
+Car Racing experiment; the paper ran CarRacing-v0, whose track, reward and 1,000-step limit v3 keeps).
 
 Observations: the 96x96 RGB frame with the bottom `crop_bottom` rows (the indicator bar) removed, resized to `size`
 (64x64) with bilinear filtering, as the paper's released code did (`frame[0:84]`, then 64x64). Actions: the contract's

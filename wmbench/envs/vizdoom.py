@@ -1,5 +1,5 @@
 """VizDoom adapter (`vizdoom` 1.3.2, its gymnasium env `VizdoomTakeCover-v1`): the World Models Doom task
-(Ha & Schmidhuber 2018, Sec. 4), surviving fireballs in the take_cover scenario by moving left or right.
+(Ha & Schmidhuber 2018, VizDoom experiment), surviving fireballs in the take_cover scenario by moving left or right.
 
 Observations: the 320x240 RGB screen resized to `size` (64x64, bilinear), as the paper's 64x64 frames. Actions:
 Discrete(3) in the paper's order, 0 = move left, 1 = stay, 2 = move right (the gymnasium env's own indices are

@@ -1,11 +1,11 @@
-"""Mixture density networks and the MDN-RNN: World Models' M (Ha & Schmidhuber 2018, Sec. 2.2 and App. A.2;
+"""Mixture density networks and the MDN-RNN: World Models' M (Ha & Schmidhuber 2018, agent model and appendix;
 Graves 2013, Bishop 1994).
 
 `MDN` maps features to a mixture of `mixtures` diagonal Gaussians per output dimension (each dimension of z has its
 own mixture weights, as in the paper's released `rnn.py`), with its log-likelihood and a temperature-controlled
-sampler: the mixture logits are divided by tau and the standard deviations scaled by sqrt(tau) (paper Sec. 4.5).
+sampler: the mixture logits are divided by tau and the standard deviations scaled by sqrt(tau) (paper: VizDoom experiment).
 `MDNRNN` is an LSTM over [z_t, a_t] whose hidden state h_t parameterises p(z_{t+1} | a_t, z_t, h_t) with an MDN,
-and optionally a done flag (the Doom model, Sec. 4.3). Trained by the negative log-likelihood of the next z (plus
+and optionally a done flag (the Doom model). Trained by the negative log-likelihood of the next z (plus
 the done flag's binary cross-entropy).
 """
 

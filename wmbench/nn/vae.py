@@ -1,10 +1,10 @@
-"""Convolutional variational autoencoder of single frames: World Models' V (Ha & Schmidhuber 2018, Sec. 2.1 and
-App. A.1), built from the shared stride-2 CNN encoder and transposed-CNN decoder (`wmbench.nn.networks`).
+"""Convolutional variational autoencoder of single frames: World Models' V (Ha & Schmidhuber 2018, agent model and
+appendix), built from the shared stride-2 CNN encoder and transposed-CNN decoder (`wmbench.nn.networks`).
 
 On 64x64 RGB frames: four stride-2 ReLU convolutions (32, 64, 128, 256 channels, kernel 4) to 2x2x256 = 1024
 features, two linear heads for the mean and log-variance of a diagonal Gaussian z, then a linear layer to 1024 and
 four stride-2 transposed ReLU convolutions (128, 64, 32 channels, kernels 5, 5, 6, 6) with a sigmoid output. z of 32
-dims gives 4,348,547 parameters and z of 64 gives 4,446,915: the paper's counts (Table 1 / its Doom table).
+dims gives 4,348,547 parameters and z of 64 gives 4,446,915: the paper's parameter counts (CarRacing and Doom).
 Loss (the released code's `vae.py`): squared error summed over pixels plus the KL to N(0, I) summed over z, the KL
 held at no less than `kl_tolerance * z_dim` nats (no gradient below it), both averaged over the batch.
 """
