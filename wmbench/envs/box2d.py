@@ -31,7 +31,8 @@ def check_installed() -> None:
 
 
 def _settings(protocol: Any) -> dict[str, Any]:
-    from wmbench.envs.wrappers import protocol_settings  # here: wrappers import torch, `wmbench list` must not
+    # imported here: the wrappers import torch, and `wmbench list` must not
+    from wmbench.envs.wrappers import protocol_settings
     from wmbench.protocols import ProtocolError
 
     cfg, where = protocol_settings(protocol, DEFAULTS)
