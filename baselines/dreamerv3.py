@@ -16,8 +16,8 @@ core, kernel-5 CNN, `size1m` ... `size400m`), whose parameter counts the paper's
 
 Options give either release's pieces: `rssm_core=dense`, `initial=learned`, `bias=false`, `norm=layer`,
 `norm_eps`, `init_fan=avg`, `enc_units`/`enc_layers`, `prefill`, `carry_state` (2023); `optimizer=laprop` with `agc` and
-`warmup`, `loss_dyn=1.0`, `contdisc=true`, `loss_repval=0.3`, `joint_update=true` (2024). Not implemented: the
-2024 replay context (docs/dreamerv3.md).
+`warmup`, `loss_dyn=1.0`, `contdisc=true`, `loss_repval=0.3`, `joint_update=true`, `replay_context=1`,
+`replay_online=true` (2024).
 
 Losses, each under its name in the metrics: world model `loss/image`, `loss/vector`, `loss/reward`, `loss/cont`,
 `loss/dyn`, `loss/rep` (Eq. 5); actor `loss/actor` (REINFORCE or backprop term plus entropy bonus); critic
@@ -198,6 +198,13 @@ class DreamerV3Config:
     # each replayed batch row starts from the last posterior state and action of the previous batch's row (2023
     # code: the `state` returned by WorldModel.train); False: from the initial state
     carry_state: bool = False
+    # 2024 replay context (official `replay_context`): each replayed sequence has this many extra leading steps;
+    # the latent stored with the last of them (written when acting, refreshed by every training pass that replays
+    # the step) is the start state, and the batch trains on the batch_length steps after them. 0: off
+    replay_context: int = bounded(0, low=0, high=64)
+    # 2024 online queue (official `replay.online`): every new window of replayed length is in one batch once,
+    # as soon as it is complete, besides the uniform samples
+    replay_online: bool = False
     # --- compute
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
@@ -325,6 +332,14 @@ class DreamerV3(Method):
         self.updates = 0  # gradient updates done
         self.acted = 0  # agent steps acted in train mode (for the random prefill)
         self.carry: tuple[Tensor, Tensor, Tensor] | None = None  # (deter, stoch, action) ending the last batch
+        if c.carry_state and c.replay_context:
+            raise MethodError(
+                "dreamerv3: carry_state (2023) and replay_context (2024) both choose the start state of a replayed "
+                "sequence; set one of them (--set carry_state=false or --set replay_context=0)"
+            )
+        # replay context: posterior latents of the acted steps not yet written into the replay (deter, stoch)
+        self.acted_latents: list[tuple[np.ndarray, np.ndarray]] = []
+        self.fresh_latents: dict[str, np.ndarray] | None = None  # the last training pass's, for the replay
         self.ratio_start = -1  # agent step at which training began (train-ratio counter)
         self.autocast_dtype = torch.bfloat16 if c.precision == "bf16" else None
         if c.compile:
@@ -391,6 +406,8 @@ class DreamerV3(Method):
             embed = self.encoder(self._obs_tensors(obs))
             deter, stoch, _ = self.rssm.obs_step(deter, stoch, prev_action, embed, is_first, self.gen_act)
             dist = self._policy_dist(deter, stoch)
+        if self.config.replay_context and mode != "eval":  # stored with the step the runner adds next
+            self.acted_latents.append(self._latent_entry(deter, stoch))
         prefill = mode != "eval" and self.acted < self.config.prefill  # uniform random actions first
         if mode != "eval":
             self.acted += batch
@@ -413,17 +430,58 @@ class DreamerV3(Method):
     def update(self, replay: Any, step: int) -> dict[str, float]:
         """Train on the replay at the configured train ratio (replayed steps per agent step)."""
         c = self.config
-        if len(replay) < max(c.train_fill, c.batch_length):
+        if len(replay) < max(c.train_fill, c.batch_length + c.replay_context):
+            if c.replay_context:
+                self._store_acted_latents(replay)
             return {}
         if self.ratio_start < 0:
             self.ratio_start = int(step)
         due = 1 + int((int(step) - self.ratio_start) * c.train_ratio / (c.batch_size * c.batch_length))
+        K = c.replay_context
+        if K:
+            self._store_acted_latents(replay)
         metrics: list[dict[str, float]] = []
         while self.updates < due:
-            metrics.append(self.train_batch(replay.sample(c.batch_size, c.batch_length)))
+            data = replay.sample(c.batch_size, c.batch_length + K, online=c.replay_online, annotations=K > 0, index=K > 0)
+            metrics.append(self.train_batch(data))
+            if K:  # the posteriors of this pass become the replayed steps' context (official: replay.update)
+                replay.annotate(data["index"][:, K:], self.fresh_latents)
         if not metrics:
             return {}
         return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+    @staticmethod
+    def _latent_entry(deter: Tensor, stoch: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """A latent state as stored in the replay: float16 (the GRU state is bounded, z is one-hot), halving the
+        memory of the official code's float32 entries; bfloat16 compute rounds more."""
+        return deter.detach().to("cpu", torch.float16).numpy(), stoch.detach().to("cpu", torch.float16).numpy()
+
+    def _store_acted_latents(self, replay: Any) -> None:
+        """Annotate the steps added since the last call with the latents the policy computed for them (the runner
+        adds one step per train-mode policy call, then calls update)."""
+        if not self.acted_latents:
+            return
+        n = len(self.acted_latents)
+        index = np.arange(replay.total - n, replay.total)
+        deter = np.concatenate([d for d, _ in self.acted_latents])[-n:]
+        stoch = np.concatenate([z for _, z in self.acted_latents])[-n:]
+        replay.annotate(index, {"ctx_deter": deter, "ctx_stoch": stoch})
+        self.acted_latents = []
+
+    def _context_start(self, data: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple[Tensor, Tensor, Tensor]]:
+        """Split a replayed [B, K + T] batch into its T training steps and their start (deter, stoch, action):
+        the stored latent and the action of step K-1; rows whose latent was never stored start from the initial
+        state (official: every stored step has one)."""
+        K = self.config.replay_context
+        deter = torch.as_tensor(data["ctx_deter"][:, K - 1], device=self.device).float()
+        stoch = torch.as_tensor(data["ctx_stoch"][:, K - 1], device=self.device).float()
+        known = ~(torch.isnan(deter).any(-1) | torch.isnan(stoch).any(-1))
+        init_deter, init_stoch = self.rssm.initial(deter.shape[0], self.device)
+        deter = torch.where(known[:, None], deter, init_deter.float())
+        stoch = torch.where(known[:, None], stoch, init_stoch.float())
+        action = self._action_input(data["action"][:, K - 1 : K])[:, 0]
+        steps = {k: v[:, K:] for k, v in data.items() if k not in ("ctx_deter", "ctx_stoch", "index")}
+        return steps, (deter, stoch, action)
 
     def _actor_terms(self, dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
         """(log pi(action), entropy) per state, for discrete (one-hot actions) or continuous actions."""
@@ -554,6 +612,13 @@ class DreamerV3(Method):
     def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient update of world model, actor and critic on a [B, T] batch of replayed steps."""
         c = self.config
+        # the action that led to step t is the one chosen at t-1; the sequence starts from the initial state, or
+        # from a stored latent (replay_context, 2024), or (carry_state, 2023) from the last posterior state and
+        # action of the previous batch's same row
+        if c.replay_context:
+            data, start = self._context_start(data)
+        else:
+            start = self.carry if c.carry_state and self.carry is not None else None
         obs = self._obs_tensors(data)
         action = self._action_input(data["action"])
         reward = torch.as_tensor(data["reward"], device=self.device).float().reshape(action.shape[:2])
@@ -561,9 +626,6 @@ class DreamerV3(Method):
         is_terminal = torch.as_tensor(data["is_terminal"], device=self.device).float().reshape(action.shape[:2])
         # continue target: 1 - terminal, times gamma under continue-probability discounting (2024 contdisc)
         cont_target = (1.0 - is_terminal) * (self.gamma if c.contdisc else 1.0)
-        # the action that led to step t is the one chosen at t-1; the sequence starts from the initial state, or
-        # (carry_state, 2023) from the last posterior state and action of the previous batch's same row
-        start = self.carry if c.carry_state and self.carry is not None else None
         first_action = start[2] if start is not None else torch.zeros_like(action[:, 0])
         prev_action = torch.cat([first_action[:, None], action[:, :-1]], 1)
 
@@ -593,6 +655,9 @@ class DreamerV3(Method):
                 + c.loss_dyn * wm_terms["loss/dyn"]
                 + c.loss_rep * wm_terms["loss/rep"]
             ).mean()
+        if c.replay_context:
+            deter_entry, stoch_entry = self._latent_entry(seq["deter"], seq["stoch"])
+            self.fresh_latents = {"ctx_deter": deter_entry, "ctx_stoch": stoch_entry}
         if c.carry_state:
             self.carry = (seq["deter"][:, -1].detach().float(), seq["stoch"][:, -1].detach().float(), action[:, -1])
         model_terms = {**{k: v.mean() for k, v in wm_terms.items()}, "loss/model": model_loss}
@@ -667,6 +732,7 @@ class DreamerV3(Method):
             "updates": self.updates,
             "acted": self.acted,
             "carry": list(self.carry) if self.carry is not None else None,
+            "acted_latents": [[torch.from_numpy(d), torch.from_numpy(z)] for d, z in self.acted_latents],
             "ratio_start": self.ratio_start,
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
@@ -695,6 +761,7 @@ class DreamerV3(Method):
         self.acted = int(state.get("acted", 0))  # checkpoints before the prefill option have none
         carry = state.get("carry")
         self.carry = tuple(t.to(self.device) for t in carry) if carry is not None else None
+        self.acted_latents = [(d.numpy(), z.numpy()) for d, z in state.get("acted_latents", [])]
         self.ratio_start = int(state["ratio_start"])
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])

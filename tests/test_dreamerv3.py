@@ -52,7 +52,7 @@ class FakeReplay:
     def __len__(self):
         return self.size
 
-    def sample(self, batch, length):
+    def sample(self, batch, length, **kw):
         self.calls += 1
         return _batch(self.obs, self.act, batch, length, seed=self.calls)
 
@@ -251,3 +251,81 @@ def test_joint_update_imagines_with_the_world_model_before_its_step():
     assert ms["grad_norm/model"] == mp["grad_norm/model"]  # sequential: the replay-value loss trains the critic only
     bp = _agent(VEC, CONT, extra=["joint_update=true", "loss_repval=0.3", "actor_grad_cont=backprop"])
     assert all(math.isfinite(v) for v in bp.train_batch(_batch(VEC, CONT)).values())
+
+
+def _ctx_batch(seed=0, first=False):
+    """A [2, 1 + 8] replayed batch with stored latents for replay_context=1 (tiny preset: deter 64, stoch 4 x 4)."""
+    data = _batch(VEC, DISC, B=2, T=9, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    data["ctx_deter"] = rng.uniform(-1, 1, (2, 9, 64)).astype(np.float16)
+    data["ctx_stoch"] = np.eye(4, dtype=np.float16)[rng.integers(0, 4, (2, 9, 4))].reshape(2, 9, 16)
+    data["index"] = np.arange(18).reshape(2, 9)
+    data["is_first"][:, 1] = first
+    return data
+
+
+def test_replay_context_starts_from_the_stored_latent_of_the_step_before():
+    """replay_context=1 (2024): the batch trains on steps 1..T and starts from the latent stored with step 0 and
+    its action; when step 1 starts an episode the stored latent is irrelevant, so the pass equals a context-free
+    pass on steps 1..T; a row whose latent was never stored starts from the initial state."""
+    plain, ctx = _agent(), _agent(extra=["replay_context=1"])
+    data = _ctx_batch(first=True)
+    sliced = {k: v[:, 1:] for k, v in data.items() if not k.startswith("ctx_") and k != "index"}
+    assert ctx.train_batch(data) == plain.train_batch(sliced)
+    assert ctx.fresh_latents["ctx_deter"].shape == (2, 8, 64) and ctx.fresh_latents["ctx_deter"].dtype == np.float16
+    known, unknown = _agent(extra=["replay_context=1"]), _agent(extra=["replay_context=1"])
+    data, blank = _ctx_batch(seed=1), _ctx_batch(seed=1)
+    blank["ctx_deter"][:] = np.nan
+    mk, mu = known.train_batch(data), unknown.train_batch(blank)
+    assert mk["loss/model"] != mu["loss/model"]
+    zero = _agent(extra=["replay_context=1"])
+    blank["ctx_deter"][:], blank["ctx_stoch"][:] = 0, 0  # the tiny preset's initial state is zeros
+    assert zero.train_batch(blank)["loss/model"] == mu["loss/model"]
+
+
+def test_replay_context_stores_acting_latents_and_refreshes_them_after_training():
+    """With a real replay: each acted step gets the policy's posterior latent; a training pass overwrites the
+    replayed steps' latents with its own posteriors (official replay.update); the online queue hands the newest
+    window to the first batch."""
+    from wmbench.replay import Replay
+
+    agent = _agent(extra=["replay_context=1", "replay_online=true", "train_ratio=16"])
+    replay = Replay(10**7, seed=0)
+    rng = np.random.default_rng(0)
+    state, latents = None, []
+    for t in range(12):
+        obs = {"vector": rng.normal(size=(1, 2)).astype(np.float32), "is_first": np.array([t == 0]),
+               "is_last": np.array([False]), "is_terminal": np.array([False]), "reward": np.zeros(1, np.float32)}
+        action, state = agent.policy(obs, state, "train")
+        latents.append(state[0][0].numpy())
+        replay.add({k: v[0] for k, v in obs.items()} | {"action": action[0]})
+        if t < 8:  # below batch_length + context: latents are stored, no training yet
+            assert agent.update(replay, t + 1) == {} and agent.updates == 0
+    stored = replay.sample(12, 1, annotations=True, index=True)
+    index, deter = stored["index"][:, 0], stored["ctx_deter"][:, 0].astype(np.float32)
+    seen = index < 8  # later steps' latents wait in the agent until its next update
+    assert seen.any() and np.isnan(deter[~seen]).all()
+    np.testing.assert_allclose(deter[seen], np.stack(latents)[index[seen]], atol=2e-3)
+    def by_step():  # every stored step's latent (200 draws cover the 12 steps)
+        draw = replay.sample(200, 1, annotations=True, index=True)
+        return {int(i): d.tobytes() for i, d in zip(draw["index"][:, 0], draw["ctx_deter"][:, 0], strict=True)}
+
+    before = by_step()
+    metrics = agent.update(replay, 12)
+    assert agent.updates >= 1 and np.isfinite(metrics["loss/model"])
+    after = by_step()
+    assert sorted(before) == sorted(after) == list(range(12))
+    changed = {i for i in before if before[i] != after[i]}
+    assert changed and min(changed) >= 1  # step 0 is only ever context, never trained on
+
+
+def test_replay_context_and_carry_state_are_exclusive():
+    with pytest.raises(MethodError, match="carry_state .* replay_context"):
+        _agent(extra=["replay_context=1", "carry_state=true"])
+
+
+def test_replay_context_and_online_queue_meet_the_method_contract(tmp_path):
+    """Determinism and exact resume with stored latents (in the replay's and the agent's state) and the queue."""
+    from wmbench.testing import check_method
+
+    check_method("dreamerv3", tmp_path, overrides=["preset=tiny", "replay_context=1", "replay_online=true"])

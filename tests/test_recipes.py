@@ -150,7 +150,7 @@ def test_each_recipe_builds_and_updates_at_tiny_size(name):
     norms = [m for m in agent.nets.modules() if isinstance(m, Norm)]
     assert norms and all(m.eps == r.config["norm_eps"] and m.kind == r.config["norm"] for m in norms)
     rng = np.random.default_rng(0)
-    B, T = config.batch_size, config.batch_length
+    B, T = config.batch_size, config.batch_length + config.replay_context
     data = {"reward": rng.normal(size=(B, T)).astype(np.float32), "is_first": np.zeros((B, T), bool),
             "is_last": np.zeros((B, T), bool), "is_terminal": rng.uniform(size=(B, T)) < 0.1}
     data["is_first"][:, 0] = True
@@ -160,6 +160,9 @@ def test_each_recipe_builds_and_updates_at_tiny_size(name):
     else:
         data["image"] = rng.integers(0, 256, (B, T, 64, 64, 3), dtype=np.uint8)
         data["action"] = rng.integers(0, 4, (B, T))
+    if config.replay_context:  # latents stored with the steps (none yet: the initial state)
+        data["ctx_deter"] = np.full((B, T, agent.rssm.deter), np.nan, np.float16)
+        data["ctx_stoch"] = np.full((B, T, agent.rssm.stoch_dim), np.nan, np.float16)
     metrics = agent.train_batch(data)
     assert all(math.isfinite(v) for v in metrics.values())
     for term in ("loss/dyn", "loss/rep", "loss/actor", "loss/critic_return", "loss/critic_slowreg"):

@@ -239,3 +239,94 @@ def test_close_waits_for_chunk_writes_so_nothing_lands_afterwards(tmp_path):
     threading.Timer(0.2, gate.set).start()
     replay.close()
     assert [p.name for p in tmp_path.glob("chunk_*.npz")] == ["chunk_000000.npz"]
+
+
+# ------------------------------------------------------------ online queue (DreamerV3 2024 replay.online)
+def test_online_queue_hands_out_each_new_window_once_in_order_then_samples_uniformly():
+    r = Replay(10**6, seed=1)
+    fill(r, 25, image=False)
+    batch = r.sample(4, 5, online=True)  # windows [0,5), [5,10), [10,15), [15,20) first
+    assert batch["reward"][:, 0].tolist() == [0, 5, 10, 15]
+    batch = r.sample(3, 5, online=True)  # one window left ([20,25)), then two uniform starts
+    assert batch["reward"][0, 0] == 20
+    assert np.all(np.diff(batch["reward"], axis=1) == 1)
+    fill(r, 4, start=25, image=False)  # [25,30) not complete yet: nothing queued
+    plain = Replay(10**6, seed=1)
+    fill(plain, 29, image=False)
+    assert r.sample(2, 5, online=True)["reward"][:, 0].tolist() != [25, 25]
+    r.add(make_step(29, image=False))  # completes window [25,30)
+    assert r.sample(1, 5, online=True)["reward"][0, 0] == 25
+    # without online the queue is neither used nor consumed
+    fill(r, 5, start=30, image=False)
+    assert r.sample(1, 5)["reward"][0, 0] != 30 or r.sample(1, 5, online=True)["reward"][0, 0] == 30
+
+
+def test_online_queue_skips_evicted_windows_and_survives_a_checkpoint(tmp_path):
+    probe = Replay(10**6)
+    probe.add(make_step(0, image=False))
+    r = Replay(12 * probe.nbytes, seed=2)  # 12 steps fit
+    fill(r, 30, image=False)  # steps 18..29 stored: windows [20,25) and [25,30) are whole
+    assert r.sample(2, 5, online=True)["reward"][:, 0].tolist() == [20, 25]
+    fill(r, 5, start=30, image=False)
+    back = Replay(12 * probe.nbytes, seed=0)
+    back.load_state_dict(_roundtrip(r.state_dict()))
+    assert back.sample(1, 5, online=True)["reward"][0, 0] == 30  # the cursor came back: 20 and 25 not again
+    assert r.sample(1, 5, online=True)["reward"][0, 0] == 30
+
+
+def test_online_queue_follows_each_worker_stream():
+    r = Replay(10**6, seed=3)
+    for t in range(12):  # two interleaved workers, rewards 0.. and 100..
+        r.add(make_step(t, image=False), worker=0)
+        r.add(make_step(t, image=False, offset=100), worker=1)
+    batch = r.sample(4, 6, online=True)
+    assert sorted(batch["reward"][:, 0].tolist()) == [0, 6, 100, 106]
+    assert np.all(np.diff(batch["reward"], axis=1) == 1)
+
+
+# ------------------------------------------------------------ annotations (DreamerV3 2024 replay context)
+def test_annotations_are_written_by_index_read_beside_the_steps_and_cleared_on_eviction():
+    probe = Replay(10**6)
+    probe.add(make_step(0, image=False))
+    r = Replay(20 * probe.nbytes, seed=4)
+    fill(r, 10, image=False)
+    batch = r.sample(3, 2, index=True)
+    assert np.array_equal(batch["index"], batch["reward"].astype(np.int64))  # reward encodes the global index
+    latent = np.stack([batch["reward"], -batch["reward"]], -1).astype(np.float32)
+    assert r.annotate(batch["index"], {"latent": latent}) == batch["index"].size
+    again = r.sample(40, 1, annotations=True, index=True)
+    written = ~np.isnan(again["latent"][..., 0])
+    assert np.array_equal(written, np.isin(again["index"], batch["index"]))  # steps never annotated read NaN
+    assert np.array_equal(again["latent"][written][:, 0], again["reward"][written])
+    # An index that is no longer stored is skipped; a slot reused by a new step forgets the old annotation.
+    r.annotate(np.arange(10), {"latent": np.ones((10, 2), np.float32)})
+    fill(r, 15, start=10, image=False)  # steps 0..4 evicted; their slots now hold steps 20..24
+    assert r.annotate(np.array([0, 7]), {"latent": np.zeros((2, 2), np.float32)}) == 1
+    full = r.sample(40, 1, annotations=True, index=True)
+    got = {int(i): v for i, v in zip(full["index"][:, 0], full["latent"][:, 0, 0], strict=True)}
+    assert got.get(7) == 0 and all(np.isnan(got[i]) for i in got if i >= 20) and got.get(8, 1) == 1
+
+
+@pytest.mark.parametrize("directory", [False, True])
+def test_annotations_travel_with_the_state_dict(tmp_path, directory):
+    kw = {"directory": tmp_path / "replay", "chunk_size": 8} if directory else {}
+    r = Replay(10**6, seed=5, **kw)
+    fill(r, 30, image=False)
+    r.annotate(np.arange(3, 29), {"h": np.arange(3, 29, dtype=np.float16)[:, None] * np.ones((1, 4), np.float16)})
+    back = Replay(10**6, seed=0, **kw)
+    back.load_state_dict(_roundtrip(r.state_dict()))
+    a, b = r.sample(16, 4, annotations=True), back.sample(16, 4, annotations=True)
+    assert b["h"].dtype == np.float16
+    np.testing.assert_array_equal(a["h"], b["h"])
+    np.testing.assert_array_equal(a["reward"], b["reward"])
+
+
+def test_annotation_errors_name_the_problem():
+    r = Replay(10**6)
+    with pytest.raises(ReplayError, match="holds steps"):
+        r.annotate(np.arange(2), {"h": np.zeros((2, 3))})
+    fill(r, 5, image=False)
+    with pytest.raises(ReplayError, match="'reward' is taken"):
+        r.annotate(np.arange(2), {"reward": np.zeros(2)})
+    with pytest.raises(ReplayError, match=r"expected \(2,\)"):
+        r.annotate(np.arange(2), {"h": np.zeros((3, 4))})

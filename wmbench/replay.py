@@ -21,6 +21,16 @@ received on arriving at t, the flags `is_first/is_last/is_terminal` at t and the
   chunk checks it (the bytes are read anyway), so a chunk changed or swapped after it was written is refused.
   Without a directory the state dict carries the stored steps themselves.
 
+- Annotations (DreamerV3 2024 replay context): a method may attach per-step values that are not part of the
+  experience, e.g. the latent state its policy or its last training pass computed at that step, with
+  `annotate(index, values)`; `sample(..., annotations=True)` returns them beside the steps (and `index`, each
+  step's global index, to write fresher values back). They are mutable, so they live in memory and travel whole
+  with `state_dict()`, never in the append-only chunk files. A step never annotated reads as NaN.
+- Online queue (DreamerV3 2024 `replay.online`): `sample(batch, length, online=True)` first hands out, once each and
+  in the order they completed, the non-overlapping windows of `length` steps of each worker's stream (window k
+  covers stream positions [k*length, (k+1)*length)) that were not handed out before, then fills the batch uniformly.
+  A window whose first step was evicted before it was handed out is skipped. The cursor is saved in `state_dict()`.
+
 Sampling uses the replay's own `np.random.Generator` (PCG64), saved in `state_dict()`.
 """
 
@@ -93,6 +103,11 @@ class Replay:
         self._writes: list[Future] = []  # chunk writes in flight; state_dict() waits for them
         self._writer: ThreadPoolExecutor | None = None
         self._hashes: dict[int, str] = {}  # chunk index -> sha256 of its file (set by the writer thread)
+        # annotations: key -> [capacity, ...] values and [capacity] written flags (np.zeros: pages are committed
+        # only where written, as for the steps)
+        self._notes: dict[str, np.ndarray] = {}
+        self._noted: dict[str, np.ndarray] = {}
+        self._online_cursor: dict[tuple[int, int], int] = {}  # (worker, window length) -> next window to hand out
 
     def _allocate(self, step: Mapping[str, Any]) -> None:
         if not self._keys:
@@ -155,6 +170,8 @@ class Replay:
                 del self._last_slot[old]
         for k in self._keys:
             self._data[k][slot] = step[k]
+        for v in self._noted.values():  # an annotation belongs to the step it was written for, not to its slot
+            v[slot] = False
         self._worker[slot] = worker
         self._seqno[slot] = self._stream_len[worker]
         self._next[slot] = 0
@@ -173,8 +190,14 @@ class Replay:
         oldest = self.total - self._size
         return (oldest + np.arange(self._size)) % max(self.capacity, 1)
 
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
-        """`batch` sequences of `length` consecutive steps of one worker, uniformly over valid start steps."""
+    def sample(
+        self, batch: int, length: int, online: bool = False, annotations: bool = False, index: bool = False
+    ) -> dict[str, np.ndarray]:
+        """`batch` sequences of `length` consecutive steps of one worker, uniformly over valid start steps.
+
+        `online`: the batch first takes the online queue's windows (module docstring). `annotations`: adds each
+        annotation key. `index`: adds `index` [B, T], the global step index of every step (for `annotate`).
+        """
         valid_starts = int(np.maximum(self._stored - length + 1, 0).sum()) if self._size else 0
         if valid_starts == 0:
             raise ReplayError(
@@ -182,7 +205,7 @@ class Replay:
                 "start training later (e.g. a larger train start / prefill)"
             )
         starts = np.empty(batch, np.int64)
-        filled = 0
+        filled = self._take_online(starts, length) if online else 0
         # Rejection sampling keeps starts uniform over valid ones; almost all stored steps are valid starts.
         last_seqno = self._stream_len - 1
         while filled < batch:
@@ -191,11 +214,85 @@ class Replay:
             take = cand[ok]
             starts[filled : filled + len(take)] = take
             filled += len(take)
-        index = np.empty((batch, length), np.int64)
-        index[:, 0] = starts
+        slots = np.empty((batch, length), np.int64)
+        slots[:, 0] = starts
         for t in range(1, length):
-            index[:, t] = self._next[index[:, t - 1]] - 1
-        return {k: np.take(v, index, axis=0) for k, v in self._data.items()}
+            slots[:, t] = self._next[slots[:, t - 1]] - 1
+        out = {k: np.take(v, slots, axis=0) for k, v in self._data.items()}
+        if annotations:
+            out.update({k: self._read_notes(k, slots) for k in self._notes})
+        if index:
+            out["index"] = self._gidx[slots]
+        return out
+
+    def _take_online(self, starts: np.ndarray, length: int) -> int:
+        """Fill `starts` with the slots of the oldest complete windows not handed out yet; returns how many."""
+        if self._size == 0:
+            return 0
+        pending = []  # (global index of the window's last step, worker, window number)
+        for worker in range(len(self._stream_len)):
+            complete = int(self._stream_len[worker]) // length  # windows whose last step was added
+            oldest = int(self._stream_len[worker] - self._stored[worker])  # seqno of the worker's oldest stored step
+            first = max(self._online_cursor.get((worker, length), 0), -(-oldest // length))
+            for k in range(first, complete):
+                pending.append((k, worker))
+        if not pending:
+            return 0
+        # Each worker's windows in stream order; across workers by the global index of the window's first step.
+        slot_of = self._stream_slots(pending, length)
+        order = sorted(range(len(pending)), key=lambda i: self._gidx[slot_of[i]])
+        taken = 0
+        for i in order[: len(starts)]:
+            k, worker = pending[i]
+            starts[taken] = slot_of[i]
+            self._online_cursor[(worker, length)] = k + 1
+            taken += 1
+        return taken
+
+    def _stream_slots(self, windows: list[tuple[int, int]], length: int) -> list[int]:
+        """Ring slot of the first step of each (window number, worker) window, all of them still stored."""
+        if len(self._stream_len) == 1:  # one worker: its stream position is the global index
+            return [(k * length) % self.capacity for k, _ in windows]
+        slots = self._chronological_slots()
+        out = []
+        cache: dict[int, np.ndarray] = {}
+        for k, worker in windows:
+            if worker not in cache:
+                cache[worker] = slots[self._worker[slots] == worker]
+            stream = cache[worker]
+            oldest = int(self._stream_len[worker] - self._stored[worker])
+            out.append(int(stream[k * length - oldest]))
+        return out
+
+    # -------------------------------------------------------------- annotations
+    def _read_notes(self, key: str, slots: np.ndarray) -> np.ndarray:
+        values = np.take(self._notes[key], slots, axis=0)
+        values[~self._noted[key][slots]] = np.nan
+        return values
+
+    def annotate(self, index: np.ndarray, values: Mapping[str, np.ndarray]) -> int:
+        """Attach values to stored steps by global index (`sample(..., index=True)`); steps evicted since are
+        skipped. `values[key]` has shape [*index.shape, ...]. Returns how many steps were written."""
+        index = np.asarray(index, np.int64)
+        if self.capacity == 0:
+            raise ReplayError("annotate() needs a replay that holds steps")
+        flat = index.reshape(-1)
+        slots = flat % self.capacity
+        live = (flat >= self.total - self._size) & (flat < self.total) & (self._gidx[slots] == flat)
+        for key, value in values.items():
+            if key in self._data or key == "index":
+                raise ReplayError(f"annotation key {key!r} is taken by the replay's steps; use another name")
+            value = np.asarray(value)
+            if value.shape[: index.ndim] != index.shape:
+                raise ReplayError(f"annotation {key!r} has shape {value.shape}; expected {index.shape} + entry shape")
+            value = value.reshape(len(flat), *value.shape[index.ndim :])
+            if key not in self._notes:
+                dtype = value.dtype if np.issubdtype(value.dtype, np.floating) else np.float32
+                self._notes[key] = np.zeros((self.capacity, *value.shape[1:]), dtype)
+                self._noted[key] = np.zeros(self.capacity, bool)
+            self._notes[key][slots[live]] = value[live]
+            self._noted[key][slots[live]] = True
+        return int(live.sum())
 
     # ----------------------------------------------------------- episodic views
     def _worker_streams(self) -> list[np.ndarray]:
@@ -354,6 +451,10 @@ class Replay:
             "tail_start": tail_start,
             "tail": {k: _to_tensor(v) for k, v in tail_arrays.items()},
             "rng": generator_state(self.rng),
+            "stream_len": self._stream_len.tolist(),  # steps each worker ever added (evicted ones included)
+            "online_cursor": [[w, n, k] for (w, n), k in sorted(self._online_cursor.items())],
+            # annotations of the stored steps, oldest first (they change after they are written: never in chunks)
+            "annotations": {k: _to_tensor(self._read_notes(k, self._chronological_slots())) for k in self._notes},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -404,6 +505,26 @@ class Replay:
             # continuation; the resumed run writes them again.
             self.discard_chunks_after(self._chunks)
         set_generator_state(self.rng, state["rng"])
+        if "stream_len" in state and self._size:  # stream positions count the steps evicted before the save
+            saved = np.asarray(state["stream_len"], np.int64)
+            offset = saved - np.concatenate([self._stream_len, np.zeros(len(saved) - len(self._stream_len), np.int64)])
+            slots = self._chronological_slots()
+            self._seqno[slots] += offset[self._worker[slots]]
+            self._stream_len = saved
+            self._stored = np.concatenate([self._stored, np.zeros(len(saved) - len(self._stored), np.int64)])
+        self._online_cursor = {(int(w), int(n)): int(k) for w, n, k in state.get("online_cursor", ())}
+        notes = {k: v.numpy() for k, v in state.get("annotations", {}).items()}
+        if notes and self.capacity:
+            saved = len(next(iter(notes.values())))  # the saved replay's stored steps, ending at `total`
+            keep = min(saved, self._size)
+            slots = self._chronological_slots()[self._size - keep :]
+            for k, v in notes.items():
+                v = v[saved - keep :]
+                written = ~np.isnan(v.reshape(len(v), -1)).any(1)
+                self._notes[k] = np.zeros((self.capacity, *v.shape[1:]), v.dtype)
+                self._noted[k] = np.zeros(self.capacity, bool)
+                self._notes[k][slots[written]] = v[written]
+                self._noted[k][slots[written]] = True
 
     def _put_many(self, arrays: Mapping[str, np.ndarray], begin: int) -> None:
         """Re-add saved steps [begin:] in bulk: one vectorised block per run of steps from the same worker."""
