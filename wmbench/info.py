@@ -77,6 +77,8 @@ SUITE_IMPORTS = {
     "crafter": "crafter",
     "distracting": "dm_control",
     "memory_maze": "memory_maze",
+    "box2d": "Box2D",
+    "vizdoom": "vizdoom",
 }
 
 
@@ -191,6 +193,8 @@ SUITE_PACKAGES = {
     "crafter": ("crafter", "numba"),
     "distracting": ("dm-control", "mujoco"),
     "memory_maze": ("memory-maze", "gym", "dm-control", "mujoco"),
+    "box2d": ("Box2D", "box2d-py", "gymnasium"),
+    "vizdoom": ("vizdoom",),
 }
 
 

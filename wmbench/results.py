@@ -120,6 +120,44 @@ def _published_file(name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={**dtypes, "env_step": "float64", "score": "float64"}, keep_default_na=False)
 
 
+PAPER_TABLE_COLUMNS = ["source", "method", "protocol", "task", "mean", "sd", "n", "spread_over", "step_unit", "paper",
+                       "location", "notes"]
+
+
+@functools.cache
+def _paper_tables() -> pd.DataFrame:
+    path = PUBLISHED_DIR / "paper_tables.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=PAPER_TABLE_COLUMNS)
+    table = pd.read_csv(path, dtype={c: str for c in PAPER_TABLE_COLUMNS if c not in ("mean", "sd", "n")},
+                        keep_default_na=False)
+    if list(table.columns) != PAPER_TABLE_COLUMNS:
+        raise ResultsError(f"{path}: columns {list(table.columns)}, expected {PAPER_TABLE_COLUMNS}")
+    return table
+
+
+def paper_tables(
+    method: str | Iterable[str] | None = None,
+    protocol: str | Iterable[str] | None = None,
+    task: str | Iterable[str] | None = None,
+    source: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Published figures that exist only as a paper's table entry, a mean and its spread with no per-run scores
+    (`results/published/paper_tables.csv`: one row per source and task with `mean`, `sd`, `n` and what the spread is
+    over, e.g. World Models' 906 +- 21 over 100 episodes of one agent). `protocol`: bare name or versioned id.
+    `wmbench reproduce` compares runs with them by `wmbench.reproduce.summary_verdict`."""
+    table = _paper_tables()
+    mask = np.ones(len(table), dtype=bool)
+    protocols = _as_set(protocol)
+    if protocols is not None:
+        protocols = {p.split("@")[0] for p in protocols}
+    for column, wanted in (("method", _as_set(method)), ("protocol", protocols), ("task", _as_set(task)),
+                           ("source", _as_set(source))):
+        if wanted is not None:
+            mask &= table[column].isin(wanted).to_numpy()
+    return table[mask].reset_index(drop=True)
+
+
 def published_protocols() -> list[str]:
     """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...)."""
     return sorted(p.name.removesuffix(".csv.gz") for p in (PUBLISHED_DIR / "curves").glob("*.csv.gz"))

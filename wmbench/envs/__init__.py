@@ -40,6 +40,8 @@ BUILTIN_SUITES: dict[str, str] = {
     "crafter": "wmbench.envs.crafter",
     "distracting": "wmbench.envs.distracting",
     "memory_maze": "wmbench.envs.memory_maze",
+    "box2d": "wmbench.envs.box2d",
+    "vizdoom": "wmbench.envs.vizdoom",
 }
 
 

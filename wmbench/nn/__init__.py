@@ -6,6 +6,8 @@
 - `world_model`: PlaNet's Gaussian pixel world model, its loss and episode schedule (PlaNet, Dreamer v1)
 - `returns`: lambda-returns, percentile return normalisation, EMA (slow) networks
 - `ensemble`, `planners`, `gp`: probabilistic ensembles, CEM/MPPI planners, Gaussian processes
+- `vae`, `mdn`, `evolution`: World Models' convolutional VAE, mixture density heads and the MDN-RNN, a resumable
+  CMA-ES (on `cma`)
 
 Import the submodule you need (`from wmbench.nn.rssm import RSSM`); this package imports nothing heavy itself.
 """
