@@ -56,7 +56,13 @@ from wmbench.nn.distributions import (
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.returns import ema_update, lambda_return
 from wmbench.nn.rssm import RSSM
-from wmbench.nn.world_model import finite_values, image_kernels, load_networks, pixel_control_support, preprocess_image
+from wmbench.nn.world_model import (
+    finite_values,
+    image_kernels,
+    load_networks,
+    pixel_control_support,
+    preprocess_image,
+)
 from wmbench.seeding import derive_seed
 
 GAUSSIAN_LATENT_KEYS = ("latent", "min_std", "std_act", "free_nats", "overshooting")
@@ -88,6 +94,8 @@ class DreamerV2Config:
     PROTOCOL_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"dmc_vision": DMC_VISION}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
+        # CPU learning runs: the paper's structure with a third of the CNN channels and half-width MLPs
+        "cpu": {"depth": 16, "units": 200},
         # tests only: well under a second per update on 16x16 images
         "tiny": {
             "deter": 16, "hidden": 16, "stoch": 4, "classes": 4, "depth": 4, "units": 16, "layers": 1,
