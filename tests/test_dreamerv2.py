@@ -227,3 +227,23 @@ def test_bad_input_names_the_setting():
         DreamerV2(IMAGE16, BOX2, DreamerV2Config(imag_horizon=15.0))  # a config built in code, bypassing --set
     with pytest.raises(ConfigError, match="enc_kernels"):
         DreamerV2({"image": gymnasium.spaces.Box(0, 255, (24, 24, 3), np.uint8)}, BOX2, tiny())
+
+
+def test_recipes_are_the_method_defaults_per_protocol_and_name_the_published_curves():
+    from wmbench.method import method_config
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
+    from wmbench.results import published
+
+    assert recipe_names("dreamerv2") == ["dreamerv2_2021_atari200m@1", "dreamerv2_2021_dmc_vision@1"]
+    for name, protocol, tasks in (("dreamerv2_2021_dmc_vision", "dmc_vision@1", 20),
+                                  ("dreamerv2_2021_atari200m", "atari200m@1", 55)):
+        r = load_recipe("dreamerv2", name)
+        p = load_protocol(protocol)
+        assert r.protocol == protocol and r.sources[0].startswith("dreamerv2:scores/")
+        rows = published(protocol=p.name, source=r.sources[0], method="dreamerv2")
+        assert rows.task.nunique() == tasks and rows.seed.nunique() >= 5
+        assert recipe_differences(method_config(DreamerV2, p, []), r) == {}  # the recipe is the method's defaults
+        assert recipe_differences(method_config(DreamerV2, p, ["gamma=0.999"]), r) == {"gamma": (0.999, r.config["gamma"])}
+    config, record = resolve_config(DreamerV2, load_protocol("dmc_vision@1"), ["preset=tiny"], "dreamerv2_2021_dmc_vision")
+    assert record["name"] == "dreamerv2_2021_dmc_vision@1" and config.batch_size == 4 and config.kl_free == 1.0
