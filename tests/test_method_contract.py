@@ -7,7 +7,7 @@ import pytest
 from wmbench.testing import check_method
 
 # Tiny presets keep each check to seconds; methods without one use their defaults on the fake protocol.
-TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["preset=tiny"], "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"]}
+TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["preset=tiny"], "dreamerv2": ["preset=tiny"], "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"]}
 PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
             "mbmf": ("control@1", "cartpole_swingup")}
 

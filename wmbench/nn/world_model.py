@@ -170,8 +170,11 @@ def gaussian_latent_key_notes(method: str, paper: str, stoch: int = 30) -> dict[
     }
 
 
-def pixel_control_support(method: str, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
-    """`Method.supports` of a pixel world model acting with continuous actions (PlaNet, Dreamer v1)."""
+def pixel_control_support(
+    method: str, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, allow_discrete: bool = False
+) -> str | None:
+    """`Method.supports` of a pixel world model acting with continuous actions (PlaNet, Dreamer v1), or also with
+    discrete ones (`allow_discrete`, DreamerV2)."""
     if "image" not in obs_space:
         return (
             f"{method} learns from pixels and needs an 'image' observation, but these observations are "
@@ -181,6 +184,10 @@ def pixel_control_support(method: str, obs_space: dict[str, gymnasium.Space], ac
     s = obs_space["image"]
     if len(s.shape) != 3 or s.dtype != np.uint8:
         return f"'image' must be uint8 HxWxC, got shape {s.shape} dtype {s.dtype}"
+    if allow_discrete and isinstance(act_space, gymnasium.spaces.Discrete):
+        return None
+    if allow_discrete and not isinstance(act_space, gymnasium.spaces.Box):
+        return f"{method} acts with Discrete actions or a 1-D Box in [-1, 1], got {act_space}"
     if not isinstance(act_space, gymnasium.spaces.Box) or len(act_space.shape) != 1:
         return (
             f"{method} acts with continuous actions (a 1-D Box), got {act_space}; for discrete actions (e.g. "
