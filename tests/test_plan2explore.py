@@ -184,7 +184,7 @@ def test_stage_schedule_tiles_any_budget_in_proportion():
     for budget in (1, 7, 240, 500, 12_345):
         sched = p.stage_schedule(budget)
         assert sched[0].start == 0 and sched[-1].end == budget
-        assert all(a.end == b.start for a, b in zip(sched, sched[1:]))
+        assert all(a.end == b.start for a, b in zip(sched[:-1], sched[1:], strict=True))
         assert abs(sched[0].end - budget * 500 / 575) <= 0.5
     assert load_protocol("dmc_vision@1").stage_schedule() == ()
     zero = load_protocol("dmc_vision_zeroshot@1")
