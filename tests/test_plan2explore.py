@@ -235,3 +235,17 @@ def test_recipe_is_the_code_defaults_and_names_the_published_zero_shot_curves():
     rows = published(protocol="dmc_vision_zeroshot", source=r.sources[0])
     assert rows.task.nunique() == 20 and rows.seed.nunique() == 3 and set(rows.method) == {"plan2explore"}
     assert set(rows.task) == set(load_protocol(r.protocol).tasks)
+
+
+def test_fake_walls_stop_the_point_and_end_no_episode_in_a_terminal_state():
+    from wmbench.envs.fake import PointEnv
+
+    for walls, terminal_seen in ((True, False), (False, True)):
+        env = PointEnv("vector_continuous", max_steps=60, action_repeat=2, walls=walls)
+        env.reset(seed=0)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, reward, terminated, truncated, _ = env.step(np.ones(1, np.float32))
+            if walls:
+                assert -1.0 <= obs["vector"][0] <= 1.0
+        assert terminated == terminal_seen and truncated != terminal_seen
