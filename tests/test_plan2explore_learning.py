@@ -11,7 +11,7 @@ task reward, 5 evaluation episodes of the task policy every 1,000 env steps; sco
 
 Measured (2026-11-30, load average 20-30 on 2 cores, seed 0 for both methods; runs are deterministic): zero-shot score
 25.05 (evaluation returns 15.9, 26.8, 30.4, 17.5, 34.7) against random 16.45; random's scores over seeds 0-4 are
-16.45, 24.43, 23.31, 14.08, 22.86. Wall time 635 s for Plan2Explore. Settings: the tiny preset widened to 32 units,
+16.45, 24.43, 23.31, 14.08, 22.86. The test took 431 s at load average 20 (`pytest -m slow`). Settings: the tiny preset widened to 32 units,
 batches 16 x 16, 10 updates per episode, horizon 6, and learning rates 1e-3 (model) and 5e-4 (actors, values): at
 the paper's 6e-4 / 8e-5 the zero-shot score was 4.55 (20 updates per episode, horizon 8 at 5.0 with 10).
 
