@@ -601,6 +601,11 @@ def run(
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
+    reason = cls.supports_protocol(proto)
+    if reason is not None:
+        from wmbench.method import MethodError
+
+        raise MethodError(f"method {method!r} cannot run {proto.id}: {reason}")
     config, recipe_record = resolve_config(cls, proto, overrides, recipe)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
@@ -715,6 +720,9 @@ def _run_locked(
         "last_return": None,
     }
     achievements_rule = proto.score.rule == "success_geomean"
+    # Protocol stages over this run's budget; the method is told the stage of every training step (set_stage).
+    stages = proto.stage_schedule(budget)
+    current_stage: list[int] = [-1]
     metric_sums: dict[str, list[float]] = {}
     log_hashes: dict[str, list[Any]] = {}  # name -> [sha256 of the covered prefix, its length]
     resumed = checkpoint is not None
@@ -798,6 +806,7 @@ def _run_locked(
             "checkpoint_minutes": checkpoint_minutes,
             "video_every": video_every,
             "checkpoint_step": saved_step[0],
+            **({"stages": [dataclasses.asdict(x) for x in stages]} if stages else {}),
             "status": "running",
             "error": None,
             "interrupted": False,
@@ -879,6 +888,16 @@ def _run_locked(
         if returns:
             show.last_eval = float(np.mean(returns))
 
+    def enter_stage(step: int) -> None:
+        """Tell the method the stage of training step `step` when it differs from the one it was last told (first
+        call of this process included: after a resume the method hears its stage again)."""
+        if not stages:
+            return
+        index = next((i for i, x in enumerate(stages) if step < x.end), len(stages) - 1)
+        if index != current_stage[0]:
+            current_stage[0] = index
+            agent.set_stage(stages[index])
+
     def hash_logs() -> tuple[dict[str, int], dict[str, str]]:
         """Lengths of the (fsynced) logs and the sha256 of each: only the bytes appended since the last call are read."""
         lengths = {name: fsync_file(run_dir / name) for name in LOGS}
@@ -936,6 +955,7 @@ def _run_locked(
             recorder = video.Recorder(run_dir, video_every)
             recorder.start(counters["train_episodes"] + 1)
             while True:
+                enter_stage(step)
                 action, state = agent.policy(_batch(obs), state, "train")
                 action = np.asarray(action)[0]
                 replay.add({**obs, "action": action})

@@ -135,22 +135,28 @@ class GaussianWorldModel(nn.Module):
         kl_scale: float = 1.0,
         image_scale: float = 1.0,
         reward_scale: float = 1.0,
+        reward_grad: bool = True,
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Negative ELBO of a replayed [B, L] batch: (mean loss, per-term means, posterior sequence).
 
+        `reward_grad=False`: the reward head learns from sg(s_t), so the reward shapes no latent state (Plan2Explore's
+        task-agnostic world model; its code's `freeze_extrinsic_heads`).
+
         data["action"][:, t] is the action chosen at step t (the replay's convention); the RSSM is fed a_{t-1} -> o_t.
-        The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A] and `is_first` [B, L]."""
+        The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A], `is_first` [B, L] and the
+        encoder's `embed` [B, L, E] of the observations."""
         image = self.preprocess(data["image"], generator)
         shape, device = image.shape[:2], image.device
         action = torch.as_tensor(data["action"], device=device).float().reshape(*shape, self.action_dim)
         reward = torch.as_tensor(data["reward"], device=device).float().reshape(shape)
         is_first = torch.as_tensor(data["is_first"], device=device).bool().reshape(shape)
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
-        seq = self.rssm.observe(self.encoder(image), prev_action, is_first, generator=generator)
-        seq.update(prev_action=prev_action, is_first=is_first)
+        embed = self.encoder(image)
+        seq = self.rssm.observe(embed, prev_action, is_first, generator=generator)
+        seq.update(prev_action=prev_action, is_first=is_first, embed=embed)
         feat = self.feat(seq["deter"], seq["stoch"])
         image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
-        reward_nll = 0.5 * (self.reward(feat).squeeze(-1) - reward).square()
+        reward_nll = 0.5 * (self.reward(feat if reward_grad else feat.detach()).squeeze(-1) - reward).square()
         kl = self.rssm.kl(seq["post"], seq["prior"])
         kl_free = kl.clamp(min=free_nats)  # free nats: no gradient while the KL is below them
         loss = (image_scale * image_nll + reward_scale * reward_nll + kl_scale * kl_free).mean()
