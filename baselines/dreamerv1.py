@@ -33,11 +33,11 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method
+from wmbench.nn.behaviour import analytic_behaviour_losses, imagine, tanh_normal_params
 from wmbench.nn.distributions import tanh_normal_sample
 from wmbench.nn.networks import MLP
 from wmbench.nn.returns import lambda_return
@@ -186,9 +186,8 @@ class DreamerV1(Method):
         """(mean, std) of the pre-tanh Normal: mean 5 tanh(x / 5), std softplus(x + softplus^-1(5)) + 1e-4 (the
         released code's `tanh_normal` head)."""
         c = self.config
-        raw_mean, raw_std = self.actor(self.world_model.feat(deter, stoch)).chunk(2, -1)
-        mean = c.actor_mean_scale * torch.tanh(raw_mean / c.actor_mean_scale)
-        return mean, F.softplus(raw_std + self.raw_init_std) + c.actor_min_std
+        raw = self.actor(self.world_model.feat(deter, stoch))
+        return tanh_normal_params(raw, self.raw_init_std, c.actor_min_std, c.actor_mean_scale)
 
     # ------------------------------------------------------------------ environment interaction (Alg. 1)
     @torch.no_grad()
@@ -216,15 +215,11 @@ class DreamerV1(Method):
     def imagine(self, start_deter: Tensor, start_stoch: Tensor) -> tuple[Tensor, Tensor]:
         """s_t..s_t+H from each start state under the action model: deter, stoch [H+1, N, .], differentiable w.r.t.
         the actor through the dynamics (reparameterised latents and actions); the actor sees sg(s_tau)."""
-        deters, stochs = [start_deter], [start_stoch]
-        deter, stoch = start_deter, start_stoch
-        for _ in range(self.config.imag_horizon):
-            mean, std = self.action_dist(deter.detach(), stoch.detach())
-            action, _ = tanh_normal_sample(mean, std, self.gen_train)
-            deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
-            deters.append(deter)
-            stochs.append(stoch)
-        return torch.stack(deters), torch.stack(stochs)
+        def act(deter: Tensor, stoch: Tensor) -> Tensor:
+            return tanh_normal_sample(*self.action_dist(deter.detach(), stoch.detach()), self.gen_train)[0]
+
+        deter, stoch, _ = imagine(self.rssm, start_deter, start_stoch, self.config.imag_horizon, act, self.gen_train)
+        return deter, stoch
 
     def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         """One update of world model, actor and value model on a [B, L] batch of replayed steps; all three losses
@@ -239,11 +234,11 @@ class DreamerV1(Method):
         # ---- behaviour learning: imagine H steps from every posterior state (Sec. 3-4)
         deter, stoch = self.imagine(seq["deter"].detach().flatten(0, 1), seq["stoch"].detach().flatten(0, 1))
         imag_reward = self.world_model.predict_reward(deter[:-1], stoch[:-1])  # E[q(r_tau | s_tau)], tau < H
-        imag_value = self.value(self.world_model.feat(deter, stoch)).squeeze(-1)  # v(s_tau), tau <= H
-        lambda_ret = dreamer_lambda_return(imag_reward, imag_value, c.gamma, c.lam)
-        actor_loss = -lambda_ret.mean()  # Eq. 7: maximise sum_tau V_lambda(s_tau) by analytic gradients
-        value_pred = self.value(self.world_model.feat(deter[:-1], stoch[:-1]).detach()).squeeze(-1)
-        value_loss = (0.5 * (value_pred - lambda_ret.detach()).square()).mean()  # Eq. 8
+        # Eq. 6-8: V_lambda(s_tau) from v(s_tau), tau <= H; the actor maximises sum_tau V_lambda(s_tau) by analytic
+        # gradients, the value model regresses sg(V_lambda)
+        actor_loss, value_loss, lambda_ret = analytic_behaviour_losses(
+            self.value, self.world_model.feat(deter, stoch), imag_reward, c.gamma, c.lam
+        )
 
         losses = {**terms, "loss/model": model_loss, "loss/actor": actor_loss, "loss/value": value_loss}
         values = finite_values("dreamerv1", losses, self.updates, ["model_lr", "actor_lr", "value_lr"])

@@ -1,22 +1,31 @@
 """MB-MF: neural-network dynamics + MPC, then model-free fine-tuning (Nagabandi, Kahn, Fearing & Levine, ICRA 2018).
 
-Phases, switched at episode boundaries by agent step (the runner's one stream of env steps):
-1. `random`  - the first `random_episodes` episodes act uniformly at random (paper Sec. IV-A, D_rand).
-2. `mpc`     - random-shooting MPC (`wmbench.nn.planners.RandomShootingPlanner`, `candidates` sequences of
+Phases, switched at episode starts by agent step (the runner's one stream of env steps):
+1. `random` - the first `random_episodes` episodes act uniformly at random (paper Sec. IV-A, D_rand).
+2. `mpc`    - random-shooting MPC (`wmbench.nn.planners.RandomShootingPlanner`, `candidates` sequences of
    `horizon` steps) through a deterministic MLP on normalised inputs predicting normalised state deltas
    (`wmbench.nn.ensemble.ProbabilisticEnsemble` with one member, `probabilistic=False`, paper Sec. IV-B) and the
-   task's known reward. The model input is the state after the same per-task preprocessing as PETS
-   (`wmbench_baselines.pets.TASKS`: cart-pole angle -> sin/cos) plus the action. On-policy data aggregation: the model is retrained on all data every
-   `episodes_per_iteration` episodes (paper Alg. 1).
-3. `dagger`  - from agent step `mf_start`: a Gaussian MLP policy is fit to the MPC's (state, action) pairs by
-   behaviour cloning, then for `dagger_episodes` episodes the policy acts while the MPC labels the visited states,
-   and the policy is refit on the aggregate (DAgger; paper Sec. V-A).
-4. `ppo`     - model-free fine-tuning of that policy. The paper uses TRPO (rllab); this module uses a compact
-   PPO-clip (Schulman et al. 2017) with GAE, which is a deliberate substitution (docs/classic_mbrl.md).
+   task's known reward. Model input: the state after PETS's per-task preprocessing (`wmbench_baselines.pets.TASKS`:
+   cart-pole angle -> sin/cos) plus the action. On-policy data aggregation: the model is retrained on all data every
+   `episodes_per_iteration` episodes (paper Alg. 1). The MPC's own (state, action) pairs are kept as labels.
+3. `dagger` - from agent step `mf_start`: the policy is fitted by behaviour cloning (squared error of its mean)
+   to the MPC's actions of the last `label_episodes` MPC episodes (the controller at its best; earlier episodes
+   planned with worse models), then for `dagger_episodes` episodes the policy acts, the MPC labels every visited
+   state, and the policy is refitted on the aggregate (DAgger, Ross et al. 2011; paper Sec. V-A). The policy sees
+   the same features as the model (sin/cos of angles), never the raw unwrapped angle.
+4. `ppo`    - model-free fine-tuning of that policy. The paper uses TRPO (rllab); this module uses PPO-clip
+   (Schulman et al. 2017) with GAE (Schulman et al. 2016), a deliberate substitution, kept close to TRPO's trust
+   region so that the first updates cannot destroy the imitation: the first `value_warmup` batches train only the
+   value function (an untrained critic's advantages are noise), and each batch's policy epochs stop once the
+   policy's KL from the collecting policy exceeds `target_kl` (TRPO's step size, Schulman et al. 2015).
+
+The policy's initial std is per task (`TASK_DEFAULTS`: 0.1 on cart-pole, where more noise undoes the clone) and
+its critic predicts returns in units of the first PPO batch's return mean/std. `mf_start=0` runs the same PPO from
+a random initialisation (the model-free baseline the paper compares with).
 
 Per-task settings follow the released code (anagabandi/nn_dynamics, yaml_files/cheetah_forward.yaml: 10 random
 rollouts, 500-unit ReLU layers, batch 512, lr 1e-3, 60 epochs, horizon 20, 1000 candidates, 10 rollouts per
-aggregation iteration; policy std 0.5). Values left None take the task's defaults from `TASK_DEFAULTS`. Not
+aggregation iteration; policy std 0.5 for the MuJoCo tasks). Values left None take the task's defaults from `TASK_DEFAULTS`. Not
 implemented: the paper's action noise during MPC rollouts and its 90/10 mixing of new and random data.
 """
 
@@ -31,10 +40,14 @@ import torch
 from torch import nn
 from wmbench_baselines.pets import TASKS, infer_task, model_data, unsupported_reason
 
+from wmbench.config import bounded
 from wmbench.envs.control import task_reward
 from wmbench.method import Method
+from wmbench.nn.distributions import normal_kl, normal_log_prob
 from wmbench.nn.ensemble import ProbabilisticEnsemble, propagate, train_ensemble
+from wmbench.nn.networks import MLP
 from wmbench.nn.planners import RandomShootingPlanner
+from wmbench.nn.returns import replay_lambda_return
 from wmbench.seeding import derive_seed, generator_state, set_generator_state
 
 # Schedules per task: cheetah from the paper's code; cart-pole scaled to control@1's 15-episode budget (ours).
@@ -44,15 +57,31 @@ TASK_DEFAULTS = {
         "episodes_per_iteration": 10,
         "mf_start": 80_000,
         "ppo_batch": 5000,
+        "policy_std": 0.5,
     },
     "cartpole_swingup": {
         "random_episodes": 1,
         "episodes_per_iteration": 1,
         "mf_start": 2_000,
-        "ppo_batch": 400,
+        "ppo_batch": 1000,
+        # Balancing the pole tolerates little action noise: on seed 0 the cloned policy's mean scored 172-187,
+        # with Gaussian noise of std 0.5 17-42, 0.2 94-131, 0.1 155-180 (scripts/mbmf_imitation_noise.py).
+        "policy_std": 0.1,
     },
-    "reacher": {"random_episodes": 10, "episodes_per_iteration": 10, "mf_start": 5_000, "ppo_batch": 1000},
-    "pusher": {"random_episodes": 10, "episodes_per_iteration": 10, "mf_start": 8_000, "ppo_batch": 1000},
+    "reacher": {
+        "random_episodes": 10,
+        "episodes_per_iteration": 10,
+        "mf_start": 5_000,
+        "ppo_batch": 1000,
+        "policy_std": 0.5,
+    },
+    "pusher": {
+        "random_episodes": 10,
+        "episodes_per_iteration": 10,
+        "mf_start": 8_000,
+        "ppo_batch": 1000,
+        "policy_std": 0.5,
+    },
 }
 
 
@@ -73,19 +102,27 @@ class MBMFConfig:
     random_episodes: int | None = None
     episodes_per_iteration: int | None = None
     mf_start: int | None = None
-    dagger_episodes: int = 3
-    # policy: Gaussian MLP, behaviour cloning then PPO
+    # imitation of the MPC: behaviour cloning on its last episodes, then DAgger
+    label_episodes: int = bounded(5, low=1)
+    dagger_episodes: int = bounded(3, low=0)
+    bc_epochs: int = bounded(50, low=1)
+    bc_lr: float = bounded(1e-3, above=0)
+    bc_batch: int = bounded(64, low=1)
+    # policy: Gaussian MLP (tanh units, state-independent std), fine-tuned by PPO
     policy_hidden: int = 64
-    policy_std: float = 0.5
-    bc_epochs: int = 50
-    bc_lr: float = 1e-3
-    ppo_batch: int | None = None
-    ppo_epochs: int = 10
-    ppo_minibatch: int = 64
-    ppo_lr: float = 3e-4
-    ppo_clip: float = 0.2
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
+    policy_std: float | None = bounded(
+        None, above=0
+    )  # the policy's initial std (None: the task's, TASK_DEFAULTS)
+    ppo_batch: int | None = bounded(None, low=1)
+    ppo_epochs: int = bounded(10, low=1)
+    ppo_minibatch: int = bounded(64, low=1)
+    ppo_lr: float = bounded(3e-4, above=0)
+    value_lr: float = bounded(1e-3, above=0)
+    ppo_clip: float = bounded(0.2, above=0)
+    target_kl: float = bounded(0.01, above=0)
+    value_warmup: int = bounded(2, low=0)
+    gamma: float = bounded(0.99, low=0, high=1)
+    gae_lambda: float = bounded(0.95, low=0, high=1)
 
     PRESETS = {
         # CPU-only long runs: 1000 candidates x 20 steps through 2x500 units is ~11 GFLOP per half-cheetah step.
@@ -97,59 +134,59 @@ class MBMFConfig:
             "candidates": 32,
             "policy_hidden": 16,
             "bc_epochs": 2,
+            "label_episodes": 1,
             "dagger_episodes": 1,
             "ppo_epochs": 2,
+            "value_warmup": 1,
         },
     }
 
 
 class GaussianPolicy(nn.Module):
-    """tanh MLP mean, state-independent log-std (rllab's GaussianMLPPolicy), with fixed input normalisation."""
+    """rllab's GaussianMLPPolicy: tanh-MLP mean, state-independent log-std; a tanh-MLP value function beside it.
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, std: float):
+    Both read the task's model features (`TASKS[task].features`), normalised by a mean/std fitted once, on the
+    first data the policy learns from (the MPC's labels, or the first PPO batch when starting from scratch). The
+    value function predicts returns in units of a mean/std fitted once too, on the first PPO batch's Monte-Carlo
+    returns (cart-pole's returns reach ~100: an unscaled critic would still be catching up when its advantages
+    start steering the policy)."""
+
+    def __init__(self, feat_dim: int, act_dim: int, hidden: int, std: float):
         super().__init__()
-        self.mean = nn.Sequential(
-            nn.Linear(obs_dim, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, hidden),
-            nn.Tanh(),
-            nn.Linear(hidden, act_dim),
-        )
-        self.value = nn.Sequential(
-            nn.Linear(obs_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
-        )
+        # A small output layer starts the mean near 0 (PPO's usual 0.01 init); imitation overwrites it anyway.
+        self.mean = MLP(feat_dim, hidden, 2, act_dim, norm="none", act="tanh", outscale=0.01)
+        self.value = MLP(feat_dim, hidden, 2, 1, norm="none", act="tanh")
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(std)))
-        self.register_buffer("obs_mean", torch.zeros(obs_dim))
-        self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("feat_mean", torch.zeros(feat_dim))
+        self.register_buffer("feat_std", torch.ones(feat_dim))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("value_mean", torch.zeros(()))
+        self.register_buffer("value_std", torch.ones(()))
+        self.register_buffer("value_fitted", torch.zeros((), dtype=torch.bool))
 
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        x = (obs - self.obs_mean) / self.obs_std
-        return torch.distributions.Normal(self.mean(x), self.log_std.exp())
+    @torch.no_grad()
+    def fit_normaliser(self, feat: torch.Tensor) -> None:
+        if not bool(self.fitted):
+            self.feat_mean.copy_(feat.mean(0))
+            self.feat_std.copy_(feat.std(0, unbiased=False).clamp_min(1e-6))
+            self.fitted.fill_(True)
 
-    def v(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.value((obs - self.obs_mean) / self.obs_std).squeeze(-1)
+    @torch.no_grad()
+    def fit_value_normaliser(self, returns: torch.Tensor) -> None:
+        if not bool(self.value_fitted):
+            self.value_mean.copy_(returns.mean())
+            self.value_std.copy_(returns.std(unbiased=False).clamp_min(1e-6))
+            self.value_fitted.fill_(True)
 
+    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) of the action distribution."""
+        mean = self.mean((feat - self.feat_mean) / self.feat_std)
+        return mean, self.log_std.exp().expand_as(mean)
 
-def gae_advantages(
-    reward: torch.Tensor,
-    value: torch.Tensor,
-    next_value: torch.Tensor,
-    ended: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> torch.Tensor:
-    """GAE (Schulman et al. 2016) over a time-ordered batch of transitions [T].
-
-    Each transition carries its own bootstrap value `next_value` (0 after a terminal state, V(s_T) after a time
-    limit), and the lambda-recursion is cut where an episode ended.
-    """
-    advantage = torch.zeros_like(reward)
-    gae = torch.zeros((), device=reward.device)
-    for t in reversed(range(len(reward))):
-        delta = reward[t] + gamma * next_value[t] - value[t]
-        gae = delta + gamma * lam * (1 - ended[t]) * gae
-        advantage[t] = gae
-    return advantage
+    def v(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.value_mean + self.value_std * self.value((feat - self.feat_mean) / self.feat_std).squeeze(
+            -1
+        )
 
 
 class MBMF(Method):
@@ -171,25 +208,40 @@ class MBMF(Method):
         self.per_iteration = c.episodes_per_iteration or defaults["episodes_per_iteration"]
         self.mf_start = c.mf_start if c.mf_start is not None else defaults["mf_start"]
         self.ppo_batch = c.ppo_batch or defaults["ppo_batch"]
+        policy_std = c.policy_std if c.policy_std is not None else defaults["policy_std"]
+        self.features = TASKS[self.task].features
         spec = TASKS[self.task]
         torch.manual_seed(derive_seed(seed, "mbmf_init"))
-        in_dim = int(spec.features(np.zeros((1, spec.obs_dim))).shape[-1]) + spec.act_dim
+        feat_dim = int(spec.features(np.zeros((1, spec.obs_dim))).shape[-1])
         self.model = ProbabilisticEnsemble(
-            in_dim, spec.obs_dim, 1, c.hidden, c.layers, probabilistic=False, activation="relu"
+            feat_dim + spec.act_dim,
+            spec.obs_dim,
+            1,
+            c.hidden,
+            c.layers,
+            probabilistic=False,
+            activation="relu",
         ).to(device)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=c.model_lr)
         self.planner = RandomShootingPlanner(c.candidates, seed=derive_seed(seed, "plan"), device=device)
-        self.pi = GaussianPolicy(spec.obs_dim, spec.act_dim, c.policy_hidden, c.policy_std).to(device)
-        self.pi_opt = torch.optim.Adam(self.pi.parameters(), lr=c.ppo_lr)
+        self.pi = GaussianPolicy(feat_dim, spec.act_dim, c.policy_hidden, policy_std).to(device)
+        self.actor_opt = torch.optim.Adam([*self.pi.mean.parameters(), self.pi.log_std], lr=c.ppo_lr)
+        self.critic_opt = torch.optim.Adam(self.pi.value.parameters(), lr=c.value_lr)
+        self.bc_opt = torch.optim.Adam(self.pi.mean.parameters(), lr=c.bc_lr)
         self.rng = np.random.default_rng(derive_seed(seed, "mbmf"))
         self.torch_gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "mbmf_policy"))
         self.phase = "random"
         self.episodes = 0  # train episodes started
         self.agent_step = 0  # last step seen by update
         self.pending = ""  # work for the next update: "model" (retrain) or "bc" (refit policy)
-        self.labels: list[tuple[np.ndarray, np.ndarray]] = []  # (state, MPC action) pairs for BC/DAgger
-        self.ppo: list[dict[str, Any]] = []  # on-policy transitions for PPO
+        self.dagger_left = 0
+        self.labels: list[tuple[np.ndarray, np.ndarray, int]] = []  # (state, MPC action, episode)
+        self.rollout: list[dict[str, Any]] = []  # PPO: the steps of the batch being collected
+        self.ppo_updates = 0
         self.pending_metrics: dict[str, float] = {}
+
+    def _feat(self, states: Any) -> torch.Tensor:
+        return self.features(torch.as_tensor(np.asarray(states), dtype=torch.float32, device=self.device))
 
     # ------------------------------------------------------------------ acting
     def _mpc_action(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,51 +252,51 @@ class MBMF(Method):
                 actions,
                 lambda s, a, s2: task_reward(self.task, s, a, s2),
                 mode="expectation",
-                features=TASKS[self.task].features,
+                features=self.features,
             )
 
         return self.planner.plan(x, rollout, self.config.horizon, self.act_space)[0]
 
     def policy(self, obs: dict[str, Any], state: Any, mode: str = "train"):
-        x = torch.as_tensor(obs["vector"][0], dtype=torch.float32, device=self.device)
+        vector = obs["vector"][0]
+        x = torch.as_tensor(vector, dtype=torch.float32, device=self.device)
         first, last = bool(obs["is_first"][0]), bool(obs["is_last"][0])
-        if mode == "train":
-            if self.phase == "ppo":
-                self._close_ppo_transition(x, float(obs["reward"][0]), last, bool(obs["is_terminal"][0]))
-            if first:
-                self._start_episode()
-            if last:
-                self.pending = self.pending or self._episode_end_work()
+        train = mode == "train"
+        if train and first:
+            self._start_episode()
+        if train and last:
+            self.pending = self.pending or self._episode_end_work()
         if self.phase == "random":
             a = self.rng.uniform(self.act_space.low, self.act_space.high).astype(np.float32)
             return a[None], state
         if self.phase == "mpc":
-            a = self._mpc_action(x)
-            if mode == "train":
-                self.labels.append((obs["vector"][0].copy(), a.cpu().numpy()))
-            return a.cpu().numpy()[None].astype(np.float32), state
-        if self.phase == "dagger" and mode == "train":
-            self.labels.append((obs["vector"][0].copy(), self._mpc_action(x).cpu().numpy()))
-        with torch.no_grad():
-            dist = self.pi.dist(x)
-            a = (
-                dist.mean
-                if mode == "eval"
-                else dist.mean
-                + dist.stddev * torch.randn(dist.mean.shape, generator=self.torch_gen, device=self.device)
+            a = self._mpc_action(x).cpu().numpy()
+            if train:
+                self.labels.append((vector.copy(), a, self.episodes))
+            return a[None].astype(np.float32), state
+        if self.phase == "dagger" and train:  # the policy acts, the MPC says what it would have done
+            self.labels.append((vector.copy(), self._mpc_action(x).cpu().numpy(), self.episodes))
+        if self.phase == "ppo" and train:
+            self.rollout.append(
+                {
+                    "vector": vector.copy(),
+                    "reward": float(obs["reward"][0]),
+                    "last": last,
+                    "terminal": bool(obs["is_terminal"][0]),
+                }
             )
-            if self.phase == "ppo" and mode == "train" and not last:
-                self.ppo.append(
-                    {
-                        "obs": x,
-                        "action": a,
-                        "logp": dist.log_prob(a).sum(),
-                        "value": self.pi.v(x),
-                        "reward": 0.0,
-                        "next_value": torch.zeros((), device=self.device),
-                        "ended": False,
-                    }
-                )
+            if len(self.rollout) > self.ppo_batch:  # batch full; its last step is the bootstrap state
+                self.pending_metrics.update(self._ppo_update())
+                self.rollout = self.rollout[-1:]
+        with torch.no_grad():
+            mean, std = self.pi(self.features(x))
+            a = (
+                mean
+                if not train
+                else mean + std * torch.randn(mean.shape, generator=self.torch_gen, device=self.device)
+            )
+        if self.phase == "ppo" and train:
+            self.rollout[-1]["action"] = a.cpu().numpy()
         low, high = self.act_space.low, self.act_space.high
         return np.clip(a.cpu().numpy(), low, high)[None].astype(np.float32), state
 
@@ -253,15 +305,25 @@ class MBMF(Method):
         self.episodes += 1
         if self.phase == "random" and self.episodes > self.random_episodes:
             self.phase = "mpc"
-        if self.phase == "mpc" and self.agent_step >= self.mf_start:
-            self.phase, self.dagger_left = "dagger", self.config.dagger_episodes
-            self.pending_metrics.update(
-                self._fit_policy()
-            )  # behaviour cloning on the MPC's (state, action) pairs
+        if self.phase in ("random", "mpc") and self.agent_step >= self.mf_start:
+            self._switch_to_policy()
         elif self.phase == "dagger":
             self.dagger_left -= 1
             if self.dagger_left <= 0:
                 self.phase = "ppo"
+
+    def _switch_to_policy(self) -> None:
+        """MB -> MF: imitate the MPC of its last `label_episodes` episodes, then DAgger (none ran: PPO from scratch)."""
+        mpc_episodes = sorted({episode for _, _, episode in self.labels})
+        keep = set(mpc_episodes[-self.config.label_episodes :])
+        self.labels = [label for label in self.labels if label[2] in keep]
+        if not self.labels:
+            self.phase = "ppo"
+            return
+        self.pending_metrics.update(self._fit_policy())
+        self.phase, self.dagger_left = "dagger", self.config.dagger_episodes
+        if self.dagger_left <= 0:
+            self.phase = "ppo"
 
     def _episode_end_work(self) -> str:
         if self.phase == "random" and self.episodes == self.random_episodes:
@@ -294,82 +356,114 @@ class MBMF(Method):
         return metrics
 
     def _fit_policy(self) -> dict[str, float]:
-        """Behaviour cloning (MSE of the policy mean to the MPC's actions) on all labels so far (DAgger)."""
-        obs = torch.as_tensor(np.stack([s for s, _ in self.labels]), dtype=torch.float32, device=self.device)
-        act = torch.as_tensor(np.stack([a for _, a in self.labels]), dtype=torch.float32, device=self.device)
-        with torch.no_grad():
-            self.pi.obs_mean.copy_(obs.mean(0))
-            self.pi.obs_std.copy_(obs.std(0, unbiased=False).clamp_min(1e-6))
-        opt = torch.optim.Adam(self.pi.mean.parameters(), lr=self.config.bc_lr)
+        """Behaviour cloning: squared error of the policy's mean to the MPC's actions, on all labels so far."""
+        c = self.config
+        feat = self._feat(np.stack([s for s, _, _ in self.labels]))
+        act = torch.as_tensor(
+            np.stack([a for _, a, _ in self.labels]), dtype=torch.float32, device=self.device
+        )
+        self.pi.fit_normaliser(feat)
         loss = torch.zeros(())
-        for _ in range(self.config.bc_epochs):
-            order = torch.as_tensor(self.rng.permutation(len(obs)), device=self.device)
-            for start in range(0, len(obs), 64):
-                idx = order[start : start + 64]
-                loss = ((self.pi.dist(obs[idx]).mean - act[idx]) ** 2).mean()
-                opt.zero_grad()
+        for _ in range(c.bc_epochs):
+            order = torch.as_tensor(self.rng.permutation(len(feat)), device=self.device)
+            for start in range(0, len(feat), c.bc_batch):
+                idx = order[start : start + c.bc_batch]
+                loss = ((self.pi(feat[idx])[0] - act[idx]) ** 2).mean()
+                self.bc_opt.zero_grad()
                 loss.backward()
-                opt.step()
-        return {"bc_loss": float(loss.detach()), "bc_labels": float(len(obs))}
-
-    def _close_ppo_transition(self, x: torch.Tensor, reward: float, last: bool, terminal: bool) -> None:
-        """The reward of the previous action arrives with this observation; close that transition, maybe train."""
-        if not self.ppo or self.ppo[-1]["ended"] or self.ppo[-1].get("closed"):
-            return
+                self.bc_opt.step()
         with torch.no_grad():
-            self.ppo[-1].update(
-                reward=reward,
-                next_value=torch.zeros((), device=self.device) if terminal else self.pi.v(x),
-                ended=last,
-                closed=True,
-            )
-        if len(self.ppo) >= self.ppo_batch:
-            self.pending_metrics.update(self._ppo_update())
+            mse = float(((self.pi(feat)[0] - act) ** 2).mean())
+        return {"bc_mse": mse, "bc_labels": float(len(feat))}
 
     def _ppo_update(self) -> dict[str, float]:
+        """One PPO iteration on the collected batch: critic regression, then the clipped surrogate (PPO Eq. 7)."""
         c = self.config
-        batch = self.ppo
-        self.ppo = []
-        obs = torch.stack([t["obs"] for t in batch])
-        act = torch.stack([t["action"] for t in batch])
-        old_logp = torch.stack([t["logp"] for t in batch])
-        value = torch.stack([t["value"] for t in batch])
-        reward = torch.tensor([t["reward"] for t in batch], device=self.device)
-        next_value = torch.stack([t["next_value"] for t in batch])
-        ended = torch.tensor([float(t["ended"]) for t in batch], device=self.device)
-        advantage = gae_advantages(reward, value, next_value, ended, c.gamma, c.gae_lambda)
-        returns = advantage + value
-        logs = {}
+        steps = self.rollout
+        feat = self._feat(np.stack([s["vector"] for s in steps]))
+        # The last step only bootstraps (its action comes from the updated policy, in the next batch).
+        action = torch.as_tensor(
+            np.stack([s["action"] for s in steps[:-1]]), dtype=torch.float32, device=self.device
+        )
+        reward = torch.tensor([s["reward"] for s in steps], device=self.device)
+        last = torch.tensor([s["last"] for s in steps], device=self.device)
+        terminal = torch.tensor([s["terminal"] for s in steps], device=self.device)
+        # Transitions: actions taken at steps that are not an episode's last.
+        index = torch.nonzero(~last[:-1]).squeeze(-1)
+        n = len(index)
+        self.pi.fit_normaliser(feat)  # from scratch: the first batch fixes the feature normaliser
+        with torch.no_grad():
+            no_bootstrap = torch.zeros_like(reward)[None]
+            monte_carlo = replay_lambda_return(
+                reward[None], last[None], terminal[None], no_bootstrap, c.gamma, 1.0
+            )
+            self.pi.fit_value_normaliser(monte_carlo[0, index])
+            old_mean, old_std = self.pi(feat[:-1])
+            old_logp = normal_log_prob(action, old_mean, old_std)
+            value = self.pi.v(feat)
+            # GAE(gamma, lambda) = lambda-return - V (Schulman et al. 2016); cut at episode ends, V(s) bootstraps
+            # time limits and the batch's end.
+            returns = replay_lambda_return(
+                reward[None], last[None], terminal[None], value[None], c.gamma, c.gae_lambda
+            )[0]
+            advantage = returns - value[:-1]
         for _ in range(c.ppo_epochs):
-            order = torch.as_tensor(self.rng.permutation(len(batch)), device=self.device)
-            for start in range(0, len(batch), c.ppo_minibatch):
+            order = index[torch.as_tensor(self.rng.permutation(n), device=self.device)]
+            for start in range(0, n, c.ppo_minibatch):
                 idx = order[start : start + c.ppo_minibatch]
+                value_loss = 0.5 * (((self.pi.v(feat[idx]) - returns[idx]) / self.pi.value_std) ** 2).mean()
+                self.critic_opt.zero_grad()
+                value_loss.backward()
+                self.critic_opt.step()
+        logs = {"ppo_value_loss": float(value_loss.detach()), "ppo_return_mean": float(returns[index].mean())}
+        self.ppo_updates += 1
+        if self.ppo_updates <= c.value_warmup:
+            return logs  # value-function warm-up: the policy acts unchanged meanwhile
+        kl, epochs, within_trust_region, policy_loss = 0.0, 0, True, torch.zeros(())
+        while within_trust_region and epochs < c.ppo_epochs:
+            order = index[torch.as_tensor(self.rng.permutation(n), device=self.device)]
+            for start in range(0, n, c.ppo_minibatch):
+                idx = order[start : start + c.ppo_minibatch]
+                mean, std = self.pi(feat[idx])
+                kl = float(normal_kl(old_mean[idx], old_std[idx], mean, std).mean().detach())
+                if kl > c.target_kl:  # trust region left: stop this batch's policy updates (TRPO's KL limit)
+                    within_trust_region = False
+                    break
                 adv = advantage[idx]
                 adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
-                ratio = torch.exp(self.pi.dist(obs[idx]).log_prob(act[idx]).sum(-1) - old_logp[idx])
+                ratio = torch.exp(normal_log_prob(action[idx], mean, std) - old_logp[idx])
                 policy_loss = -torch.min(
                     ratio * adv, ratio.clamp(1 - c.ppo_clip, 1 + c.ppo_clip) * adv
                 ).mean()
-                value_loss = 0.5 * ((self.pi.v(obs[idx]) - returns[idx]) ** 2).mean()
-                loss = policy_loss + value_loss
-                self.pi_opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.pi.parameters(), 0.5)
-                self.pi_opt.step()
-                logs = {
-                    "ppo_policy_loss": float(policy_loss.detach()),
-                    "ppo_value_loss": float(value_loss.detach()),
-                }
+                self.actor_opt.zero_grad()
+                policy_loss.backward()
+                nn.utils.clip_grad_norm_([*self.pi.mean.parameters(), self.pi.log_std], 0.5)
+                self.actor_opt.step()
+            epochs += 1
+        logs.update(
+            {
+                "ppo_policy_loss": float(policy_loss.detach()),
+                "ppo_kl": kl,
+                "ppo_policy_epochs": float(epochs),
+                "policy_std": float(self.pi.log_std.detach().exp().mean()),
+            }
+        )
         return logs
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
-        ppo_keys = ("obs", "action", "logp", "value", "next_value")
+        def stacked(key: str, rows: list) -> torch.Tensor:
+            return torch.as_tensor(np.stack([r[key] for r in rows])) if rows else torch.empty(0)
+
+        labels = [{"s": s, "a": a} for s, a, _ in self.labels]
+        # The step being acted on holds no action until `policy` returns; a checkpoint is taken between steps.
         return {
             "model": self.model.state_dict(),
             "model_opt": self.model_opt.state_dict(),
             "pi": self.pi.state_dict(),
-            "pi_opt": self.pi_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "bc_opt": self.bc_opt.state_dict(),
             "planner": self.planner.state_dict(),
             "rng": generator_state(self.rng),
             "torch_gen": self.torch_gen.get_state(),
@@ -377,19 +471,15 @@ class MBMF(Method):
             "episodes": self.episodes,
             "agent_step": self.agent_step,
             "pending": self.pending,
-            "dagger_left": getattr(self, "dagger_left", 0),
-            "label_obs": torch.as_tensor(np.stack([s for s, _ in self.labels]))
-            if self.labels
-            else torch.empty(0),
-            "label_act": torch.as_tensor(np.stack([a for _, a in self.labels]))
-            if self.labels
-            else torch.empty(0),
-            "ppo": {
-                k: torch.stack([t[k] for t in self.ppo]).cpu() if self.ppo else torch.empty(0)
-                for k in ppo_keys
-            },
-            "ppo_reward": [float(t["reward"]) for t in self.ppo],
-            "ppo_flags": [[bool(t["ended"]), bool(t.get("closed", False))] for t in self.ppo],
+            "dagger_left": self.dagger_left,
+            "ppo_updates": self.ppo_updates,
+            "label_obs": stacked("s", labels),
+            "label_act": stacked("a", labels),
+            "label_episode": torch.tensor([e for _, _, e in self.labels], dtype=torch.long),
+            "rollout_vector": stacked("vector", self.rollout),
+            "rollout_action": stacked("action", self.rollout),
+            "rollout_reward": [s["reward"] for s in self.rollout],
+            "rollout_flags": [[s["last"], s["terminal"]] for s in self.rollout],
             "pending_metrics": dict(self.pending_metrics),
         }
 
@@ -397,20 +487,33 @@ class MBMF(Method):
         self.model.load_state_dict(state["model"])
         self.model_opt.load_state_dict(state["model_opt"])
         self.pi.load_state_dict(state["pi"])
-        self.pi_opt.load_state_dict(state["pi_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.bc_opt.load_state_dict(state["bc_opt"])
         self.planner.load_state_dict(state["planner"])
         set_generator_state(self.rng, state["rng"])
         self.torch_gen.set_state(state["torch_gen"])
         self.phase, self.episodes = str(state["phase"]), int(state["episodes"])
         self.agent_step, self.pending = int(state["agent_step"]), str(state["pending"])
-        self.dagger_left = int(state["dagger_left"])
-        obs, act = state["label_obs"], state["label_act"]
-        self.labels = [(o.numpy(), a.numpy()) for o, a in zip(obs, act, strict=True)] if obs.numel() else []
-        self.ppo = []
-        for i, (reward, (ended, closed)) in enumerate(
-            zip(state["ppo_reward"], state["ppo_flags"], strict=True)
-        ):
-            t = {k: v[i].to(self.device) for k, v in state["ppo"].items()}
-            t.update(reward=reward, ended=ended, closed=closed)
-            self.ppo.append(t)
+        self.dagger_left, self.ppo_updates = int(state["dagger_left"]), int(state["ppo_updates"])
+        self.labels = [
+            (s.numpy(), a.numpy(), int(e))
+            for s, a, e in zip(state["label_obs"], state["label_act"], state["label_episode"], strict=True)
+        ]
+        self.rollout = [
+            {
+                "vector": v.numpy(),
+                "action": a.numpy(),
+                "reward": float(r),
+                "last": bool(f[0]),
+                "terminal": bool(f[1]),
+            }
+            for v, a, r, f in zip(
+                state["rollout_vector"],
+                state["rollout_action"],
+                state["rollout_reward"],
+                state["rollout_flags"],
+                strict=True,
+            )
+        ]
         self.pending_metrics = dict(state["pending_metrics"])

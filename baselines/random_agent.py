@@ -19,6 +19,7 @@ class RandomConfig:
 class RandomAgent(Method):
     name = "random"
     Config = RandomConfig
+    follows_stages = True  # it never uses the reward: the floor of staged protocols too (e.g. zero-shot exploration)
 
     def __init__(self, obs_space, act_space, config, device="cpu", seed=0):
         super().__init__(obs_space, act_space, config, device, seed)

@@ -1,10 +1,11 @@
-"""Crafter adapter (crafter@1): spaces, Crafter's reward and episode ends, seeding, the paper's score, and runs.
+"""Crafter adapter (crafter@1, crafter@2): spaces, Crafter's reward and episode ends, seeding, the recorded
+achievements and the paper's score, and runs.
 
-Expected values come from Crafter itself (stepped by hand here) and the Crafter paper's score formula; the module
-skips with the reason when crafter is not installed.
+Expected values come from Crafter itself (stepped by hand here) and the Crafter paper's score formula (the rule
+itself is tested on hand-computed values in tests/test_results.py); tests skip with the reason when crafter is not
+installed.
 """
 
-import math
 
 import numpy as np
 import pytest
@@ -15,18 +16,7 @@ from wmbench.envs import crafter as crafter_suite
 from wmbench.protocols import load_protocol
 
 PROTOCOL = load_protocol("crafter@1")
-
-
-def test_crafter_score_is_the_papers_geometric_mean():
-    # One achievement at 100 %, the other 21 at 0 %: exp(ln(101) / 22) - 1.
-    episodes = [["collect_wood"], ["collect_wood", "wake_up"], ["collect_wood"], ["collect_wood", "wake_up"]]
-    rates = crafter_suite.success_rates(episodes)
-    assert rates["collect_wood"] == 100.0 and rates["wake_up"] == 50.0 and rates["collect_diamond"] == 0.0
-    expected = math.exp((math.log(101) + math.log(51)) / 22) - 1
-    assert crafter_suite.crafter_score(episodes) == pytest.approx(expected)
-    assert crafter_suite.crafter_score([crafter_suite.ACHIEVEMENTS]) == pytest.approx(100.0)
-    with pytest.raises(ValueError, match="unknown achievements"):
-        crafter_suite.success_rates([["collect_wod"]])
+CRAFTER2 = load_protocol("crafter@2")
 
 
 try:
@@ -82,9 +72,52 @@ def test_random_smoke_run(tmp_path):
 
 @needs_crafter
 def test_dreamerv3_tiny_runs_end_to_end(tmp_path):
-    # Shorter than the smoke budget (1,000 steps take ~1 min on 2 cores): 300 steps end at least one episode (seeded).
-    code = cli.main(["run", "dreamerv3", "crafter@1", "--task", "reward", "--seed", "0", "--steps", "300",
+    # Shorter than the smoke budget (1,000 steps take ~1 min on 2 cores): 300 steps end at least one episode (seeded),
+    # which crafter@2 scores by the achievements the runner recorded.
+    code = cli.main(["run", "dreamerv3", "crafter@2", "--task", "reward", "--seed", "0", "--steps", "300",
                      "--set", "preset=tiny", "--set", "batch_length=8", "--root", str(tmp_path), "--no-progress",
                      "--threads", "1"])  # fmt: skip
     assert code == 0
     assert len(next(tmp_path.rglob("scores.csv")).read_text().splitlines()) >= 2
+
+
+@needs_crafter
+def test_crafter2_lists_crafters_own_achievements_and_refuses_others():
+    import dataclasses
+
+    import crafter.constants
+
+    from wmbench.protocols import ProtocolError
+
+    assert sorted(CRAFTER2.score.achievements) == sorted(crafter.constants.achievements)
+    assert len(CRAFTER2.score.achievements) == 22
+    assert {k: v for k, v in CRAFTER2.env.items()} == {k: v for k, v in PROTOCOL.env.items()}
+    wrong = dataclasses.replace(
+        CRAFTER2, score=dataclasses.replace(CRAFTER2.score, achievements=CRAFTER2.score.achievements[1:] + ("fly",))
+    )
+    with pytest.raises(ProtocolError, match=r"missing \['collect_coal'\], not Crafter's \['fly'\]"):
+        make_env(wrong, "reward", seed=0)
+
+
+@needs_crafter
+def test_crafter2_random_run_records_achievements_and_scores_the_geometric_mean(tmp_path):
+    import json
+
+    import pandas as pd
+
+    code = cli.main(["run", "random", "crafter@2", "--task", "reward", "--seed", "0", "--smoke",
+                     "--root", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    run_dir = next(tmp_path.rglob("scores.csv")).parent
+    header = (run_dir / "scores.csv").read_text().splitlines()[0]
+    assert header == "env_step,step_unit,episode,score,length,phase,achievements"
+    rows = pd.read_csv(run_dir / "scores.csv", dtype={"achievements": str}, keep_default_na=False)
+    assert len(rows) >= 3 and set(rows["phase"]) == {"train"}
+    sets = [set(a.split(";")) - {""} for a in rows["achievements"]]
+    assert set().union(*sets) <= set(CRAFTER2.score.achievements) and any(sets)
+    # Each episode's return counts +1 per unlocked achievement plus health changes / 10 (Crafter's reward).
+    for ret, unlocked in zip(rows["score"], sets, strict=True):
+        assert abs(ret - len(unlocked)) < 1.0
+    rates = [100.0 * sum(a in s for s in sets) / len(sets) for a in CRAFTER2.score.achievements]
+    expected = np.exp(np.mean(np.log1p(rates))) - 1
+    assert json.loads((run_dir / "run.json").read_text())["final_score"] == pytest.approx(expected)

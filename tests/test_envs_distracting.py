@@ -14,6 +14,8 @@ from wmbench.protocols import load_protocol
 
 NATURAL = load_protocol("dmc_natural_bg@1")
 PROCEDURAL = load_protocol("dmc_natural_bg_procedural@1")
+NATURAL2 = load_protocol("dmc_natural_bg@2")
+PROCEDURAL2 = load_protocol("dmc_natural_bg_procedural@2")
 
 
 def test_protocols_match_the_published_setting():
@@ -43,6 +45,47 @@ def test_procedural_videos_are_deterministic_moving_images():
     assert len(a) == 2 and a[0].shape == (5, 64, 64, 3) and a[0].dtype == np.uint8
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0][0], a[0][1]) and not np.array_equal(a[0][0], a[1][0])
+
+
+def test_version_2_holds_out_its_evaluation_videos():
+    # Everything else as version 1: same tasks, budget, rule and env apart from the held-out set.
+    for old, new in ((NATURAL, NATURAL2), (PROCEDURAL, PROCEDURAL2)):
+        assert (old.tasks, old.budget, old.score, old.eval) == (new.tasks, new.budget, new.score, new.eval)
+        assert {k: v for k, v in new.env.items() if k != "eval_videos"} == dict(old.env)
+    assert NATURAL2.env["eval_videos"] == "kinetics_driving_car_test"
+    assert NATURAL2.reproduce.published_sources == NATURAL.reproduce.published_sources
+    assert PROCEDURAL2.env["eval_videos"] == "procedural_eval"
+    train, held_out = procedural_videos(), procedural_videos(seed=distracting.PROCEDURAL_SEEDS["procedural_eval"])
+    assert len(train) == len(held_out) == 8
+    assert not any(np.array_equal(a[0], b[0]) for a in train for b in held_out)
+
+
+def with_videos(protocol, **env):
+    import dataclasses
+
+    return dataclasses.replace(protocol, env={**protocol.env, **env})
+
+
+def test_held_out_videos_must_be_another_set_sharing_no_video(tmp_path, monkeypatch):
+    from wmbench.protocols import ProtocolError
+
+    monkeypatch.setenv("WMBENCH_VIDEO_DIR", str(tmp_path))
+    with pytest.raises(ProtocolError, match="eval_videos 'procedural' is the training set env.videos.*procedural_eval"):
+        distracting.make(with_videos(PROCEDURAL2, eval_videos="procedural"), "cartpole_swingup", 0)
+    write(tmp_path / "train", count=3)
+    (tmp_path / "heldout").symlink_to(tmp_path / "train")
+    same = with_videos(NATURAL2, videos="train", eval_videos="heldout")
+    with pytest.raises(VideoFolderError, match=f"are the same folder {tmp_path / 'train'}"):
+        distracting.make(same, "cartpole_swingup", 0)
+    (tmp_path / "heldout").unlink()
+    write(tmp_path / "heldout", count=2)  # video_000, video_001: also in the training folder
+    with pytest.raises(VideoFolderError, match=r"share 2 video\(s\): video_000, video_001.*must be held out"):
+        distracting.make(same, "cartpole_swingup", 0)
+    missing = with_videos(NATURAL2, videos="train", eval_videos="absent")
+    with pytest.raises(VideoFolderError, match=f"{tmp_path / 'absent'} does not exist.*held-out evaluation video set"):
+        distracting.make(missing, "cartpole_swingup", 0)
+    with pytest.raises(VideoFolderError, match="kinetics_driving_car_test does not exist.*test split"):
+        distracting.make(with_videos(NATURAL2, videos="train"), "cartpole_swingup", 0)
 
 
 def write(folder, size=(80, 80), frames=3, count=2):
@@ -124,14 +167,33 @@ def test_episodes_are_reproducible_and_frames_advance():
     assert not np.array_equal(runs[0][1], runs[0][2])  # the background moves even when the scene barely does
 
 
+@needs_pixels
+def test_eval_env_plays_the_held_out_videos(tmp_path, monkeypatch):
+    monkeypatch.setenv("WMBENCH_VIDEO_DIR", str(tmp_path))
+    write(tmp_path / "train", size=(64, 64), frames=2, count=2)
+    held_out = [np.full((2, 64, 64, 3), 255, np.uint8)]  # one all-white video, so its pixels are recognisable
+    distracting.write_frame_folders(held_out, tmp_path / "heldout_root")
+    (tmp_path / "heldout_root" / "video_000").rename(tmp_path / "heldout_root" / "white")
+    protocol = with_videos(NATURAL2, videos="train", eval_videos="heldout_root")
+    train_env, eval_env = make_env(protocol, "cartpole_swingup", 0), make_env(protocol, "cartpole_swingup", 0, "eval")
+    for env, white in ((eval_env, True), (train_env, False)):
+        image = env.reset()["image"]
+        rendered = env.env.inner._dm.physics.render(64, 64, camera_id=0)
+        blue = (rendered[..., 2] > rendered[..., 1]) & (rendered[..., 2] > rendered[..., 0])
+        assert blue.mean() > 0.2 and (image[blue] == 255).all() == white
+    with pytest.raises(ValueError, match="mode 'test' is not one of"):
+        make_env(protocol, "cartpole_swingup", 0, "test")
+
+
 def short_variant(tmp_path, name="dmc_natural_bg_short"):
-    """dmc_natural_bg_procedural@1 with 100-step episodes and one eval episode (a throwaway protocol file)."""
+    """dmc_natural_bg_procedural@2 (held-out eval videos) with 100-step episodes and one eval episode (a throwaway
+    protocol file)."""
     import tomllib
     from pathlib import Path
 
-    text = Path(PROCEDURAL.path).read_text()
+    text = Path(PROCEDURAL2.path).read_text()
     data = tomllib.loads(text)
-    text = text.replace('name = "dmc_natural_bg_procedural"', f'name = "{name}"')
+    text = text.replace('name = "dmc_natural_bg_procedural"', f'name = "{name}"').replace("version = 2", "version = 1")
     text = text.replace("time_limit = 1000", "time_limit = 100").replace("episodes = 2", "episodes = 1")
     text = text.replace("[smoke]\nagent_steps = 500", "[smoke]\nagent_steps = 100")
     assert data["env"]["time_limit"] == 1000

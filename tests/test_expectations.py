@@ -38,3 +38,11 @@ def test_short_runs_and_unmeasured_methods_get_no_note() -> None:
 def test_pets_paper_preset_on_the_full_budget_is_gpu_scale() -> None:
     note = expectations.gpu_scale_note("pets", _config("pets", "control@1"), 3000)  # default preset: paper
     assert note and "pets preset paper" in note
+
+
+def test_dreamerv2_paper_on_dmc_vision_is_gpu_scale_and_atari_settings_are_unmeasured() -> None:
+    dmc = _config("dreamerv2", "dmc_vision@1")  # the protocol's defaults: batch 16 x 50, deter 200, train_every 5
+    est = expectations.estimate("dreamerv2", dmc, 5000)
+    assert est.per_step == pytest.approx(37.0 / 5 + 0.027) and "0.2 updates per agent step" in est.basis
+    assert "GPU-scale" in expectations.gpu_scale_note("dreamerv2", dmc, 500_000)
+    assert expectations.estimate("dreamerv2", _config("dreamerv2", "atari200m@1"), 1000) is None  # 50 x 50, deter 600

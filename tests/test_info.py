@@ -40,7 +40,7 @@ def test_list_suites_and_methods(capsys):
     assert cli_list(["suites"]) == 0
     out = capsys.readouterr().out
     atari = next(line for line in out.splitlines() if line.startswith("atari "))
-    assert " 26 " in atari and "atari100k@1" in atari and "pip install" in atari
+    assert " 55 " in atari and "atari100k@1, atari200m@1" in atari and "pip install" in atari  # the 55 games of atari200m
     assert cli_list(["methods"]) == 0
     out = capsys.readouterr().out
     random_line = next(line for line in out.splitlines() if line.startswith("random "))
@@ -81,9 +81,44 @@ def test_doctor_reports_every_suite_with_its_install_command(capsys, monkeypatch
     }
     assert set(rows) == set(envs.suite_names())
     assert "not installed" in rows["imaginary"] and "pip install imaginary-sim==1.0" in rows["imaginary"]
+    assert rows["imaginary"].count("pip install imaginary-sim==1.0") == 1  # in the install column, not twice
     assert " installed " in rows["fake"]
+    for name in envs.suite_names():  # every suite, installed or not, with the command that installs it
+        assert envs.suite_module(name).INSTALL_HINT in rows[name], name
     assert "MUJOCO_GL" in out
     import torch
 
     assert f"torch {torch.__version__}" in out
     assert "CUDA" in out and "bf16" in out
+
+
+def test_missing_memory_maze_shows_in_list_and_doctor_with_its_install_command(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "memory_maze" else real(name, *a))
+    assert cli_list(["protocols"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("memory_maze@1 "))
+    assert " memory_maze " in line and " 4 " in line and line.endswith("no (wmbench doctor)")
+    assert cli_doctor([]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("memory_maze "))
+    assert "not installed" in row and "needs memory_maze" in row and "pip install 'wmbench[memory_maze]'" in row
+
+
+def test_list_protocols_names_missing_video_folders(capsys, monkeypatch, tmp_path):
+    from wmbench.info import suite_available
+
+    if suite_available("distracting") != "yes":
+        pytest.skip("dm_control is not installed: distractor protocols show the suite as missing instead")
+    monkeypatch.setenv("WMBENCH_VIDEO_DIR", str(tmp_path))
+    assert cli_list(["protocols"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    natural = next(line for line in lines if line.startswith("dmc_natural_bg@2 "))
+    assert f"no: missing {tmp_path / 'kinetics_driving_car'}, {tmp_path / 'kinetics_driving_car_test'}" in natural
+    assert next(line for line in lines if line.startswith("dmc_natural_bg_procedural@2 ")).endswith(" yes")
+    (tmp_path / "kinetics_driving_car").mkdir()
+    (tmp_path / "kinetics_driving_car_test").mkdir()
+    assert cli_list(["protocols"]) == 0
+    assert next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dmc_natural_bg@2 ")).endswith(
+        " yes"
+    )

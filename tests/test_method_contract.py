@@ -7,10 +7,11 @@ import pytest
 from wmbench.testing import check_method
 
 # Tiny presets keep each check to seconds; methods without one use their defaults on the fake protocol.
-TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["preset=tiny"], "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"]}
+TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["preset=tiny"], "dreamerv2": ["preset=tiny"],
+        "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"], "plan2explore": ["preset=tiny"]}
 TINY["slac"] = ["preset=tiny"]
 PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
-            "mbmf": ("control@1", "cartpole_swingup")}
+            "mbmf": ("control@1", "cartpole_swingup"), "plan2explore": ("fake_stages@1", "image_continuous")}
 
 
 # The installed entry points, not the run-time registry (tests may register helpers of their own).

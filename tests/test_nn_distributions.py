@@ -196,3 +196,36 @@ def test_twohot_losses_are_the_single_target_losses():
     logits, a, b = torch.randn(4, 21), torch.randn(4) * 3, torch.randn(4)
     ra, rb = D.twohot_losses(logits, (a, b), bins)
     assert torch.allclose(ra, D.twohot_loss(logits, a, bins)) and torch.allclose(rb, D.twohot_loss(logits, b, bins))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trunc_normal_log_prob_entropy_mode_match_scipy(seed):
+    rng = np.random.default_rng(seed)
+    m, s = np.tanh(rng.normal(size=(5, 3)) * 2), rng.uniform(0.1, 2.1, size=(5, 3))  # the actor's ranges
+    x = rng.uniform(-1, 1, size=(5, 3))
+    ref = scipy.stats.truncnorm((-1 - m) / s, (1 - m) / s, loc=m, scale=s)
+    t = lambda a: torch.tensor(a)  # noqa: E731
+    assert np.allclose(D.trunc_normal_log_prob(t(x), t(m), t(s)).numpy(), ref.logpdf(x).sum(-1))
+    assert np.allclose(D.trunc_normal_entropy(t(m), t(s)).numpy(), ref.entropy().sum(-1))
+    assert torch.equal(D.trunc_normal_mode(torch.tensor([-2.0, 0.3, 1.5])), torch.tensor([-1.0, 0.3, 1.0]))
+
+
+def test_trunc_normal_samples_follow_the_distribution_and_are_reparameterised():
+    mean = torch.tensor([[0.9, -0.2]]).expand(20000, 2).clone().requires_grad_(True)
+    std = torch.tensor([[0.5, 1.5]]).expand(20000, 2).clone().requires_grad_(True)
+    x = D.trunc_normal_sample(mean, std, generator=torch.Generator().manual_seed(0))
+    assert x.min() >= -1 + 1e-6 and x.max() <= 1 - 1e-6  # clipped inside the bounds
+    ref = scipy.stats.truncnorm((-1 - np.array([0.9, -0.2])) / [0.5, 1.5], (1 - np.array([0.9, -0.2])) / [0.5, 1.5],
+                                loc=[0.9, -0.2], scale=[0.5, 1.5])
+    assert np.allclose(x.detach().mean(0).numpy(), ref.mean(), atol=0.02)
+    assert np.allclose(x.detach().std(0).numpy(), ref.std(), atol=0.02)
+    first = scipy.stats.truncnorm((-1 - 0.9) / 0.5, (1 - 0.9) / 0.5, loc=0.9, scale=0.5)
+    assert scipy.stats.kstest(x[:, 0].detach().numpy(), first.cdf).pvalue > 0.01
+    x.sum().backward()
+    # d E[x] / d mean of a truncated Normal lies in (0, 1) and E[x] grows with the mean; the sample-path gradient
+    # of the inverse-CDF sampler is its unbiased estimate (finite differences of the scipy mean)
+    eps = 1e-4
+    for i, (m, s) in enumerate(((0.9, 0.5), (-0.2, 1.5))):
+        hi = scipy.stats.truncnorm((-1 - m - eps) / s, (1 - m - eps) / s, loc=m + eps, scale=s).mean()
+        lo = scipy.stats.truncnorm((-1 - m + eps) / s, (1 - m + eps) / s, loc=m - eps, scale=s).mean()
+        assert abs(mean.grad[:, i].mean().item() - (hi - lo) / (2 * eps)) < 0.02

@@ -22,6 +22,21 @@ def test_atari100k_facts():
     assert p.env["sticky_actions"] == 0.0 and p.env["life_loss_terminal"] is False
 
 
+def test_atari200m_facts_are_dreamerv2s_and_its_published_curves_score():
+    from wmbench.results import final_scores, published
+
+    p = load_protocol("atari200m@1")
+    assert len(p.tasks) == 55 and p.action_repeat == 4 and p.budget.step_unit == "frames"
+    assert p.to_unit(p.budget.agent_steps) == 200_000_000
+    # Machado et al. 2018 as DreamerV2 Sec. 4 runs it: sticky actions, full action space, no life information
+    assert (p.env["sticky_actions"], p.env["full_action_space"], p.env["life_loss_terminal"]) == (0.25, True, False)
+    assert p.env["grayscale"] is True and p.env["max_frames"] == 108_000
+    rows = published(protocol="atari200m", source=p.reproduce.published_sources[0], method="dreamerv2")
+    assert sorted(rows.task.unique()) == sorted(p.tasks)
+    finals = final_scores(rows, p)
+    assert finals.task.nunique() == 55 and finals.seed.nunique() >= 5 and finals.final.notna().all()
+
+
 def test_latest_version_resolves():
     assert load_protocol("dmc_vision").version == 2
 

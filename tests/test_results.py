@@ -57,6 +57,52 @@ def test_eval_mean_and_last_episodes_mean():
         results.final_score(ep, with_rule(rule="eval_mean", episodes=5))
 
 
+CRAFTER2 = load_protocol("crafter@2")
+
+
+def test_success_geomean_is_the_crafter_papers_score_by_hand():
+    # Four episodes: collect_wood in all (100 %), wake_up in two (50 %), the other 20 achievements never (0 %):
+    # S = exp((ln(1 + 100) + ln(1 + 50) + 20 ln(1)) / 22) - 1 = exp(8.54695 / 22) - 1 = 0.474763 %.
+    sets = [["collect_wood"], ["collect_wood", "wake_up"], ["collect_wood"], ["wake_up", "collect_wood"]]
+    rates = results.success_rates(sets, CRAFTER2.score.achievements)
+    assert rates["collect_wood"] == 100.0 and rates["wake_up"] == 50.0 and rates["collect_diamond"] == 0.0
+    assert results.success_geomean(sets, CRAFTER2.score.achievements) == pytest.approx(0.474763, abs=1e-6)
+    assert results.success_geomean([CRAFTER2.score.achievements], CRAFTER2.score.achievements) == pytest.approx(100.0)
+    assert results.success_geomean([[]], CRAFTER2.score.achievements) == 0.0
+    with pytest.raises(ResultsError, match=r"unknown achievements \['collect_wod'\].*collect_wood"):
+        results.success_rates([["collect_wod"]], CRAFTER2.score.achievements)
+
+
+def test_success_geomean_rule_scores_the_runs_recorded_achievements():
+    # scores.csv as the runner writes it for crafter@2 (names joined by ';', empty: none unlocked); an eval row and
+    # an episode ending past the budget are not scored.
+    ep = episodes([150, 400, 700, 1000, 1200], [1.0, 2.0, 0.0, 3.0, 9.0])
+    ep["achievements"] = ["collect_wood", "collect_wood;wake_up", np.nan, "collect_wood;wake_up", "collect_diamond"]
+    ep = pd.concat([ep, episodes([1000], [5.0], phase="eval").assign(achievements="collect_diamond")])
+    # 4 train episodes within 1,000 steps: collect_wood 75 %, wake_up 50 %.
+    expected = np.exp((np.log(76) + np.log(51)) / 22) - 1
+    assert results.final_score(ep, CRAFTER2, budget=1000) == pytest.approx(expected)
+    assert results.scoring_label(CRAFTER2) == "success_geomean(train, 22 achievements, 1e+06 env_steps, fallback none)"
+    with pytest.raises(ResultsError, match="needs each episode's unlocked achievements"):
+        results.final_score(ep.drop(columns="achievements"), CRAFTER2, budget=1000)
+
+
+def test_success_geomean_protocol_validation():
+    from wmbench.protocols import ProtocolError, parse_protocol
+
+    base = {"name": "x", "version": 1, "suite": "fake", "tasks": ["vector_discrete"], "budget": {"agent_steps": 100}}
+    with pytest.raises(ProtocolError, match="needs score.achievements"):
+        parse_protocol({**base, "score": {"rule": "success_geomean"}})
+    with pytest.raises(ProtocolError, match=r"lists \['a'\] more than once"):
+        parse_protocol({**base, "score": {"rule": "success_geomean", "achievements": ["a", "b", "a"]}})
+    with pytest.raises(ProtocolError, match="used only by score.rule 'success_geomean'"):
+        parse_protocol({**base, "score": {"rule": "window_mean", "achievements": ["a"]}})
+    # Rules without achievements keep the hash they had before the field existed (values of main at 601570b), so
+    # runs made under them still resume and compare.
+    assert load_protocol("crafter@1").hash == "3cceb1346b7d5e0e"
+    assert load_protocol("atari100k@1").hash == "0a78e645094deaa8"
+
+
 def test_final_score_without_episodes_and_with_wrong_unit():
     with pytest.raises(ResultsError, match="no train episode ends at or before the budget"):
         results.final_score(episodes([5000], [1.0]), FAKE)
@@ -231,3 +277,19 @@ def test_smoke_runs_are_scored_at_the_smoke_budget_and_never_mixed(tmp_path):
     both = results.load_scores([tmp_path / "smoke", tmp_path / "full"])
     with pytest.raises(ResultsError, match=r"mixes smoke runs \(rows 0, 1, 2\)"):
         results.final_scores(both, "fake@1")
+
+
+def test_a_run_under_success_geomean_stops_when_its_suite_reports_no_achievements(tmp_path):
+    from pathlib import Path
+
+    from wmbench.errors import WmbenchError
+    from wmbench.runner import run
+
+    text = Path(FAKE.path).read_text().replace('name = "fake"', 'name = "fake_achievements"')
+    text = text.replace('rule = "window_mean"', 'rule = "success_geomean"\nachievements = ["reach_goal"]')
+    path = tmp_path / "fake_achievements@1.toml"
+    path.write_text(text)
+    with pytest.raises(WmbenchError, match="suite 'fake' reported no info\\['achievements'\\] at the end of train episode 1"):
+        run("random", load_protocol(str(path)), "vector_discrete", 0, root=tmp_path / "runs", smoke=True, progress=False)
+    run_json = json.loads(next((tmp_path / "runs").rglob("run.json")).read_text())
+    assert run_json["status"] == "failed" and "success_geomean" in run_json["error"]

@@ -20,6 +20,9 @@ Measured on the project's CPU machine type (2 shared cores):
   and 1.4 s; per agent step with dmc_vision@1's 500-step episodes 0.66 s and 6.2 s.
 - Dreamer v1 (docs/dreamerv1.md, 1 thread at load 2.4, 64x64 images): `cpu` 6.2 s per update (16 x 50) and 3 ms
   per action, `paper` 20 s per update (50 x 50); per agent step 0.63 s and 4.0 s.
+- DreamerV2 (docs/dreamerv2.md, 1 thread, 64x64 images, dmc_vision@1 settings: batch 16 x 50, deter 200): `paper`
+  37 s per update at load 10 and 27 ms per action; one update per `train_every` agent steps. Figures are keyed by
+  preset, batch and deter, so the Atari settings (50 x 50, deter 600) get no estimate until measured.
 - SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
   (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
@@ -77,6 +80,13 @@ DREAMER_UPDATE: dict[str, tuple[float, str]] = {
 }
 
 
+# DreamerV2: (seconds per update, seconds per action, where from) per (preset, batch_size, deter).
+DREAMERV2_UPDATE: dict[tuple[str, int, int], tuple[float, float, str]] = {
+    ("paper", 16, 200): (37.0, 0.027, "measured at load 10: docs/dreamerv2.md"),
+    ("tiny", 4, 16): (0.05, 0.002, "tests"),
+}
+
+
 class Estimate(NamedTuple):
     seconds: float
     per_step: float  # seconds per agent step
@@ -102,6 +112,15 @@ def estimate(method: str, config: Any, agent_steps: int) -> Estimate | None:
         per_step = per_update * updates_per_step
         basis = (f"{updates_per_step:.3g} updates per agent step (train_ratio {cfg.get('train_ratio')}) x "
                  f"{per_update:g} s per {preset} update ({basis})")
+    elif method == "dreamerv2":
+        key = (preset, int(cfg.get("batch_size", 0)), int(cfg.get("deter", 0)))
+        if key not in DREAMERV2_UPDATE:
+            return None
+        per_update, per_action, source = DREAMERV2_UPDATE[key]
+        updates_per_step = int(cfg.get("train_steps", 1)) / int(cfg.get("train_every", 1))
+        per_step = per_update * updates_per_step + per_action
+        basis = (f"{updates_per_step:.3g} updates per agent step x {per_update:g} s per {preset} update "
+                 f"(batch {key[1]}, deter {key[2]}) + {per_action:g} s per action ({source})")
     else:
         figures = PER_STEP.get(method, {})
         if preset not in figures:

@@ -55,7 +55,14 @@ def protocol_rows() -> list[list[str]]:
         budget = f"{_count(p.budget.agent_steps)} agent steps"
         if p.budget.step_unit != "agent_steps":
             budget += f" = {_count(p.to_unit(p.budget.agent_steps))} {p.budget.step_unit}"
-        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash, suite_available(p.suite)])
+        available = suite_available(p.suite)
+        if available == "yes":
+            from wmbench.envs import suite_module
+
+            missing = getattr(suite_module(p.suite), "missing_data", lambda _: [])(p)
+            if missing:
+                available = f"no: missing {', '.join(missing)}"
+        rows.append([p.id, p.suite, str(len(p.tasks)), budget, p.hash, available])
     return rows
 
 
@@ -69,6 +76,9 @@ SUITE_IMPORTS = {
     "dmlab": "deepmind_lab",
     "crafter": "crafter",
     "distracting": "dm_control",
+    "memory_maze": "memory_maze",
+    "box2d": "Box2D",
+    "vizdoom": "vizdoom",
 }
 
 
@@ -182,11 +192,14 @@ SUITE_PACKAGES = {
     "dmlab": ("deepmind-lab",),
     "crafter": ("crafter", "numba"),
     "distracting": ("dm-control", "mujoco"),
+    "memory_maze": ("memory-maze", "gym", "dm-control", "mujoco"),
+    "box2d": ("Box2D", "box2d-py", "gymnasium"),
+    "vizdoom": ("vizdoom",),
 }
 
 
 def suite_status() -> list[list[str]]:
-    """[suite, status, detail] for every registered suite; imports each simulator."""
+    """[suite, status, detail, install command] for every registered suite; imports each simulator."""
     from wmbench.envs import SuiteNotInstalled, suite_module, suite_names
 
     rows = []
@@ -194,19 +207,19 @@ def suite_status() -> list[list[str]]:
         try:
             module = suite_module(name)
         except ImportError as e:
-            rows.append([name, "broken", f"adapter module cannot be imported: {e}"])
+            rows.append([name, "broken", f"adapter module cannot be imported: {e}", "-"])
             continue
+        hint = getattr(module, "INSTALL_HINT", "") or "-"
         try:
             module.check_installed()
         except SuiteNotInstalled as e:
-            rows.append([name, "not installed", str(e)])
+            # The message ends with the install command, which has its own column.
+            rows.append([name, "not installed", str(e).split(" Install: ")[0], hint])
             continue
         except Exception as e:  # a half-broken install: say what failed rather than crash the doctor
-            rows.append(
-                [name, "broken", f"{type(e).__name__}: {e}. Reinstall: {getattr(module, 'INSTALL_HINT', '')}"]
-            )
+            rows.append([name, "broken", f"{type(e).__name__}: {e}", hint])
             continue
-        rows.append([name, "installed", _versions(SUITE_PACKAGES.get(name, ())) or "built in"])
+        rows.append([name, "installed", _versions(SUITE_PACKAGES.get(name, ())) or "built in", hint])
     return rows
 
 
@@ -290,7 +303,7 @@ def cli_doctor(argv: list[str]) -> int:
     )
     print("\nsuites:")
     rows = suite_status()
-    print(_table(rows, ["suite", "status", "detail / install"]))
+    print(_table(rows, ["suite", "status", "detail", "install"]))
     print("\nrendering (DMC pixels):")
     for line in gl_status(user_gl):
         print("  " + line)

@@ -20,6 +20,16 @@ Contract (what the runner calls; see docs/contracts.md):
     m.state_dict() / m.load_state_dict(d)       everything needed to resume: weights, optimisers, counters.
                                                  Only tensors, numbers, strings, lists, dicts
                                                  (torch.load(weights_only=True) must load it).
+
+Protocols with stages (`[[stages]]`, e.g. task-agnostic exploration, then adaptation with the task reward):
+    cls.follows_stages                          True if the method implements set_stage; the runner refuses a
+                                                 staged protocol for any other method (`supports_protocol`)
+    cls.supports_protocol(protocol) -> str | None   None if the method can follow the protocol, else why not
+    m.set_stage(stage)                          a `wmbench.protocols.ScheduledStage` (name, task_reward, start,
+                                                 end in agent steps of this run): called before the first training
+                                                 step of every stage and again after a resume, so it must be
+                                                 idempotent (the method's state_dict already holds what a stage
+                                                 changed)
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ class Method:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]
+    follows_stages: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -65,6 +76,26 @@ class Method:
     @classmethod
     def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
         return None
+
+    @classmethod
+    def supports_protocol(cls, protocol: Any) -> str | None:
+        """None if the method can follow `protocol`, else the reason. Default: a protocol with stages needs a method
+        that follows them (`follows_stages`); any other protocol is fine."""
+        stages = getattr(protocol, "stages", ())
+        if stages and not cls.follows_stages:
+            parts = ", ".join(
+                f"{s.name} ({s.agent_steps} agent steps, {'with' if s.task_reward else 'without'} the task reward)"
+                for s in stages
+            )
+            return (
+                f"protocol {protocol.id} splits its budget into stages ({parts}) that the method must follow, and "
+                f"method {cls.name!r} does not take stages (Method.follows_stages is False); use a method that does "
+                "(e.g. plan2explore), or a protocol without stages"
+            )
+        return None
+
+    def set_stage(self, stage: Any) -> None:
+        """The protocol stage the coming training steps belong to (see the module docstring)."""
 
     def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[Any, Any]:
         raise NotImplementedError

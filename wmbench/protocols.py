@@ -7,6 +7,13 @@ files, never flags.
 
 Validation is strict: unknown keys, wrong types, unknown suites, and env settings the suite's adapter does not
 declare all raise `ProtocolError` naming the file, the field and the allowed values.
+
+Stages (optional `[[stages]]` tables): a protocol may split its budget into named stages, e.g. Plan2Explore's
+task-agnostic exploration and then adaptation with the task reward. Each stage has `name`, `agent_steps` and
+`task_reward` (false: the method must collect its data without using the task reward; rewards are still recorded,
+for zero-shot evaluation). The stages' agent steps must add up to `budget.agent_steps`. `stage_schedule(budget)`
+gives each stage's agent-step range for a run of any budget (smoke, --steps: scaled in proportion). The name is
+not "phase" because `phase` already means train/eval in scores.csv and `[score]`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from wmbench.shipped import protocols_dir
 
 PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", protocols_dir()))
 STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")
-SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean")
+SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean", "success_geomean")
 PHASES = ("train", "eval")
 
 
@@ -53,6 +60,10 @@ class ScoreRule:
         if none does and fallback == "last", the last episode ending at or before the budget.
     eval_mean: mean of the `episodes` eval episodes run at the budget.
     last_episodes_mean: mean of the last `episodes` episodes of `phase` ending at or before the budget.
+    success_geomean: the Crafter score (Hafner 2021, Sec. 3): over the `phase` episodes that window_mean would
+        average (same window and fallback), the success rate s_i of each of the protocol's `achievements` (percent
+        of those episodes that unlocked it at least once) and S = exp(mean_i ln(1 + s_i)) - 1, in percent. Needs
+        the per-episode `achievements` column the runner records for this rule.
     """
 
     rule: str = "window_mean"
@@ -62,6 +73,7 @@ class ScoreRule:
     fallback: str = "last"
     normaliser: str = "none"
     aggregates: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
+    achievements: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,27 @@ class Reproduce:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A named part of a protocol's budget (see the module docstring); `agent_steps` of the full budget."""
+
+    name: str
+    agent_steps: int
+    task_reward: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduledStage:
+    """A stage as one run meets it: agent steps [start, end) of that run's budget."""
+
+    name: str
+    task_reward: bool
+    start: int
+    end: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Protocol:
     name: str
     version: int
@@ -104,6 +137,7 @@ class Protocol:
     description: str = ""
     path: str = ""
     hash: str = field(default="", compare=False)
+    stages: tuple[Stage, ...] = ()
 
     @property
     def id(self) -> str:
@@ -146,6 +180,24 @@ class Protocol:
             return value / self.action_repeat
         raise ProtocolError(f"protocol {self.id}: cannot convert unit {unit!r} to agent steps; units: {STEP_UNITS}")
 
+    def stage_schedule(self, agent_steps: int | None = None) -> tuple[ScheduledStage, ...]:
+        """The protocol's stages over a run of `agent_steps` (default: the full budget), as agent-step ranges that
+        tile [0, agent_steps). At the full budget each stage has its own `agent_steps`; any other budget (smoke,
+        --steps) keeps their proportions, each boundary rounded to the nearest agent step. () without stages."""
+        if not self.stages:
+            return ()
+        total = self.budget.agent_steps
+        steps = total if agent_steps is None else int(agent_steps)
+        out, done = [], 0
+        for stage in self.stages:
+            done += stage.agent_steps
+            out.append((stage, (done * steps + total // 2) // total))
+        starts = [0] + [end for _, end in out[:-1]]
+        return tuple(
+            ScheduledStage(stage.name, stage.task_reward, start, end, stage.description)
+            for (stage, end), start in zip(out, starts, strict=True)
+        )
+
     def check_task(self, task: str) -> str:
         if task not in self.tasks:
             close = difflib.get_close_matches(task, self.tasks, n=4, cutoff=0.5)
@@ -160,6 +212,8 @@ class Protocol:
         d["env"] = dict(self.env)
         d.pop("path")
         d.pop("hash")
+        if not self.stages:
+            d.pop("stages")
         return d
 
 
@@ -171,7 +225,7 @@ _SECTIONS: dict[str, type] = {
     "smoke": Budget,
     "reproduce": Reproduce,
 }
-_TOP_KEYS = {"name", "version", "suite", "tasks", "description", "env", *_SECTIONS}
+_TOP_KEYS = {"name", "version", "suite", "tasks", "description", "env", "stages", *_SECTIONS}
 
 
 def _typecheck(value: Any, expected: Any, where: str) -> Any:
@@ -217,6 +271,33 @@ def _section(cls: type, data: Any, where: str) -> Any:
         raise ProtocolError(f"{where}: unknown key {key!r}.{hint} Allowed: {', '.join(hints)}")
     values = {k: _typecheck(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**values)
+
+
+def _stages(data: Any, budget: Budget, where: str) -> tuple[Stage, ...]:
+    """`[[stages]]` tables, checked: known keys, unique names, positive agent steps adding up to the budget."""
+    if not isinstance(data, list) or not data:
+        raise ProtocolError(f"{where}: stages must be a non-empty list of [[stages]] tables, got {data!r}")
+    stages = tuple(_section(Stage, item, f"{where}: stages[{i}]") for i, item in enumerate(data))
+    for i, stage in enumerate(stages):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", stage.name):
+            raise ProtocolError(f"{where}: stages[{i}].name {stage.name!r} must be lowercase letters, digits and "
+                                "underscores, e.g. 'explore'")
+        if stage.agent_steps <= 0:
+            raise ProtocolError(f"{where}: stages[{i}] ({stage.name!r}).agent_steps must be positive, got "
+                                f"{stage.agent_steps}")
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ProtocolError(f"{where}: duplicate stage names {dup}; give each stage its own name")
+    total = sum(s.agent_steps for s in stages)
+    if total != budget.agent_steps:
+        parts = " + ".join(f"{s.agent_steps} ({s.name})" for s in stages)
+        raise ProtocolError(
+            f"{where}: the stages add up to {parts} = {total} agent steps, but budget.agent_steps is "
+            f"{budget.agent_steps}; the stages split the budget, so make them add up to it (change a stage's "
+            f"agent_steps by {budget.agent_steps - total:+d}, or set budget.agent_steps = {total})"
+        )
+    return stages
 
 
 def content_hash(content: Mapping[str, Any]) -> str:
@@ -278,10 +359,27 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
     if score.fallback not in ("last", "none"):
         raise ProtocolError(f"{where}: score.fallback {score.fallback!r} not one of ('last', 'none')")
     evals = _section(EvalSchedule, data.get("eval", {}), f"{where}: eval")
+    if score.rule == "success_geomean":
+        if not score.achievements:
+            raise ProtocolError(f"{where}: score.rule 'success_geomean' needs score.achievements, the list of "
+                                "achievements whose success rates it averages (e.g. Crafter's 22)")
+        dup = sorted({a for a in score.achievements if score.achievements.count(a) > 1})
+        if dup:
+            raise ProtocolError(f"{where}: score.achievements lists {dup} more than once")
+        bad = [a for a in score.achievements if not re.fullmatch(r"[A-Za-z0-9_]+", a)]
+        if bad:
+            raise ProtocolError(f"{where}: score.achievements {bad[0]!r} must be letters, digits and underscores")
+    elif score.achievements:
+        raise ProtocolError(f"{where}: score.achievements is used only by score.rule 'success_geomean', not by "
+                            f"{score.rule!r}; remove it or change the rule")
     if score.rule == "eval_mean" and evals.episodes <= 0:
         raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
     seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")
     reproduce = _section(Reproduce, data.get("reproduce", {}), f"{where}: reproduce")
+    score_content = dataclasses.asdict(score)
+    if not score.achievements:  # absent from rules that do not use it, so older protocols keep their hashes
+        score_content.pop("achievements")
+    stages = _stages(data["stages"], budget, where) if "stages" in data else ()
     content = {
         "name": name,
         "version": version,
@@ -290,11 +388,13 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         "env": env,
         "budget": dataclasses.asdict(budget),
         "smoke": dataclasses.asdict(smoke),
-        "score": dataclasses.asdict(score),
+        "score": score_content,
         "eval": dataclasses.asdict(evals),
         "seeds": dataclasses.asdict(seeds),
         "reproduce": dataclasses.asdict(reproduce),
     }
+    if stages:  # only then: the hashes of protocols without stages stay what they were
+        content["stages"] = [dataclasses.asdict(s) for s in stages]
     return Protocol(
         name=name,
         version=version,
@@ -310,6 +410,7 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         description=str(data.get("description", "")),
         path=where,
         hash=content_hash(content),
+        stages=stages,
     )
 
 

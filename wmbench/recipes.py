@@ -107,11 +107,12 @@ def recipe_names(method: str) -> list[str]:
 
 
 def published_source_ids() -> set[str]:
-    """Every published source id shipped in results/published/SOURCES.csv."""
-    from wmbench.results import PUBLISHED_DIR
+    """Every published source id shipped in results/published/: SOURCES.csv (curves and finals) and
+    paper_tables.csv (a paper's table entries: mean and spread, no per-run scores)."""
+    from wmbench.results import PUBLISHED_DIR, paper_tables
 
     with open(PUBLISHED_DIR / "SOURCES.csv", newline="") as f:
-        return {row["source"] for row in csv.DictReader(f)}
+        return {row["source"] for row in csv.DictReader(f)} | set(paper_tables()["source"])
 
 
 def parse_recipe(path: Path | str, method: str | None = None) -> Recipe:

@@ -479,6 +479,133 @@ def verdict(
     return Verdict(aggregate=aggregate, margin=margin, **base)
 
 
+@dataclass(frozen=True)
+class SummaryVerdict:
+    """Ours vs a paper's table entry (a mean and its spread, no per-run scores; `results.paper_tables`), one task."""
+
+    method: str
+    protocol: str
+    source: str
+    task: str
+    n_ours: int  # our seeds (runs), each scored by the protocol's rule
+    ours_mean: float  # mean of our per-seed finals
+    ours_sd: float  # standard deviation of our per-seed finals (between runs)
+    published_mean: float
+    published_sd: float
+    published_n: int
+    spread_over: str  # what the published spread is over ("episodes of one agent")
+    difference: float
+    low: float  # (1 - 2 alpha) interval of the difference
+    high: float
+    df: float
+    margin: float
+    alpha: float
+    verdict: str
+    reason: str = ""
+    above_untrained: tuple[float, float, float] | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        lines = [
+            f"{self.method} on {self.protocol} {self.task} vs {self.source}: {self.verdict.upper()}",
+            f"ours {self.ours_mean:.1f} (SD {self.ours_sd:.1f} over {self.n_ours} runs); published "
+            f"{self.published_mean:g} +- {self.published_sd:g} (SD over {self.published_n} {self.spread_over}); "
+            f"difference {self.difference:+.1f}, {100 * (1 - 2 * self.alpha):.0f}% interval "
+            f"[{self.low:+.1f}, {self.high:+.1f}], margin +-{self.margin:g}.",
+            "How a table entry is compared: it is one mean with a spread, not per-run finals, so no test over "
+            "training runs exists for it. The interval combines our between-run variance (var/n of our per-seed "
+            "finals) with the standard error of the published mean (SD / sqrt(n)); when the published SD is over "
+            "episodes of one agent, the published method's run-to-run variance is unknown and not in the interval, "
+            "which is then too narrow on its side. 'reproduced' needs the interval inside the margin, our runs "
+            "above the untrained level (--untrained-runs) and at least the protocol's minimum of seeds.",
+        ]
+        if self.reason:
+            lines.append(f"Reason: {self.reason}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def summary_verdict(
+    ours_finals: pd.DataFrame,
+    entry: Any,
+    protocol: Protocol | str,
+    *,
+    untrained_finals: pd.DataFrame | None = None,
+    margin: float | None = None,
+    alpha: float | None = None,
+    min_seeds: int | None = None,
+) -> SummaryVerdict:
+    """TOST of our per-seed finals (a `results.final_scores` table) against one paper-table entry (a row of
+    `results.paper_tables`: mean, sd, n). The difference's standard error is sqrt(var(ours)/k + sd^2/n) with
+    Welch-Satterthwaite degrees of freedom (n - 1 on the published side); margin and alpha are the protocol's, the
+    margin narrowed to half of the published gain over the untrained level when that level is given (as
+    `task_verdict`). Without an untrained level, or with fewer than `min_seeds` runs (default: the protocol's
+    minimum), the verdict cannot be 'reproduced'."""
+    from wmbench import results
+
+    protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    explicit_margin = margin is not None
+    margin = protocol.reproduce.margin if margin is None else float(margin)
+    alpha = protocol.reproduce.alpha if alpha is None else float(alpha)
+    min_seeds = protocol.seeds.minimum if min_seeds is None else int(min_seeds)
+    if not 0 < alpha < 0.5:
+        raise ReproduceError(f"alpha must be in (0, 0.5), got {alpha}")
+    if not margin > 0:
+        raise ReproduceError(f"margin must be positive (normalised score units), got {margin}")
+    task = str(entry["task"])
+    raw = ours_finals.loc[ours_finals["task"] == task, "final"].to_numpy(float)
+    x = np.asarray(results.normalise(raw, task, protocol), float)
+    mean_p = float(results.normalise(np.array([float(entry["mean"])]), task, protocol)[0])
+    scale = (mean_p / float(entry["mean"])) if float(entry["mean"]) else 1.0  # linear normalisers only
+    sd_p, n_p = float(entry["sd"]) * abs(scale), int(entry["n"])
+    notes: list[str] = []
+    methods = sorted(set(ours_finals["method"])) if len(ours_finals) else []
+    k = len(x)
+    base = dict(method=", ".join(methods), protocol=protocol.id, source=str(entry["source"]), task=task, n_ours=k,
+                ours_mean=float(x.mean()) if k else math.nan, ours_sd=float(x.std(ddof=1)) if k > 1 else math.nan,
+                published_mean=mean_p, published_sd=sd_p, published_n=n_p, spread_over=str(entry["spread_over"]),
+                alpha=alpha)
+    if k < max(MIN_SEEDS, min_seeds):
+        diff = float(x.mean() - mean_p) if k else math.nan
+        return SummaryVerdict(**base, difference=diff, low=math.nan, high=math.nan, df=math.nan, margin=margin,
+                              verdict=INCONCLUSIVE, reason=f"needs >= {max(MIN_SEEDS, min_seeds)} runs of ours "
+                              f"(have {k})", notes=tuple(notes))
+    vx, vp = x.var(ddof=1) / k, sd_p**2 / n_p
+    se = math.sqrt(vx + vp)
+    diff = float(x.mean() - mean_p)
+    if se == 0.0:
+        low = high = diff
+        df = math.inf
+    else:
+        df = (vx + vp) ** 2 / ((vx**2 / (k - 1) if vx else 0.0) + (vp**2 / (n_p - 1) if vp and n_p > 1 else 0.0))
+        half = float(scipy_stats.t.ppf(1 - alpha, df)) * se
+        low, high = diff - half, diff + half
+    reason, above = "", None
+    untrained = None
+    if untrained_finals is not None:
+        u_raw = untrained_finals.loc[untrained_finals["task"] == task, "final"].to_numpy(float)
+        untrained = np.asarray(results.normalise(u_raw, task, protocol), float) if len(u_raw) else None
+    if untrained is not None and len(untrained) >= MIN_SEEDS:
+        gain = mean_p - float(untrained.mean())
+        if 0 < gain and margin > gain / 2 and not explicit_margin:
+            notes.append(f"margin narrowed from {margin:g} to half the published gain over the untrained level "
+                         f"({gain / 2:.3g})")
+            margin = gain / 2
+    decision = decide(low, high, margin)
+    if untrained is None or len(untrained) < MIN_SEEDS:
+        if decision == REPRODUCED:
+            decision, reason = INCONCLUSIVE, "no untrained level to show that ours learned (pass --untrained-runs)"
+    else:
+        a_diff, a_low, a_high, _, _ = welch_interval(x, untrained, alpha)
+        above = (a_diff, a_low, a_high)
+        if decision == REPRODUCED and not a_low > 0:
+            decision = INCONCLUSIVE
+            reason = f"ours is not above the untrained level (ours - untrained {a_diff:+.3f}, CI [{a_low:+.3f}, {a_high:+.3f}])"
+    return SummaryVerdict(**base, difference=diff, low=low, high=high, df=float(df), margin=margin, verdict=decision,
+                          reason=reason, above_untrained=above, notes=tuple(notes))
+
+
 def _triple(v: Sequence[float]) -> tuple[float, float, float]:
     return float(v[0]), float(v[1]), float(v[2])
 
@@ -646,6 +773,15 @@ def select_source(protocol: Protocol, method: str, source: str | None) -> str:
     """The published source to compare against: --against-source, else the protocol's listed source for method."""
     from wmbench import results
 
+    tables = results.paper_tables(protocol=protocol.name)
+    if source in set(tables["source"]):
+        return source
+    if source is None and protocol.name not in results.published_protocols():
+        of_method = sorted(set(tables.loc[tables["method"] == method, "source"]))
+        if of_method:
+            return of_method[0]
+        raise ReproduceError(f"no published {protocol.name} scores of method {method!r} (no curves and no paper-table "
+                             f"entry in results/published/)")
     available = results.published(protocol=protocol.name)
     pairs = available[["source", "method"]].drop_duplicates()
     if source is not None:
@@ -764,6 +900,33 @@ def cli_reproduce(argv: list[str]) -> int:
 
     ours = results.load_scores(usable_dirs)
     ours = ours[ours["task"].isin(tasks)]
+    entries = results.paper_tables(protocol=protocol.name, source=source)
+    if len(entries):  # a paper's table entry (mean and spread): one summary verdict per task
+        untrained_f = None
+        if args.untrained_runs:
+            untrained_f = results.final_scores(results.load_scores(args.untrained_runs), protocol)
+        results.check_table(ours, protocol, "ours", args.at_step)
+        ours_f = finals_at(ours, protocol, args.at_step)
+        recipe, differences = recipe_check(args.method, source, [run_info(p) for p in usable_dirs])
+        for note in notes:
+            print(f"note: {note}")
+        out = []
+        for _, entry in entries[entries["task"].isin(tasks)].iterrows():
+            v = summary_verdict(ours_f, entry, protocol, untrained_finals=untrained_f, margin=args.margin,
+                                alpha=args.alpha, min_seeds=args.min_seeds)
+            if differences and not args.allow_reduced:
+                v = dataclasses.replace(v, verdict=NOT_COMPARABLE, reason=f"settings differ from recipe {recipe}: "
+                                        + "; ".join(differences) + " (--allow-reduced compares anyway)")
+            elif differences:
+                v = dataclasses.replace(v, notes=v.notes + tuple(f"reduced: {d}" for d in differences))
+            print(v.text)
+            print()
+            out.append(_jsonable(dataclasses.asdict(v)))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=2))
+            print(f"wrote {args.json}")
+        return 0
     published = results.published(method=None, protocol=protocol.name, source=source)
     published = published[published["task"].isin(tasks)]
     untrained_runs = None

@@ -120,6 +120,44 @@ def _published_file(name: str) -> pd.DataFrame:
     return pd.read_csv(path, dtype={**dtypes, "env_step": "float64", "score": "float64"}, keep_default_na=False)
 
 
+PAPER_TABLE_COLUMNS = ["source", "method", "protocol", "task", "mean", "sd", "n", "spread_over", "step_unit", "paper",
+                       "location", "notes"]
+
+
+@functools.cache
+def _paper_tables() -> pd.DataFrame:
+    path = PUBLISHED_DIR / "paper_tables.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=PAPER_TABLE_COLUMNS)
+    table = pd.read_csv(path, dtype={c: str for c in PAPER_TABLE_COLUMNS if c not in ("mean", "sd", "n")},
+                        keep_default_na=False)
+    if list(table.columns) != PAPER_TABLE_COLUMNS:
+        raise ResultsError(f"{path}: columns {list(table.columns)}, expected {PAPER_TABLE_COLUMNS}")
+    return table
+
+
+def paper_tables(
+    method: str | Iterable[str] | None = None,
+    protocol: str | Iterable[str] | None = None,
+    task: str | Iterable[str] | None = None,
+    source: str | Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Published figures that exist only as a paper's table entry, a mean and its spread with no per-run scores
+    (`results/published/paper_tables.csv`: one row per source and task with `mean`, `sd`, `n` and what the spread is
+    over, e.g. World Models' 906 +- 21 over 100 episodes of one agent). `protocol`: bare name or versioned id.
+    `wmbench reproduce` compares runs with them by `wmbench.reproduce.summary_verdict`."""
+    table = _paper_tables()
+    mask = np.ones(len(table), dtype=bool)
+    protocols = _as_set(protocol)
+    if protocols is not None:
+        protocols = {p.split("@")[0] for p in protocols}
+    for column, wanted in (("method", _as_set(method)), ("protocol", protocols), ("task", _as_set(task)),
+                           ("source", _as_set(source))):
+        if wanted is not None:
+            mask &= table[column].isin(wanted).to_numpy()
+    return table[mask].reset_index(drop=True)
+
+
 def published_protocols() -> list[str]:
     """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...)."""
     return sorted(p.name.removesuffix(".csv.gz") for p in (PUBLISHED_DIR / "curves").glob("*.csv.gz"))
@@ -214,7 +252,7 @@ def _load_run(run_dir: Path) -> pd.DataFrame:
         scores = pd.DataFrame(columns=RUN_SCORE_COLUMNS)
     else:
         try:
-            scores = pd.read_csv(path, dtype={"step_unit": str, "phase": str})
+            scores = pd.read_csv(path, dtype={"step_unit": str, "phase": str, "achievements": str})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise ResultsError(f"{path}: not a readable CSV ({e})") from e
     missing = [c for c in RUN_SCORE_COLUMNS if c not in scores.columns]
@@ -239,6 +277,8 @@ def _load_run(run_dir: Path) -> pd.DataFrame:
         },
         index=scores.index,
     )
+    if "achievements" in scores.columns:  # protocols scored by success_geomean record them per episode
+        out["achievements"] = scores["achievements"].fillna("").astype(object)
     # scores.csv row i is file line i + 2 (header is line 1): name that line in errors.
     return check_schema(out.set_axis(out.index + 2), where=str(path)).reset_index(drop=True)
 
@@ -256,7 +296,8 @@ def load_scores(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """Our run directories (a run dir, or any folder holding run dirs) and/or score-table CSVs -> one table.
 
     Run episodes become `point_type` "curve" rows with `source` "wmbench:<run_dir>"; `phase` (train/eval),
-    `episode`, `length`, `smoke` and `status` are kept as extra columns.
+    `episode`, `length`, `smoke` and `status` are kept as extra columns, and `achievements` where the run recorded
+    them (protocols scored by success_geomean).
     """
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     frames = []
@@ -310,6 +351,46 @@ def convert_units(table: pd.DataFrame, protocol: str | Protocol, to_unit: str) -
 RUN_KEY = ["source", "method", "task", "seed"]
 
 
+def success_rates(episodes: Iterable[Iterable[str]], achievements: Sequence[str]) -> dict[str, float]:
+    """Percent of `episodes` (each the set of achievements it unlocked) in which each achievement was unlocked at
+    least once (Crafter paper, Sec. 3 "success rates")."""
+    sets = [set(e) for e in episodes]
+    if not sets:
+        raise ResultsError("success rates need at least one episode")
+    unknown = sorted(set().union(*sets) - set(achievements))
+    if unknown:
+        raise ResultsError(
+            f"unknown achievements {unknown}: the protocol's score.achievements are {', '.join(achievements)}"
+        )
+    return {a: 100.0 * sum(a in e for e in sets) / len(sets) for a in achievements}
+
+
+def success_geomean(episodes: Iterable[Iterable[str]], achievements: Sequence[str]) -> float:
+    """The Crafter score in percent: S = exp(mean_i ln(1 + s_i)) - 1 over the success rates s_i (percent) of
+    `achievements` in `episodes` (Hafner 2021, "Benchmarking the Spectrum of Agent Capabilities", Sec. 3)."""
+    rates = np.array(list(success_rates(episodes, achievements).values()))
+    return float(np.exp(np.mean(np.log1p(rates))) - 1.0)
+
+
+def parse_achievements(value: object) -> tuple[str, ...]:
+    """One scores.csv `achievements` field (names joined by ';', empty: none) -> the names."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ()
+    return tuple(a for a in str(value).split(";") if a)
+
+
+def _window_rows(data: pd.DataFrame, limit: float, rule, keys: list[str]) -> pd.DataFrame:
+    """Rows of episodes ending in (limit - window, limit] per run; with fallback "last", a run that has none there
+    contributes its last episode ending at or before the limit. `data` is sorted and cut at `limit`."""
+    in_window = data[data["env_step"] > limit - rule.window]
+    if rule.fallback != "last":
+        return in_window
+    last = data.groupby(keys, sort=True).tail(1)
+    have = pd.MultiIndex.from_frame(in_window[keys].drop_duplicates())
+    missing = ~pd.MultiIndex.from_frame(last[keys]).isin(have)
+    return pd.concat([in_window, last[missing]]).sort_index(kind="stable")
+
+
 def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str]) -> tuple[pd.Series, list[str]]:
     """The protocol's score rule applied to every run (`keys`) of `data` at once: (finals by run, problems).
 
@@ -324,13 +405,21 @@ def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str])
         data = data[data["phase"] == phase]
     order = keys + (["env_step", "episode"] if "episode" in data.columns else ["env_step"])
     data = data[data["env_step"] <= limit].sort_values(order, kind="stable")
-    grouped = data.groupby(keys, sort=True)["score"]
     if rule.rule == "window_mean":
         # Mean over episodes ending in (budget - window, budget]: averages out episode noise at the budget.
-        in_window = data[data["env_step"] > limit - rule.window]
-        finals = in_window.groupby(keys, sort=True)["score"].mean()
-        if rule.fallback == "last":  # no episode in the window: the last one ending at or before the budget
-            finals = finals.combine_first(grouped.last())
+        finals = _window_rows(data, limit, rule, keys).groupby(keys, sort=True)["score"].mean()
+    elif rule.rule == "success_geomean":
+        if "achievements" not in data.columns:
+            raise ResultsError(
+                f"protocol {p.id} scores by success_geomean, which needs each episode's unlocked achievements (the "
+                "`achievements` column that `wmbench run` writes to scores.csv for this protocol); this table has "
+                "no such column. Score run directories (wmbench.results.load_scores(run_dir)), not a score table"
+            )
+        chosen = _window_rows(data, limit, rule, keys)
+        sets = chosen["achievements"].map(parse_achievements)
+        finals = sets.groupby([chosen[k] for k in keys], sort=True).agg(
+            lambda episodes: success_geomean(episodes, rule.achievements)
+        )
     elif rule.rule in ("eval_mean", "last_episodes_mean"):
         tail = data.groupby(keys, sort=True).tail(rule.episodes)
         finals = tail.groupby(keys, sort=True)["score"].mean()
@@ -345,7 +434,7 @@ def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str])
         label = " ".join(str(v) for v in (run if isinstance(run, tuple) else (run,)))
         if rule.rule == "eval_mean":
             why = f"fewer than {rule.episodes} eval episodes at or before {limit:g} {unit}"
-        elif rule.rule == "window_mean" and rule.fallback == "none":
+        elif rule.rule in ("window_mean", "success_geomean") and rule.fallback == "none":
             why = f"no {phase} episode ends in ({limit - rule.window:g}, {limit:g}] {unit} (fallback none)"
         else:
             why = f"no {phase} episode ends at or before the budget {limit:g} {unit}; no score yet"
@@ -424,6 +513,8 @@ def scoring_label(p: Protocol) -> str:
         return f"window_mean({r.phase}, {r.window:g} {unit}, fallback {r.fallback})"
     if r.rule == "eval_mean":
         return f"eval_mean({r.episodes} episodes)"
+    if r.rule == "success_geomean":
+        return f"success_geomean({r.phase}, {len(r.achievements)} achievements, {r.window:g} {unit}, fallback {r.fallback})"
     return f"{r.rule}({r.phase}, {r.episodes} episodes)"
 
 

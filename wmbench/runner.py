@@ -4,7 +4,8 @@
 `<method>/smoke/seed_<n>/`; docs/contracts.md):
 
   run.json       what ran (method, resolved config, protocol id + hash, seeds, budget, versions, status, times)
-  scores.csv     one row per finished episode: env_step, step_unit, episode, score, length, phase (train/eval)
+  scores.csv     one row per finished episode: env_step, step_unit, episode, score, length, phase (train/eval),
+                 and `achievements` (unlocked names joined by ';') for protocols scored by success_geomean
   metrics.jsonl  means of the method's update metrics every `log_every` agent steps (no wall time)
   timing.csv     env_step, wall_s, steps_per_s (wall time lives only here, so resumed logs equal fresh ones)
   checkpoint/    state.pt: method state, replay state, global RNG states, counters, env episode counters and the
@@ -80,6 +81,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 SCORES_HEADER = "env_step,step_unit,episode,score,length,phase\n"
+# Protocols scored by success_geomean (Crafter) record each episode's unlocked achievements in one more column.
+ACHIEVEMENTS_HEADER = "env_step,step_unit,episode,score,length,phase,achievements\n"
 TIMING_HEADER = "env_step,wall_s,steps_per_s\n"
 LOGS = ("scores.csv", "metrics.jsonl", "timing.csv")
 # Replay memory unless the method's config sets `replay_bytes`: holds e.g. Atari100k's 100k 64x64x3 steps (~1.2 GB).
@@ -407,6 +410,25 @@ def _run_protocol(protocol: Protocol, smoke: bool, budget: int) -> Protocol:
     return dataclasses.replace(protocol, budget=b)
 
 
+def _achievements_field(info: Mapping[str, Any], protocol: Protocol, phase: str, episode: int) -> str:
+    """The scores.csv `achievements` field of an episode: the names its adapter reported unlocked, joined by ';'."""
+    unlocked = info.get("achievements")
+    if unlocked is None:
+        raise WmbenchError(
+            f"protocol {protocol.id} is scored by success_geomean, which needs the achievements each episode "
+            f"unlocked, but suite {protocol.suite!r} reported no info['achievements'] at the end of {phase} episode "
+            f"{episode}; use a suite whose adapter reports them (crafter) or another score rule"
+        )
+    names = sorted(str(a) for a in unlocked)
+    unknown = [a for a in names if a not in protocol.score.achievements]
+    if unknown:
+        raise WmbenchError(
+            f"{phase} episode {episode} unlocked {unknown}, which are not in protocol {protocol.id}'s "
+            f"score.achievements ({', '.join(protocol.score.achievements)}); the protocol's list and the suite differ"
+        )
+    return ";".join(names)
+
+
 def _final_score(run_dir: Path, protocol: Protocol) -> tuple[float | None, str | None]:
     """The protocol's final score via the one implementation (wmbench.results.final_score), or why there is none."""
     try:
@@ -416,7 +438,7 @@ def _final_score(run_dir: Path, protocol: Protocol) -> tuple[float | None, str |
     except ImportError as e:
         return None, f"wmbench.results is not available ({e})"
     try:
-        episodes = pd.read_csv(run_dir / "scores.csv")
+        episodes = pd.read_csv(run_dir / "scores.csv", dtype={"achievements": str})
         value = float(final_score(episodes, protocol))
     except Exception as e:  # noqa: BLE001 - any scoring failure is reported, with its type, as the run's error
         return None, f"{type(e).__name__}: {e}"
@@ -509,7 +531,7 @@ def _earlier_work(run_dir: Path, info: Mapping[str, Any] | None) -> str | None:
         step = info.get("checkpoint_step", info.get("agent_steps"))
         return f"run.json records a checkpoint at agent step {step}" if step else None
     scores = run_dir / "scores.csv"
-    if (scores.exists() and scores.stat().st_size > len(SCORES_HEADER)) or any((run_dir / "replay").glob("chunk_*")):
+    if (scores.exists() and scores.read_bytes().count(b"\n") > 1) or any((run_dir / "replay").glob("chunk_*")):
         return "scores.csv or replay/ of an earlier attempt, and no run.json"
     return None
 
@@ -579,6 +601,11 @@ def run(
     proto.check_task(task)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
+    reason = cls.supports_protocol(proto)
+    if reason is not None:
+        from wmbench.method import MethodError
+
+        raise MethodError(f"method {method!r} cannot run {proto.id}: {reason}")
     config, recipe_record = resolve_config(cls, proto, overrides, recipe)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
@@ -673,7 +700,7 @@ def _run_locked(
         torch.set_num_threads(int(threads))
     seed_everything(run_seed)
     env = make_env(proto, task, run_seed)
-    eval_env = make_env(proto, task, derive_seed(run_seed, "eval")) if proto.eval.episodes > 0 else None
+    eval_env = make_env(proto, task, derive_seed(run_seed, "eval"), mode="eval") if proto.eval.episodes > 0 else None
     agent = cls(env.obs_space, env.act_space, config, device, run_seed)
     replay = Replay(
         int(getattr(config, "replay_bytes", DEFAULT_REPLAY_BYTES)),
@@ -692,6 +719,10 @@ def _run_locked(
         "next_eval": eval_every if eval_every else budget + 1, "next_log": log_every, "wall_s": 0.0,
         "last_return": None,
     }
+    achievements_rule = proto.score.rule == "success_geomean"
+    # Protocol stages over this run's budget; the method is told the stage of every training step (set_stage).
+    stages = proto.stage_schedule(budget)
+    current_stage: list[int] = [-1]
     metric_sums: dict[str, list[float]] = {}
     log_hashes: dict[str, list[Any]] = {}  # name -> [sha256 of the covered prefix, its length]
     resumed = checkpoint is not None
@@ -742,7 +773,7 @@ def _run_locked(
                 )
         else:
             replay.discard_chunks_after(0)
-            atomic_write_text(run_dir / "scores.csv", SCORES_HEADER)
+            atomic_write_text(run_dir / "scores.csv", ACHIEVEMENTS_HEADER if achievements_rule else SCORES_HEADER)
             atomic_write_text(run_dir / "metrics.jsonl", "")
             atomic_write_text(run_dir / "timing.csv", TIMING_HEADER)
             log_hashes = {name: [hashlib.sha256(), 0] for name in LOGS}
@@ -775,6 +806,7 @@ def _run_locked(
             "checkpoint_minutes": checkpoint_minutes,
             "video_every": video_every,
             "checkpoint_step": saved_step[0],
+            **({"stages": [dataclasses.asdict(x) for x in stages]} if stages else {}),
             "status": "running",
             "error": None,
             "interrupted": False,
@@ -816,10 +848,11 @@ def _run_locked(
             return counters["train_episodes"]
         return proto.to_unit(step, unit)
 
-    def score_row(step: int, episode: int, score: float, length: int, phase: str) -> None:
-        append_text(
-            run_dir / "scores.csv", f"{_fmt(env_step_of(step))},{unit},{episode},{_fmt(score)},{length},{phase}\n"
-        )
+    def score_row(step: int, episode: int, score: float, length: int, phase: str, ended: Any) -> None:
+        row = f"{_fmt(env_step_of(step))},{unit},{episode},{_fmt(score)},{length},{phase}"
+        if achievements_rule:
+            row += "," + _achievements_field(ended.episode_info, proto, phase, episode)
+        append_text(run_dir / "scores.csv", row + "\n")
         if tb is not None:
             tb.episode(env_step_of(step), score, phase)
 
@@ -849,11 +882,21 @@ def _run_locked(
                 ret += float(obs["reward"])
                 length += 1
             counters["eval_episodes"] += 1
-            score_row(step, counters["eval_episodes"], ret, length, "eval")
+            score_row(step, counters["eval_episodes"], ret, length, "eval", eval_env)
             returns.append(ret)
         counters["last_eval_step"] = step
         if returns:
             show.last_eval = float(np.mean(returns))
+
+    def enter_stage(step: int) -> None:
+        """Tell the method the stage of training step `step` when it differs from the one it was last told (first
+        call of this process included: after a resume the method hears its stage again)."""
+        if not stages:
+            return
+        index = next((i for i, x in enumerate(stages) if step < x.end), len(stages) - 1)
+        if index != current_stage[0]:
+            current_stage[0] = index
+            agent.set_stage(stages[index])
 
     def hash_logs() -> tuple[dict[str, int], dict[str, str]]:
         """Lengths of the (fsynced) logs and the sha256 of each: only the bytes appended since the last call are read."""
@@ -912,6 +955,7 @@ def _run_locked(
             recorder = video.Recorder(run_dir, video_every)
             recorder.start(counters["train_episodes"] + 1)
             while True:
+                enter_stage(step)
                 action, state = agent.policy(_batch(obs), state, "train")
                 action = np.asarray(action)[0]
                 replay.add({**obs, "action": action})
@@ -919,7 +963,7 @@ def _run_locked(
                 if obs["is_last"]:
                     counters["train_episodes"] += 1
                     counters["last_return"] = ret
-                    score_row(step, counters["train_episodes"], ret, length, "train")
+                    score_row(step, counters["train_episodes"], ret, length, "train", env)
                     recorder.finish()
                     if eval_env is not None and step >= counters["next_eval"]:
                         evaluate(step)

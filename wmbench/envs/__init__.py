@@ -5,9 +5,13 @@ A suite is a module (registered here or through the entry-point group `wmbench.s
 - `ENV_SCHEMA: dict[str, type]`   protocol `[env]` keys it understands, with their types (others are errors)
 - `TASKS: frozenset[str] | None`  tasks it knows (None: not checked)
 - `INSTALL_HINT: str`             the exact command that installs it
-- `make(protocol, task, seed) -> gymnasium.Env`  an env whose observation space is a `Dict` with `image`
-  (uint8 HWC) and/or `vector` (float32) entries, built only from the protocol's settings
+- `make(protocol, task, seed[, mode]) -> gymnasium.Env`  an env whose observation space is a `Dict` with `image`
+  (uint8 HWC) and/or `vector` (float32) entries, built only from the protocol's settings; `mode` ("train" or
+  "eval", optional) lets a suite build its evaluation env differently where the protocol says so (distractor DMC's
+  held-out `eval_videos`); a suite without the parameter makes the same env for both
 - `check_installed() -> None`     raises `SuiteNotInstalled` (with the install hint) when it cannot run
+- `missing_data(protocol) -> list[str]` (optional)  user-supplied data the protocol needs that is absent (e.g.
+  distractor video folders), shown by `wmbench list protocols`; cheap, imports no simulator
 
 Suite modules import their heavy libraries lazily, inside `make`/`check_installed`, so that listing, validating
 and testing protocols never needs the suite installed. The runner wraps the gymnasium env with
@@ -35,6 +39,9 @@ BUILTIN_SUITES: dict[str, str] = {
     "dmlab": "wmbench.envs.dmlab",
     "crafter": "wmbench.envs.crafter",
     "distracting": "wmbench.envs.distracting",
+    "memory_maze": "wmbench.envs.memory_maze",
+    "box2d": "wmbench.envs.box2d",
+    "vizdoom": "wmbench.envs.vizdoom",
 }
 
 
@@ -82,15 +89,40 @@ def validate_env_settings(suite: str, env: Mapping[str, Any], where: str) -> Non
         _typecheck(value, schema[key], f"{where}.{key}")
 
 
+def import_legacy_gym_quietly() -> None:
+    """Import the legacy `gym` package, when installed, with its import-time notice (gym 0.26.2 prints "Gym has been
+    unmaintained since 2022 ..." to stderr on every import) swallowed. memory-maze needs gym and crafter imports it
+    when present; adapters call this before importing them, so users do not see a warning they cannot act on."""
+    import contextlib
+    import importlib.util
+    import io
+    import sys
+
+    if "gym" in sys.modules or importlib.util.find_spec("gym") is None:
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gym  # noqa: F401
+
+
 def check_installed(suite: str) -> None:
     suite_module(suite).check_installed()
 
 
-def make_env(protocol: Any, task: str, seed: int):
-    """Build the contract env (`ContractEnv`) for one task of a protocol."""
+MODES = ("train", "eval")
+
+
+def make_env(protocol: Any, task: str, seed: int, mode: str = "train"):
+    """Build the contract env (`ContractEnv`) for one task of a protocol; `mode` "eval" for the runner's evaluation
+    env (passed to suites whose `make` takes a `mode`)."""
+    import inspect
+
     from wmbench.envs.wrappers import ContractEnv
 
+    if mode not in MODES:
+        raise ValueError(f"make_env mode {mode!r} is not one of {MODES}")
     protocol.check_task(task)
     module = suite_module(protocol.suite)
     module.check_installed()
+    if "mode" in inspect.signature(module.make).parameters:
+        return ContractEnv(module.make(protocol, task, seed, mode=mode), seed=seed)
     return ContractEnv(module.make(protocol, task, seed), seed=seed)

@@ -41,10 +41,14 @@ ENV_SCHEMA = {
     "max_frames": int,
     "resize": str,
 }
+# The 55 games of the DreamerV2 / Atari-200M benchmark (Hafner et al. 2021); the 26 Atari-100k games are among them.
 TASKS = frozenset(
-    "alien amidar assault asterix bank_heist battle_zone boxing breakout chopper_command crazy_climber "
-    "demon_attack freeway frostbite gopher hero jamesbond kangaroo krull kung_fu_master ms_pacman pong "
-    "private_eye qbert road_runner seaquest up_n_down".split()
+    "alien amidar assault asterix asteroids atlantis bank_heist battle_zone beam_rider berzerk bowling boxing "
+    "breakout centipede chopper_command crazy_climber demon_attack double_dunk enduro fishing_derby freeway "
+    "frostbite gopher gravitar hero ice_hockey jamesbond kangaroo krull kung_fu_master montezuma_revenge ms_pacman "
+    "name_this_game phoenix pitfall pong private_eye qbert riverraid road_runner robotank seaquest skiing solaris "
+    "space_invaders star_gunner tennis time_pilot tutankham up_n_down venture video_pinball wizard_of_wor "
+    "yars_revenge zaxxon".split()
 )
 INSTALL_HINT = "pip install 'wmbench[atari]'   (ale-py==0.12.1; ROMs are bundled)"
 

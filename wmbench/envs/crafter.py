@@ -10,16 +10,15 @@ length cap is a truncation.
 Seeding: `reset(seed=s)` builds the world of Crafter seed `s` (its world generator is seeded from the env seed and
 its episode counter, so a fresh `crafter.Env(seed=s)` per seeded reset makes every episode a function of `s`).
 
-Score: the Crafter paper's score is the geometric mean of the 22 achievements' success rates (percent of episodes in
-which each was unlocked at least once), `exp(mean(log(1 + s_i))) - 1`; `crafter_score` computes it from per-episode
-achievement sets, which `step` reports in `info["achievements"]` at the end of an episode. The runner's scores.csv
-records one number per episode (the return), so the protocol's rule scores the return; see protocols/crafter@1.toml.
+Score: `step` reports the achievements unlocked in the episode in `info["achievements"]` at its end; the runner
+records them for protocols scored by `success_geomean` (crafter@2: the Crafter paper's geometric mean of the 22
+success rates, `wmbench.results.success_geomean`). crafter@1 scores the mean return. A protocol's
+`score.achievements` must be Crafter's own list (`crafter.constants.achievements`), checked when the env is made.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
 from typing import Any
 
 import gymnasium
@@ -37,34 +36,11 @@ ENV_SCHEMA = {
 TASKS = frozenset({"reward"})
 INSTALL_HINT = "pip install 'wmbench[crafter]'   (crafter==1.8.3; numba makes world generation ~10x faster)"
 DEFAULTS: dict[str, Any] = {"size": (64, 64), "area": (64, 64), "view": (9, 9), "length": 10000, "action_repeat": 1}
-ACHIEVEMENTS = (
-    "collect_coal", "collect_diamond", "collect_drink", "collect_iron", "collect_sapling", "collect_stone",
-    "collect_wood", "defeat_skeleton", "defeat_zombie", "eat_cow", "eat_plant", "make_iron_pickaxe",
-    "make_iron_sword", "make_stone_pickaxe", "make_stone_sword", "make_wood_pickaxe", "make_wood_sword",
-    "place_furnace", "place_plant", "place_stone", "place_table", "wake_up",
-)  # fmt: skip
 
 
 def check_installed() -> None:
     if importlib.util.find_spec("crafter") is None:
         raise SuiteNotInstalled(f"suite 'crafter' needs the crafter package, which is not installed. Install: {INSTALL_HINT}")
-
-
-def success_rates(episodes: Iterable[Iterable[str]]) -> dict[str, float]:
-    """Percent of episodes in which each achievement was unlocked (Crafter paper, Sec. 3)."""
-    episodes = [set(e) for e in episodes]
-    if not episodes:
-        raise ValueError("success rates need at least one episode")
-    unknown = set().union(*episodes) - set(ACHIEVEMENTS)
-    if unknown:
-        raise ValueError(f"unknown achievements {sorted(unknown)}; Crafter's: {', '.join(ACHIEVEMENTS)}")
-    return {a: 100.0 * sum(a in e for e in episodes) / len(episodes) for a in ACHIEVEMENTS}
-
-
-def crafter_score(episodes: Iterable[Iterable[str]]) -> float:
-    """The Crafter score in percent: exp(mean_i ln(1 + s_i)) - 1 over the 22 success rates s_i in [0, 100]."""
-    rates = np.array(list(success_rates(episodes).values()))
-    return float(np.exp(np.mean(np.log1p(rates))) - 1.0)
 
 
 def _settings(protocol: Any) -> dict[str, Any]:
@@ -80,6 +56,20 @@ def _settings(protocol: Any) -> dict[str, Any]:
         raise ProtocolError(f"{where}.length must be >= 1, got {cfg['length']}")
     if cfg["action_repeat"] != 1:
         raise ProtocolError(f"{where}.action_repeat must be 1 (Crafter has no action repeat), got {cfg['action_repeat']}")
+    listed = tuple(getattr(getattr(protocol, "score", None), "achievements", ()))
+    if listed:
+        from wmbench.envs import import_legacy_gym_quietly
+
+        import_legacy_gym_quietly()
+        import crafter.constants
+
+        own = tuple(crafter.constants.achievements)
+        if sorted(listed) != sorted(own):
+            missing, extra = sorted(set(own) - set(listed)), sorted(set(listed) - set(own))
+            raise ProtocolError(
+                f"protocol {getattr(protocol, 'id', '?')}: score.achievements differ from Crafter's {len(own)} "
+                f"achievements (missing {missing}, not Crafter's {extra}); list exactly: {', '.join(sorted(own))}"
+            )
     return cfg
 
 
@@ -87,6 +77,9 @@ class CrafterEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, seed: int = 0, **settings: Any):
+        from wmbench.envs import import_legacy_gym_quietly
+
+        import_legacy_gym_quietly()  # crafter subclasses gym.Env when the legacy gym is installed (memory_maze needs it)
         import crafter
 
         cfg = {**DEFAULTS, **settings}

@@ -13,16 +13,20 @@ The setting, written here from DreamerPro's description and code facts (fdeng18/
   looping; frames are resized to the observation size with a bilinear filter.
 
 Video sets (`videos` in the protocol) are named, so runs on different sets are different protocols:
-- `procedural`: built in, generated in memory (`procedural_videos`): moving coloured shapes on drifting
-  gradients. For tests and demos; no published reference.
+- `procedural` and `procedural_eval`: built in, generated in memory (`procedural_videos`, two seeds, so the sets
+  share no video): moving coloured shapes on drifting gradients. For tests and demos; no published reference.
 - any other name: a folder `$WMBENCH_VIDEO_DIR/<name>` (default `~/.wmbench/videos/<name>`) holding the videos as
   frame folders (a sub-folder of .png/.jpg/.jpeg frames, sorted by name) and/or .mp4 files (decoded with imageio;
   needs imageio's pyav or ffmpeg plugin: `pip install imageio[pyav]`). It is validated when the env is made: a missing, empty
   or unreadable folder, a video whose frames differ in size or are smaller than the observation, raise
   `VideoFolderError` naming the folder (and file) and what is wrong.
 
-Known deviation: DreamerPro evaluates on the test-split videos; the runner makes its eval env through the same
-`make(protocol, task, seed)`, so evaluation here uses the same video set as training.
+Held-out evaluation videos: `eval_videos` (optional) names the set the evaluation env plays (`make(..., mode="eval")`,
+which the runner uses for its eval env), as distracting-control evaluates on the DAVIS validation videos and
+DreamerPro on the Kinetics test split. It must be another set than `videos` and share no video with it: the same
+name, the same folder, or a video (file or frame-folder name) in both raise `ProtocolError` / `VideoFolderError`
+naming both sets and the shared videos, when either env is made. Without `eval_videos` (dmc_natural_bg@1 and
+dmc_natural_bg_procedural@1) evaluation plays the training set, a documented deviation those versions keep.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ ENV_SCHEMA = {
     "action_repeat": int,
     "time_limit": int,
     "videos": str,
+    "eval_videos": str,
     "max_videos": int,
 }
 TASKS = dmc.TASKS
@@ -55,11 +60,17 @@ DEFAULTS: dict[str, Any] = {
     "action_repeat": 2,
     "time_limit": 1000,
     "videos": "procedural",
+    "eval_videos": "",
     "max_videos": 100,
 }
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4",)
 FETCH_HINTS = {
+    "kinetics_driving_car_test": (
+        "DreamerPro evaluates on the Kinetics-400 'driving car' clips of the test split (the held-out set of "
+        "dmc_natural_bg@2); put them (mp4 files or folders of frames) in that folder, none of them also in the "
+        "training set kinetics_driving_car"
+    ),
     "kinetics_driving_car": (
         "DreamerPro's videos are the Kinetics-400 'driving car' clips of its train split (fdeng18/dreamer-pro "
         "download_videos.py, 360p mp4); put them (mp4 files or folders of frames) in that folder"
@@ -81,12 +92,18 @@ def video_dir(name: str) -> Path:
 
 
 # -- procedural videos ------------------------------------------------------------------------------------------
-def procedural_videos(count: int = 8, frames: int = 100, size: tuple[int, int] = (64, 64)) -> list[np.ndarray]:
+PROCEDURAL_SEEDS = {"procedural": 12345, "procedural_eval": 54321}  # built-in sets: the generator seed of each
+
+
+def procedural_videos(
+    count: int = 8, frames: int = 100, size: tuple[int, int] = (64, 64), seed: int = PROCEDURAL_SEEDS["procedural"]
+) -> list[np.ndarray]:
     """Deterministic distractor videos (uint8 (T, H, W, 3)): drifting colour gradients with moving discs and bars.
 
-    Deliberately not blue-dominant everywhere and changing every frame, so they distract as natural videos do."""
+    Deliberately not blue-dominant everywhere and changing every frame, so they distract as natural videos do.
+    `seed` picks the set (`PROCEDURAL_SEEDS`: the training set `procedural`, the held-out `procedural_eval`)."""
     height, width = size
-    rng = np.random.default_rng(12345)
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     videos = []
     for _ in range(count):
@@ -209,9 +226,9 @@ class VideoSource:
 
     def __init__(self, name: str, size: tuple[int, int], max_videos: int):
         self.name, self.size = name, tuple(size)
-        if name == "procedural":
+        if name in PROCEDURAL_SEEDS:
             self.folder = None
-            self.videos: list[Any] = procedural_videos(size=self.size)[:max_videos]
+            self.videos: list[Any] = procedural_videos(size=self.size, seed=PROCEDURAL_SEEDS[name])[:max_videos]
         else:
             self.folder = video_dir(name)
             try:
@@ -256,6 +273,49 @@ def _settings(protocol: Any) -> dict[str, Any]:
     return cfg
 
 
+def missing_data(protocol: Any) -> list[str]:
+    """The protocol's video folders that do not exist (listing only, nothing decoded): `wmbench list protocols`
+    shows them, since the suite can be installed while a user-supplied video set is not."""
+    names = [protocol.env.get(k, "") for k in ("videos", "eval_videos")]
+    return [str(video_dir(n)) for n in names if n and n not in PROCEDURAL_SEEDS and not video_dir(n).is_dir()]
+
+
+def check_held_out(train: str, held_out: str, max_videos: int, where: str) -> None:
+    """Refuse an evaluation video set that is not held out from the training set: the same name, the same folder, or
+    videos (entry names) in both. Folder sets are listed, not decoded, so this is cheap."""
+    from wmbench.protocols import ProtocolError
+
+    if held_out == train:
+        raise ProtocolError(
+            f"{where}.eval_videos {held_out!r} is the training set env.videos: held-out evaluation needs another "
+            f"video set that shares no video with it (e.g. {train + '_test'!r}, or 'procedural_eval' for "
+            "'procedural'); remove eval_videos to evaluate on the training videos"
+        )
+    if held_out in PROCEDURAL_SEEDS or train in PROCEDURAL_SEEDS:
+        return  # built-in sets are generated from their own seeds; a folder set never equals one
+    folders = {name: video_dir(name) for name in (train, held_out)}
+    if folders[train].resolve() == folders[held_out].resolve():
+        raise VideoFolderError(
+            f"{where}: env.videos {train!r} and eval_videos {held_out!r} are the same folder "
+            f"{folders[train].resolve()}; held-out evaluation videos must be a separate folder"
+        )
+    entries = {}
+    for name, folder in folders.items():
+        try:
+            entries[name] = {e.stem for e in list_videos(folder, max_videos)}
+        except VideoFolderError as e:
+            hint = FETCH_HINTS.get(name, "put the videos (frame folders or mp4 files) in that folder")
+            role = "training" if name == train else "held-out evaluation"
+            raise VideoFolderError(f"{e}. It holds the {role} video set {name!r}; {hint}") from None
+    shared = sorted(entries[train] & entries[held_out])
+    if shared:
+        listed = ", ".join(shared[:8]) + (f", ... ({len(shared) - 8} more)" if len(shared) > 8 else "")
+        raise VideoFolderError(
+            f"{where}: the training videos {folders[train]} and the held-out evaluation videos {folders[held_out]} "
+            f"share {len(shared)} video(s): {listed}. Evaluation videos must be held out: remove them from one set"
+        )
+
+
 class DistractingDMCEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
@@ -283,7 +343,15 @@ class DistractingDMCEnv(gymnasium.Env):
         self.inner.close()
 
 
-def make(protocol: Any, task: str, seed: int) -> gymnasium.Env:
+def make(protocol: Any, task: str, seed: int, mode: str = "train") -> gymnasium.Env:
+    """The env of `mode` "train" (plays `videos`) or "eval" (plays `eval_videos` when the protocol names a held-out
+    set, else `videos`)."""
     cfg = _settings(protocol)
+    videos = cfg["videos"]
+    if cfg["eval_videos"]:
+        where = f"protocol {getattr(protocol, 'id', '?')}: env"
+        check_held_out(cfg["videos"], cfg["eval_videos"], cfg["max_videos"], where)
+        if mode == "eval":
+            videos = cfg["eval_videos"]
     settings = {k: cfg[k] for k in ("size", "camera", "quadruped_camera", "action_repeat", "time_limit")}
-    return DistractingDMCEnv(task, seed=seed, videos=cfg["videos"], max_videos=cfg["max_videos"], **settings)
+    return DistractingDMCEnv(task, seed=seed, videos=videos, max_videos=cfg["max_videos"], **settings)

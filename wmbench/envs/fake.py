@@ -3,6 +3,8 @@
 Observations are `vector` (position, goal) and/or a small `image` drawing both; actions are discrete
 (left/stay/right) or continuous in [-1, 1]. Leaving [-1, 1] is a real terminal state (penalised); otherwise the
 episode is truncated at `max_steps` (not terminal). A policy that moves towards the goal earns up to ~max_steps.
+`walls = true` (protocol [env]): the line ends in walls instead, the point stops at +-1 and no episode is terminal,
+like DeepMind Control (for methods without a termination model, e.g. Plan2Explore's zero-shot check).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
-ENV_SCHEMA = {"size": tuple[int, ...], "max_steps": int, "action_repeat": int, "obs": str}
+ENV_SCHEMA = {"size": tuple[int, ...], "max_steps": int, "action_repeat": int, "obs": str, "walls": bool}
 TASKS = frozenset({"vector_discrete", "vector_continuous", "image_discrete", "image_continuous"})
 INSTALL_HINT = "built in; nothing to install"
 
@@ -20,8 +22,9 @@ def check_installed() -> None:
 
 
 class PointEnv(gymnasium.Env):
-    def __init__(self, task: str, size=(16, 16), max_steps: int = 50, action_repeat: int = 1):
+    def __init__(self, task: str, size=(16, 16), max_steps: int = 50, action_repeat: int = 1, walls: bool = False):
         self.task = task
+        self.walls = walls
         self.discrete = task.endswith("discrete")
         self.use_image = task.startswith("image")
         self.size = tuple(size)
@@ -67,7 +70,9 @@ class PointEnv(gymnasium.Env):
         for _ in range(self.action_repeat):
             self.pos += delta + float(self.np_random.normal(0, 0.01))
             self.t += 1
-            if abs(self.pos) > 1.0:
+            if self.walls:
+                self.pos = min(max(self.pos, -1.0), 1.0)
+            elif abs(self.pos) > 1.0:
                 terminated = True
                 reward -= 1.0
                 break
@@ -83,4 +88,5 @@ def make(protocol, task: str, seed: int) -> gymnasium.Env:
         size=tuple(env.get("size", (16, 16))),
         max_steps=int(env.get("max_steps", 50)),
         action_repeat=int(env.get("action_repeat", 1)),
+        walls=bool(env.get("walls", False)),
     )

@@ -20,6 +20,9 @@ class ContractEnv:
 
     Episode `k` of a run resets with seed `derive_seed(seed, "episode", k)`: a run restored at an episode
     boundary replays the same episodes (exact resume). `episode` is part of the runner's checkpoint.
+
+    `episode_info` holds the adapter's `info` of the step that ended the current episode (empty until it ends):
+    per-episode data a score rule needs, e.g. Crafter's unlocked `achievements` (docs/contracts.md).
     """
 
     def __init__(self, env: gymnasium.Env, seed: int):
@@ -33,14 +36,18 @@ class ContractEnv:
         self.obs_space: dict[str, gymnasium.Space] = dict(env.observation_space.spaces)
         self.act_space: gymnasium.Space = env.action_space
         self.act_space.seed(derive_seed(self.seed, "action_space"))
+        self.episode_info: dict[str, Any] = {}
 
     def reset(self) -> dict[str, Any]:
         obs, _ = self.env.reset(seed=derive_seed(self.seed, "episode", self.episode))
         self.episode += 1
+        self.episode_info = {}
         return self._pack(obs, 0.0, first=True, last=False, terminal=False)
 
     def step(self, action: Any) -> dict[str, Any]:
-        obs, reward, terminated, truncated, _ = self.env.step(action)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            self.episode_info = dict(info)
         return self._pack(obs, reward, first=False, last=bool(terminated or truncated), terminal=bool(terminated))
 
     @staticmethod

@@ -5,8 +5,11 @@
 - `rssm`: the recurrent state-space model (categorical or Gaussian latents)
 - `world_model`: PlaNet's Gaussian pixel world model, its loss and episode schedule (PlaNet, Dreamer v1)
 - `returns`: lambda-returns, percentile return normalisation, EMA (slow) networks
+- `behaviour`: Dreamer v1's behaviour learning in imagination (tanh-Normal head, rollout, analytic actor/value losses)
 - `sac`: soft actor-critic pieces: tanh-Gaussian actor, twin Q with target copies, automatic temperature
 - `ensemble`, `planners`, `gp`: probabilistic ensembles, CEM/MPPI planners, Gaussian processes
+- `vae`, `mdn`, `evolution`: World Models' convolutional VAE, mixture density heads and the MDN-RNN, a resumable
+  CMA-ES (on `cma`)
 
 Import the submodule you need (`from wmbench.nn.rssm import RSSM`); this package imports nothing heavy itself.
 """

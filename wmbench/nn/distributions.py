@@ -1,8 +1,8 @@
 """Output distributions of world-model methods as plain tensor functions (no torch.distributions objects).
 
 Owns: symlog/symexp squashing, two-hot regression over symlog-spaced bins, categorical latents/actions with
-uniform mixing and straight-through samples, the Bernoulli continue head, the bounded Normal (DreamerV3) and the
-tanh-squashed Normal (Dreamer v1/v2) for continuous actions. Everything is a function of tensors so that a training
+uniform mixing and straight-through samples, the Bernoulli continue head, the bounded Normal (DreamerV3), the
+tanh-squashed Normal (Dreamer v1) and the truncated Normal on [-1, 1] (DreamerV2) for continuous actions. Everything is a function of tensors so that a training
 step builds no per-call Python objects (DreamerV3, Hafner et al. 2023, Sec. 2-3 and Appendix C; the official
 code's `outs.py`/`heads.py`).
 """
@@ -221,3 +221,61 @@ def tanh_normal_entropy(mean: Tensor, std: Tensor, generator: torch.Generator | 
         _, u = tanh_normal_sample(mean, std, generator)
         total = total - tanh_normal_log_prob(u, mean, std)
     return total / samples
+
+
+# --- truncated Normal on [low, high] (DreamerV2 continuous actor, official `TruncNormalDist`) -----------------------
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def _std_normal_cdf(x: Tensor) -> Tensor:
+    return 0.5 * (1.0 + torch.erf(x / _SQRT2))
+
+
+def _std_normal_log_pdf(x: Tensor) -> Tensor:
+    return -0.5 * x.square() - _HALF_LOG_2PI
+
+
+def trunc_normal_sample(
+    mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0, generator: torch.Generator | None = None,
+    clip: float = 1e-6,
+) -> Tensor:
+    """Reparameterised sample of N(mean, std) truncated to [low, high], elementwise: inverse-CDF sampling
+    x = mean + std Phi^-1(Phi(alpha) + u (Phi(beta) - Phi(alpha))), u ~ U(0, 1), differentiable w.r.t. mean and
+    std (the same gradient as implicit reparameterisation, which TFP's TruncatedNormal uses). The value is then
+    clipped into [low + clip, high - clip] with a straight-through gradient, as DreamerV2's `TruncNormalDist`.
+    The CDF arithmetic runs in float64 so that tails do not round to 0 or 1."""
+    m, s = mean.double(), std.double()
+    cdf_low = _std_normal_cdf((low - m) / s)
+    cdf_high = _std_normal_cdf((high - m) / s)
+    u = torch.rand(mean.shape, device=mean.device, dtype=torch.float64, generator=generator)
+    p = (cdf_low + u * (cdf_high - cdf_low)).clamp(1e-12, 1 - 1e-12)
+    x = (m + s * _SQRT2 * torch.erfinv(2 * p - 1)).to(mean.dtype)
+    clipped = x.detach().clamp(low + clip, high - clip)
+    return x + (clipped - x.detach())
+
+
+def _trunc_normal_parts(mean: Tensor, std: Tensor, low: float, high: float) -> tuple[Tensor, Tensor, Tensor]:
+    alpha, beta = (low - mean) / std, (high - mean) / std
+    mass = (_std_normal_cdf(beta) - _std_normal_cdf(alpha)).clamp(min=1e-12)  # Z = Phi(beta) - Phi(alpha)
+    return alpha, beta, mass
+
+
+def trunc_normal_log_prob(x: Tensor, mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
+    """log density of the truncated Normal at x in [low, high], summed over the last dim:
+    log phi((x - mean) / std) - log std - log Z."""
+    _, _, mass = _trunc_normal_parts(mean, std, low, high)
+    return (_std_normal_log_pdf((x - mean) / std) - torch.log(std) - torch.log(mass)).sum(-1)
+
+
+def trunc_normal_entropy(mean: Tensor, std: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
+    """Closed-form entropy of the truncated Normal, summed over the last dim:
+    log(sqrt(2 pi e) std Z) + (alpha phi(alpha) - beta phi(beta)) / (2 Z)."""
+    alpha, beta, mass = _trunc_normal_parts(mean, std, low, high)
+    pdf_a, pdf_b = _std_normal_log_pdf(alpha).exp(), _std_normal_log_pdf(beta).exp()
+    return (0.5 + _HALF_LOG_2PI + torch.log(std) + torch.log(mass) + (alpha * pdf_a - beta * pdf_b) / (2 * mass)).sum(-1)
+
+
+def trunc_normal_mode(mean: Tensor, low: float = -1.0, high: float = 1.0) -> Tensor:
+    """The most likely value: the mean clipped into [low, high]."""
+    return mean.clamp(low, high)

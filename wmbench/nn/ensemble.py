@@ -10,6 +10,8 @@ Owns:
   (Nagabandi et al. 2018 use one such network: `members=1`).
 - `train_ensemble`: bootstrap batches per member (each member sees its own resample with replacement, PETS
   Sec. 4.1), optional holdout split with early stopping on holdout MSE, and a clear error when a loss is NaN/inf.
+- `disagreement`: the variance of the members' predictions, averaged over output dims (Plan2Explore's intrinsic
+  reward, Sekar et al. 2020, Sec. 3.2).
 - `propagate`: particle rollouts of action sequences through the ensemble with a known reward function: TS-1
   (member re-drawn each step), TS-inf (member fixed per particle), or `expectation` (the members' mean, no
   sampling) - PETS Sec. 5. Returns the expected return per action sequence, the interface of
@@ -144,6 +146,18 @@ class ProbabilisticEnsemble(nn.Module):
             "model_fit": float(fit.detach()),
             "model_mse": float(mse.detach()),
         }
+
+
+def disagreement(means: torch.Tensor) -> torch.Tensor:
+    """Ensemble disagreement of mean predictions [E, ..., D] -> [...]: the variance over the E members (divided by
+    E, as the Plan2Explore code's `tf.nn.moments`), averaged over the D output dimensions (Sekar et al. 2020,
+    Sec. 3.2: high where the members, trained on the same data, disagree, i.e. where the model has seen too little)."""
+    if means.dim() < 2 or means.shape[0] < 2:
+        raise WmbenchError(
+            f"disagreement needs predictions of at least 2 members, shaped [members, ..., dims]; got shape "
+            f"{tuple(means.shape)}; use an ensemble of 2 or more members (Plan2Explore: 5)"
+        )
+    return means.var(0, unbiased=False).mean(-1)
 
 
 def bootstrap_indices(rng: np.random.Generator, members: int, n: int) -> np.ndarray:

@@ -120,12 +120,12 @@ def split_linear(layer: nn.Linear, index: Tensor, dense: Tensor | None = None) -
     return out + onehot_matmul(index, layer.weight[:, d:]).to(out.dtype)
 
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
 
 def activation(name: str) -> nn.Module:
-    """The hidden-layer nonlinearity by name: `silu` (DreamerV3), `relu` (PlaNet), `elu` (Dreamer v1/v2),
-    `leaky_relu` (SLAC; slope 0.2, TensorFlow's `tf.nn.leaky_relu` default)."""
+    """The hidden-layer nonlinearity by name: `silu` (DreamerV3), `relu` (PlaNet), `elu` (Dreamer v1/v2), `tanh`
+    (rllab's Gaussian MLP policies, MB-MF), `leaky_relu` (SLAC; slope 0.2, TensorFlow's `tf.nn.leaky_relu` default)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()

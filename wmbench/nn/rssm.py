@@ -14,6 +14,9 @@ The deterministic core is one of two generations of the official DreamerV3 code:
   Norm(Linear([h, x])) (one dense GRU layer with LayerNorm on its 3 x deter outputs), same update rule. The two
   input matrices of each concatenation are kept as two exact halves (`dynin_stoch` + `dynin_action`, `gru_h` +
   `gru_x`) so that z can enter as gathered rows (index latents) and the action part is batched over time.
+  With `norm="none"`, `gru_norm="layer"` and `act="elu"` this is DreamerV2's RSSM (Hafner et al. 2021; official
+  `EnsembleRSSM` with one prior and `GRUCell(norm=True)`): no norm in img_in, prior and posterior layers, LayerNorm
+  only on the GRU gates. `gru_norm` (default: `norm`) sets the GRU gates' norm alone.
 - `core="gru"` (PlaNet, Hafner et al. 2019; Dreamer v1): the same img_in, then a standard GRU cell (torch's
   `GRUCell`, the equations of TF's `GRUBlockCell` in the official PlaNet code). With `norm="none"` and `act="relu"`
   (hidden-layer nonlinearity of img_in, prior and posterior) this is PlaNet's RSSM: dense([z, a]) -> GRU -> prior
@@ -82,6 +85,7 @@ class RSSM(nn.Module):
         bias: bool = True,
         fan: str = "in",
         act: str = "silu",
+        gru_norm: str | None = None,
     ):
         super().__init__()
         if latent not in ("categorical", "gaussian"):
@@ -102,7 +106,7 @@ class RSSM(nn.Module):
         if initial == "learned":
             self.initial_deter = nn.Parameter(torch.zeros(deter))  # h_0 = tanh(w): 0 at initialisation
         if core in ("dense", "gru"):
-            self._init_dense(hidden, norm, bias, fan, act)
+            self._init_dense(hidden, norm, bias, fan, act, gru_norm or norm)
         else:
             self._init_block(hidden, norm, blocks, dyn_layers)
         # prior (img) and posterior (obs) heads; the posterior's first layer is split into h and embed parts
@@ -119,7 +123,7 @@ class RSSM(nn.Module):
             MLP(hidden, hidden, obs_layers - 1, out_dim=stats_dim, norm=norm, bias=bias, fan=fan, act=act),
         )
 
-    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str, act: str) -> None:
+    def _init_dense(self, hidden: int, norm: str, bias: bool, fan: str, act: str, gru_norm: str) -> None:
         """2023 core: img_in over [z, a] (no bias before its norm, as the 2023 `Linear`), GRU layer over [h, x]; each
         half initialised with the fans of the whole layer. `gru` core: the same img_in, then a standard GRU cell."""
         deter, fan_in = self.deter, self.stoch_dim + self.action_dim
@@ -136,7 +140,7 @@ class RSSM(nn.Module):
         self.gru_x = linear(hidden, 3 * deter, bias=bias)  # x half
         init_trunc_normal_(self.gru_h.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
         init_trunc_normal_(self.gru_x.weight, deter + hidden, fan_out=fan_out_for(fan, 3 * deter))
-        self.gru_norm = Norm(3 * deter, norm)
+        self.gru_norm = Norm(3 * deter, gru_norm)
 
     def _init_block(self, hidden: int, norm: str, blocks: int, dyn_layers: int) -> None:
         deter = self.deter

@@ -135,22 +135,28 @@ class GaussianWorldModel(nn.Module):
         kl_scale: float = 1.0,
         image_scale: float = 1.0,
         reward_scale: float = 1.0,
+        reward_grad: bool = True,
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Negative ELBO of a replayed [B, L] batch: (mean loss, per-term means, posterior sequence).
 
+        `reward_grad=False`: the reward head learns from sg(s_t), so the reward shapes no latent state (Plan2Explore's
+        task-agnostic world model; its code's `freeze_extrinsic_heads`).
+
         data["action"][:, t] is the action chosen at step t (the replay's convention); the RSSM is fed a_{t-1} -> o_t.
-        The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A] and `is_first` [B, L]."""
+        The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A], `is_first` [B, L] and the
+        encoder's `embed` [B, L, E] of the observations."""
         image = self.preprocess(data["image"], generator)
         shape, device = image.shape[:2], image.device
         action = torch.as_tensor(data["action"], device=device).float().reshape(*shape, self.action_dim)
         reward = torch.as_tensor(data["reward"], device=device).float().reshape(shape)
         is_first = torch.as_tensor(data["is_first"], device=device).bool().reshape(shape)
         prev_action = torch.cat([torch.zeros_like(action[:, :1]), action[:, :-1]], 1)
-        seq = self.rssm.observe(self.encoder(image), prev_action, is_first, generator=generator)
-        seq.update(prev_action=prev_action, is_first=is_first)
+        embed = self.encoder(image)
+        seq = self.rssm.observe(embed, prev_action, is_first, generator=generator)
+        seq.update(prev_action=prev_action, is_first=is_first, embed=embed)
         feat = self.feat(seq["deter"], seq["stoch"])
         image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
-        reward_nll = 0.5 * (self.reward(feat).squeeze(-1) - reward).square()
+        reward_nll = 0.5 * (self.reward(feat if reward_grad else feat.detach()).squeeze(-1) - reward).square()
         kl = self.rssm.kl(seq["post"], seq["prior"])
         kl_free = kl.clamp(min=free_nats)  # free nats: no gradient while the KL is below them
         loss = (image_scale * image_nll + reward_scale * reward_nll + kl_scale * kl_free).mean()
@@ -170,8 +176,11 @@ def gaussian_latent_key_notes(method: str, paper: str, stoch: int = 30) -> dict[
     }
 
 
-def pixel_control_support(method: str, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
-    """`Method.supports` of a pixel world model acting with continuous actions (PlaNet, Dreamer v1)."""
+def pixel_control_support(
+    method: str, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, allow_discrete: bool = False
+) -> str | None:
+    """`Method.supports` of a pixel world model acting with continuous actions (PlaNet, Dreamer v1), or also with
+    discrete ones (`allow_discrete`, DreamerV2)."""
     if "image" not in obs_space:
         return (
             f"{method} learns from pixels and needs an 'image' observation, but these observations are "
@@ -181,6 +190,10 @@ def pixel_control_support(method: str, obs_space: dict[str, gymnasium.Space], ac
     s = obs_space["image"]
     if len(s.shape) != 3 or s.dtype != np.uint8:
         return f"'image' must be uint8 HxWxC, got shape {s.shape} dtype {s.dtype}"
+    if allow_discrete and isinstance(act_space, gymnasium.spaces.Discrete):
+        return None
+    if allow_discrete and not isinstance(act_space, gymnasium.spaces.Box):
+        return f"{method} acts with Discrete actions or a 1-D Box in [-1, 1], got {act_space}"
     if not isinstance(act_space, gymnasium.spaces.Box) or len(act_space.shape) != 1:
         return (
             f"{method} acts with continuous actions (a 1-D Box), got {act_space}; for discrete actions (e.g. "

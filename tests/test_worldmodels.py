@@ -1,0 +1,414 @@
+"""World Models (baselines/worldmodels.py) and its shared blocks (wmbench/nn/vae.py, mdn.py, evolution.py):
+V reconstructs, M learns a likelihood, CMA-ES resumes exactly, the paper's sizes, the method contract, bad input,
+the CarRacing and VizDoom adapters, the paper-table verdict. No learning check yet: see docs/worldmodels.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from wmbench.config import ConfigError
+from wmbench.envs import SuiteNotInstalled
+from wmbench.method import get_method, method_config
+from wmbench.nn.evolution import CMAES, EvolutionError
+from wmbench.nn.mdn import MDN, MDNRNN
+from wmbench.nn.networks import count_params
+from wmbench.nn.vae import ConvVAE
+from wmbench.protocols import load_protocol
+from wmbench.testing import check_method
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+HAS_CMA = importlib.util.find_spec("cma") is not None
+needs_cma = pytest.mark.skipif(not HAS_CMA, reason="cma not installed: pip install 'wmbench[worldmodels]'")
+
+
+def squares(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
+    """uint8 frames [n, size, size, 3] of an orange 5x5 square at a random place on black."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((n, size, size, 3), np.uint8)
+    for i in range(n):
+        y, x = rng.integers(0, size - 5, 2)
+        frames[i, y:y + 5, x:x + 5] = (255, 200, 80)
+    return torch.as_tensor(frames)
+
+
+# ---------------------------------------------------------------------------------------------- V
+def test_vae_reconstructs_small_generated_frames():
+    torch.manual_seed(0)
+    frames = squares(256)
+    vae = ConvVAE((16, 16, 3), z_dim=8, depth=8)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    target = ConvVAE.pixels(frames)
+    mean_image_error = (target - target.mean(0)).square().sum((-3, -2, -1)).mean().item()
+
+    def error() -> float:
+        with torch.no_grad():
+            return (vae.decode(vae.encode(frames)[0]) - target).square().sum((-3, -2, -1)).mean().item()
+
+    before = error()
+    for _ in range(600):
+        batch = frames[torch.randint(0, len(frames), (32,), generator=gen)]
+        loss, _ = vae.loss(batch, gen, kl_tolerance=0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = error()
+    # it reconstructs each frame, not the average frame: well below the error of the mean image
+    assert after < 0.5 * mean_image_error, (before, after, mean_image_error)
+    assert after < 0.25 * before
+
+
+def test_vae_parameter_counts_are_the_papers():
+    # Ha & Schmidhuber 2018, parameter tables: V 4,348,547 (CarRacing, z 32) and 4,446,915 (Doom, z 64)
+    assert count_params(ConvVAE((64, 64, 3), z_dim=32)) == 4_348_547
+    assert count_params(ConvVAE((64, 64, 3), z_dim=64)) == 4_446_915
+
+
+def test_vae_kl_tolerance_floors_the_kl_term():
+    vae = ConvVAE((16, 16, 3), z_dim=4, depth=4)
+    frames = squares(8)
+    _, terms = vae.loss(frames, torch.Generator().manual_seed(0), kl_tolerance=0.5)
+    loss, _ = vae.loss(frames, torch.Generator().manual_seed(0), kl_tolerance=0.5)
+    # a fresh VAE's KL is far below 0.5 x 4 nats: the loss holds the floor instead
+    assert terms["vae/kl"].item() < 2.0
+    assert loss.item() == pytest.approx(terms["vae/recon"].item() + 2.0, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- M
+def test_mdn_log_prob_is_the_mixture_density():
+    torch.manual_seed(0)
+    mdn = MDN(6, 3, mixtures=4)
+    params = mdn(torch.randn(5, 6))
+    x = torch.randn(5, 3)
+    logpi, mean, logstd = params
+    expected = torch.logsumexp(logpi + torch.distributions.Normal(mean, logstd.exp()).log_prob(x[..., None]), -1)
+    torch.testing.assert_close(MDN.log_prob(params, x), expected)
+    assert torch.allclose(logpi.exp().sum(-1), torch.ones(5, 3))
+
+
+def test_mdn_temperature_sharpens_and_widens():
+    # two components: weight 0.9 at -3, 0.1 at +3, std 0.1
+    logpi = torch.log(torch.tensor([0.9, 0.1])).expand(20000, 1, 2)
+    mean = torch.tensor([-3.0, 3.0]).expand(20000, 1, 2)
+    logstd = torch.full((20000, 1, 2), math.log(0.1))
+    gen = torch.Generator().manual_seed(0)
+    cold = MDN.sample((logpi, mean, logstd), 0.5, gen)
+    warm = MDN.sample((logpi, mean, logstd), 2.0, gen)
+    share = lambda s: (s > 0).float().mean().item()  # noqa: E731
+    assert share(cold) < 0.05 and 0.15 < share(warm) < 0.35  # 0.1 -> 0.1^2/(0.9^2+0.1^2)=0.012 and 0.25
+    assert cold[cold < 0].std().item() == pytest.approx(0.1 * math.sqrt(0.5), rel=0.1)
+    with pytest.raises(ValueError, match="temperature"):
+        MDN.sample((logpi, mean, logstd), 0.0, gen)
+
+
+def test_mdn_rnn_learns_the_likelihood_of_generated_sequences():
+    """z_{t+1} = 0.8 z_t + a_t (+ small noise), done when |z| > 2: M's next-z NLL falls well below that of the best
+    unconditional Gaussian of z, and the done head separates done from not-done steps."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    batch, steps = 64, 20
+    z = torch.zeros(batch, steps + 1, 2)
+    action = torch.rand(batch, steps, 1, generator=gen) * 2 - 1
+    for t in range(steps):
+        z[:, t + 1] = 0.8 * z[:, t] + action[:, t] + 0.05 * torch.randn(batch, 2, generator=gen)
+    done = (z[:, 1:].abs().amax(-1) > 1.5).float()
+    rnn = MDNRNN(2, 1, units=32, mixtures=3, predict_done=True)
+    opt = torch.optim.Adam(rnn.parameters(), lr=1e-2)
+    for _ in range(300):
+        loss, terms = rnn.loss(z[:, :-1], action, z[:, 1:], done)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    target = z[:, 1:]
+    gaussian_nll = -torch.distributions.Normal(target.mean((0, 1)), target.std((0, 1))).log_prob(target).mean()
+    assert terms["rnn/z_nll"].item() < gaussian_nll.item() - 1.5, (terms, gaussian_nll)
+    with torch.no_grad():
+        h, _ = rnn(z[:, :-1], action)
+        p = torch.sigmoid(rnn.done(h).squeeze(-1))
+    assert p[done == 1].mean() > 0.7 and p[done == 0].mean() < 0.3
+
+
+def test_mdn_rnn_mask_leaves_padding_out():
+    torch.manual_seed(0)
+    rnn = MDNRNN(3, 2, units=8, mixtures=2)
+    z, a, nz = torch.randn(2, 5, 3), torch.randn(2, 5, 2), torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).float()
+    loss, _ = rnn.loss(z, a, nz, mask=mask)
+    garbage = nz.clone()
+    garbage[0, 3:] = 1e3  # padded steps may hold anything
+    assert rnn.loss(z, a, garbage, mask=mask)[0].item() == pytest.approx(loss.item())
+
+
+# ---------------------------------------------------------------------------------------------- CMA-ES
+@needs_cma
+def test_cmaes_maximises_and_resumes_exactly_through_a_weights_only_checkpoint(tmp_path):
+    def fitness(x: np.ndarray) -> np.ndarray:
+        return -((x - 1.5) ** 2).sum(-1)
+
+    es = CMAES(5, 8, 0.5, seed=3)
+    for _ in range(6):
+        es.tell(fitness(es.ask()))
+    es.ask()  # asked, not told: the checkpoint falls inside a generation
+    torch.save({"es": es.state_dict()}, tmp_path / "state.pt")
+    resumed = CMAES(5, 8, 0.5, seed=3)
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True)["es"])
+    for _ in range(30):
+        a, b = es.ask(), resumed.ask()
+        np.testing.assert_array_equal(a, b)
+        es.tell(fitness(a))
+        resumed.tell(fitness(b))
+    np.testing.assert_array_equal(es.mean, resumed.mean)
+    assert fitness(es.mean) > -0.05  # found the optimum at 1.5 (a start at 0 scores -11.25)
+    # numpy's global generator is left alone (resume restores the runner's own capture of it)
+    state = np.random.get_state()[1].copy()
+    CMAES(5, 8, 0.5, seed=3).ask()
+    np.testing.assert_array_equal(np.random.get_state()[1], state)
+
+
+@needs_cma
+def test_cmaes_bad_input():
+    with pytest.raises(EvolutionError, match=r"population=1: CMA-ES needs a population of at least 2"):
+        CMAES(4, 1, 0.1, seed=0)
+    es = CMAES(4, 4, 0.1, seed=0)
+    with pytest.raises(EvolutionError, match="one fitness per candidate"):
+        es.tell([1.0, 2.0])
+    with pytest.raises(EvolutionError, match="finite"):
+        es.tell([1.0, 2.0, float("nan"), 0.0])
+    other = CMAES(4, 6, 0.1, seed=0)
+    with pytest.raises(EvolutionError, match="cannot load"):
+        other.load_state_dict(es.state_dict())
+
+
+# ---------------------------------------------------------------------------------------------- sizes, bad input
+CAR_OBS = {"image": gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)}
+CAR_ACT = gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+
+def _method(protocol: str, overrides=(), act=CAR_ACT):
+    cls = get_method("worldmodels")
+    config = method_config(cls, load_protocol(protocol), list(overrides))
+    return cls(CAR_OBS, act, config, "cpu", 0)
+
+
+@needs_cma
+def test_carracing_controller_has_867_parameters_and_the_papers_sizes():
+    agent = _method("carracing@1")
+    counts = agent.parameter_counts()
+    assert counts["controller"] == 867 == (32 + 256) * 3 + 3  # paper Sec. 3.2 / its CarRacing table
+    assert counts["vae"] == 4_348_547
+    # the paper's M has 422,368 (one LSTM bias vector as TensorFlow's; torch's LSTM has two: +1,024)
+    assert abs(counts["mdn_rnn"] - 422_368) / 422_368 < 0.02
+    assert agent.es.dim == 867
+    no_bias = _method("carracing@1", ["controller_bias=false"])
+    assert no_bias.controller.size == 864
+    with pytest.raises(Exception, match=r"size 867 does not fit a controller with 288 inputs and 3 outputs \(864"):
+        no_bias.controller.act(torch.zeros(867), torch.zeros(1, 288))
+
+
+@needs_cma
+def test_doom_sizes_follow_the_protocol_defaults():
+    agent = _method("vizdoom_takecover@1", act=gymnasium.spaces.Discrete(3))
+    c = agent.config
+    assert (c.z_dim, c.rnn_units, c.predict_done, c.evolve, c.temperature) == (64, 512, True, "dream", 1.15)
+    counts = agent.parameter_counts()
+    assert counts["vae"] == 4_446_915
+    assert counts["mdn_rnn"] == 1_678_785  # the paper's Doom M, exactly
+    assert counts["controller"] == 1_088 == 64 + 512 + 512  # [z, h, c] -> 1 output, no bias (released model.py)
+    assert (c.done_weight, c.controller_bias) == (10.0, False)
+
+
+@needs_cma
+def test_bad_controller_size_and_population_are_refused():
+    with pytest.raises(ConfigError, match=r"controller_params=866 does not match the sizes: .* = 867 parameters"):
+        _method("carracing@1", ["controller_params=866"])
+    assert _method("carracing@1", ["controller_params=867"]).controller.size == 867
+    with pytest.raises(EvolutionError, match=r"population=1: CMA-ES needs a population of at least 2"):
+        _method("carracing@1", ["population=1"])
+    with pytest.raises(ConfigError, match="evolve='dream' needs predict_done=true"):
+        _method("carracing@1", ["evolve=dream"])
+    with pytest.raises(ConfigError, match="controller_input 'zz'"):
+        _method("carracing@1", ["controller_input=zz"])
+    agent = _method("carracing@1")
+    with pytest.raises(Exception, match=r"size 10 does not fit a controller with 288 inputs and 3 outputs"):
+        agent.controller.act(torch.zeros(10), torch.zeros(1, 288))
+
+
+def test_missing_suites_name_the_install_command(monkeypatch):
+    from wmbench.envs import box2d, vizdoom
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("Box2D", "vizdoom") else real(name, *a))
+    for module in (box2d, vizdoom):
+        with pytest.raises(SuiteNotInstalled, match=r"pip install 'wmbench\[worldmodels\]'"):
+            module.check_installed()
+
+
+def test_protocols_load_and_state_their_rule():
+    for name, suite in (("carracing@1", "box2d"), ("vizdoom_takecover@1", "vizdoom")):
+        p = load_protocol(name)
+        assert p.suite == suite and p.score.rule == "eval_mean" and p.eval.episodes == 100
+        assert p.budget.step_unit == "env_steps"
+
+
+# ---------------------------------------------------------------------------------------------- contract
+@needs_cma
+@pytest.mark.parametrize("overrides", [
+    ["preset=tiny"],  # real-env evolution, each training episode one rollout of a candidate
+    ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch"],  # evolution inside M
+], ids=["real", "dream"])
+def test_contract_deterministic_and_exact_resume_with_the_cma_state(tmp_path, overrides):
+    result = check_method("worldmodels", tmp_path, task="image_continuous", overrides=overrides, steps=400,
+                          checkpoint_every=150)
+    metrics = (tmp_path / "a").rglob("metrics.jsonl").__next__().read_text()
+    # every stage ran: V, M and at least two CMA-ES generations (so the resumed run replayed a told generation)
+    assert "vae/recon" in metrics and "rnn/z_nll" in metrics and '"es/generation": 2.0' in metrics
+    assert math.isfinite(result["final_score"])
+
+
+@needs_cma
+def test_checkpoint_resumes_at_the_stage_it_reached(tmp_path):
+    agent = _method("carracing@1", ["preset=tiny"])
+    agent.stage, agent.vae_steps = "rnn", 6
+    state = agent.state_dict()
+    torch.save(state, tmp_path / "s.pt")
+    other = _method("carracing@1", ["preset=tiny"])
+    other.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert (other.stage, other.vae_steps) == ("rnn", 6)
+    bad = dict(state, stage="train")
+    with pytest.raises(Exception, match="stage 'train'"):
+        other.load_state_dict(bad)
+
+
+# ---------------------------------------------------------------------------------------------- adapters
+needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None, reason="gymnasium[box2d] not installed")
+needs_vizdoom = pytest.mark.skipif(importlib.util.find_spec("vizdoom") is None, reason="vizdoom not installed")
+
+
+@needs_box2d
+def test_carracing_adapter_frames_actions_and_time_limit():
+    from wmbench.envs.box2d import CarRacingEnv
+
+    env = CarRacingEnv(max_steps=30)
+    obs, _ = env.reset(seed=4)
+    assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+    steps, truncated = 0, False
+    while not truncated:
+        obs, reward, terminated, truncated, _ = env.step(np.array([0.0, 1.0, -1.0]))  # full gas, no brake
+        steps += 1
+        assert not terminated
+    assert steps == 30
+    again, _ = env.reset(seed=4)
+    first, _ = CarRacingEnv().reset(seed=4)
+    np.testing.assert_array_equal(again["image"], first["image"])  # a track is a function of its seed
+    env.close()
+
+
+@needs_vizdoom
+def test_takecover_adapter_actions_and_survival_reward():
+    from wmbench.envs.vizdoom import TakeCoverEnv
+
+    env = TakeCoverEnv(max_steps=40)
+    obs, _ = env.reset(seed=1)
+    assert obs["image"].shape == (64, 64, 3) and env.action_space.n == 3
+    raw = env.env.unwrapped
+    names = [str(b).split(".")[-1].split(":")[0] for b in raw.game.get_available_buttons()]
+    pressed = [dict(zip(names, raw.button_map[i], strict=True)) for i in env._actions]
+    assert pressed[0]["MOVE_LEFT"] == 1 and not any(pressed[1].values()) and pressed[2]["MOVE_RIGHT"] == 1
+    total, truncated, terminated = 0.0, False, False
+    while not (truncated or terminated):
+        obs, reward, terminated, truncated, _ = env.step(1)
+        total += reward
+    assert truncated and total == 40.0  # +1 per step alive
+    env.close()
+
+
+# ---------------------------------------------------------------------------------------------- published figures
+def test_paper_tables_hold_the_papers_figures():
+    from wmbench.recipes import load_recipe, published_source_ids
+    from wmbench.results import paper_tables
+
+    table = paper_tables(method="worldmodels").set_index("protocol")
+    assert tuple(table.loc["carracing", ["mean", "sd", "n"]]) == (906, 21, 100)
+    assert tuple(table.loc["vizdoom_takecover", ["mean", "sd", "n"]]) == (1092, 556, 100)
+    assert set(table["source"]) <= published_source_ids()
+    assert load_recipe("worldmodels", "worldmodels_2018_carracing").config["controller_params"] == 867
+    assert len(paper_tables(protocol="carracing@1")) == 1 and paper_tables(protocol="atari100k").empty
+
+
+def _finals(values, method="worldmodels", task="car_racing"):
+    import pandas as pd
+
+    return pd.DataFrame({"method": method, "task": task, "seed": [str(i) for i in range(len(values))],
+                         "final": np.asarray(values, float)})
+
+
+def test_summary_verdict_against_a_mean_and_spread():
+    from wmbench.reproduce import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, summary_verdict
+    from wmbench.results import paper_tables
+
+    entry = paper_tables(protocol="carracing").iloc[0]
+    ours = [895.0, 910.0, 902.0, 915.0, 899.0]
+    random_runs = _finals([-60.0, -55.0, -58.0], method="random")
+    v = summary_verdict(_finals(ours), entry, "carracing@1", untrained_finals=random_runs)
+    assert v.verdict == REPRODUCED, v.text
+    # the interval: our between-run variance plus the published mean's standard error (SD / sqrt(n))
+    se = math.sqrt(np.var(ours, ddof=1) / 5 + 21.0**2 / 100)
+    assert v.high - v.low == pytest.approx(2 * float(__import__("scipy").stats.t.ppf(0.95, v.df)) * se)
+    assert v.difference == pytest.approx(np.mean(ours) - 906)
+    assert "episodes of one agent" in v.text and "not in the interval" in v.text
+    # no untrained level: equivalence alone never says reproduced
+    v = summary_verdict(_finals(ours), entry, "carracing@1")
+    assert v.verdict == INCONCLUSIVE and "--untrained-runs" in v.reason
+    # far below: the whole interval is outside the margin
+    assert summary_verdict(_finals([500.0, 520.0, 480.0]), entry, "carracing@1",
+                           untrained_finals=random_runs).verdict == NOT_REPRODUCED
+    # fewer runs than the protocol's minimum (3)
+    v = summary_verdict(_finals([905.0, 907.0]), entry, "carracing@1", untrained_finals=random_runs)
+    assert v.verdict == INCONCLUSIVE and "needs >= 3 runs" in v.reason
+
+
+def test_reproduce_cli_compares_runs_with_a_paper_table_entry(tmp_path, monkeypatch, capsys):
+    """`wmbench reproduce` end to end on finished runs, against a table entry (here a stand-in entry for fake@1, so
+    the runs take seconds: the same path serves carracing@1 and vizdoom_takecover@1)."""
+    import pandas as pd
+
+    from wmbench import results
+    from wmbench.reproduce import cli_reproduce
+    from wmbench.runner import run
+
+    entry = pd.DataFrame([{
+        "source": "test:table", "method": "random", "protocol": "fake", "task": "vector_discrete", "mean": 1000.0,
+        "sd": 50.0, "n": 100, "spread_over": "episodes of one agent", "step_unit": "env_steps", "paper": "test",
+        "location": "test", "notes": "",
+    }])
+    monkeypatch.setattr(results, "_paper_tables", lambda: entry)
+    for seed in range(3):
+        run("random", "fake@1", "vector_discrete", seed, tmp_path / "runs", progress=False)
+    assert cli_reproduce(["random", "fake@1", "--tasks", "vector_discrete", "--root", str(tmp_path / "runs"),
+                          "--json", str(tmp_path / "v.json")]) == 0
+    out = capsys.readouterr().out
+    assert "vs test:table: NOT REPRODUCED" in out and "SD over 100 episodes of one agent" in out
+    import json
+
+    (verdict,) = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["n_ours"] == 3 and verdict["published_mean"] == 1000.0
+
+
+@needs_cma
+def test_a_data_set_larger_than_the_replay_is_refused():
+    class Replay:
+        def episodes(self):
+            return [{"image": np.zeros((3, 64, 64, 3), np.uint8), "action": np.zeros((3, 3), np.float32),
+                     "is_terminal": np.zeros(3, bool)}] * 2
+
+    agent = _method("carracing@1", ["data_episodes=5"])
+    with pytest.raises(Exception, match="holds 2 complete episodes, fewer than data_episodes=5"):
+        agent.data(Replay())
+    agent = _method("carracing@1", ["data_episodes=2"])
+    assert len(agent.data(Replay())["all"]) == 6
