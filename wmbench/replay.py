@@ -149,6 +149,13 @@ class Replay:
             if len(self._pending) == self.chunk_size:
                 self._write_chunk()
 
+    def _grow_workers(self, count: int) -> None:
+        """Per-worker counters for at least `count` workers (new ones at zero)."""
+        grow = count - len(self._stream_len)
+        if grow > 0:
+            self._stream_len = np.concatenate([self._stream_len, np.zeros(grow, np.int64)])
+            self._stored = np.concatenate([self._stored, np.zeros(grow, np.int64)])
+
     def _put(self, step: Mapping[str, Any], worker: int) -> None:
         if self.capacity == 0:
             self._allocate(step)
@@ -158,10 +165,7 @@ class Replay:
         worker = int(worker)
         if worker < 0:
             raise ValueError(f"worker must be >= 0, got {worker}")
-        if worker >= len(self._stream_len):
-            grow = worker + 1 - len(self._stream_len)
-            self._stream_len = np.concatenate([self._stream_len, np.zeros(grow, np.int64)])
-            self._stored = np.concatenate([self._stored, np.zeros(grow, np.int64)])
+        self._grow_workers(worker + 1)
         slot = self.total % self.capacity
         if self._size == self.capacity:  # evict the oldest step, which lives in this slot
             old = int(self._worker[slot])
@@ -229,7 +233,7 @@ class Replay:
         """Fill `starts` with the slots of the oldest complete windows not handed out yet; returns how many."""
         if self._size == 0:
             return 0
-        pending = []  # (global index of the window's last step, worker, window number)
+        pending = []  # (window number, worker) of every complete window not handed out yet
         for worker in range(len(self._stream_len)):
             complete = int(self._stream_len[worker]) // length  # windows whose last step was added
             oldest = int(self._stream_len[worker] - self._stored[worker])  # seqno of the worker's oldest stored step
@@ -507,11 +511,10 @@ class Replay:
         set_generator_state(self.rng, state["rng"])
         if "stream_len" in state and self._size:  # stream positions count the steps evicted before the save
             saved = np.asarray(state["stream_len"], np.int64)
-            offset = saved - np.concatenate([self._stream_len, np.zeros(len(saved) - len(self._stream_len), np.int64)])
+            self._grow_workers(len(saved))
             slots = self._chronological_slots()
-            self._seqno[slots] += offset[self._worker[slots]]
+            self._seqno[slots] += (saved - self._stream_len)[self._worker[slots]]
             self._stream_len = saved
-            self._stored = np.concatenate([self._stored, np.zeros(len(saved) - len(self._stored), np.int64)])
         self._online_cursor = {(int(w), int(n)): int(k) for w, n, k in state.get("online_cursor", ())}
         notes = {k: v.numpy() for k, v in state.get("annotations", {}).items()}
         if notes and self.capacity:
@@ -542,10 +545,7 @@ class Replay:
         n = end - begin
         if self._size + n > self.capacity:
             raise AssertionError("a reload re-adds at most `capacity` steps")
-        if worker >= len(self._stream_len):
-            grow = worker + 1 - len(self._stream_len)
-            self._stream_len = np.concatenate([self._stream_len, np.zeros(grow, np.int64)])
-            self._stored = np.concatenate([self._stored, np.zeros(grow, np.int64)])
+        self._grow_workers(worker + 1)
         slots = (self.total + np.arange(n)) % self.capacity
         for k in self._keys:
             self._data[k][slots] = arrays[k][begin:end]
