@@ -430,16 +430,14 @@ class DreamerV3(Method):
     def update(self, replay: Any, step: int) -> dict[str, float]:
         """Train on the replay at the configured train ratio (replayed steps per agent step)."""
         c = self.config
+        if c.replay_context:  # the acted steps get their latents before anything samples them
+            self._store_acted_latents(replay)
         if len(replay) < max(c.train_fill, c.batch_length + c.replay_context):
-            if c.replay_context:
-                self._store_acted_latents(replay)
             return {}
         if self.ratio_start < 0:
             self.ratio_start = int(step)
         due = 1 + int((int(step) - self.ratio_start) * c.train_ratio / (c.batch_size * c.batch_length))
         K = c.replay_context
-        if K:
-            self._store_acted_latents(replay)
         metrics: list[dict[str, float]] = []
         while self.updates < due:
             data = replay.sample(c.batch_size, c.batch_length + K, online=c.replay_online, annotations=K > 0, index=K > 0)
@@ -463,8 +461,8 @@ class DreamerV3(Method):
             return
         n = len(self.acted_latents)
         index = np.arange(replay.total - n, replay.total)
-        deter = np.concatenate([d for d, _ in self.acted_latents])[-n:]
-        stoch = np.concatenate([z for _, z in self.acted_latents])[-n:]
+        deter = np.concatenate([d for d, _ in self.acted_latents])
+        stoch = np.concatenate([z for _, z in self.acted_latents])
         replay.annotate(index, {"ctx_deter": deter, "ctx_stoch": stoch})
         self.acted_latents = []
 
