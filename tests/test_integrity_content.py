@@ -55,12 +55,12 @@ def test_changed_log_prefix_is_refused_on_resume(tmp_path, capsys, damage):
 
 def test_swapped_replay_chunks_are_refused_on_resume(tmp_path):
     d = stopped_run(tmp_path)
-    a, b = d / "replay" / "chunk_000000.npz", d / "replay" / "chunk_000001.npz"
+    a, b = d / "replay" / "chunk_000000.tar.zst", d / "replay" / "chunk_000001.tar.zst"
     assert len(load_checkpoint(d / "checkpoint")["replay"]["chunk_sha256"]) >= 2
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
-    with pytest.raises(CheckpointError, match=r"replay chunk .*chunk_000000.npz is not the chunk the checkpoint "
+    with pytest.raises(CheckpointError, match=r"replay chunk .*chunk_000000.tar.zst is not the chunk the checkpoint "
                                               r"covers \(sha256 \w+\.\.\. when written, \w+\.\.\. now\)"):
         go(tmp_path)
     a.write_bytes(data_a)

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from wmbench.protocols import load_protocol
+from wmbench.replay import read_chunk
 from wmbench.runner import run
 from wmbench.testing import run_returns
 
@@ -73,15 +74,14 @@ LEARNING = [
 def visited_cells(run_dir: Path) -> int:
     """Distinct (position, goal) cells among all replayed steps of a run."""
     cells: set[tuple[int, int]] = set()
-    for chunk in sorted((run_dir / "replay").glob("chunk_*.npz")):
-        with np.load(chunk) as data:
-            cells |= {(int(np.floor(p / 0.05)), int(np.floor(g / 0.2))) for p, g in data["vector"]}
+    for chunk in sorted((run_dir / "replay").glob("chunk_*.tar.zst")):
+        cells |= {(int(np.floor(p / 0.05)), int(np.floor(g / 0.2))) for p, g in read_chunk(chunk)["vector"]}
     return len(cells)
 
 
 def wall_fraction(run_dir: Path) -> float:
     """Fraction of replayed steps with the point at a wall (|pos| > 0.9)."""
-    pos = [np.load(chunk)["vector"][:, 0] for chunk in sorted((run_dir / "replay").glob("chunk_*.npz"))]
+    pos = [read_chunk(chunk)["vector"][:, 0] for chunk in sorted((run_dir / "replay").glob("chunk_*.tar.zst"))]
     return float(np.mean(np.abs(np.concatenate(pos)) > 0.9))
 
 

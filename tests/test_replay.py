@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from wmbench.replay import Replay, ReplayError
+from wmbench.replay import Replay, ReplayError, read_chunk
 
 
 def make_step(t: int, episode_len: int = 10, image: bool = True, offset: int = 0) -> dict:
@@ -143,18 +144,18 @@ def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capaci
     fill(r, 150)
     fill(twin, 150)
     r.flush()  # chunk files are written by a background thread
-    assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 9  # 150 // 16 complete chunks
+    assert len(list((tmp_path / "replay").glob("chunk_*.tar.zst"))) == 9  # 150 // 16 complete chunks
     state = _roundtrip(r.state_dict())
     assert state["chunks"] == 9 and len(state["tail"]["reward"]) == 150 - 9 * 16  # only the partial chunk
     fill(r, 60, start=150)  # after the checkpoint: chunks 9..12 are written
     r.flush()
-    assert len(list((tmp_path / "replay").glob("chunk_*.npz"))) == 13
+    assert len(list((tmp_path / "replay").glob("chunk_*.tar.zst"))) == 13
 
-    (tmp_path / "replay" / ".chunk_000013.npz.tmp-999-1").write_bytes(b"half a chunk")  # a write cut short
+    (tmp_path / "replay" / ".chunk_000013.tar.zst.tmp-999-1").write_bytes(b"half a chunk")  # a write cut short
     back = Replay(cap, tmp_path / "replay", chunk_size=16, seed=123)
     back.load_state_dict(state)
     assert not list((tmp_path / "replay").glob(".chunk_*"))
-    assert sorted(p.name for p in (tmp_path / "replay").glob("chunk_*.npz"))[-1] == "chunk_000008.npz"
+    assert sorted(p.name for p in (tmp_path / "replay").glob("chunk_*.tar.zst"))[-1] == "chunk_000008.tar.zst"
     assert len(back) == len(twin) == min(150, capacity_steps)
     _same_batches(back, twin)
     # Continuing after the reload writes the same chunks as an uninterrupted replay.
@@ -162,8 +163,7 @@ def test_directory_state_reloads_exactly_and_drops_later_chunks(tmp_path, capaci
     fill(twin, 60, start=150)
     _same_batches(back, twin)
     back.flush()
-    with np.load(tmp_path / "replay" / "chunk_000012.npz") as f:
-        assert np.array_equal(f["reward"], np.arange(192, 208))
+    assert np.array_equal(read_chunk(tmp_path / "replay" / "chunk_000012.tar.zst")["reward"], np.arange(192, 208))
 
 
 def test_memory_state_roundtrip(tmp_path):
@@ -181,9 +181,9 @@ def test_damaged_chunk_is_named(tmp_path):
     r = Replay(10**6, tmp_path / "replay", chunk_size=8)
     fill(r, 20)
     state = r.state_dict()
-    path = tmp_path / "replay" / "chunk_000001.npz"
+    path = tmp_path / "replay" / "chunk_000001.tar.zst"
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(ReplayError, match="chunk_000001.npz"):
+    with pytest.raises(ReplayError, match="chunk_000001.tar.zst"):
         Replay(10**6, tmp_path / "replay", chunk_size=8).load_state_dict(state)
 
 
@@ -235,10 +235,10 @@ def test_close_waits_for_chunk_writes_so_nothing_lands_afterwards(tmp_path):
     for t in range(4):
         replay.add({"vector": np.zeros(2, np.float32), "action": np.zeros(1, np.float32), "reward": np.float32(0),
                     "is_first": t == 0, "is_last": False, "is_terminal": False})
-    assert not list(tmp_path.glob("chunk_*.npz"))  # the write is pending
+    assert not list(tmp_path.glob("chunk_*.tar.zst"))  # the write is pending
     threading.Timer(0.2, gate.set).start()
     replay.close()
-    assert [p.name for p in tmp_path.glob("chunk_*.npz")] == ["chunk_000000.npz"]
+    assert [p.name for p in tmp_path.glob("chunk_*.tar.zst")] == ["chunk_000000.tar.zst"]
 
 
 # ------------------------------------------------------------ online queue (DreamerV3 2024 replay.online)
@@ -330,3 +330,99 @@ def test_annotation_errors_name_the_problem():
         r.annotate(np.arange(2), {"reward": np.zeros(2)})
     with pytest.raises(ReplayError, match=r"expected \(2,\)"):
         r.annotate(np.arange(2), {"h": np.zeros((3, 4))})
+
+
+def test_chunk_file_is_a_zstd_tar_of_npy_files(tmp_path):
+    import tarfile
+
+    import zstandard
+
+    r = Replay(10**6, tmp_path, chunk_size=8)
+    fill(r, 8)
+    r.flush()
+    path = tmp_path / "chunk_000000.tar.zst"
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:  # what `zstd -d | tar x` unpacks
+        by_tar = {m.name: np.load(io.BytesIO(archive.extractfile(m).read())) for m in archive}
+    assert sorted(by_tar) == sorted(f"{k}.npy" for k in (*r.keys, "worker"))
+    assert np.array_equal(by_tar["reward.npy"], np.arange(8)) and by_tar["image.npy"].shape == (8, 8, 8, 3)
+    for k, v in read_chunk(path).items():
+        assert np.array_equal(v, by_tar[f"{k}.npy"]) and v.dtype == by_tar[f"{k}.npy"].dtype
+
+
+def test_chunks_of_the_older_npz_format_still_reload(tmp_path):
+    """Runs checkpointed before the .tar.zst format resume: their deflated .npz chunks are read (hashes checked)."""
+    import hashlib
+
+    r = Replay(10**6, tmp_path / "replay", chunk_size=8, seed=3)
+    twin = Replay(10**6, seed=3)
+    fill(r, 30)
+    fill(twin, 30)
+    state = _roundtrip(r.state_dict())
+    r.close()
+    hashes = []
+    for i in range(3):
+        new = tmp_path / "replay" / f"chunk_{i:06d}.tar.zst"
+        old = new.with_name(f"chunk_{i:06d}.npz")
+        np.savez_compressed(old, **read_chunk(new))
+        new.unlink()
+        hashes.append(hashlib.sha256(old.read_bytes()).hexdigest())
+    state["chunk_sha256"] = hashes
+    back = Replay(10**6, tmp_path / "replay", chunk_size=8, seed=0)
+    back.load_state_dict(state)
+    _same_batches(back, twin)
+    fill(back, 10, start=30)  # chunks 3 and 4 are written in the new format beside the old ones
+    back.flush()
+    assert [p.name for p in back.chunk_files()] == [
+        "chunk_000000.npz", "chunk_000001.npz", "chunk_000002.npz", "chunk_000003.tar.zst", "chunk_000004.tar.zst"]  # fmt: skip
+    assert np.array_equal(read_chunk(tmp_path / "replay" / "chunk_000003.tar.zst")["reward"], np.arange(24, 32))
+
+
+def test_chunks_are_written_from_the_ring_and_a_row_is_not_overwritten_while_its_write_is_in_flight(tmp_path):
+    """Chunk files are compressed from the ring's rows in a background thread; with a ring of exactly two chunks,
+    adding the steps that overwrite a chunk's rows waits for that chunk's write, so every file holds its own steps."""
+    import threading
+
+    probe = Replay(10**6)
+    probe.add(make_step(0))
+    r = Replay(16 * probe.step_bytes, tmp_path, chunk_size=8)  # the ring holds exactly two chunks
+    release = threading.Event()
+    original = r._write_chunk_file
+
+    def slow(index, arrays):
+        release.wait(10)
+        original(index, arrays)
+
+    r._write_chunk_file = slow
+    fill(r, 16)  # chunks 0 and 1 handed to the writer, which is held
+    done = threading.Event()
+    threading.Thread(target=lambda: (fill(r, 1, start=16), done.set()), daemon=True).start()
+    assert not done.wait(0.3)  # step 16 would overwrite step 0's row, which chunk 0's write still reads
+    release.set()
+    assert done.wait(10)
+    fill(r, 47, start=17)
+    r.flush()
+    for i in range(8):
+        assert np.array_equal(read_chunk(tmp_path / f"chunk_{i:06d}.tar.zst")["reward"], np.arange(8 * i, 8 * i + 8))
+    assert len(r) == 16 and r.state_dict()["tail"] == {}  # 64 steps: eight complete chunks, no partial one
+
+
+def test_a_ring_smaller_than_one_chunk_is_refused_with_the_fix(tmp_path):
+    probe = Replay(10**6)
+    probe.add(make_step(0))
+    r = Replay(5 * probe.step_bytes, tmp_path, chunk_size=8)
+    with pytest.raises(ReplayError, match=r"holds 5 steps .* fewer than one chunk file \(8 steps\).*replay_bytes"):
+        r.add(make_step(0))
+    Replay(5 * probe.step_bytes, chunk_size=8).add(make_step(0))  # without a directory there are no chunks
+
+
+def test_committing_pages_ahead_changes_nothing_but_speed(tmp_path, monkeypatch):
+    import wmbench.replay as replay_module
+
+    a, b = Replay(10**6, tmp_path / "a", chunk_size=8, seed=2), Replay(10**6, seed=2)
+    fill(a, 40)
+    monkeypatch.setattr(replay_module, "_libc", None)  # as where MADV_POPULATE_WRITE is unsupported
+    fill(b, 40)
+    _same_batches(a, b)
+    if sys.platform == "linux":
+        assert a._committed > 40  # the rows after the stored ones are committed ahead, once per range

@@ -150,7 +150,7 @@ def test_kill9_midway_then_resume_equals_uninterrupted_run(tmp_path):
     assert info["status"] == "running", "the run finished before it could be killed; lengthen STEPS"
     assert info["agent_steps"] < STEPS
     assert (run_dir / "lock.json").exists()  # a dead process's lock is left behind; resume must take it over
-    assert len(list((run_dir / "replay").glob("chunk_*.npz"))) >= 3
+    assert len(list((run_dir / "replay").glob("chunk_*.tar.zst"))) >= 3
 
     done = subprocess.run(_command(root), env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -13,8 +13,12 @@ received on arriving at t, the flags `is_first/is_last/is_terminal` at t and the
   marks the resets, as in DreamerV3's replay); a method that starts from a zero state treats t=0 as a start.
 - `transitions()` and `episodes()` give the (s, a, r, s', terminal) pairs and the completed episodes that
   episodic model-based methods (PETS, PILCO, MBMF) fit their models to.
-- Persistence: with a `directory`, every step also goes to `chunk_000000.npz`, `chunk_000001.npz`, ... of
-  `chunk_size` steps each, each written once (atomically) when full and never rewritten. `state_dict()` records the
+- Persistence: with a `directory`, every step also goes to `chunk_000000.tar.zst`, `chunk_000001.tar.zst`, ... of
+  `chunk_size` steps each, each written once (atomically) when full and never rewritten. A chunk file is a
+  zstd-compressed tar of one `<key>.npy` per key plus `worker.npy` (`zstd -d < f | tar x`, then `np.load`; or
+  `read_chunk(path)`); chunks of runs from before this format (`chunk_000000.npz`, deflated) are still read. A
+  chunk is compressed straight from the ring's rows (no per-step copy, no staging array): the ring must hold at least
+  one chunk, and a step is not overwritten while a chunk write that reads it is in flight. `state_dict()` records the
   number of complete chunks plus the steps of the partial chunk still in memory; `load_state_dict` rebuilds exactly
   that replay (the same ring slots, hence the same samples) and deletes chunk files written after the checkpoint.
   The sha256 of each chunk file is computed once, as it is written, and travels with the state dict; reloading a
@@ -36,9 +40,13 @@ Sampling uses the replay's own `np.random.Generator` (PCG64), saved in `state_di
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import re
+import sys
+import tarfile
 import zipfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -47,6 +55,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import zstandard
 
 from wmbench.errors import WmbenchError
 from wmbench.io import atomic_open
@@ -56,7 +65,9 @@ FLAG_KEYS = ("is_first", "is_last", "is_terminal")
 NON_OBS_KEYS = ("action", "reward", *FLAG_KEYS)
 # Per-slot bookkeeping bytes, counted against capacity_bytes: worker (int32), seqno, next slot, global index (int64).
 _BOOKKEEPING_BYTES = 4 + 8 + 8 + 8
-_CHUNK_RE = re.compile(r"chunk_(\d{6,})\.npz$")
+_CHUNK_RE = re.compile(r"chunk_(\d{6,})\.(?:tar\.zst|npz)$")
+# zstd level 1: ~5x faster than deflate level 1 on Atari and DMC frames, at a better ratio (benchmarks/env_overhead.py)
+_ZSTD_LEVEL = 1
 
 
 class ReplayError(WmbenchError, RuntimeError):
@@ -87,6 +98,8 @@ class Replay:
     def _reset_storage(self) -> None:
         self._data: dict[str, np.ndarray] = {}
         self._keys: tuple[str, ...] = ()
+        self._keyset: frozenset[str] = frozenset()
+        self._committed = 0  # ring slots whose pages are committed (_commit_ahead)
         self.capacity = 0  # steps; known once the first step fixes the layout
         self.step_bytes = 0
         self._size = 0
@@ -98,9 +111,10 @@ class Replay:
         self._last_slot: dict[int, int] = {}  # newest stored slot of each worker
         self._stream_len = np.zeros(0, np.int64)  # steps each worker has added (seqno of its next step)
         self._stored = np.zeros(0, np.int64)  # stored steps of each worker
-        self._pending: list[dict[str, np.ndarray]] = []  # steps not yet in a chunk file
         self._chunks = 0  # complete chunk files written (or being written by the background writer)
-        self._writes: list[Future] = []  # chunk writes in flight; state_dict() waits for them
+        # chunk writes in flight, with the first global step each reads from the ring; state_dict() waits for them
+        self._writes: list[tuple[Future, int]] = []
+        self._unsafe_from: float = np.inf  # overwriting a step >= this waits: a write in flight may still read it
         self._writer: ThreadPoolExecutor | None = None
         self._hashes: dict[int, str] = {}  # chunk index -> sha256 of its file (set by the writer thread)
         # annotations: key -> [capacity, ...] values and [capacity] written flags (np.zeros: pages are committed
@@ -118,8 +132,15 @@ class Replay:
         arrays = {k: np.asarray(step[k]) for k in self._keys}
         for k in FLAG_KEYS:
             arrays[k] = arrays[k].astype(bool)
+        self._keyset = frozenset(self._keys)
         self.step_bytes = sum(a.nbytes for a in arrays.values()) + _BOOKKEEPING_BYTES
         self.capacity = max(1, self.capacity_bytes // self.step_bytes)
+        if self.directory is not None and self.capacity < self.chunk_size:
+            raise ReplayError(
+                f"a replay of {self.capacity_bytes} bytes holds {self.capacity} steps of {self.step_bytes} bytes, fewer "
+                f"than one chunk file ({self.chunk_size} steps), which is written from the ring: raise the replay's "
+                "capacity (config replay_bytes) or lower its chunk size (config replay_chunk)"
+            )
         # np.zeros is lazily committed by the OS, so an unfilled replay costs little resident memory.
         self._data = {k: np.zeros((self.capacity, *a.shape), a.dtype) for k, a in arrays.items()}
         self._worker = np.zeros(self.capacity, np.int32)
@@ -142,12 +163,8 @@ class Replay:
     def add(self, step: Mapping[str, Any], worker: int = 0) -> None:
         """Store one env step of one worker (copied; the caller may reuse its arrays)."""
         self._put(step, worker)
-        if self.directory is not None:
-            record = {k: np.array(step[k]) for k in self._keys}
-            record["worker"] = np.array(worker, np.int32)
-            self._pending.append(record)
-            if len(self._pending) == self.chunk_size:
-                self._write_chunk()
+        if self.directory is not None and self.total - self._chunks * self.chunk_size == self.chunk_size:
+            self._write_chunk()
 
     def _grow_workers(self, count: int) -> None:
         """Per-worker counters for at least `count` workers (new ones at zero)."""
@@ -159,14 +176,19 @@ class Replay:
     def _put(self, step: Mapping[str, Any], worker: int) -> None:
         if self.capacity == 0:
             self._allocate(step)
-        elif set(step) != set(self._keys):
+        elif step.keys() != self._keyset:
             extra, missing = sorted(set(step) - set(self._keys)), sorted(set(self._keys) - set(step))
             raise ReplayError(f"replay step keys changed: missing {missing}, unexpected {extra}")
         worker = int(worker)
         if worker < 0:
             raise ValueError(f"worker must be >= 0, got {worker}")
-        self._grow_workers(worker + 1)
+        if worker >= len(self._stream_len):
+            self._grow_workers(worker + 1)
         slot = self.total % self.capacity
+        if slot >= self._committed:
+            self._commit_ahead(slot)
+        if self.total - self.capacity >= self._unsafe_from:
+            self._wait_for_writes_reading(self.total - self.capacity)
         if self._size == self.capacity:  # evict the oldest step, which lives in this slot
             old = int(self._worker[slot])
             self._stored[old] -= 1
@@ -188,6 +210,18 @@ class Replay:
         self._stored[worker] += 1
         self.total += 1
         self._size = min(self._size + 1, self.capacity)
+
+    def _commit_ahead(self, slot: int) -> None:
+        """Commit the pages of the next ~2 MiB of rows in one call per array, before the first pass writes them.
+        An untouched np.zeros page faults on its first write, one trap per 4 KiB page; on this project's virtual
+        machines that costs about as much as the copy of a 64x64 frame (benchmarks/env_overhead.py, system time),
+        and MADV_POPULATE_WRITE commits the range in one call. The replay stays lazily committed: it holds what it
+        stored plus one range ahead."""
+        row_bytes = max(a[0].nbytes for a in self._data.values())
+        end = min(self.capacity, slot + max(1, _COMMIT_BYTES // row_bytes))
+        for a in (*self._data.values(), self._worker, self._seqno, self._next, self._gidx):
+            _populate(a, slot, end)
+        self._committed = end
 
     # ----------------------------------------------------------------- sampling
     def _chronological_slots(self) -> np.ndarray:
@@ -341,28 +375,57 @@ class Replay:
 
     # -------------------------------------------------------------- persistence
     def _chunk_path(self, index: int) -> Path:
+        """Where chunk `index` is written; `_existing_chunk_path` also finds chunks of the older .npz format."""
         assert self.directory is not None
-        return self.directory / f"chunk_{index:06d}.npz"
+        return self.directory / f"chunk_{index:06d}.tar.zst"
+
+    def _existing_chunk_path(self, index: int) -> Path:
+        path = self._chunk_path(index)
+        legacy = path.with_name(f"chunk_{index:06d}.npz")
+        return legacy if not path.exists() and legacy.exists() else path
 
     def _write_chunk(self) -> None:
-        arrays = {k: np.stack([p[k] for p in self._pending]) for k in self._pending[0]}
-        # Deflating a chunk costs ~0.2 ms per 64x64x3 step, as much as the simulator: a background thread does it
-        # (zlib releases the GIL), and state_dict() waits for it, so a checkpoint only ever counts complete files.
+        """Hand the newest complete chunk to the background writer, as views of the ring's rows where they are
+        contiguous. Compressing costs about as much as simulating the steps on a fast simulator, so a thread does it
+        (zstd releases the GIL); `_put` waits before overwriting a row a write in flight still reads, and
+        state_dict() waits for all of them, so a checkpoint only ever counts complete files."""
+        start = self._chunks * self.chunk_size
+        if start < self.total - self._size:
+            raise ReplayError(
+                f"the replay no longer holds steps {start}... of chunk {self._chunks} (it was reloaded with a capacity "
+                f"of {self.capacity} steps, below its saved partial chunk): it can be read but not extended; reload it "
+                f"with capacity_bytes >= {self.chunk_size * self.step_bytes}"
+            )
+        first = start % self.capacity
+        if first + self.chunk_size <= self.capacity:
+            rows: slice | np.ndarray = slice(first, first + self.chunk_size)
+        else:  # the chunk wraps around the ring's end: a copy (once per pass over the ring)
+            rows = (start + np.arange(self.chunk_size)) % self.capacity
+        arrays = {k: v[rows] for k, v in self._data.items()}
+        arrays["worker"] = self._worker[rows]
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-writer")
-        self._writes = [f for f in self._writes if not f.done() or f.exception() is not None]
-        self._writes.append(self._writer.submit(self._write_chunk_file, self._chunks, arrays))
+        # finished writes leave the list; a failed one stays until flush() reports it
+        self._writes = [(f, s) for f, s in self._writes if not f.done() or f.exception() is not None]
+        self._writes.append((self._writer.submit(self._write_chunk_file, self._chunks, arrays), start))
+        self._unsafe_from = min(self._unsafe_from, start)
         self._chunks += 1
-        self._pending = []
+
+    def _wait_for_writes_reading(self, step: int) -> None:
+        """Wait for the chunk writes in flight that read global step `step`'s row, which is about to be overwritten."""
+        for future, start in self._writes:
+            if start <= step < start + self.chunk_size:
+                future.exception()  # waits; a failure is re-raised by flush()
+        pending = [start for future, start in self._writes if not future.done()]
+        self._unsafe_from = min(pending, default=np.inf)
 
     def _write_chunk_file(self, index: int, arrays: dict[str, np.ndarray]) -> None:
-        # An .npz (np.load reads it) deflated at level 1: several times faster than savez_compressed's default
-        # level on image data, at a similar ratio, so writing chunks stays cheap next to a fast simulator.
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-            for key, array in arrays.items():
-                with archive.open(f"{key}.npy", "w", force_zip64=True) as entry:
-                    np.lib.format.write_array(entry, array, allow_pickle=False)
+        compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
+        with compressor.stream_writer(buffer, closefd=False) as stream:
+            for key in sorted(arrays):
+                _write_tar_npy(stream, f"{key}.npy", arrays[key])
+            stream.write(bytes(2 * tarfile.BLOCKSIZE))  # end of archive
         data = buffer.getvalue()
         with atomic_open(self._chunk_path(index), "wb") as f:
             f.write(data)
@@ -371,7 +434,8 @@ class Replay:
     def flush(self) -> None:
         """Wait for chunk files being written; re-raise a failed write (e.g. disk full)."""
         writes, self._writes = self._writes, []
-        for future in writes:
+        self._unsafe_from = np.inf
+        for future, _ in writes:
             future.result()
 
     def close(self) -> None:
@@ -379,7 +443,8 @@ class Replay:
         run directory after the run has returned or raised. A failed write is not re-raised here (the run is ending,
         possibly with its own error); `flush` is where writes report."""
         writes, self._writes = self._writes, []
-        for future in writes:
+        self._unsafe_from = np.inf
+        for future, _ in writes:
             future.exception()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
@@ -406,7 +471,7 @@ class Replay:
         return removed
 
     def _read_chunk(self, index: int) -> dict[str, np.ndarray]:
-        path = self._chunk_path(index)
+        path = self._existing_chunk_path(index)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -421,9 +486,8 @@ class Replay:
                 "experience. Restore the original file, or start the run over (wmbench run ... --restart)"
             )
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            arrays = _chunk_arrays(data, path.name.endswith(".npz"))
+        except (OSError, ValueError, zipfile.BadZipFile, tarfile.TarError, zstandard.ZstdError, EOFError) as e:
             raise ReplayError(f"replay chunk {path} is damaged ({e}); the checkpoint that covers it is unusable") from e
         n = len(arrays.get("worker", ()))
         keys = set(arrays) - {"worker"}
@@ -437,9 +501,12 @@ class Replay:
         if self.directory is not None:
             self.flush()
             # Complete chunks are on disk already; only the partial chunk travels with the checkpoint.
-            tail = self._pending
-            tail_arrays = {k: np.stack([p[k] for p in tail]) for k in tail[0]} if tail else {}
-            tail_start = self._chunks * self.chunk_size
+            # (a replay reloaded below its saved partial chunk holds only its newest steps: the state says so)
+            tail_start = max(self._chunks * self.chunk_size, self.total - self._size)
+            slots = np.arange(tail_start, self.total) % max(self.capacity, 1)
+            tail_arrays = {k: v[slots] for k, v in self._data.items()} if len(slots) else {}
+            if tail_arrays:
+                tail_arrays["worker"] = self._worker[slots]
         else:
             slots = self._chronological_slots()
             tail_arrays = {k: v[slots] for k, v in self._data.items()}
@@ -503,8 +570,6 @@ class Replay:
                 raise ReplayError(f"replay state covers {total} steps but its chunks and tail hold {self.total}")
         if chunks is not None:
             self._chunks = int(chunks)
-            n = len(tail.get("worker", ()))
-            self._pending = [{k: np.array(v[i]) for k, v in tail.items()} for i in range(n)]
             # Only once the covered chunks loaded: chunks from after the checkpoint belong to the abandoned
             # continuation; the resumed run writes them again.
             self.discard_chunks_after(self._chunks)
@@ -562,3 +627,59 @@ class Replay:
         self._stored[worker] += n
         self.total += n
         self._size += n
+
+
+def _write_tar_npy(stream: Any, name: str, array: np.ndarray) -> None:
+    """One tar member `name` holding `array` as a .npy file, written without copying the array's bytes."""
+    array = np.ascontiguousarray(array)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    size = header.tell() + array.nbytes
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = size, 0o644  # mtime 0: the same steps give the same bytes
+    stream.write(info.tobuf(format=tarfile.USTAR_FORMAT))
+    stream.write(header.getvalue())
+    stream.write(memoryview(array.reshape(-1).view(np.uint8)))
+    stream.write(bytes(-size % tarfile.BLOCKSIZE))
+
+
+def _chunk_arrays(data: bytes, npz: bool) -> dict[str, np.ndarray]:
+    if npz:  # chunks written before the .tar.zst format
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    raw = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    arrays = {}
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
+        for member in archive:
+            if not member.isfile() or not member.name.endswith(".npy"):
+                raise ValueError(f"unexpected member {member.name!r}")
+            entry = archive.extractfile(member)
+            assert entry is not None
+            arrays[member.name[: -len(".npy")]] = np.load(io.BytesIO(entry.read()), allow_pickle=False)
+    return arrays
+
+
+def read_chunk(path: Path | str) -> dict[str, np.ndarray]:
+    """The arrays of one replay chunk file (key -> [chunk_size, ...], plus `worker`), either format."""
+    path = Path(path)
+    return _chunk_arrays(path.read_bytes(), path.name.endswith(".npz"))
+
+
+
+_COMMIT_BYTES = 2 << 20
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+
+
+def _populate(array: np.ndarray, begin: int, end: int) -> None:
+    """Commit the pages of rows [begin, end) of a C-contiguous array. Best effort: where the call is unsupported
+    (not Linux, a kernel before 5.14) it is switched off and pages fault in one by one as before."""
+    global _libc
+    if _libc is None or end <= begin:
+        return
+    row = array[0].nbytes
+    start = array.ctypes.data + begin * row
+    aligned = start - start % 4096
+    length = (end - begin) * row + (start - aligned)
+    if _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(length), _MADV_POPULATE_WRITE) != 0:
+        _libc = None
