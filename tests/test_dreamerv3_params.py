@@ -99,6 +99,11 @@ def hand_count_2023_proprio(D: int, A: int, deter: int = 512, units: int = 512, 
 # (vector dims, action dims): walker (orientations 14 + height 1 + velocity 9, 6 actions), cartpole, ball_in_cup
 PROPRIO_2023 = {"walker": (24, 6), "cartpole": (5, 1), "ball_in_cup": (8, 2)}
 OURS_2023 = {"walker": 18_708_003, "cartpole": 18_661_382, "ball_in_cup": 18_669_067}  # docs/dreamerv3.md
+# The official 2023 agent's own counts (benchmarks/peers/official_dreamerv3_2023_params.py, run 2026-11-30): world
+# model, actor, critic. Its encoder and decoder drop scalar observation keys, so walker's `height` is not an input.
+OFFICIAL_2023 = {"walker": (16_467_735, 1_056_780, 1_181_439), "cartpole": (16_428_293, 1_051_650, 1_181_439),
+                 "ball_in_cup": (16_434_952, 1_052_676, 1_181_439)}  # fmt: skip
+SCALAR_KEYS_2023 = {"walker": 1, "cartpole": 0, "ball_in_cup": 0}  # dm_control observations of shape ()
 
 
 @pytest.mark.parametrize("domain", list(PROPRIO_2023))
@@ -115,3 +120,16 @@ def test_2023_dmc_recipe_matches_the_official_2023_architecture(domain):
     want = hand_count_2023_proprio(D, A)
     assert {k: v for k, v in ours.items() if k != "total"} == want
     assert ours["total"] == OURS_2023[domain]
+
+
+@pytest.mark.parametrize("domain", list(PROPRIO_2023))
+def test_2023_dmc_recipe_counts_equal_the_official_2023_agents_own_counts(domain):
+    """Ours with the scalar keys the official encoder drops taken out of the input equals the official count network
+    by network; with them (what dmc_proprio@1 gives), ours has exactly their encoder and decoder weights more."""
+    D, A = PROPRIO_2023[domain]
+    dropped = SCALAR_KEYS_2023[domain]
+    model, actor, critic = OFFICIAL_2023[domain]
+    as_official = hand_count_2023_proprio(D - dropped, A)
+    assert sum(as_official[k] for k in ("encoder", "rssm", "decoder", "reward", "cont")) == model
+    assert (as_official["actor"], as_official["critic"]) == (actor, critic)
+    assert OURS_2023[domain] - (model + actor + critic) == dropped * (1024 + 1024 + 1)
