@@ -1,4 +1,7 @@
-"""Optimisers of world-model methods that torch does not ship.
+"""Optimisers of world-model methods that torch does not ship, and the DreamerV2 code's Adam.
+
+Also owns `decoupled_adamw`: Adam with the decoupled weight decay of the DreamerV2 code (`Optimizer` with `wd`,
+used by DreamerV2 and DreamerPro), which multiplies every variable by (1 - wd) per step.
 
 Owns `LaProp` with adaptive gradient clipping and a linear learning-rate warm-up: the optimiser of the 2024
 DreamerV3 release (danijar/dreamerv3 commit e3f0224, `embodied/jax/opt.py` and `Agent._make_opt`: the chain
@@ -89,4 +92,12 @@ def global_norm(params: Iterable[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-__all__ = ["LaProp", "global_norm"]
+
+
+def decoupled_adamw(params: Iterable[Tensor], lr: float, eps: float, weight_decay: float) -> torch.optim.AdamW:
+    """Adam whose decay multiplies every variable by (1 - weight_decay) per step, as the DreamerV2 code's
+    `Optimizer` (wd 1e-6): torch's AdamW multiplies by (1 - lr * wd'), so wd' = weight_decay / lr (0 when lr = 0)."""
+    return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay / lr if lr > 0 else 0.0)
+
+
+__all__ = ["LaProp", "decoupled_adamw", "global_norm"]
