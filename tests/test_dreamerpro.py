@@ -324,3 +324,22 @@ def test_bad_input_names_the_setting():
             make_config(DreamerProConfig, [key])
     with pytest.raises(ConfigError, match="enc_kernels"):
         DreamerPro({"image": gymnasium.spaces.Box(0, 255, (24, 24, 3), np.uint8)}, BOX2, tiny())
+
+
+def test_recipes_are_the_method_defaults_per_protocol_and_name_the_published_curves():
+    from wmbench.method import method_config
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names
+    from wmbench.results import published
+
+    assert recipe_names("dreamerpro") == ["dreamerpro_2022_dmc_natural_bg@1", "dreamerpro_2022_dmc_vision@1"]
+    expected = {"dreamerpro_2022_dmc_vision": ("dmc_vision@1", "dreamerpro:plots/standard_dmc/runs.json"),
+                "dreamerpro_2022_dmc_natural_bg": ("dmc_natural_bg@2", "dreamerpro:plots/natural_background_dmc/runs.json")}
+    for name, (protocol, source) in expected.items():
+        r = load_recipe("dreamerpro", name)
+        assert r.protocol == protocol and r.sources == (source,)
+        assert recipe_differences(method_config(DreamerPro, load_protocol(protocol), []), r) == {}
+        curves = published(source=source)
+        assert set(curves.method) >= {"dreamerpro"} and set(curves.protocol) == {protocol.split("@")[0]}
+    r = load_recipe("dreamerpro", "dreamerpro_2022_dmc_vision")
+    assert recipe_differences(make_config(DreamerProConfig, ["preset=cpu"]), r)["depth"] == (16, 48)  # reduced
