@@ -333,8 +333,13 @@ def test_recipes_are_the_method_defaults_per_protocol_and_name_the_published_cur
     from wmbench.results import published
 
     assert recipe_names("dreamerpro") == ["dreamerpro_2022_dmc_natural_bg@1", "dreamerpro_2022_dmc_vision@1"]
-    expected = {"dreamerpro_2022_dmc_vision": ("dmc_vision@1", "dreamerpro:plots/standard_dmc/runs.json"),
-                "dreamerpro_2022_dmc_natural_bg": ("dmc_natural_bg@2", "dreamerpro:plots/natural_background_dmc/runs.json")}
+    expected = {
+        "dreamerpro_2022_dmc_vision": ("dmc_vision@1", "dreamerpro:plots/standard_dmc/runs.json"),
+        "dreamerpro_2022_dmc_natural_bg": (
+            "dmc_natural_bg@2",
+            "dreamerpro:plots/natural_background_dmc/runs.json",
+        ),
+    }
     for name, (protocol, source) in expected.items():
         r = load_recipe("dreamerpro", name)
         assert r.protocol == protocol and r.sources == (source,)
@@ -342,4 +347,7 @@ def test_recipes_are_the_method_defaults_per_protocol_and_name_the_published_cur
         curves = published(source=source)
         assert set(curves.method) >= {"dreamerpro"} and set(curves.protocol) == {protocol.split("@")[0]}
     r = load_recipe("dreamerpro", "dreamerpro_2022_dmc_vision")
-    assert recipe_differences(make_config(DreamerProConfig, ["preset=cpu"]), r)["depth"] == (16, 48)  # reduced
+    assert recipe_differences(make_config(DreamerProConfig, ["preset=cpu"]), r)["depth"] == (
+        16,
+        48,
+    )  # reduced
