@@ -50,6 +50,7 @@ from wmbench.nn.distributions import (
     unimix_logits,
 )
 from wmbench.nn.networks import MLP
+from wmbench.nn.optim import step_each
 from wmbench.nn.returns import ema_update
 from wmbench.nn.world_model import (
     GaussianWorldModel,
@@ -438,14 +439,10 @@ class Director(Method):
             self.updates,
             ["model_lr", "goal_lr", "actor_lr", "critic_lr"],
         )
-        norms = {}
-        for name in NETWORKS:
-            params = list(self.nets[name].parameters())
-            self.opts[name].zero_grad(set_to_none=True)
-            losses[name].backward(inputs=params, retain_graph=True)
-            norms[f"grad_norm/{name}"] = float(nn.utils.clip_grad_norm_(params, c.grad_clip))
-        for opt in self.opts.values():
-            opt.step()
+        # each loss trains only its own network (the worker's gradients pass through the world model unchanged)
+        grad_norms = step_each([(losses[name], list(self.nets[name].parameters()), self.opts[name]) for name in NETWORKS],
+                               c.grad_clip, retain_graph=True)  # fmt: skip
+        norms = {f"grad_norm/{name}": float(norm) for name, norm in zip(NETWORKS, grad_norms, strict=True)}
         if self.updates % c.slow_critic_every == 0:
             for name in self.critics:
                 ema_update(

@@ -57,7 +57,7 @@ from wmbench.nn.behaviour import (
 )
 from wmbench.nn.distributions import tanh_normal_entropy, tanh_normal_sample
 from wmbench.nn.networks import MLP, StridedConvEncoder, linear
-from wmbench.nn.optim import decoupled_adamw
+from wmbench.nn.optim import decoupled_adamw, step_each
 from wmbench.nn.returns import ema_update
 from wmbench.nn.rssm import RSSM
 from wmbench.nn.world_model import (
@@ -483,15 +483,9 @@ class DreamerPro(Method):
             self.updates,
             ["actor_lr", "critic_lr"],
         )
-        actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=actor_params)
-        critic_loss.backward(inputs=critic_params)
-        actor_norm = nn.utils.clip_grad_norm_(actor_params, c.grad_clip)
-        critic_norm = nn.utils.clip_grad_norm_(critic_params, c.grad_clip)
-        self.actor_opt.step()
-        self.critic_opt.step()
+        actor_norm, critic_norm = step_each(
+            [(actor_loss, list(self.actor.parameters()), self.actor_opt),
+             (critic_loss, list(self.critic.parameters()), self.critic_opt)], c.grad_clip)  # fmt: skip
         if self.updates % c.ema_every == 0:  # the first update copies (official ema_update)
             fraction = 1.0 if self.updates == 0 else c.ema_fraction
             ema_update(self.ema_encoder, self.encoder, fraction)

@@ -127,3 +127,17 @@ def test_step_schedule_prefill_pretrain_then_every_k_steps():
     assert StepSchedule(3, 0, 1, 1, 4, 50).train(CountingReplay(100), 1, train) == {}  # prefill not acted yet
     short = StepSchedule(0, 0, 1, 1, 4, 50)
     assert short.train(CountingReplay(10), 1, train) == {}  # replay shorter than one sequence
+
+
+def test_step_each_trains_every_network_from_its_own_loss_only_and_clips_separately():
+    from wmbench.nn.optim import step_each
+
+    a = torch.nn.Parameter(torch.tensor([1.0]))
+    b = torch.nn.Parameter(torch.tensor([2.0]))
+    opt_a, opt_b = torch.optim.SGD([a], lr=0.1), torch.optim.SGD([b], lr=0.1)
+    loss_a = (a * b).sum()  # d/da = b = 2 (b gets no update from this loss)
+    loss_b = 30.0 * (a * b).sum()  # d/db = 30 a = 30, clipped to 10; evaluated before a moves
+    norms = step_each([(loss_a, [a], opt_a), (loss_b, [b], opt_b)], clip=10.0)
+    assert [float(n) for n in norms] == pytest.approx([2.0, 30.0])  # norms before clipping
+    assert a.item() == pytest.approx(1.0 - 0.1 * 2.0)
+    assert b.item() == pytest.approx(2.0 - 0.1 * 10.0)
