@@ -44,7 +44,9 @@ from wmbench.nn.behaviour import discounted_lambda_targets, weighted_actor_loss,
 from wmbench.nn.distributions import (
     bounded_normal,
     categorical_entropy,
+    mode_onehot,
     normal_entropy,
+    normal_log_prob,
     normal_sample,
     sample_onehot,
     unimix_logits,
@@ -193,7 +195,8 @@ NETWORKS = ("world_model", "goal_ae", "worker", "worker_critic", "manager", "man
 def build_networks(
     obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: DirectorConfig
 ) -> nn.ModuleDict:
-    act_dim = int(act_space.shape[0])
+    discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+    act_dim = int(act_space.n) if discrete else int(act_space.shape[0])
     try:
         world_model = GaussianWorldModel(
             obs_space["image"].shape,
@@ -219,7 +222,7 @@ def build_networks(
     return nn.ModuleDict({
         "world_model": world_model,
         "goal_ae": GoalAutoencoder(c.deter, c.skill_groups, c.skill_classes, c.goal_units, c.goal_layers),
-        "worker": MLP(feat + c.deter, c.units, c.layers, out_dim=2 * act_dim, **dense),
+        "worker": MLP(feat + c.deter, c.units, c.layers, out_dim=act_dim if discrete else 2 * act_dim, **dense),
         "worker_critic": MLP(feat + c.deter, c.units, c.layers, out_dim=1, **dense),
         "manager": MLP(feat, c.units, c.layers, out_dim=skill, **dense),
         "manager_extr": MLP(feat, c.units, c.layers, out_dim=1, **dense),
@@ -244,7 +247,7 @@ class Director(Method):
 
     @classmethod
     def supports(cls, obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space) -> str | None:
-        return pixel_control_support("Director", obs_space, act_space)
+        return pixel_control_support("Director", obs_space, act_space, allow_discrete=True)
 
     def __init__(
         self, obs_space, act_space, config: DirectorConfig | None = None, device: str = "cpu", seed: int = 0
@@ -264,7 +267,8 @@ class Director(Method):
                 f"imagined trajectory splits into whole goal periods (e.g. --set imag_horizon={2 * k})"
             )
         self.device = torch.device(device)
-        self.act_dim = int(act_space.shape[0])
+        self.discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+        self.act_dim = int(act_space.n) if self.discrete else int(act_space.shape[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(seed, "director/init"))
             self.nets = build_networks(obs_space, act_space, c).to(self.device)
@@ -297,10 +301,28 @@ class Director(Method):
         shape = (*logits.shape[:-1], self.config.skill_groups, self.config.skill_classes)
         return unimix_logits(logits.reshape(shape), self.config.manager_unimix)
 
-    def worker_dist(self, feat: Tensor, goal: Tensor) -> tuple[Tensor, Tensor]:
+    def worker_dist(self, feat: Tensor, goal: Tensor) -> tuple[Tensor, ...]:
+        """(mean, std) of the bounded Normal (continuous actions), or (log-probs,) of the one-hot categorical with
+        1% uniform mix (discrete actions; the code's actor `unimix`)."""
         c = self.config
-        raw_mean, raw_std = self.nets["worker"](torch.cat([feat, goal], -1)).chunk(2, -1)
+        out = self.nets["worker"](torch.cat([feat, goal], -1))
+        if self.discrete:
+            return (unimix_logits(out, c.manager_unimix),)
+        raw_mean, raw_std = out.chunk(2, -1)
         return bounded_normal(raw_mean, raw_std, c.worker_min_std, c.worker_max_std)
+
+    def worker_sample(
+        self, dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False
+    ) -> Tensor:
+        if self.discrete:
+            return mode_onehot(dist[0]) if mode else sample_onehot(dist[0], generator)
+        return dist[0] if mode else normal_sample(*dist, generator)
+
+    def worker_terms(self, dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
+        """(log pi(action), entropy) per state."""
+        if self.discrete:
+            return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
+        return normal_log_prob(action, *dist), normal_entropy(dist[1])
 
     def new_goal(self, feat: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(code z ~ pi_m(z | s), goal dec(z)); no gradient reaches the decoder from the policies."""
@@ -314,6 +336,10 @@ class Director(Method):
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device).reshape(-1).bool()
         batch = is_first.shape[0]
         if self.schedule.act_randomly(batch, mode):
+            if self.discrete:
+                return torch.randint(
+                    self.act_dim, (batch,), generator=self.gen_act, device=self.device
+                ).cpu().numpy(), None
             action = torch.rand(batch, self.act_dim, generator=self.gen_act, device=self.device) * 2 - 1
             return action.cpu().numpy().astype(np.float32), None
         if state is None:
@@ -326,9 +352,13 @@ class Director(Method):
         switch = (steps % self.config.skill_duration == 0).unsqueeze(-1)  # every K steps of the episode
         _, proposed = self.new_goal(feat, self.gen_act)
         goal = proposed if goal is None else torch.where(switch, proposed, goal)
-        mean, std = self.worker_dist(feat, goal)
-        action = mean if mode == "eval" else normal_sample(mean, std, self.gen_act).clamp(-1, 1)
-        return action.cpu().numpy().astype(np.float32), (deter, stoch, action, steps + 1, goal)
+        action = self.worker_sample(self.worker_dist(feat, goal), self.gen_act, mode=mode == "eval")
+        if self.discrete:
+            env_action = action.argmax(-1).cpu().numpy()
+        else:
+            action = action.clamp(-1, 1)
+            env_action = action.cpu().numpy().astype(np.float32)
+        return env_action, (deter, stoch, action, steps + 1, goal)
 
     # ------------------------------------------------------------------ learning
     def update(self, replay: Any, step: int) -> dict[str, float]:
@@ -348,8 +378,7 @@ class Director(Method):
             out["code"].append(code)
             if t == c.imag_horizon:
                 break
-            mean, std = self.worker_dist(feat.detach(), goal)
-            action = normal_sample(mean, std, self.gen_train)
+            action = self.worker_sample(self.worker_dist(feat.detach(), goal), self.gen_train)
             deter, stoch, _ = self.rssm.img_step(deter, stoch, action, self.gen_train)
             out["deter"].append(deter)
             out["stoch"].append(stoch)
@@ -394,9 +423,17 @@ class Director(Method):
         )  # bootstrap each segment against its own goal, not the next
         w_feat = torch.cat([segments(feat, k), w_goal], -1)  # [K+1, S N, F + D]
         w_reward = segments(torch.cat([rewards["goal"][:1], rewards["goal"]]), k)[1:]  # [K, S N]
-        ret, weight, _ = self.critic_targets("worker_critic", w_feat, w_reward, c.gamma)
-        mean, std = self.worker_dist(*w_feat[:-1].detach().split([feat.shape[-1], c.deter], -1))
-        losses["worker"] = weighted_actor_loss(ret, normal_entropy(std), weight, c.worker_ent)
+        ret, weight, value = self.critic_targets("worker_critic", w_feat, w_reward, c.gamma)
+        dist = self.worker_dist(*w_feat[:-1].detach().split([feat.shape[-1], c.deter], -1))
+        w_action = segments(torch.cat([traj["action"][:1], traj["action"]]), k)[
+            1:
+        ]  # a_t of each segment state
+        logp, w_entropy = self.worker_terms(dist, w_action.detach())
+        if self.discrete:  # REINFORCE against the slow critic (the code's actor_grad_disc)
+            objective = logp * (ret - value[:-1]).detach()
+        else:  # dynamics backpropagation of the goal return (actor_grad_cont: backprop)
+            objective = ret
+        losses["worker"] = weighted_actor_loss(objective, w_entropy, weight, c.worker_ent)
         losses["worker_critic"] = weighted_critic_loss(self.nets["worker_critic"], w_feat, ret, weight)
         stats = {"worker/return": ret.mean()}
         # ---- manager: the abstract trajectory s_0, s_K, ..., s_H; REINFORCE on its codes
@@ -419,7 +456,7 @@ class Director(Method):
         losses["manager"] = weighted_actor_loss(m_logp * objective.detach(), m_entropy, weight, c.manager_ent)
         stats.update({
             "reward/extr": rewards["extr"].mean(), "reward/expl": rewards["expl"].mean(),
-            "reward/goal": rewards["goal"].mean(), "worker/entropy": normal_entropy(std).mean(),
+            "reward/goal": rewards["goal"].mean(), "worker/entropy": w_entropy.mean(),
             "manager/entropy": m_entropy.mean(),
         })  # fmt: skip
         return losses, stats
@@ -427,6 +464,11 @@ class Director(Method):
     def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         """One update: world model, goal autoencoder (on replayed states), then worker, manager and critics."""
         c = self.config
+        if self.discrete:  # the replay holds action indices; the world model reads one-hot vectors
+            data = {
+                **data,
+                "action": np.eye(self.act_dim, dtype=np.float32)[np.asarray(data["action"]).astype(np.int64)],
+            }
         model_loss, terms, seq = self.world_model.loss(
             data, self.gen_train, free_nats=c.free_nats, kl_scale=c.kl_scale
         )

@@ -197,7 +197,29 @@ def test_goal_period_zero_and_other_bad_input():
         Director(IMAGE16, BOX2, DirectorConfig(preset="tiny", skill_duration=0, prefill=0))  # built in code
     with pytest.raises(ConfigError, match=r"imag_horizon \(5\) must be a multiple of skill_duration \(2\)"):
         Director(IMAGE16, BOX2, tiny("imag_horizon=5"))
-    with pytest.raises(MethodError, match="continuous"):
-        Director(IMAGE16, gymnasium.spaces.Discrete(3), tiny())
+    with pytest.raises(MethodError, match="Discrete"):
+        Director(IMAGE16, gymnasium.spaces.MultiBinary(3), tiny())
     vector = {"vector": gymnasium.spaces.Box(-np.inf, np.inf, (5,), np.float32)}
     assert "vector-only" in Director.supports(vector, BOX2)
+
+
+def test_discrete_actions_train_the_worker_by_reinforce(tmp_path):
+    from wmbench.testing import check_method
+
+    agent = Director(IMAGE16, gymnasium.spaces.Discrete(3), tiny(), seed=0)
+    action, state = agent.policy(obs(), None, mode="train")
+    assert (
+        action.shape == (1,) and 0 <= action[0] < 3 and state[2].sum().item() == 1
+    )  # one-hot previous action
+    data = batch(3, 6)
+    data["action"] = np.random.default_rng(0).integers(0, 3, (3, 6))  # indices, as the replay holds them
+    onehot = {**data, "action": np.eye(3, dtype=np.float32)[data["action"]]}
+    _, _, seq = agent.world_model.loss(onehot, agent.gen_train, free_nats=1.0)
+    losses, _ = agent.behaviour_losses(seq)
+    losses["worker"].backward(retain_graph=True)
+    assert sum(p.grad.abs().sum() for p in agent.nets["worker"].parameters()) > 0
+    assert all(
+        p.grad is None for p in agent.world_model.parameters()
+    )  # REINFORCE: no gradient through the model
+    assert all(np.isfinite(v) for v in agent.train_batch(data).values())  # index actions from the replay
+    check_method("director", tmp_path, protocol="fake@1", task="image_discrete", overrides=["preset=tiny"])
