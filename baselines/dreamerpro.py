@@ -466,26 +466,30 @@ class DreamerPro(Method):
         then the EMA targets and (every 100 updates) the slow critic follow."""
         c = self.config
         model_loss, terms, seq = self.world_model_loss(data)
-        model_values = finite_values(
-            "dreamerpro", {**terms, "loss/model": model_loss}, self.updates, ["model_lr"]
+        model_terms = {**terms, "loss/model": model_loss}
+        metrics = dict(
+            zip(
+                model_terms, finite_values("dreamerpro", model_terms, self.updates, ["model_lr"]), strict=True
+            )
         )
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         if self.updates < c.freeze_prototypes and self.protos.vectors.grad is not None:
             self.protos.vectors.grad.zero_()  # prototypes fixed for the first updates (freeze_prototypes_iters)
-        model_norm = nn.utils.clip_grad_norm_(self.world_model.parameters(), c.grad_clip)
+        metrics["grad_norm/model"] = float(
+            nn.utils.clip_grad_norm_(self.world_model.parameters(), c.grad_clip)
+        )
         self.model_opt.step()
 
         actor_loss, critic_loss, stats = self.behaviour_losses(seq)
-        behaviour_values = finite_values(
-            "dreamerpro",
-            {"loss/actor": actor_loss, "loss/critic": critic_loss},
-            self.updates,
-            ["actor_lr", "critic_lr"],
-        )
-        actor_norm, critic_norm = step_each(
+        behaviour_terms = {"loss/actor": actor_loss, "loss/critic": critic_loss}
+        values = finite_values("dreamerpro", behaviour_terms, self.updates, ["actor_lr", "critic_lr"])
+        metrics.update(zip(behaviour_terms, values, strict=True))
+        norms = step_each(
             [(actor_loss, list(self.actor.parameters()), self.actor_opt),
              (critic_loss, list(self.critic.parameters()), self.critic_opt)], c.grad_clip)  # fmt: skip
+        metrics.update({"grad_norm/actor": float(norms[0]), "grad_norm/critic": float(norms[1])})
+        metrics.update({k: float(v) for k, v in stats.items()})
         if self.updates % c.ema_every == 0:  # the first update copies (official ema_update)
             fraction = 1.0 if self.updates == 0 else c.ema_fraction
             ema_update(self.ema_encoder, self.encoder, fraction)
@@ -493,18 +497,7 @@ class DreamerPro(Method):
         if self.updates % c.slow_critic_every == 0:
             ema_update(self.slow_critic, self.critic, 1.0 if self.updates == 0 else c.slow_critic_fraction)
         self.updates += 1
-        extra = {
-            "grad_norm/model": model_norm,
-            "grad_norm/actor": actor_norm,
-            "grad_norm/critic": critic_norm,
-            **stats,
-        }
-        return {
-            **dict(zip([*terms, "loss/model"], model_values, strict=True)),
-            "loss/actor": behaviour_values[0],
-            "loss/critic": behaviour_values[1],
-            **{k: float(v) for k, v in extra.items()},
-        }
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
