@@ -81,7 +81,7 @@ class DirectorConfig:
         },
     }  # fmt: skip
     KEY_NOTES: ClassVar[dict[str, str]] = gaussian_latent_key_notes(
-        "Director here", "the shared world model; the paper: 32 x 32 categorical", stoch=32
+        "wmbench's Director", "the shared world model; the paper: 32 x 32 categorical", stoch=32
     )
     preset: str = "paper"
     # --- world model (shared GaussianWorldModel; official rssm deter 1024, units 1024, cnn_depth 64, heads 4 x 512)
