@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method
+from wmbench.nn.behaviour import discounted_lambda_targets, weighted_actor_loss, weighted_critic_loss
 from wmbench.nn.distributions import (
     bernoulli_loss,
     categorical_entropy,
@@ -54,9 +55,11 @@ from wmbench.nn.distributions import (
     trunc_normal_sample,
 )
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
-from wmbench.nn.returns import ema_update, lambda_return
+from wmbench.nn.optim import decoupled_adamw, step_each
+from wmbench.nn.returns import ema_update
 from wmbench.nn.rssm import RSSM
 from wmbench.nn.world_model import (
+    StepSchedule,
     finite_values,
     image_kernels,
     load_networks,
@@ -221,13 +224,16 @@ class DreamerV2(Method):
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv2/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "dreamerv2/act"))
         self.updates = 0  # gradient updates done
-        self.acted = 0  # agent steps acted outside evaluation (the prefill counts them)
-        self.next_train = -1  # agent step of the next scheduled training (-1: training has not begun)
+        self.schedule = StepSchedule(c.prefill, c.pretrain, c.train_every, c.train_steps, c.batch_size, c.batch_length)
+
+    @property
+    def acted(self) -> int:
+        """Agent steps acted outside evaluation (the prefill counts them)."""
+        return self.schedule.acted
 
     def _adamw(self, params, lr: float) -> torch.optim.Optimizer:
-        # the official decay multiplies every variable by (1 - wd) per step; AdamW multiplies by (1 - lr * wd')
         c = self.config
-        return torch.optim.AdamW(params, lr=lr, eps=c.adam_eps, weight_decay=c.weight_decay / lr if lr > 0 else 0.0)
+        return decoupled_adamw(params, lr, c.adam_eps, c.weight_decay)
 
     # ------------------------------------------------------------------ actor p(a | z)
     def policy_dist(self, deter: Tensor, stoch: Tensor) -> tuple[Tensor, ...]:
@@ -259,14 +265,12 @@ class DreamerV2(Method):
     def policy(self, obs: dict[str, Any], state: Any, mode: str = "train") -> tuple[np.ndarray, Any]:
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device).reshape(-1).bool()
         batch = is_first.shape[0]
-        if mode != "eval":
-            self.acted += batch
-            if self.acted <= self.config.prefill:  # uniform random actions until the replay holds the prefill
-                if self.discrete:
-                    action = torch.randint(self.act_dim, (batch,), generator=self.gen_act, device=self.device)
-                    return action.cpu().numpy(), None
-                action = torch.rand(batch, self.act_dim, generator=self.gen_act, device=self.device) * 2 - 1
-                return action.cpu().numpy().astype(np.float32), None
+        if self.schedule.act_randomly(batch, mode):  # uniform random actions until the replay holds the prefill
+            if self.discrete:
+                action = torch.randint(self.act_dim, (batch,), generator=self.gen_act, device=self.device)
+                return action.cpu().numpy(), None
+            action = torch.rand(batch, self.act_dim, generator=self.gen_act, device=self.device) * 2 - 1
+            return action.cpu().numpy().astype(np.float32), None
         if state is None:
             deter, stoch = self.rssm.initial(batch, self.device)
             prev_action = torch.zeros(batch, self.act_dim, device=self.device)
@@ -284,17 +288,7 @@ class DreamerV2(Method):
     # ------------------------------------------------------------------ learning
     def update(self, replay: Any, step: int) -> dict[str, float]:
         """After the prefill: 1 + `pretrain` updates once, then `train_steps` updates every `train_every` steps."""
-        c = self.config
-        if self.acted < c.prefill or len(replay) < c.batch_length:
-            return {}
-        if self.next_train < 0:
-            count, self.next_train = 1 + c.pretrain, int(step) + c.train_every
-        elif int(step) >= self.next_train:
-            count, self.next_train = c.train_steps, self.next_train + c.train_every
-        else:
-            return {}
-        metrics = [self.train_batch(replay.sample(c.batch_size, c.batch_length)) for _ in range(count)]
-        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+        return self.schedule.train(replay, step, self.train_batch)
 
     def _action_input(self, action: np.ndarray, shape: tuple[int, ...]) -> Tensor:
         a = torch.as_tensor(action, device=self.device)
@@ -325,8 +319,7 @@ class DreamerV2(Method):
             loss = loss + c.loss_discount * terms["loss/discount"]
         # KL balancing (Algorithm 2): the prior moves towards the posterior (weight alpha) faster than the
         # posterior towards the prior (1 - alpha); free nats on each batch mean (official kl.free_avg)
-        dyn, rep = self.rssm.kl_losses(seq["post"], seq["prior"], free=0.0)  # KL[sg(q) || p], KL[q || sg(p)]
-        kl_loss = c.kl_balance * dyn.mean().clamp(min=c.kl_free) + (1 - c.kl_balance) * rep.mean().clamp(min=c.kl_free)
+        kl_loss, rep = self.rssm.balanced_kl_loss(seq["post"], seq["prior"], c.kl_balance, c.kl_free)
         terms.update({"kl": rep.detach().mean(), "loss/kl": kl_loss})
         loss = loss + c.loss_kl * kl_loss
         seq["cont"] = 1.0 - is_terminal
@@ -365,13 +358,12 @@ class DreamerV2(Method):
                 else:
                     disc = torch.full_like(reward, c.gamma)
                 target_value = self.slow_critic(feat).squeeze(-1)
-                # Eq. 4: V_t = r_t + d_t ((1 - lambda) v'(z_t+1) + lambda V_t+1), V_H = v'(z_H)
-                ret = lambda_return(reward[:-1], disc[:-1], target_value, 1.0, c.lam)
+                # Eq. 4: V_t = r_t + d_t ((1 - lambda) v'(z_t+1) + lambda V_t+1), V_H = v'(z_H); weight of state t:
+                # probability of still being in the episode, prod_{k<t} d_k (official `weight`)
+                ret, weight = discounted_lambda_targets(reward[:-1], disc[:-1], target_value, c.lam)
         finally:
             for p in wm_params:
                 p.requires_grad_(True)
-        # weight of state t: probability of still being in the episode, prod_{k<t} d_k (official `weight`)
-        weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]]), 0).detach()
         # the actor at z_0..z_H-2 (its last action leads nowhere that has a target), targets V_1..V_H-1
         if self.dynamics_grad:
             dist = tuple(torch.stack(parts[:-1]) for parts in zip(*dists, strict=True))
@@ -382,9 +374,8 @@ class DreamerV2(Method):
             logp, entropy = self.action_terms(dist, action[:-1])
             advantage = (ret[1:] - target_value[:-2]).detach()  # baseline: the target critic v'(z_t)
             objective = logp * advantage
-        actor_loss = -(weight[:-2] * (objective + c.actor_ent * entropy)).mean()
-        value = self.critic(feat[:-1].detach()).squeeze(-1)
-        critic_loss = (weight[:-1] * 0.5 * (value - ret.detach()).square()).mean()
+        actor_loss = weighted_actor_loss(objective, entropy, weight, c.actor_ent)  # states z_0..z_H-2
+        critic_loss = weighted_critic_loss(self.critic, feat, ret, weight)  # states z_0..z_H-1
         stats = {"imag/return": ret.detach().mean(), "imag/reward": reward.detach().mean(),
                  "policy/entropy": entropy.detach().mean()}
         return actor_loss, critic_loss, stats
@@ -404,15 +395,9 @@ class DreamerV2(Method):
         behaviour_values = finite_values(
             "dreamerv2", {"loss/actor": actor_loss, "loss/critic": critic_loss}, self.updates, ["actor_lr", "critic_lr"]
         )
-        actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
-        self.actor_opt.zero_grad(set_to_none=True)
-        self.critic_opt.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=actor_params)
-        critic_loss.backward(inputs=critic_params)
-        actor_norm = nn.utils.clip_grad_norm_(actor_params, c.grad_clip)
-        critic_norm = nn.utils.clip_grad_norm_(critic_params, c.grad_clip)
-        self.actor_opt.step()
-        self.critic_opt.step()
+        actor_norm, critic_norm = step_each(
+            [(actor_loss, list(self.actor.parameters()), self.actor_opt),
+             (critic_loss, list(self.critic.parameters()), self.critic_opt)], c.grad_clip)
         if self.updates % c.slow_critic_every == 0:  # the first update copies; then every 100 (official)
             ema_update(self.slow_critic, self.critic, 1.0 if self.updates == 0 else c.slow_critic_fraction)
         self.updates += 1
@@ -435,7 +420,7 @@ class DreamerV2(Method):
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
             "rng": {"train": self.gen_train.get_state(), "act": self.gen_act.get_state()},
-            "counters": {"updates": self.updates, "acted": self.acted, "next_train": self.next_train},
+            "counters": {"updates": self.updates, "acted": self.schedule.acted, "next_train": self.schedule.next_train},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -446,7 +431,8 @@ class DreamerV2(Method):
         self.gen_train.set_state(state["rng"]["train"])
         self.gen_act.set_state(state["rng"]["act"])
         counters = state["counters"]
-        self.updates, self.acted, self.next_train = (int(counters[k]) for k in ("updates", "acted", "next_train"))
+        self.updates = int(counters["updates"])
+        self.schedule.acted, self.schedule.next_train = int(counters["acted"]), int(counters["next_train"])
 
 
 __all__ = ["DMC_VISION", "DreamerV2", "DreamerV2Config", "build_networks", "parameter_counts"]

@@ -1,5 +1,5 @@
 """Relative CPU cost of the Dreamer family on one pixel configuration, measured in the same run: PlaNet, Dreamer v1,
-DreamerV2 and DreamerV3.
+DreamerV2, DreamerV3 and DreamerPro.
 
 Configuration: dmc_vision@1 shapes (64x64 RGB images, a 6-dim action in [-1, 1], e.g. walker), each method's config
 as `wmbench run METHOD dmc_vision@1 --set preset=P` resolves it (paper defaults, the method's dmc_vision defaults,
@@ -7,11 +7,11 @@ the preset). Batches come from a real `wmbench.replay.Replay` filled with random
 process (peak RSS per method; the process and the dreamerv3 benchmark's `run_json` are shared with
 dreamerv3_throughput.py). Reported per method: seconds per update, seconds per action (evaluation mode: no
 random seed / prefill actions), its updates per agent step on dmc_vision@1 (PlaNet and Dreamer v1: C updates per
-500-step episode; DreamerV2: 1 / train_every; DreamerV3: train_ratio / (B x T)), and from these the training wall
+500-step episode; DreamerV2 and DreamerPro: 1 / train_every; DreamerV3: train_ratio / (B x T)), and from these the training wall
 time per 10k env steps (5,000 agent steps at action repeat 2; environment stepping and rendering not included).
 
     .venv/bin/python benchmarks/dreamer_family_throughput.py [--updates 3] [--actions 20] [--threads 1]
-        [--methods planet dreamerv1 dreamerv2 dreamerv3] [--preset planet=cpu dreamerv3=size1m ...]
+        [--methods planet dreamerv1 dreamerv2 dreamerv3 dreamerpro] [--preset planet=cpu dreamerv3=size1m ...]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 
 from dreamerv3_throughput import run_json
 
-METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3")
-DEFAULT_PRESETS = {"planet": "cpu", "dreamerv1": "cpu", "dreamerv2": "cpu", "dreamerv3": "size1m"}
+METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "dreamerpro")
+DEFAULT_PRESETS = {"planet": "cpu", "dreamerv1": "cpu", "dreamerv2": "cpu", "dreamerv3": "size1m", "dreamerpro": "cpu"}
 EPISODE_AGENT_STEPS = 500  # dmc_vision@1: 1,000 env steps at action repeat 2
 AGENT_STEPS_PER_10K_ENV = 5000
 
@@ -34,7 +34,7 @@ def updates_per_agent_step(method: str, config) -> float:
     """How many updates the method's own schedule runs per agent step on dmc_vision@1 (after its prefill)."""
     if method in ("planet", "dreamerv1"):
         return config.updates_per_episode / EPISODE_AGENT_STEPS
-    if method == "dreamerv2":
+    if method in ("dreamerv2", "dreamerpro"):
         return config.train_steps / config.train_every
     if method == "dreamerv3":
         return config.train_ratio / (config.batch_size * config.batch_length)

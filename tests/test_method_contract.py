@@ -10,8 +10,11 @@ from wmbench.testing import check_method
 TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["preset=tiny"], "dreamerv2": ["preset=tiny"],
         "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"], "plan2explore": ["preset=tiny"]}
 TINY["slac"] = ["preset=tiny"]
+TINY["dreamerpro"] = ["preset=tiny"]
+TINY["director"] = ["preset=tiny"]
 PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
-            "mbmf": ("control@1", "cartpole_swingup"), "plan2explore": ("fake_stages@1", "image_continuous")}
+            "mbmf": ("control@1", "cartpole_swingup"), "plan2explore": ("fake_stages@1", "image_continuous"),
+            "dreamerpro": ("fake@1", "image_continuous"), "director": ("fake@1", "image_continuous")}
 
 
 # The installed entry points, not the run-time registry (tests may register helpers of their own).

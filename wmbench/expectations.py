@@ -25,6 +25,9 @@ Measured on the project's CPU machine type (2 shared cores):
   preset, batch and deter, so the Atari settings (50 x 50, deter 600) get no estimate until measured.
 - SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
   (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
+- DreamerPro (docs/dreamerpro.md, 1 thread, 64x64): `paper` 111 s and `cpu` 6.3 s wall per update at load 6-7,
+  one update per 5 agent steps. Director (docs/director.md): `cpu` 14.2 s per update at load 7.5, one per 16 agent
+  steps; `paper` not measured (no estimate).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -66,6 +69,17 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
     "slac": {
         "cpu": (9.2, "15.3 s model + 2.5 s actor-critic update every 2 agent steps at load ~28: docs/slac.md"),
         "paper": (28.6, "11.5 s model + 16.7 s actor-critic update per agent step at load ~20: docs/slac.md"),
+        "tiny": (0.05, "tests"),
+    },
+    # one update (two augmented views of each sequence) per `train_every` = 5 agent steps (docs/dreamerpro.md)
+    "dreamerpro": {
+        "cpu": (1.25, "one 6.3 s update (12 x 51, two views) per 5 agent steps at load 5.9: docs/dreamerpro.md"),
+        "paper": (22.2, "one 111 s update (50 x 51, two views) per 5 agent steps at load 7.4: docs/dreamerpro.md"),
+        "tiny": (0.05, "tests"),
+    },
+    # one update (world model, goal autoencoder, 16-step hierarchical imagination) per 16 agent steps (docs/director.md)
+    "director": {
+        "cpu": (0.89, "one 14.2 s update (16 x 64) per 16 agent steps at load 7.5: docs/director.md"),
         "tiny": (0.05, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},

@@ -1,10 +1,15 @@
-"""Behaviour learning in imagination by analytic gradients, as in Dreamer v1 (Hafner et al. 2020, Sec. 3-4), for any
-reward defined on imagined latent states: Dreamer v1's task reward, Plan2Explore's disagreement (Sekar et al. 2020).
+"""Behaviour learning in imagination, for any reward defined on imagined latent states: Dreamer v1's task reward,
+Plan2Explore's disagreement (Sekar et al. 2020), DreamerV2's and DreamerPro's reward head.
 
 Owns: the tanh-Normal action head of the released Dreamer code (`tanh_normal_params`: mean 5 tanh(x / 5), std
-softplus(x + softplus^-1(5)) + 1e-4), the imagined rollout of a latent model under a policy (`imagine`), and the
-actor and value losses of Eq. 7-8 from V_lambda (Eq. 6) along that rollout (`analytic_behaviour_losses`). A method
-owns its networks, optimisers and which reward it feeds in.
+softplus(x + softplus^-1(5)) + 1e-4), the imagined rollout of a latent model under a policy (`imagine`), and
+- Dreamer v1 (Hafner et al. 2020, Sec. 3-4): the actor and value losses of Eq. 7-8 from V_lambda (Eq. 6) along that
+  rollout (`analytic_behaviour_losses`);
+- DreamerV2 (Hafner et al. 2021, Sec. 3): lambda-targets from a slow critic with per-step discounts and the weight
+  of each imagined state (`discounted_lambda_targets`, Eq. 4), the weighted actor loss (`weighted_actor_loss`, Eq. 6,
+  for either actor gradient) and the weighted critic regression (`weighted_critic_loss`, Eq. 5), used by
+  `dreamerv2` and `dreamerpro`.
+A method owns its networks, optimisers and which reward it feeds in.
 """
 
 from __future__ import annotations
@@ -65,4 +70,35 @@ def analytic_behaviour_losses(
     return actor_loss, value_loss, lambda_ret
 
 
-__all__ = ["analytic_behaviour_losses", "imagine", "tanh_normal_params"]
+def discounted_lambda_targets(
+    reward: Tensor, disc: Tensor, target_value: Tensor, lam: float
+) -> tuple[Tensor, Tensor]:
+    """DreamerV2's lambda-targets and state weights of one imagined rollout, time-major: reward [T, N] (r(z_t)),
+    disc [T, N] (the discount gamma c_t into z_t+1, predicted or constant), target_value [T+1, N] (the slow critic
+    v'(z_0..z_T)).
+
+    V_t = r_t + d_t ((1 - lambda) v'(z_t+1) + lambda V_t+1), V_T = v'(z_T) (Eq. 4), t = 0..T-1; weight of state t:
+    prod_{k<t} d_k (the probability of still being in the episode; official `weight`), no gradient; [T+1, N]."""
+    ret = lambda_return(reward, disc, target_value, 1.0, lam)
+    weight = torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc]), 0).detach()
+    return ret, weight
+
+
+def weighted_actor_loss(objective: Tensor, entropy: Tensor, weight: Tensor, entropy_scale: float) -> Tensor:
+    """-mean_t weight_t (objective_t + eta H[pi(. | z_t)]) over the first len(objective) states (Eq. 6): the
+    objective is the lambda-target (dynamics backpropagation), ln pi(a_t | z_t) sg(advantage) (REINFORCE) or a mix."""
+    return -(weight[: objective.shape[0]] * (objective + entropy_scale * entropy)).mean()
+
+
+def weighted_critic_loss(critic: nn.Module, feat: Tensor, ret: Tensor, weight: Tensor) -> Tensor:
+    """The critic v(sg(z_t)) regressed to sg(V_t) by half the squared error, weighted per state (Eq. 5), over the
+    first len(ret) states of `feat` [T+1, N, F]."""
+    steps = ret.shape[0]
+    value = critic(feat[:steps].detach()).squeeze(-1)
+    return (weight[:steps] * 0.5 * (value - ret.detach()).square()).mean()
+
+
+__all__ = [
+    "analytic_behaviour_losses", "discounted_lambda_targets", "imagine", "tanh_normal_params", "weighted_actor_loss",
+    "weighted_critic_loss",
+]

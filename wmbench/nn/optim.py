@@ -1,4 +1,9 @@
-"""Optimisers of world-model methods that torch does not ship.
+"""Optimisers of world-model methods that torch does not ship, and the DreamerV2 code's Adam.
+
+Also owns `decoupled_adamw`: Adam with the decoupled weight decay of the DreamerV2 code (`Optimizer` with `wd`,
+used by DreamerV2 and DreamerPro), which multiplies every variable by (1 - wd) per step; and `step_each`: several
+losses that each train only their own network, clipped separately, stepped after all gradients are taken (the
+actor-critic update of DreamerV2, DreamerPro and Director).
 
 Owns `LaProp` with adaptive gradient clipping and a linear learning-rate warm-up: the optimiser of the 2024
 DreamerV3 release (danijar/dreamerv3 commit e3f0224, `embodied/jax/opt.py` and `Agent._make_opt`: the chain
@@ -8,7 +13,7 @@ clip_by_agc -> scale_by_rms -> scale_by_momentum -> linear warm-up of the learni
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -89,4 +94,29 @@ def global_norm(params: Iterable[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-__all__ = ["LaProp", "global_norm"]
+
+
+def decoupled_adamw(params: Iterable[Tensor], lr: float, eps: float, weight_decay: float) -> torch.optim.AdamW:
+    """Adam whose decay multiplies every variable by (1 - weight_decay) per step, as the DreamerV2 code's
+    `Optimizer` (wd 1e-6): torch's AdamW multiplies by (1 - lr * wd'), so wd' = weight_decay / lr (0 when lr = 0)."""
+    return torch.optim.AdamW(params, lr=lr, eps=eps, weight_decay=weight_decay / lr if lr > 0 else 0.0)
+
+
+
+def step_each(
+    updates: Sequence[tuple[Tensor, Sequence[Tensor], torch.optim.Optimizer]], clip: float, retain_graph: bool = False
+) -> list[Tensor]:
+    """For each (loss, params, optimiser): zero the params' gradients, backpropagate the loss into those params only
+    (gradients may pass through other networks without reaching them) and clip their global norm at `clip`; then
+    step every optimiser, so every loss saw the parameters before any update. Returns the pre-clip norms."""
+    norms = []
+    for loss, params, opt in updates:
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=list(params), retain_graph=retain_graph)
+        norms.append(torch.nn.utils.clip_grad_norm_(params, clip))
+    for _, _, opt in updates:
+        opt.step()
+    return norms
+
+
+__all__ = ["LaProp", "decoupled_adamw", "global_norm", "step_each"]

@@ -4,7 +4,9 @@ State = (deter h_t, stoch z_t). Sequence model h_t = f(h_{t-1}, z_{t-1}, a_{t-1}
 predictor); posterior q(z_t | h_t, embed(x_t)) (encoder). Latents are either
 - `categorical`: `stoch` one-hot vectors of `classes` classes, 1% uniform mix, straight-through samples
   (DreamerV2/V3), or
-- `gaussian`: a diagonal Normal of `stoch` dims with std = softplus + 0.1, reparameterised (PlaNet, Dreamer v1).
+- `gaussian`: a diagonal Normal of `stoch` dims with std = softplus(x) + min_std, reparameterised (PlaNet, Dreamer
+  v1), or with `std_act="sigmoid2"` std = 2 sigmoid(x / 2) + min_std (the DreamerV2 code's `sigmoid2`, used by its
+  Gaussian DMC variant and by DreamerPro).
 
 The deterministic core is one of two generations of the official DreamerV3 code:
 - `core="block"` (2024 release, `rssm.py`): (h, z, a) are each projected by Linear -> Norm -> SiLU, concatenated and
@@ -27,7 +29,8 @@ embedding part of the posterior layer do not depend on the recurrent state, so `
 steps in one batched call, and the prior logits of a training sequence are computed after the loop in one call.
 
 KL losses (DreamerV3 Sec. 2, Eq. 5): dyn = max(free, KL[sg(q) || p]), rep = max(free, KL[q || sg(p)]) per time step,
-free bits 1 nat; the method weights them (0.5 and 0.1 in the paper).
+free bits 1 nat; the method weights them (0.5 and 0.1 in the paper). `balanced_kl_loss`: DreamerV2's KL balancing
+(Algorithm 2) with free nats on the batch means (DreamerV2, DreamerPro).
 """
 
 from __future__ import annotations
@@ -86,8 +89,12 @@ class RSSM(nn.Module):
         fan: str = "in",
         act: str = "silu",
         gru_norm: str | None = None,
+        std_act: Literal["softplus", "sigmoid2"] = "softplus",
     ):
         super().__init__()
+        if std_act not in ("softplus", "sigmoid2"):
+            raise ValueError(f"std_act must be 'softplus' or 'sigmoid2', got {std_act!r}")
+        self.std_act = std_act
         if latent not in ("categorical", "gaussian"):
             raise ValueError(f"latent must be 'categorical' or 'gaussian', got {latent!r}")
         if core not in ("block", "dense", "gru"):
@@ -185,7 +192,8 @@ class RSSM(nn.Module):
         if self.latent == "categorical":
             return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
         mean, std = raw.float().chunk(2, -1)
-        return torch.cat([mean, F.softplus(std) + self.min_std], -1)
+        std = F.softplus(std) if self.std_act == "softplus" else 2 * torch.sigmoid(std / 2)
+        return torch.cat([mean, std + self.min_std], -1)
 
     def sample(
         self, stats: Tensor, generator: torch.Generator | None = None, mode: bool = False, index: bool = False
@@ -235,6 +243,14 @@ class RSSM(nn.Module):
         dyn = self.kl(post.detach(), prior)
         rep = self.kl(post, prior.detach())
         return dyn.clamp(min=free), rep.clamp(min=free)
+
+    def balanced_kl_loss(self, post: Tensor, prior: Tensor, balance: float, free: float) -> tuple[Tensor, Tensor]:
+        """DreamerV2's KL balancing (Hafner et al. 2021, Algorithm 2): balance KL[sg(q) || p] + (1 - balance)
+        KL[q || sg(p)], each clipped below `free` nats on its batch mean (official `kl.free_avg`), so the prior moves
+        towards the posterior faster than the posterior towards the prior. Returns (loss, KL[q || sg(p)] per step)."""
+        dyn, rep = self.kl_losses(post, prior, free=0.0)
+        loss = balance * dyn.mean().clamp(min=free) + (1 - balance) * rep.mean().clamp(min=free)
+        return loss, rep
 
     # ------------------------------------------------------------------ sequence model
     def action_features(self, action: Tensor) -> Tensor:

@@ -13,7 +13,8 @@ sequence that `loss` returns.
 
 Also shared by both methods: the input check (`pixel_control_support`), the data-collection schedule of their
 Algorithm 1 (`EpisodeSchedule`: S seed episodes, then C updates after every collected episode), the non-finite
-loss check and the checkpoint loading of their networks.
+loss check and the checkpoint loading of their networks. `StepSchedule`: the DreamerV2 code's schedule (random
+prefill, pretraining, then updates every few agent steps), shared by DreamerV2 and DreamerPro.
 """
 
 from __future__ import annotations
@@ -249,6 +250,40 @@ class EpisodeSchedule:
         self.pending_train = bool(state["pending_train"])
 
 
+class StepSchedule:
+    """The DreamerV2 code's training schedule (`train.py`): the first `prefill` training agent steps act uniformly at
+    random; once the replay holds them, 1 + `pretrain` updates, then `train_steps` updates every `train_every` agent
+    steps, each on a batch of `batch_size` x `batch_length` replayed steps. Evaluation steps do not count."""
+
+    def __init__(self, prefill: int, pretrain: int, train_every: int, train_steps: int, batch_size: int,
+                 batch_length: int):
+        self.prefill, self.pretrain, self.train_every, self.train_steps = prefill, pretrain, train_every, train_steps
+        self.batch_size, self.batch_length = batch_size, batch_length
+        self.acted = 0  # agent steps acted outside evaluation (the prefill counts them)
+        self.next_train = -1  # agent step of the next scheduled training (-1: training has not begun)
+
+    def act_randomly(self, batch: int, mode: str) -> bool:
+        """Count this policy call's training steps; True while they are still in the random prefill."""
+        if mode == "eval":
+            return False
+        self.acted += batch
+        return self.acted <= self.prefill
+
+    def train(self, replay: Any, step: int, train_batch: Callable[[dict[str, np.ndarray]], dict[str, float]]
+              ) -> dict[str, float]:
+        """The scheduled calls of `train_batch` at agent step `step`; their mean metrics ({} when none is due)."""
+        if self.acted < self.prefill or len(replay) < self.batch_length:
+            return {}
+        if self.next_train < 0:
+            count, self.next_train = 1 + self.pretrain, int(step) + self.train_every
+        elif int(step) >= self.next_train:
+            count, self.next_train = self.train_steps, self.next_train + self.train_every
+        else:
+            return {}
+        metrics = [train_batch(replay.sample(self.batch_size, self.batch_length)) for _ in range(count)]
+        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+
 def finite_values(method: str, terms: dict[str, Tensor], update: int, lr_keys: Sequence[str]) -> list[float]:
     """The terms as floats, checked before any optimiser step so that a NaN never reaches the weights."""
     values = torch.stack([t.detach() for t in terms.values()]).tolist()
@@ -283,6 +318,6 @@ def parameter_counts(nets: nn.Module) -> dict[str, int]:
 
 
 __all__ = [
-    "KERNELS", "EpisodeSchedule", "GaussianWorldModel", "finite_values", "gaussian_latent_key_notes", "image_kernels",
+    "KERNELS", "EpisodeSchedule", "GaussianWorldModel", "StepSchedule", "finite_values", "gaussian_latent_key_notes", "image_kernels",
     "load_networks", "parameter_counts", "pixel_control_support", "preprocess_image",
 ]
