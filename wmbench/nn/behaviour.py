@@ -65,4 +65,41 @@ def analytic_behaviour_losses(
     return actor_loss, value_loss, lambda_ret
 
 
-__all__ = ["analytic_behaviour_losses", "imagine", "tanh_normal_params"]
+def trunc_normal_params(raw: Tensor, init_std: float = 0.0, min_std: float = 0.1) -> tuple[Tensor, Tensor]:
+    """(mean, std) of DreamerV2's Normal truncated to [-1, 1] from an actor's raw output [..., 2A]: mean tanh(x),
+    std 2 sigmoid((x + init_std) / 2) + min_std."""
+    raw_mean, raw_std = raw.chunk(2, -1)
+    return torch.tanh(raw_mean), 2 * torch.sigmoid((raw_std + init_std) / 2) + min_std
+
+
+def imagination_weights(disc: Tensor) -> Tensor:
+    """Weight of imagined state t, prod_{k<t} d_k (the probability of still being in the episode), no gradient;
+    disc [H+1, N] time-major (official `seq['weight']`)."""
+    return torch.cumprod(torch.cat([torch.ones_like(disc[:1]), disc[:-1]]), 0).detach()
+
+
+def imagination_actor_loss(
+    ret: Tensor,
+    weight: Tensor,
+    entropy: Tensor,
+    actor_ent: float,
+    log_prob: Tensor | None = None,
+    baseline: Tensor | None = None,
+) -> Tensor:
+    """DreamerV2 Eq. 6 over an imagined rollout, time-major: the actor at z_0..z_H-2 against the targets V_1..V_H-1
+    (`ret` [H, N] holds V_0..V_H-1; `weight` [H+1, N]; `entropy` [H-1, N]). Dynamics backpropagation (`log_prob`
+    None): objective V_t+1 itself; REINFORCE: log pi(a_t | z_t) sg(V_t+1 - baseline_t) with `baseline` [H-1, N]
+    (the target critic at z_0..z_H-2). Loss -mean(weight_t (objective + actor_ent H_t))."""
+    if log_prob is None:
+        objective = ret[1:]
+    else:
+        if baseline is None:
+            raise ValueError("REINFORCE needs a baseline (the target critic's values at z_0..z_H-2)")
+        objective = log_prob * (ret[1:] - baseline).detach()
+    return -(weight[:-2] * (objective + actor_ent * entropy)).mean()
+
+
+__all__ = [
+    "analytic_behaviour_losses", "imagination_actor_loss", "imagination_weights", "imagine", "tanh_normal_params",
+    "trunc_normal_params",
+]
