@@ -168,7 +168,9 @@ class MWMConfig:
     pred_discount: bool = False
     loss_kl: float = bounded(1.0, low=0)  # beta (official wmkl.scale; the README's 2022-08-17 fix)
     kl_balance: float = bounded(0.8, low=0, high=1)
-    kl_min: float = bounded(0.01, low=0)  # official wmkl_minloss (metaworld and dmc_vision configs)
+    kl_min: float = bounded(
+        0.01, low=0, high=99.0
+    )  # official wmkl_minloss (metaworld and dmc_vision configs)
     loss_feature: float = bounded(1.0, low=0)
     loss_reward: float = bounded(1.0, low=0)
     loss_discount: float = bounded(1.0, low=0)
