@@ -344,3 +344,18 @@ def test_bad_input_names_the_setting():
         make_config(MWMConfig, ["mae_heads=0"])
     with pytest.raises(ConfigError, match="divisible"):
         MWM(IMAGE16, BOX2, tiny("mae_heads=3"))
+
+
+def test_recipe_is_the_method_default_on_metaworld_and_names_the_published_curves():
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
+    from wmbench.results import published
+
+    assert recipe_names("mwm") == ["mwm_2022_metaworld@1"]
+    r = load_recipe("mwm", "mwm_2022_metaworld@1")
+    assert set(r.provenance) == set(r.config) and r.protocol == "metaworld@1"
+    assert len(published(protocol="metaworld", source=r.sources[0], method="mwm")) > 0
+    config, record = resolve_config(MWM, load_protocol("metaworld@1"), (), r.id)
+    assert recipe_differences(config, r) == {} and record["name"] == "mwm_2022_metaworld@1"
+    assert recipe_differences(method_config(MWM, load_protocol("metaworld@1"), []), r) == {}
+    dmc = recipe_differences(method_config(MWM, load_protocol("dmc_vision@1"), []), r)
+    assert dmc == {"batch_size": (16, 50), "reward_norm_momentum": (1.0, 0.99)}
