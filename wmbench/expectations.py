@@ -25,6 +25,9 @@ Measured on the project's CPU machine type (2 shared cores):
   preset, batch and deter, so the Atari settings (50 x 50, deter 600) get no estimate until measured.
 - SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
   (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
+- MWM (docs/mwm.md, 1 thread at load 6-7, 64x64 images, dmc_vision@1 settings: MAE batch 32 x 32, world model
+  16 x 50, both every 5 agent steps): `paper` 24.1 + 27.0 CPU-s per 5 agent steps, 27 ms per action; `cpu` 0.53 +
+  3.18 CPU-s, 6 ms per action. Meta-World's 50 x 50 world-model batches cost more (not timed).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -66,6 +69,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
     "slac": {
         "cpu": (9.2, "15.3 s model + 2.5 s actor-critic update every 2 agent steps at load ~28: docs/slac.md"),
         "paper": (28.6, "11.5 s model + 16.7 s actor-critic update per agent step at load ~20: docs/slac.md"),
+        "tiny": (0.05, "tests"),
+    },
+    # one MAE and one world-model + behaviour update every 5 agent steps (dmc_vision@1 batches; docs/mwm.md)
+    "mwm": {
+        "cpu": (0.75, "(0.53 s MAE + 3.18 s model update) / 5 agent steps + 6 ms per action: docs/mwm.md"),
+        "paper": (10.2, "(24.1 s MAE + 27.0 s model update) / 5 agent steps + 27 ms per action: docs/mwm.md"),
         "tiny": (0.05, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},
