@@ -176,3 +176,13 @@ def test_live_metaworld():
     for _ in range(5):
         step = env.step(env.act_space.sample())
     env.close()
+
+
+def test_mwm_runs_on_the_double_under_the_harness(monkeypatch, tmp_path):
+    _patch_double(monkeypatch)
+    code = cli.main(["run", "mwm", "metaworld@1", "--task", "peg_insert_side", "--seed", "0", "--steps", "300",
+                     "--set", "preset=tiny", "--set", "patch_size=16", "--set", "conv_stages=4", "--root",
+                     str(tmp_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    metrics = (next(tmp_path.rglob("metrics.jsonl"))).read_text()
+    assert "mae/pixels" in metrics and "loss/feature" in metrics  # both schedules ran on the 64x64 images
