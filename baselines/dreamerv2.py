@@ -43,7 +43,12 @@ from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method
-from wmbench.nn.behaviour import discounted_lambda_targets, weighted_actor_loss, weighted_critic_loss
+from wmbench.nn.behaviour import (
+    discounted_lambda_targets,
+    trunc_normal_params,
+    weighted_actor_loss,
+    weighted_critic_loss,
+)
 from wmbench.nn.distributions import (
     bernoulli_loss,
     categorical_entropy,
@@ -242,9 +247,7 @@ class DreamerV2(Method):
         out = self.actor(torch.cat([deter, stoch], -1))
         if self.discrete:
             return (torch.log_softmax(out, -1),)
-        raw_mean, raw_std = out.chunk(2, -1)
-        c = self.config
-        return torch.tanh(raw_mean), 2 * torch.sigmoid((raw_std + c.actor_init_std) / 2) + c.actor_min_std
+        return trunc_normal_params(out, self.config.actor_init_std, self.config.actor_min_std)
 
     def sample_action(self, dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False) -> Tensor:
         """One-hot (straight-through) or truncated-Normal (reparameterised) action; `mode`: the most likely one."""

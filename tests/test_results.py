@@ -95,7 +95,7 @@ def test_success_geomean_protocol_validation():
         parse_protocol({**base, "score": {"rule": "success_geomean"}})
     with pytest.raises(ProtocolError, match=r"lists \['a'\] more than once"):
         parse_protocol({**base, "score": {"rule": "success_geomean", "achievements": ["a", "b", "a"]}})
-    with pytest.raises(ProtocolError, match="used only by score.rule 'success_geomean'"):
+    with pytest.raises(ProtocolError, match="used only by score.rules 'success_geomean' and 'success_rate'"):
         parse_protocol({**base, "score": {"rule": "window_mean", "achievements": ["a"]}})
     # Rules without achievements keep the hash they had before the field existed (values of main at 601570b), so
     # runs made under them still resume and compare.

@@ -28,6 +28,9 @@ Measured on the project's CPU machine type (2 shared cores):
 - DreamerPro (docs/dreamerpro.md, 1 thread, 64x64): `paper` 111 s and `cpu` 6.3 s wall per update at load 6-7,
   one update per 5 agent steps. Director (docs/director.md): `cpu` 14.2 s per update at load 7.5, one per 16 agent
   steps; `paper` not measured (no estimate).
+- MWM (docs/mwm.md, 1 thread at load 6-7, 64x64 images, dmc_vision@1 settings: MAE batch 32 x 32, world model
+  16 x 50, both every 5 agent steps): `paper` 24.1 + 27.0 CPU-s per 5 agent steps, 27 ms per action; `cpu` 0.53 +
+  3.18 CPU-s, 6 ms per action. Meta-World's 50 x 50 world-model batches cost more (not timed).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -80,6 +83,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
     # one update (world model, goal autoencoder, 16-step hierarchical imagination) per 16 agent steps (docs/director.md)
     "director": {
         "cpu": (0.89, "one 14.2 s update (16 x 64) per 16 agent steps at load 7.5: docs/director.md"),
+        "tiny": (0.05, "tests"),
+    },
+    # one MAE and one world-model + behaviour update every 5 agent steps (dmc_vision@1 batches; docs/mwm.md)
+    "mwm": {
+        "cpu": (0.75, "(0.53 s MAE + 3.18 s model update) / 5 agent steps + 6 ms per action: docs/mwm.md"),
+        "paper": (10.2, "(24.1 s MAE + 27.0 s model update) / 5 agent steps + 27 ms per action: docs/mwm.md"),
         "tiny": (0.05, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},

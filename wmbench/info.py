@@ -79,6 +79,7 @@ SUITE_IMPORTS = {
     "memory_maze": "memory_maze",
     "box2d": "Box2D",
     "vizdoom": "vizdoom",
+    "metaworld": "metaworld",
 }
 
 

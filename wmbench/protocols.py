@@ -36,7 +36,7 @@ from wmbench.shipped import protocols_dir
 
 PROTOCOL_DIR = Path(os.environ.get("WMBENCH_PROTOCOLS", protocols_dir()))
 STEP_UNITS = ("agent_steps", "env_steps", "frames", "episodes")
-SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean", "success_geomean")
+SCORE_RULES = ("window_mean", "eval_mean", "last_episodes_mean", "success_geomean", "success_rate")
 PHASES = ("train", "eval")
 
 
@@ -64,6 +64,10 @@ class ScoreRule:
         average (same window and fallback), the success rate s_i of each of the protocol's `achievements` (percent
         of those episodes that unlocked it at least once) and S = exp(mean_i ln(1 + s_i)) - 1, in percent. Needs
         the per-episode `achievements` column the runner records for this rule.
+    success_rate: the fraction (0-1) of the `phase` episodes that window_mean would average in which the one event
+        named in `achievements` happened (e.g. Meta-World's `success`, Seo et al. 2022), from the same
+        `achievements` column; rows without that column (published curves, whose points already are success
+        rates) contribute their score.
     """
 
     rule: str = "window_mean"
@@ -369,9 +373,13 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         bad = [a for a in score.achievements if not re.fullmatch(r"[A-Za-z0-9_]+", a)]
         if bad:
             raise ProtocolError(f"{where}: score.achievements {bad[0]!r} must be letters, digits and underscores")
+    elif score.rule == "success_rate":
+        if len(score.achievements) != 1 or not re.fullmatch(r"[A-Za-z0-9_]+", score.achievements[0]):
+            raise ProtocolError(f"{where}: score.rule 'success_rate' needs score.achievements = one event name "
+                                f"(letters, digits, underscores), e.g. [\"success\"]; got {list(score.achievements)}")
     elif score.achievements:
-        raise ProtocolError(f"{where}: score.achievements is used only by score.rule 'success_geomean', not by "
-                            f"{score.rule!r}; remove it or change the rule")
+        raise ProtocolError(f"{where}: score.achievements is used only by score.rules 'success_geomean' and "
+                            f"'success_rate', not by {score.rule!r}; remove it or change the rule")
     if score.rule == "eval_mean" and evals.episodes <= 0:
         raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
     seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")

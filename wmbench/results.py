@@ -420,6 +420,15 @@ def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str])
         finals = sets.groupby([chosen[k] for k in keys], sort=True).agg(
             lambda episodes: success_geomean(episodes, rule.achievements)
         )
+    elif rule.rule == "success_rate":
+        chosen = _window_rows(data, limit, rule, keys)
+        event = rule.achievements[0]
+        value = chosen["score"].astype(float)
+        if "achievements" in chosen.columns:  # our runs: 1 where the episode's event happened; published: the rate
+            recorded = chosen["achievements"].map(lambda v: isinstance(v, str))
+            happened = chosen["achievements"].map(lambda v: float(event in parse_achievements(v)))
+            value = value.where(~recorded, happened)
+        finals = value.groupby([chosen[k] for k in keys], sort=True).mean()
     elif rule.rule in ("eval_mean", "last_episodes_mean"):
         tail = data.groupby(keys, sort=True).tail(rule.episodes)
         finals = tail.groupby(keys, sort=True)["score"].mean()
@@ -434,7 +443,7 @@ def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str])
         label = " ".join(str(v) for v in (run if isinstance(run, tuple) else (run,)))
         if rule.rule == "eval_mean":
             why = f"fewer than {rule.episodes} eval episodes at or before {limit:g} {unit}"
-        elif rule.rule in ("window_mean", "success_geomean") and rule.fallback == "none":
+        elif rule.rule in ("window_mean", "success_geomean", "success_rate") and rule.fallback == "none":
             why = f"no {phase} episode ends in ({limit - rule.window:g}, {limit:g}] {unit} (fallback none)"
         else:
             why = f"no {phase} episode ends at or before the budget {limit:g} {unit}; no score yet"
@@ -515,6 +524,8 @@ def scoring_label(p: Protocol) -> str:
         return f"eval_mean({r.episodes} episodes)"
     if r.rule == "success_geomean":
         return f"success_geomean({r.phase}, {len(r.achievements)} achievements, {r.window:g} {unit}, fallback {r.fallback})"
+    if r.rule == "success_rate":
+        return f"success_rate({r.phase}, {r.achievements[0]}, {r.window:g} {unit}, fallback {r.fallback})"
     return f"{r.rule}({r.phase}, {r.episodes} episodes)"
 
 

@@ -81,7 +81,8 @@ __all__ = [
 
 CHECKPOINT_FORMAT = 1
 SCORES_HEADER = "env_step,step_unit,episode,score,length,phase\n"
-# Protocols scored by success_geomean (Crafter) record each episode's unlocked achievements in one more column.
+# Protocols scored by success_geomean (Crafter) or success_rate (Meta-World) record each episode's unlocked
+# achievements (events) in one more column.
 ACHIEVEMENTS_HEADER = "env_step,step_unit,episode,score,length,phase,achievements\n"
 TIMING_HEADER = "env_step,wall_s,steps_per_s\n"
 LOGS = ("scores.csv", "metrics.jsonl", "timing.csv")
@@ -415,7 +416,7 @@ def _achievements_field(info: Mapping[str, Any], protocol: Protocol, phase: str,
     unlocked = info.get("achievements")
     if unlocked is None:
         raise WmbenchError(
-            f"protocol {protocol.id} is scored by success_geomean, which needs the achievements each episode "
+            f"protocol {protocol.id} is scored by {protocol.score.rule}, which needs the achievements each episode "
             f"unlocked, but suite {protocol.suite!r} reported no info['achievements'] at the end of {phase} episode "
             f"{episode}; use a suite whose adapter reports them (crafter) or another score rule"
         )
@@ -719,7 +720,7 @@ def _run_locked(
         "next_eval": eval_every if eval_every else budget + 1, "next_log": log_every, "wall_s": 0.0,
         "last_return": None,
     }
-    achievements_rule = proto.score.rule == "success_geomean"
+    achievements_rule = proto.score.rule in ("success_geomean", "success_rate")
     # Protocol stages over this run's budget; the method is told the stage of every training step (set_stage).
     stages = proto.stage_schedule(budget)
     current_stage: list[int] = [-1]

@@ -42,6 +42,7 @@ BUILTIN_SUITES: dict[str, str] = {
     "memory_maze": "wmbench.envs.memory_maze",
     "box2d": "wmbench.envs.box2d",
     "vizdoom": "wmbench.envs.vizdoom",
+    "metaworld": "wmbench.envs.metaworld",
 }
 
 

@@ -98,7 +98,14 @@ def weighted_critic_loss(critic: nn.Module, feat: Tensor, ret: Tensor, weight: T
     return (weight[:steps] * 0.5 * (value - ret.detach()).square()).mean()
 
 
+def trunc_normal_params(raw: Tensor, init_std: float = 0.0, min_std: float = 0.1) -> tuple[Tensor, Tensor]:
+    """(mean, std) of DreamerV2's Normal truncated to [-1, 1] from an actor's raw output [..., 2A]: mean tanh(x),
+    std 2 sigmoid((x + init_std) / 2) + min_std (official `DistLayer` 'trunc_normal'); used by dreamerv2 and mwm."""
+    raw_mean, raw_std = raw.chunk(2, -1)
+    return torch.tanh(raw_mean), 2 * torch.sigmoid((raw_std + init_std) / 2) + min_std
+
+
 __all__ = [
-    "analytic_behaviour_losses", "discounted_lambda_targets", "imagine", "tanh_normal_params", "weighted_actor_loss",
-    "weighted_critic_loss",
+    "analytic_behaviour_losses", "discounted_lambda_targets", "imagine", "tanh_normal_params", "trunc_normal_params",
+    "weighted_actor_loss", "weighted_critic_loss",
 ]
