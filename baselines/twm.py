@@ -64,16 +64,43 @@ class TWMConfig:
         "paper": {},
         # tests only: seconds per update
         "tiny": {
-            "z_categoricals": 4, "z_categories": 4, "obs_channels": 4, "obs_units": 16, "vector_units": 16,
-            "embed_dim": 16, "heads": 2, "layers": 1, "ff_dim": 16, "memory_length": 6, "head_units": 16,
-            "head_layers": 1, "actor_units": 16, "actor_layers": 1, "batch_size": 2, "batch_length": 6,
-            "ac_batch": 4, "imag_horizon": 4, "prefill": 30, "train_every": 4.0,
+            "z_categoricals": 4,
+            "z_categories": 4,
+            "obs_channels": 4,
+            "obs_units": 16,
+            "vector_units": 16,
+            "embed_dim": 16,
+            "heads": 2,
+            "layers": 1,
+            "ff_dim": 16,
+            "memory_length": 6,
+            "head_units": 16,
+            "head_layers": 1,
+            "actor_units": 16,
+            "actor_layers": 1,
+            "batch_size": 2,
+            "batch_length": 6,
+            "ac_batch": 4,
+            "imag_horizon": 4,
+            "prefill": 30,
+            "train_every": 4.0,
         },
         # CPU learning checks: 8x smaller model and batches, the paper's schedule and losses
         "small": {
-            "obs_channels": 16, "obs_units": 256, "embed_dim": 128, "heads": 4, "layers": 2, "ff_dim": 256,
-            "head_units": 128, "head_layers": 2, "actor_units": 128, "actor_layers": 2, "batch_size": 16,
-            "ac_batch": 64, "train_every": 4.0, "prefill": 1000,
+            "obs_channels": 16,
+            "obs_units": 256,
+            "embed_dim": 128,
+            "heads": 4,
+            "layers": 2,
+            "ff_dim": 256,
+            "head_units": 128,
+            "head_layers": 2,
+            "actor_units": 128,
+            "actor_layers": 2,
+            "batch_size": 16,
+            "ac_batch": 64,
+            "train_every": 4.0,
+            "prefill": 1000,
         },
     }
     preset: str = "paper"
@@ -84,7 +111,9 @@ class TWMConfig:
     kernels: tuple[int, ...] = (4, 4, 4, 4)  # stride-2 encoder kernels (64x64 -> 2x2)
     dec_kernels: tuple[int, ...] = (5, 5, 6, 6)  # transposed decoder kernels (1x1 -> 64x64)
     obs_units: int = bounded(512, low=1)  # encoder MLP, 2 layers
-    vector_units: int = bounded(512, low=1)  # vector observations (not in the paper): 2-layer MLP encoder/decoder
+    vector_units: int = bounded(
+        512, low=1
+    )  # vector observations (not in the paper): 2-layer MLP encoder/decoder
     frame_stack: int = bounded(4, low=1, high=16)
     grayscale: bool = True
     obs_lr: float = bounded(1e-4, low=0, high=1)
@@ -133,14 +162,20 @@ class TWMConfig:
     def check(self) -> None:
         """Cross-field checks (run when the method is built: presets apply one key at a time)."""
         if self.embed_dim % self.heads:
-            raise ConfigError(f"twm: heads={self.heads} does not divide embed_dim={self.embed_dim}; set --set "
-                              f"heads=... to a divisor of {self.embed_dim} (paper: 4 heads of width 256)")
+            raise ConfigError(
+                f"twm: heads={self.heads} does not divide embed_dim={self.embed_dim}; set --set "
+                f"heads=... to a divisor of {self.embed_dim} (paper: 4 heads of width 256)"
+            )
         if self.memory_length < self.imag_horizon:
-            raise ConfigError(f"twm: memory_length={self.memory_length} is smaller than imag_horizon="
-                              f"{self.imag_horizon}: imagined steps would lose their own start; set --set "
-                              f"memory_length>={self.imag_horizon} (paper: 16 and 15)")
+            raise ConfigError(
+                f"twm: memory_length={self.memory_length} is smaller than imag_horizon="
+                f"{self.imag_horizon}: imagined steps would lose their own start; set --set "
+                f"memory_length>={self.imag_horizon} (paper: 16 and 15)"
+            )
         if self.reward_transform not in ("tanh", "none"):
-            raise ConfigError(f"twm: reward_transform must be 'tanh' or 'none', got {self.reward_transform!r}")
+            raise ConfigError(
+                f"twm: reward_transform must be 'tanh' or 'none', got {self.reward_transform!r}"
+            )
 
 
 TOKENS_PER_STEP = 3  # r_t, z_t, a_t
@@ -151,7 +186,9 @@ def stack_frames(images: Tensor, is_first: Tensor, k: int) -> Tensor:
     never reaching before its episode's first frame (which is repeated instead), as frame-stacking wrappers do."""
     B, L = is_first.shape
     t = torch.arange(L, device=images.device)
-    start = torch.where(is_first.bool(), t, torch.zeros_like(t)).cummax(1).values  # first step of each step's episode
+    start = (
+        torch.where(is_first.bool(), t, torch.zeros_like(t)).cummax(1).values
+    )  # first step of each step's episode
     frames = []
     for j in range(k - 1, -1, -1):
         idx = torch.maximum(t[k - 1 :] - j, start[:, k - 1 :])  # [B, L-k+1]
@@ -176,8 +213,9 @@ class ObservationModel(nn.Module):
             hidden = tuple(c.obs_channels * 2 ** (n - 2 - i) for i in range(n - 1))
             width = 16 * c.obs_channels
             self.dec_in = nn.Sequential(nn.Linear(self.z_dim, width), nn.SiLU())
-            self.deconv = StridedConvDecoder(width, self.image_shape, kernels=c.dec_kernels, act="silu",
-                                             channels=hidden, linear_in=False)
+            self.deconv = StridedConvDecoder(
+                width, self.image_shape, kernels=c.dec_kernels, act="silu", channels=hidden, linear_in=False
+            )
         if vector_dim is not None:
             self.vec_enc = MLP(vector_dim, c.vector_units, 2, norm="none")
             self.vec_dec = MLP(self.z_dim, c.vector_units, 2, out_dim=vector_dim, norm="none")
@@ -214,8 +252,16 @@ class Dynamics(nn.Module):
         self.embed_a = nn.Embedding(act_dim, E)
         self.embed_r = nn.Sequential(nn.Linear(1, E), nn.SiLU())
         # a token sees itself and the tokens of the last memory_length steps (+ the current step's earlier ones)
-        self.transformer = TransformerXL(E, c.layers, c.heads, c.ff_dim, memory=TOKENS_PER_STEP * (c.memory_length + 1) - 1,
-                                         dropout=c.dropout, positions="relative", act="silu")
+        self.transformer = TransformerXL(
+            E,
+            c.layers,
+            c.heads,
+            c.ff_dim,
+            memory=TOKENS_PER_STEP * (c.memory_length + 1) - 1,
+            dropout=c.dropout,
+            positions="relative",
+            act="silu",
+        )
         half = max(c.head_units // 2, 1)
         self.z_head = MLP(E, c.head_units, c.head_layers, out_dim=z_dim, norm="none")
         self.reward_head = MLP(E, half, c.head_layers, out_dim=1, norm="none")
@@ -249,13 +295,17 @@ class TWM(Method):
         keys = set(obs_space) - {"image", "vector"}
         if keys or not obs_space:
             return f"observation entries must be 'image' and/or 'vector', got {sorted(obs_space)}"
-        if "image" in obs_space and (len(obs_space["image"].shape) != 3 or obs_space["image"].dtype != np.uint8):
+        if "image" in obs_space and (
+            len(obs_space["image"].shape) != 3 or obs_space["image"].dtype != np.uint8
+        ):
             return f"'image' must be uint8 HxWxC, got {obs_space['image']}"
         if "vector" in obs_space and len(obs_space["vector"].shape) != 1:
             return f"'vector' must be 1-D, got shape {obs_space['vector'].shape}"
         return None
 
-    def __init__(self, obs_space, act_space, config: TWMConfig | None = None, device: str = "cpu", seed: int = 0):
+    def __init__(
+        self, obs_space, act_space, config: TWMConfig | None = None, device: str = "cpu", seed: int = 0
+    ):
         config = config if config is not None else TWMConfig()
         super().__init__(obs_space, act_space, config, device, seed)
         c = config
@@ -269,7 +319,9 @@ class TWM(Method):
             try:
                 self.nets = build_networks(obs_space, act_space, c).to(self.device)
             except ValueError as e:  # image sizes the kernels do not fit
-                raise ConfigError(f"twm: {e}; set --set kernels=... dec_kernels=... for this image size") from e
+                raise ConfigError(
+                    f"twm: {e}; set --set kernels=... dec_kernels=... for this image size"
+                ) from e
         self.obs_model, self.dynamics = self.nets["obs_model"], self.nets["dynamics"]
         self.actor, self.critic = self.nets["actor"], self.nets["critic"]
         adam = lambda params, lr: torch.optim.Adam(params, lr=lr, eps=c.eps, weight_decay=c.weight_decay)  # noqa: E731
@@ -296,7 +348,9 @@ class TWM(Method):
         """uint8 [..., H, W, C] -> float frames in [0, 1], grayscale [..., H, W, 1] when configured."""
         x = image.float() / 255.0
         if self.config.grayscale:
-            x = (x * torch.tensor(GRAY, device=x.device)[: x.shape[-1]]).sum(-1, keepdim=True) / sum(GRAY[: x.shape[-1]])
+            x = (x * torch.tensor(GRAY, device=x.device)[: x.shape[-1]]).sum(-1, keepdim=True) / sum(
+                GRAY[: x.shape[-1]]
+            )
         return x
 
     def _z_sample(self, logprobs: Tensor, generator: torch.Generator) -> Tensor:
@@ -316,12 +370,18 @@ class TWM(Method):
             if state is None:
                 stack = frame.repeat(1, 1, 1, c.frame_stack)
             else:
-                stack = torch.cat([state[:, :, :, frame.shape[-1]:], frame], -1)
-                stack = torch.where(is_first[:, None, None, None], frame.repeat(1, 1, 1, c.frame_stack), stack)
+                stack = torch.cat([state[:, :, :, frame.shape[-1] :], frame], -1)
+                stack = torch.where(
+                    is_first[:, None, None, None], frame.repeat(1, 1, 1, c.frame_stack), stack
+                )
             inputs["image"] = stack
         if self.vector_dim is not None:
-            inputs["vector"] = torch.as_tensor(np.asarray(obs["vector"]), device=self.device).float().reshape(n, -1)
-        z = F.one_hot(self.obs_model.encode(inputs).argmax(-1), c.z_categories).float().flatten(-2)  # mode (official)
+            inputs["vector"] = (
+                torch.as_tensor(np.asarray(obs["vector"]), device=self.device).float().reshape(n, -1)
+            )
+        z = (
+            F.one_hot(self.obs_model.encode(inputs).argmax(-1), c.z_categories).float().flatten(-2)
+        )  # mode (official)
         logits = torch.log_softmax(self.actor(z), -1)
         if mode != "eval" and self.acted < c.prefill:
             logits = torch.zeros_like(logits)  # uniform random prefill
@@ -379,7 +439,9 @@ class TWM(Method):
         recon = self.obs_model.decode(z)
         terms: dict[str, Tensor] = {}
         rec = torch.zeros((), device=dev)
-        if "image" in recon:  # unit-variance Gaussian: 1/2 squared error summed over pixels (constant dropped)
+        if (
+            "image" in recon
+        ):  # unit-variance Gaussian: 1/2 squared error summed over pixels (constant dropped)
             terms["loss/image"] = 0.5 * (recon["image"] - obs["image"]).square().sum((-3, -2, -1)).mean()
             rec = rec + terms["loss/image"]
         if "vector" in recon:
@@ -401,8 +463,11 @@ class TWM(Method):
         g_target = c.gamma * (1.0 - terminal[:, 1:])
         g_loss = F.binary_cross_entropy_with_logits(g_logits, g_target, reduction="none")
         terms["loss/dyn_discount"] = (g_loss * weight).sum() / wsum
-        dyn_loss = c.loss_z * terms["loss/dyn_z"] + c.loss_reward * terms["loss/dyn_reward"] + (
-            c.loss_discount * terms["loss/dyn_discount"])
+        dyn_loss = (
+            c.loss_z * terms["loss/dyn_z"]
+            + c.loss_reward * terms["loss/dyn_reward"]
+            + (c.loss_discount * terms["loss/dyn_discount"])
+        )
         # consistency: the encoder towards the dynamics' sg prediction of the same step (official 'enc_prior')
         consistency = -(z_logp_pred.detach().exp() * logp[:, 1:]).sum((-2, -1))
         terms["loss/consistency"] = c.obs_consistency_coef * (consistency * weight).sum() / wsum
@@ -414,14 +479,22 @@ class TWM(Method):
         ac_terms = self._behaviour(reward, z.detach(), action, is_first)
         self.updates += 1
         out = {k: v.detach() for k, v in terms.items()}
-        out.update({"loss/obs": obs_loss.detach(), "loss/dyn": dyn_loss.detach(), "z/norm_entropy": z_entropy.detach()})
+        out.update(
+            {
+                "loss/obs": obs_loss.detach(),
+                "loss/dyn": dyn_loss.detach(),
+                "z/norm_entropy": z_entropy.detach(),
+            }
+        )
         out.update(ac_terms)
         values = torch.stack([v.float() for v in out.values()]).tolist()
         bad = [k for k, v in zip(out, values, strict=True) if not math.isfinite(v)]
         if bad:
-            raise MethodError(f"twm: loss terms {bad} became non-finite at update {self.updates}; resume from the last "
-                              "checkpoint with smaller learning rates (--set dyn_lr=... --set obs_lr=... and "
-                              "--allow-config-change)")
+            raise MethodError(
+                f"twm: loss terms {bad} became non-finite at update {self.updates}; resume from the last "
+                "checkpoint with smaller learning rates (--set dyn_lr=... --set obs_lr=... and "
+                "--allow-config-change)"
+            )
         return dict(zip(out, values, strict=True))
 
     @staticmethod
@@ -432,8 +505,9 @@ class TWM(Method):
         opt.step()
 
     @torch.no_grad()
-    def imagine(self, reward: Tensor, z: Tensor, action: Tensor, is_first: Tensor, starts: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def imagine(
+        self, reward: Tensor, z: Tensor, action: Tensor, is_first: Tensor, starts: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Imagined rollouts from replayed starts: `starts` [N, 2] (row, step >= 1) of the [B, T] batch; the step
         before each start is its context. Returns z [H+1, N, Z], actions [H, N], rewards [H, N], discounts [H, N]
         and weights [H+1, N] (1 until the rollout's predicted discount fell below the threshold)."""
@@ -442,8 +516,12 @@ class TWM(Method):
         was_training = self.dynamics.training
         self.dynamics.eval()  # no dropout in imagination
         # context step t-1, then the start step's reward and latent before its (imagined) action
-        _, cache = self.dynamics(reward[rows, t - 1][:, None], z[rows, t - 1][:, None], action[rows, t - 1][:, None],
-                                 is_first[rows, t - 1][:, None])
+        _, cache = self.dynamics(
+            reward[rows, t - 1][:, None],
+            z[rows, t - 1][:, None],
+            action[rows, t - 1][:, None],
+            is_first[rows, t - 1][:, None],
+        )
         r_t, z_t, first = reward[rows, t], z[rows, t], is_first[rows, t]
         zs, acts, rews, discs = [z_t], [], [], []
         alive = torch.ones_like(r_t)
@@ -473,7 +551,9 @@ class TWM(Method):
         zs, acts, rews, discs, weights = self.imagine(reward, z, action, is_first, starts)
         with torch.no_grad():
             value = self.critic(zs).squeeze(-1)
-            ret = lambda_return(rews, discs, value, 1.0, c.lam)  # discounts already hold gamma (discount head)
+            ret = lambda_return(
+                rews, discs, value, 1.0, c.lam
+            )  # discounts already hold gamma (discount head)
             adv = ret - value[:-1]
         w = weights[:-1]
         value_pred = self.critic(zs[:-1]).squeeze(-1)
@@ -485,9 +565,14 @@ class TWM(Method):
         actor_loss = -(w * logp * adv).mean() + c.actent * torch.relu(c.actent_threshold - norm_entropy)
         self._step(self.critic_opt, critic_loss, self.critic, c.ac_clip)
         self._step(self.actor_opt, actor_loss, self.actor, c.ac_clip)
-        return {"loss/actor": actor_loss.detach(), "loss/critic": critic_loss.detach(), "imag/return": ret.mean(),
-                "imag/reward": rews.mean(), "policy/norm_entropy": norm_entropy.detach(),
-                "imag/alive": weights[-1].mean()}
+        return {
+            "loss/actor": actor_loss.detach(),
+            "loss/critic": critic_loss.detach(),
+            "imag/return": ret.mean(),
+            "imag/reward": rews.mean(),
+            "policy/norm_entropy": norm_entropy.detach(),
+            "imag/alive": weights[-1].mean(),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -519,8 +604,10 @@ class TWM(Method):
         try:
             self.nets.load_state_dict(state["nets"])
         except RuntimeError as e:
-            raise MethodError(f"twm checkpoint does not fit this config (differing keys: {', '.join(diff) or 'none'}): "
-                              f"{str(e).splitlines()[0]}") from e
+            raise MethodError(
+                f"twm checkpoint does not fit this config (differing keys: {', '.join(diff) or 'none'}): "
+                f"{str(e).splitlines()[0]}"
+            ) from e
         self.obs_opt.load_state_dict(state["obs_opt"])
         self.dyn_opt.load_state_dict(state["dyn_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])
@@ -531,21 +618,26 @@ class TWM(Method):
         self.gen_act.set_state(state["gen_act"])
 
 
-def build_networks(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: TWMConfig) -> nn.ModuleDict:
+def build_networks(
+    obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, c: TWMConfig
+) -> nn.ModuleDict:
     image_shape = tuple(obs_space["image"].shape) if "image" in obs_space else None
     vector_dim = int(obs_space["vector"].shape[0]) if "vector" in obs_space else None
     act_dim = int(act_space.n)
     obs_model = ObservationModel(image_shape, vector_dim, c)
-    return nn.ModuleDict({
-        "obs_model": obs_model,
-        "dynamics": Dynamics(obs_model.z_dim, act_dim, c),
-        "actor": MLP(obs_model.z_dim, c.actor_units, c.actor_layers, out_dim=act_dim, norm="none"),
-        "critic": MLP(obs_model.z_dim, c.actor_units, c.actor_layers, out_dim=1, norm="none"),
-    })
+    return nn.ModuleDict(
+        {
+            "obs_model": obs_model,
+            "dynamics": Dynamics(obs_model.z_dim, act_dim, c),
+            "actor": MLP(obs_model.z_dim, c.actor_units, c.actor_layers, out_dim=act_dim, norm="none"),
+            "critic": MLP(obs_model.z_dim, c.actor_units, c.actor_layers, out_dim=1, norm="none"),
+        }
+    )
 
 
-def parameter_counts(obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: TWMConfig
-                     ) -> dict[str, int]:
+def parameter_counts(
+    obs_space: dict[str, gymnasium.Space], act_space: gymnasium.Space, config: TWMConfig
+) -> dict[str, int]:
     """Trained parameters per network (built on the meta device)."""
     with torch.device("meta"):
         nets = build_networks(obs_space, act_space, config)
