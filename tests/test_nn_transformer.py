@@ -53,7 +53,7 @@ def test_cache_continues_a_long_context_at_constant_size():
         _, cache = model(x[:, :30])
         rest, cache = model(x[:, 30:], cache)
     torch.testing.assert_close(rest, full[:, 30:], rtol=1e-10, atol=1e-10)
-    assert cache.length == 4 and cache.next_pos == 40
+    assert cache.length == 4 and cache.next_pos.tolist() == [40, 40]
 
 
 def _changed_outputs(model, x, t_change, is_first=None, valid=None):
@@ -96,3 +96,19 @@ def test_bad_sizes_are_clear_errors():
     _, cache = model(torch.zeros(2, 3, 16))
     with pytest.raises(ValueError, match="2 streams"):
         model(torch.zeros(3, 1, 16), cache)
+
+
+@pytest.mark.parametrize("positions", ["relative", "learned"])
+def test_prefix_caches_continue_each_step_as_the_full_pass(positions):
+    """From one pass over [B, T] tokens, stream b*T+t of `prefix_caches` fed token t again gives the full pass's output
+    at (b, t): every step of a sequence can start an imagined continuation with its exact history."""
+    model = _model(positions, memory=8)
+    B, T = 2, 6
+    x = torch.randn(B, T, 16, dtype=torch.float64)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[0, 3] = True
+    with torch.no_grad():
+        full, cache = model(x, is_first=is_first)
+        streams = cache.prefix_caches()
+        again, _ = model(x.reshape(B * T, 1, 16), streams)
+    torch.testing.assert_close(again.reshape(B, T, 16), full, rtol=1e-10, atol=1e-10)

@@ -32,20 +32,21 @@ from wmbench.nn.networks import activation
 @dataclass
 class KVCache:
     """Keys and values of the last `memory` tokens of each layer ([B, heads, M, head_dim] each), with the tokens'
-    positions `pos` [M] (shared by the batch), their segments `seg` [B, M] (episode counters) and validity `valid`
-    [B, M]; `next_pos` is the position of the next token and `last_seg` [B] the segment of the last token."""
+    positions `pos` [B, M], their segments `seg` [B, M] (episode counters) and validity `valid` [B, M]; `next_pos`
+    [B] is the position of each stream's next token and `last_seg` [B] the segment of its last token. Streams may be
+    at different positions (e.g. imagination started from every step of a replayed sequence: `prefix_caches`)."""
 
     keys: list[Tensor]
     values: list[Tensor]
     pos: Tensor
     seg: Tensor
     valid: Tensor
-    next_pos: int
+    next_pos: Tensor
     last_seg: Tensor
 
     @property
     def length(self) -> int:
-        return int(self.pos.shape[0])
+        return int(self.pos.shape[1])
 
     @property
     def batch(self) -> int:
@@ -69,12 +70,26 @@ class KVCache:
         return KVCache(
             [rep(k) for k in self.keys],
             [rep(v) for v in self.values],
-            self.pos,
+            rep(self.pos),
             rep(self.seg),
             rep(self.valid),
-            self.next_pos,
+            rep(self.next_pos),
             rep(self.last_seg),
         )
+
+    def prefix_caches(self) -> KVCache:
+        """One stream per (row, token) of this cache, holding the row's tokens *before* that token: stream b * M + t
+        continues exactly as row b would after its first t cached tokens, and its next token takes token t's position
+        and segment. Used to imagine from every step of a replayed sequence at once (TransDreamer); the cache must
+        hold every token of its rows (memory >= their length)."""
+        M, dev = self.length, self.pos.device
+        out = self.repeat(M)
+        start = torch.arange(M, device=dev).repeat(self.batch)  # the start token index of each stream
+        out.valid = out.valid & (torch.arange(M, device=dev)[None, :] < start[:, None])
+        out.next_pos = out.pos.gather(1, start[:, None])[:, 0]
+        # the start token is fed again with is_first False: it must land in its own segment
+        out.last_seg = out.seg.gather(1, start[:, None])[:, 0]
+        return out
 
 
 def sinusoid_table(length: int, dim: int, device=None) -> Tensor:
@@ -116,7 +131,7 @@ class RelativeSelfAttention(nn.Module):
         u: Tensor | None,
         v: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """x [B, T, W]; past_k/v [B, H, M, D] or None; dist [T, M+T] distances clamped to 0..memory; allowed
+        """x [B, T, W]; past_k/v [B, H, M, D] or None; dist [B, T, M+T] distances clamped to 0..memory; allowed
         [B, T, M+T]. Returns (output [B, T, W], keys, values [B, H, M+T, D])."""
         B, T, _ = x.shape
         q, k, val = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
@@ -126,10 +141,12 @@ class RelativeSelfAttention(nn.Module):
             r = self.pos_proj(table).view(-1, self.heads, self.head_dim)  # [memory+1, H, D]
             content = torch.einsum("bhid,bhjd->bhij", q + u[:, None], k)
             by_dist = torch.einsum("bhid,rhd->bhir", q + v[:, None], r)  # score per distance
-            position = by_dist.gather(-1, dist.expand(B, self.heads, *dist.shape))
+            position = by_dist.gather(-1, dist[:, None].expand(B, self.heads, *dist.shape[1:]))
             scores = (content + position) * self.scale
         else:
-            scores = torch.einsum("bhid,bhjd->bhij", q, k) * self.scale + self.pos_bias[:, dist]
+            scores = torch.einsum("bhid,bhjd->bhij", q, k) * self.scale + self.pos_bias[:, dist].transpose(
+                0, 1
+            )
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
         # a token always sees itself, so no row is all -inf
         weights = self.dropout(torch.softmax(scores, -1))
@@ -229,10 +246,10 @@ class TransformerXL(nn.Module):
         return KVCache(
             [empty] * self.depth,
             [empty] * self.depth,
-            torch.zeros(0, dtype=torch.long, device=device),
+            torch.zeros(batch, 0, dtype=torch.long, device=device),
             torch.zeros(batch, 0, dtype=torch.long, device=device),
             torch.zeros(batch, 0, dtype=torch.bool, device=device),
-            0,
+            torch.zeros(batch, dtype=torch.long, device=device),
             torch.zeros(batch, dtype=torch.long, device=device),
         )
 
@@ -254,16 +271,20 @@ class TransformerXL(nn.Module):
             is_first.bool() if is_first is not None else torch.zeros(B, T, dtype=torch.bool, device=x.device)
         )
         ok = valid.bool() if valid is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
-        new_pos = torch.arange(cache.next_pos, cache.next_pos + T, device=x.device)
+        new_pos = cache.next_pos[:, None] + torch.arange(T, device=x.device)  # [B, T]
         new_seg = cache.last_seg[:, None] + first.long().cumsum(1)
-        pos = torch.cat([cache.pos, new_pos])
+        pos = torch.cat([cache.pos, new_pos], 1)
         seg = torch.cat([cache.seg, new_seg], 1)
         key_ok = torch.cat([cache.valid, ok], 1)
-        delta = new_pos[:, None] - pos[None]  # [T, M+T]
+        delta = new_pos[:, :, None] - pos[:, None, :]  # [B, T, M+T]
         in_window = (delta >= 0) & (delta <= self.memory)
-        allowed = in_window[None] & (seg[:, None, :] == new_seg[:, :, None]) & key_ok[:, None, :]
-        # a token always attends to itself (padding tokens too, so their rows stay finite)
-        allowed = allowed | (delta == 0)[None]
+        allowed = in_window & (seg[:, None, :] == new_seg[:, :, None]) & key_ok[:, None, :]
+        # a token always attends to itself (padding tokens too, so their rows stay finite); only to its own key, not
+        # to a cached token at the same position (prefix_caches re-feeds a cached token)
+        itself = torch.eye(T, dtype=torch.bool, device=x.device)
+        allowed = allowed | torch.cat(
+            [torch.zeros(T, cache.length, dtype=torch.bool, device=x.device), itself], 1
+        )
         dist = delta.clamp(0, self.memory)
         keys, values = [], []
         h = x
@@ -275,7 +296,7 @@ class TransformerXL(nn.Module):
             values.append(v[:, :, -self.memory :] if self.memory else v[:, :, :0])
         keep = slice(-self.memory, None) if self.memory else slice(0, 0)
         out_cache = KVCache(
-            keys, values, pos[keep], seg[:, keep], key_ok[:, keep], cache.next_pos + T, new_seg[:, -1]
+            keys, values, pos[:, keep], seg[:, keep], key_ok[:, keep], cache.next_pos + T, new_seg[:, -1]
         )
         return h, out_cache
 
