@@ -11,6 +11,7 @@ TINY = {"dreamerv3": ["preset=tiny"], "planet": ["preset=tiny"], "dreamerv1": ["
         "pets": ["preset=tiny"], "pilco": ["preset=tiny"], "mbmf": ["preset=tiny"], "plan2explore": ["preset=tiny"]}
 TINY["slac"] = ["preset=tiny"]
 TINY["twm"] = ["preset=tiny"]
+TINY["transdreamer"] = ["preset=tiny"]
 PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
             "mbmf": ("control@1", "cartpole_swingup"), "plan2explore": ("fake_stages@1", "image_continuous")}
 
