@@ -61,8 +61,7 @@ class TSSM(nn.Module):
         self.prior = MLP(width, hidden, 1, out_dim=self.stoch_dim, norm=norm)
 
     def _logp(self, logits: Tensor) -> Tensor:
-        logits = logits.unflatten(-1, (self.stoch, self.classes))
-        return unimix_logits(logits if logits.dtype == torch.float64 else logits.float(), self.unimix)
+        return unimix_logits(logits.unflatten(-1, (self.stoch, self.classes)).float(), self.unimix)
 
     def sample(self, logp: Tensor, generator: torch.Generator | None) -> Tensor:
         return sample_onehot(logp, generator).flatten(-2)
