@@ -1,5 +1,5 @@
 """Relative CPU cost of the Dreamer family on one pixel configuration, measured in the same run: PlaNet, Dreamer v1,
-DreamerV2, DreamerV3 and the transformer world model TWM.
+DreamerV2, DreamerV3 and the transformer world models TWM and TransDreamer.
 
 Configuration: dmc_vision@1 shapes (64x64 RGB images, a 6-dim action in [-1, 1], e.g. walker), each method's config
 as `wmbench run METHOD dmc_vision@1 --set preset=P` resolves it (paper defaults, the method's dmc_vision defaults,
@@ -31,17 +31,17 @@ import time
 
 from dreamerv3_throughput import run_json
 
-METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "twm")
+METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "twm", "transdreamer")
 DEFAULT_PRESETS = {
     "planet": "cpu",
     "dreamerv1": "cpu",
     "dreamerv2": "cpu",
     "dreamerv3": "size1m",
     "twm": "small",
+    "transdreamer": "small",
 }
-DISCRETE = {
-    "twm": ("atari100k@1", 6)
-}  # discrete-action methods: the protocol resolving their config, actions
+# discrete-action methods: the protocol resolving their config, and the number of actions
+DISCRETE = {"twm": ("atari100k@1", 6)}
 EPISODE_AGENT_STEPS = 500  # dmc_vision@1: 1,000 env steps at action repeat 2
 AGENT_STEPS_PER_10K_ENV = 5000
 
@@ -52,7 +52,7 @@ def updates_per_agent_step(method: str, config) -> float:
         return config.updates_per_episode / EPISODE_AGENT_STEPS
     if method == "dreamerv2":
         return config.train_steps / config.train_every
-    if method == "dreamerv3":
+    if method in ("dreamerv3", "transdreamer"):
         return config.train_ratio / (config.batch_size * config.batch_length)
     if method == "twm":
         return 1.0 / config.train_every

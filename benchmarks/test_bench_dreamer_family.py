@@ -1,6 +1,7 @@
 """Dreamer-family cost on one pixel configuration (dreamer_family_throughput.py): PlaNet, Dreamer v1, DreamerV2,
-DreamerV3 and TWM measured in the same run, stored as ratios to DreamerV2 (no floor: the relative cost is information for
-users planning runs, not a target). Quick runs use the `tiny` presets; `--bench-full` the CPU presets."""
+DreamerV3, TWM and TransDreamer measured in the same run, stored as ratios to DreamerV2 (no floor: the relative cost
+is information for users planning runs, not a target). Quick runs use the `tiny` presets; `--bench-full` the CPU
+presets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "twm")
+METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "twm", "transdreamer")
 
 
 def _measure(presets: dict[str, str], updates: int) -> dict[str, dict]:
