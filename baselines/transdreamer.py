@@ -224,7 +224,7 @@ class TransDreamer(Method):
     # ------------------------------------------------------------------ helpers
     def _obs(self, data: dict[str, Any]) -> dict[str, Tensor]:
         return {
-            k: torch.as_tensor(np.asarray(data[k]), device=self.device)
+            k: torch.as_tensor(np.ascontiguousarray(data[k]), device=self.device)
             for k in ("image", "vector")
             if k in self.obs_space
         }

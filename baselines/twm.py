@@ -366,7 +366,7 @@ class TWM(Method):
         inputs: dict[str, Tensor] = {}
         stack = None
         if self.image_shape is not None:
-            frame = self._frames(torch.as_tensor(np.asarray(obs["image"]), device=self.device))
+            frame = self._frames(torch.as_tensor(np.ascontiguousarray(obs["image"]), device=self.device))
             if state is None:
                 stack = frame.repeat(1, 1, 1, c.frame_stack)
             else:
@@ -377,7 +377,7 @@ class TWM(Method):
             inputs["image"] = stack
         if self.vector_dim is not None:
             inputs["vector"] = (
-                torch.as_tensor(np.asarray(obs["vector"]), device=self.device).float().reshape(n, -1)
+                torch.as_tensor(np.ascontiguousarray(obs["vector"]), device=self.device).float().reshape(n, -1)
             )
         z = (
             F.one_hot(self.obs_model.encode(inputs).argmax(-1), c.z_categories).float().flatten(-2)
