@@ -25,6 +25,9 @@ Measured on the project's CPU machine type (2 shared cores):
   preset, batch and deter, so the Atari settings (50 x 50, deter 600) get no estimate until measured.
 - SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
   (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
+- TWM (docs/twm.md, benchmarks/dreamer_family_throughput.py, 1 thread at load 6-7, 64x64 images): `paper` 58.2 s
+  per update (100 x 16, 400 x 15 imagined) at 1.32 updates per agent step, `small` 3.14 s at 0.25 (fixed by the
+  preset's `train_every`).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -67,6 +70,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
         "cpu": (9.2, "15.3 s model + 2.5 s actor-critic update every 2 agent steps at load ~28: docs/slac.md"),
         "paper": (28.6, "11.5 s model + 16.7 s actor-critic update per agent step at load ~20: docs/slac.md"),
         "tiny": (0.05, "tests"),
+    },
+    # one update per `train_every` agent steps (paper 0.76, small 4) plus a few ms per action (docs/twm.md)
+    "twm": {
+        "paper": (76.6, "58.2 s per update x 1.32 updates per agent step at load ~7: docs/twm.md"),
+        "small": (0.79, "3.14 s per update every 4 agent steps at load ~6: docs/twm.md"),
+        "tiny": (0.02, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},
 }
