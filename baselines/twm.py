@@ -377,7 +377,9 @@ class TWM(Method):
             inputs["image"] = stack
         if self.vector_dim is not None:
             inputs["vector"] = (
-                torch.as_tensor(np.ascontiguousarray(obs["vector"]), device=self.device).float().reshape(n, -1)
+                torch.as_tensor(np.ascontiguousarray(obs["vector"]), device=self.device)
+                .float()
+                .reshape(n, -1)
             )
         z = (
             F.one_hot(self.obs_model.encode(inputs).argmax(-1), c.z_categories).float().flatten(-2)

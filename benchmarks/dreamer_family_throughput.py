@@ -17,7 +17,7 @@ with the KV cache (what imagination and acting do, O(context) per token) against
 over the context (O(context^2)), at a given width/depth, for growing contexts.
 
     .venv/bin/python benchmarks/dreamer_family_throughput.py [--updates 3] [--actions 20] [--threads 1]
-        [--methods planet dreamerv1 dreamerv2 dreamerv3 twm] [--preset planet=cpu dreamerv3=size1m ...]
+        [--methods planet dreamerv1 dreamerv2 dreamerv3 twm transdreamer] [--preset planet=cpu dreamerv3=size1m ...]
         [--imagination] [--imag-width 256 --imag-depth 10 --imag-batch 400]
 """
 
@@ -32,14 +32,8 @@ import time
 from dreamerv3_throughput import run_json
 
 METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "twm", "transdreamer")
-DEFAULT_PRESETS = {
-    "planet": "cpu",
-    "dreamerv1": "cpu",
-    "dreamerv2": "cpu",
-    "dreamerv3": "size1m",
-    "twm": "small",
-    "transdreamer": "small",
-}
+DEFAULT_PRESETS = {"planet": "cpu", "dreamerv1": "cpu", "dreamerv2": "cpu", "dreamerv3": "size1m", "twm": "small",
+                   "transdreamer": "small"}
 # discrete-action methods: the protocol resolving their config, and the number of actions
 DISCRETE = {"twm": ("atari100k@1", 6)}
 EPISODE_AGENT_STEPS = 500  # dmc_vision@1: 1,000 env steps at action repeat 2
@@ -73,27 +67,21 @@ def measure(method: str, preset: str, updates: int, actions: int, threads: int) 
 
     obs_space = {"image": gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)}
     protocol, discrete = DISCRETE.get(method, ("dmc_vision@1", 0))
-    act_space = (
-        gymnasium.spaces.Discrete(discrete) if discrete else gymnasium.spaces.Box(-1, 1, (6,), np.float32)
-    )
+    act_space = gymnasium.spaces.Discrete(discrete) if discrete else gymnasium.spaces.Box(-1, 1, (6,), np.float32)
     cls = get_method(method)
     config = method_config(cls, load_protocol(protocol), [f"preset={preset}"])
     agent = cls(obs_space, act_space, config, seed=0)
     rng = np.random.default_rng(0)
     replay = Replay(capacity_bytes=256 << 20, seed=0)
     for t in range(1500):
-        replay.add(
-            {
-                "image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
-                "action": np.int64(rng.integers(discrete))
-                if discrete
-                else rng.uniform(-1, 1, 6).astype(np.float32),
-                "reward": np.float32(rng.uniform()),
-                "is_first": t % EPISODE_AGENT_STEPS == 0,
-                "is_last": t % EPISODE_AGENT_STEPS == EPISODE_AGENT_STEPS - 1,
-                "is_terminal": False,
-            }
-        )
+        replay.add({
+            "image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            "action": np.int64(rng.integers(discrete)) if discrete else rng.uniform(-1, 1, 6).astype(np.float32),
+            "reward": np.float32(rng.uniform()),
+            "is_first": t % EPISODE_AGENT_STEPS == 0,
+            "is_last": t % EPISODE_AGENT_STEPS == EPISODE_AGENT_STEPS - 1,
+            "is_terminal": False,
+        })
     # TWM replays one context step and the frames its first step stacks besides the batch length
     length = config.batch_length + (config.frame_stack if method == "twm" else 0)
     batch = lambda: replay.sample(config.batch_size, length)  # noqa: E731
@@ -101,17 +89,9 @@ def measure(method: str, preset: str, updates: int, actions: int, threads: int) 
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(updates):
         agent.train_batch(batch())
-    update_s, update_cpu_s = (
-        (time.perf_counter() - start) / updates,
-        (time.process_time() - cpu_start) / updates,
-    )
-    obs = {
-        "image": rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8),
-        "is_first": np.array([True]),
-        "is_last": np.array([False]),
-        "is_terminal": np.array([False]),
-        "reward": np.zeros(1, np.float32),
-    }
+    update_s, update_cpu_s = (time.perf_counter() - start) / updates, (time.process_time() - cpu_start) / updates
+    obs = {"image": rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8), "is_first": np.array([True]),
+           "is_last": np.array([False]), "is_terminal": np.array([False]), "reward": np.zeros(1, np.float32)}
     _, state = agent.policy(obs, None, mode="eval")
     obs["is_first"] = np.array([False])
     start = time.perf_counter()
@@ -121,15 +101,9 @@ def measure(method: str, preset: str, updates: int, actions: int, threads: int) 
     per_step = updates_per_agent_step(method, config)
     params = sum(p.numel() for p in agent.nets.parameters())
     return {
-        "method": method,
-        "preset": preset,
-        "threads": threads,
-        "params": params,
-        "batch": [config.batch_size, config.batch_length],
-        "update_s": update_s,
-        "update_cpu_s": update_cpu_s,
-        "action_s": action_s,
-        "updates_per_agent_step": per_step,
+        "method": method, "preset": preset, "threads": threads, "params": params,
+        "batch": [config.batch_size, config.batch_length], "update_s": update_s, "update_cpu_s": update_cpu_s,
+        "action_s": action_s, "updates_per_agent_step": per_step,
         "train_h_per_10k_env_steps": AGENT_STEPS_PER_10K_ENV * (per_step * update_s + action_s) / 3600,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
     }
@@ -159,22 +133,14 @@ def imagination_cost(width: int, depth: int, batch: int, contexts: list[int], re
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=3)
     parser.add_argument("--actions", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument(
-        "--preset",
-        nargs="*",
-        default=[],
-        help="METHOD=PRESET (defaults: " + ", ".join(f"{k}={v}" for k, v in DEFAULT_PRESETS.items()) + ")",
-    )
-    parser.add_argument(
-        "--imagination", action="store_true", help="also time cached vs full transformer steps"
-    )
+    parser.add_argument("--preset", nargs="*", default=[], help="METHOD=PRESET (defaults: " + ", ".join(
+        f"{k}={v}" for k, v in DEFAULT_PRESETS.items()) + ")")
+    parser.add_argument("--imagination", action="store_true", help="also time cached vs full transformer steps")
     parser.add_argument("--imag-width", type=int, default=256)
     parser.add_argument("--imag-depth", type=int, default=10)
     parser.add_argument("--imag-batch", type=int, default=400)
@@ -190,25 +156,12 @@ def main() -> None:
             parser.error(f"--preset {item!r}: expected METHOD=PRESET with METHOD one of {', '.join(METHODS)}")
         presets[method] = preset
     load = os.getloadavg()
-    print(
-        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
-        f"{args.threads} thread(s), 64x64x3 images, 6 actions, dmc_vision@1 schedules"
-    )
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; "
+          f"{args.threads} thread(s), 64x64x3 images, 6 actions, dmc_vision@1 schedules")
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for method in args.methods:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            method,
-            presets[method],
-            "--updates",
-            str(args.updates),
-            "--actions",
-            str(args.actions),
-            "--threads",
-            str(args.threads),
-        ]
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", method, presets[method], "--updates",
+               str(args.updates), "--actions", str(args.actions), "--threads", str(args.threads)]
         r = run_json(cmd, env)
         print(
             f"{method:10s} {r['preset']:7s} {r['params'] / 1e6:6.2f}M params, batch {r['batch'][0]}x{r['batch'][1]}: "
@@ -220,15 +173,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-        print(
-            f"one imagined token, transformer width {args.imag_width}, depth {args.imag_depth}, batch "
-            f"{args.imag_batch}:"
-        )
+        print(f"one imagined token, transformer width {args.imag_width}, depth {args.imag_depth}, batch "
+              f"{args.imag_batch}:")
         for r in imagination_cost(args.imag_width, args.imag_depth, args.imag_batch, [16, 64, 256]):
-            print(
-                f"  context {r['context']:4d} tokens: cached {r['cached_s'] * 1e3:8.1f} ms, full pass "
-                f"{r['full_s'] * 1e3:8.1f} ms ({r['full_s'] / r['cached_s']:.1f}x)"
-            )
+            print(f"  context {r['context']:4d} tokens: cached {r['cached_s'] * 1e3:8.1f} ms, full pass "
+                  f"{r['full_s'] * 1e3:8.1f} ms ({r['full_s'] / r['cached_s']:.1f}x)")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

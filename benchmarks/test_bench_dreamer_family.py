@@ -1,7 +1,6 @@
 """Dreamer-family cost on one pixel configuration (dreamer_family_throughput.py): PlaNet, Dreamer v1, DreamerV2,
 DreamerV3, TWM and TransDreamer measured in the same run, stored as ratios to DreamerV2 (no floor: the relative cost
-is information for users planning runs, not a target). Quick runs use the `tiny` presets; `--bench-full` the CPU
-presets."""
+is information for users planning runs, not a target). Quick runs use the `tiny` presets; `--bench-full` the CPU presets."""
 
 from __future__ import annotations
 
@@ -18,22 +17,8 @@ def _measure(presets: dict[str, str], updates: int) -> dict[str, dict]:
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return {
-        m: run_json(
-            [
-                sys.executable,
-                str(HERE / "dreamer_family_throughput.py"),
-                "--child",
-                m,
-                presets[m],
-                "--updates",
-                str(updates),
-                "--actions",
-                "5",
-                "--threads",
-                "1",
-            ],
-            env,
-        )
+        m: run_json([sys.executable, str(HERE / "dreamer_family_throughput.py"), "--child", m, presets[m],
+                     "--updates", str(updates), "--actions", "5", "--threads", "1"], env)
         for m in METHODS
     }
 
@@ -48,10 +33,8 @@ def test_dreamer_family_throughput(benchmark, ratio, full) -> None:
     for method, r in results.items():
         assert r["update_s"] > 0 and r["action_s"] > 0 and r["train_h_per_10k_env_steps"] > 0
         if method != "dreamerv2":
-            ratio(
-                f"{method} / dreamerv2 hours per 10k env steps",
-                r["train_h_per_10k_env_steps"] / base["train_h_per_10k_env_steps"],
-            )
+            ratio(f"{method} / dreamerv2 hours per 10k env steps",
+                  r["train_h_per_10k_env_steps"] / base["train_h_per_10k_env_steps"])
     ratio.check()
 
 

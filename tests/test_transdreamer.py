@@ -36,7 +36,11 @@ def _tssm():
 
 
 def _sequence(B=2, T=7):
-    embed = torch.randn(B, T, 12, )
+    embed = torch.randn(
+        B,
+        T,
+        12,
+    )
     action = torch.nn.functional.one_hot(torch.randint(0, 3, (B, T)), 3).float()
     is_first = torch.zeros(B, T, dtype=torch.bool)
     is_first[:, 0] = True
@@ -49,7 +53,13 @@ def test_step_by_step_acting_reproduces_the_sequence_pass():
     embed, action, is_first = _sequence()
     with torch.no_grad():
         seq = tssm.observe(embed, action, is_first, torch.Generator().manual_seed(0))
-        cache, deter = tssm.transformer.empty_cache(2), torch.zeros(2, 16, )
+        cache, deter = (
+            tssm.transformer.empty_cache(2),
+            torch.zeros(
+                2,
+                16,
+            ),
+        )
         for t in range(embed.shape[1]):
             deter = torch.where(is_first[:, t, None], torch.zeros_like(deter), deter)
             torch.testing.assert_close(deter, seq["deter"][:, t], rtol=1e-5, atol=1e-5)
@@ -68,9 +78,7 @@ def test_imagination_from_every_step_sees_exactly_its_history():
         next_deter, _, _ = tssm.img_step(streams, stoch, action.reshape(B * T, -1), None)
     next_deter = next_deter.reshape(B, T, -1)
     inside = ~is_first[:, 1:]  # h_t+1 of the pass is zero at an episode start
-    torch.testing.assert_close(
-        next_deter[:, :-1][inside], seq["deter"][:, 1:][inside], rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(next_deter[:, :-1][inside], seq["deter"][:, 1:][inside], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_are_clear_errors():
