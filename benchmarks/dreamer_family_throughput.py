@@ -1,5 +1,5 @@
 """Relative CPU cost of the Dreamer family on one pixel configuration, measured in the same run: PlaNet, Dreamer v1,
-DreamerV2, DreamerV3 and DreamerPro.
+DreamerV2, DreamerV3, DreamerPro and the transformer world models TWM and TransDreamer.
 
 Configuration: dmc_vision@1 shapes (64x64 RGB images, a 6-dim action in [-1, 1], e.g. walker), each method's config
 as `wmbench run METHOD dmc_vision@1 --set preset=P` resolves it (paper defaults, the method's dmc_vision defaults,
@@ -9,9 +9,16 @@ dreamerv3_throughput.py). Reported per method: seconds per update, seconds per a
 random seed / prefill actions), its updates per agent step on dmc_vision@1 (PlaNet and Dreamer v1: C updates per
 500-step episode; DreamerV2 and DreamerPro: 1 / train_every; DreamerV3: train_ratio / (B x T)), and from these the training wall
 time per 10k env steps (5,000 agent steps at action repeat 2; environment stepping and rendering not included).
+TWM is discrete-action only: it runs on the same 64x64x3 images with 6 discrete actions, with its config as
+atari100k@1 resolves it and its own schedule (one update per `train_every` agent steps).
+
+`--imagination` also times the shared transformer (wmbench/nn/transformer.py) continuing a context by one token:
+with the KV cache (what imagination and acting do, O(context) per token) against re-running the full causal pass
+over the context (O(context^2)), at a given width/depth, for growing contexts.
 
     .venv/bin/python benchmarks/dreamer_family_throughput.py [--updates 3] [--actions 20] [--threads 1]
-        [--methods planet dreamerv1 dreamerv2 dreamerv3 dreamerpro] [--preset planet=cpu dreamerv3=size1m ...]
+        [--methods planet dreamerv1 dreamerv2 dreamerv3 dreamerpro twm transdreamer] [--preset planet=cpu dreamerv3=size1m ...]
+        [--imagination] [--imag-width 256 --imag-depth 10 --imag-batch 400]
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ import time
 
 from dreamerv3_throughput import run_json
 
-METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "dreamerpro")
-DEFAULT_PRESETS = {"planet": "cpu", "dreamerv1": "cpu", "dreamerv2": "cpu", "dreamerv3": "size1m", "dreamerpro": "cpu"}
+METHODS = ("planet", "dreamerv1", "dreamerv2", "dreamerv3", "dreamerpro", "twm", "transdreamer")
+DEFAULT_PRESETS = {"planet": "cpu", "dreamerv1": "cpu", "dreamerv2": "cpu", "dreamerv3": "size1m", "dreamerpro": "cpu",
+                   "twm": "small", "transdreamer": "small"}
+# discrete-action methods: the protocol resolving their config, and the number of actions
+DISCRETE = {"twm": ("atari100k@1", 6)}
 EPISODE_AGENT_STEPS = 500  # dmc_vision@1: 1,000 env steps at action repeat 2
 AGENT_STEPS_PER_10K_ENV = 5000
 
@@ -36,8 +46,10 @@ def updates_per_agent_step(method: str, config) -> float:
         return config.updates_per_episode / EPISODE_AGENT_STEPS
     if method in ("dreamerv2", "dreamerpro"):
         return config.train_steps / config.train_every
-    if method == "dreamerv3":
+    if method in ("dreamerv3", "transdreamer"):
         return config.train_ratio / (config.batch_size * config.batch_length)
+    if method == "twm":
+        return 1.0 / config.train_every
     raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
 
 
@@ -54,22 +66,25 @@ def measure(method: str, preset: str, updates: int, actions: int, threads: int) 
     from wmbench.replay import Replay
 
     obs_space = {"image": gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)}
-    act_space = gymnasium.spaces.Box(-1, 1, (6,), np.float32)
+    protocol, discrete = DISCRETE.get(method, ("dmc_vision@1", 0))
+    act_space = gymnasium.spaces.Discrete(discrete) if discrete else gymnasium.spaces.Box(-1, 1, (6,), np.float32)
     cls = get_method(method)
-    config = method_config(cls, load_protocol("dmc_vision@1"), [f"preset={preset}"])
+    config = method_config(cls, load_protocol(protocol), [f"preset={preset}"])
     agent = cls(obs_space, act_space, config, seed=0)
     rng = np.random.default_rng(0)
     replay = Replay(capacity_bytes=256 << 20, seed=0)
     for t in range(1500):
         replay.add({
             "image": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, 6).astype(np.float32),
+            "action": np.int64(rng.integers(discrete)) if discrete else rng.uniform(-1, 1, 6).astype(np.float32),
             "reward": np.float32(rng.uniform()),
             "is_first": t % EPISODE_AGENT_STEPS == 0,
             "is_last": t % EPISODE_AGENT_STEPS == EPISODE_AGENT_STEPS - 1,
             "is_terminal": False,
         })
-    batch = lambda: replay.sample(config.batch_size, config.batch_length)  # noqa: E731
+    # TWM replays one context step and the frames its first step stacks besides the batch length
+    length = config.batch_length + (config.frame_stack if method == "twm" else 0)
+    batch = lambda: replay.sample(config.batch_size, length)  # noqa: E731
     agent.train_batch(batch())  # warm-up
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(updates):
@@ -94,6 +109,29 @@ def measure(method: str, preset: str, updates: int, actions: int, threads: int) 
     }
 
 
+def imagination_cost(width: int, depth: int, batch: int, contexts: list[int], reps: int = 3) -> list[dict]:
+    """Seconds to continue a context of n tokens by one token: with the KV cache vs the full causal pass."""
+    import torch
+
+    from wmbench.nn.transformer import TransformerXL
+
+    rows = []
+    for n in contexts:
+        model = TransformerXL(width, depth, 4, 4 * width, memory=n).eval()
+        x = torch.randn(batch, n + 1, width)
+        with torch.no_grad():
+            _, cache = model(x[:, :n])
+            times = {}
+            for name, args in (("cached", (x[:, n:], cache)), ("full", (x, None))):
+                model(*args)
+                start = time.perf_counter()
+                for _ in range(reps):
+                    model(*args)
+                times[name] = (time.perf_counter() - start) / reps
+        rows.append({"context": n, "cached_s": times["cached"], "full_s": times["full"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--updates", type=int, default=3)
@@ -102,6 +140,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--preset", nargs="*", default=[], help="METHOD=PRESET (defaults: " + ", ".join(
         f"{k}={v}" for k, v in DEFAULT_PRESETS.items()) + ")")
+    parser.add_argument("--imagination", action="store_true", help="also time cached vs full transformer steps")
+    parser.add_argument("--imag-width", type=int, default=256)
+    parser.add_argument("--imag-depth", type=int, default=10)
+    parser.add_argument("--imag-batch", type=int, default=400)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -127,6 +169,15 @@ def main() -> None:
             f"{r['updates_per_agent_step']:.3g} updates/agent step -> {r['train_h_per_10k_env_steps']:.2f} h per 10k "
             f"env steps; peak RSS {r['peak_rss_gb']:.2f} GB"
         )
+    if args.imagination:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(f"one imagined token, transformer width {args.imag_width}, depth {args.imag_depth}, batch "
+              f"{args.imag_batch}:")
+        for r in imagination_cost(args.imag_width, args.imag_depth, args.imag_batch, [16, 64, 256]):
+            print(f"  context {r['context']:4d} tokens: cached {r['cached_s'] * 1e3:8.1f} ms, full pass "
+                  f"{r['full_s'] * 1e3:8.1f} ms ({r['full_s'] / r['cached_s']:.1f}x)")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

@@ -46,3 +46,10 @@ def test_dreamerv2_paper_on_dmc_vision_is_gpu_scale_and_atari_settings_are_unmea
     assert est.per_step == pytest.approx(37.0 / 5 + 0.027) and "0.2 updates per agent step" in est.basis
     assert "GPU-scale" in expectations.gpu_scale_note("dreamerv2", dmc, 500_000)
     assert expectations.estimate("dreamerv2", _config("dreamerv2", "atari200m@1"), 1000) is None  # 50 x 50, deter 600
+
+
+def test_twm_paper_is_gpu_scale_and_its_tiny_smoke_is_not() -> None:
+    paper = _config("twm", "atari100k@1")  # default preset: paper
+    note = expectations.gpu_scale_note("twm", paper, 100_000)
+    assert note and "twm preset paper" in note
+    assert expectations.gpu_scale_note("twm", _config("twm", "atari100k@1", "preset=tiny"), 2000) is None

@@ -13,6 +13,8 @@ TINY["slac"] = ["preset=tiny"]
 TINY["dreamerpro"] = ["preset=tiny"]
 TINY["director"] = ["preset=tiny"]
 TINY["mwm"] = ["preset=tiny"]
+TINY["twm"] = ["preset=tiny"]
+TINY["transdreamer"] = ["preset=tiny"]
 PROTOCOL = {"pilco": ("control@1", "cartpole_swingup"), "pets": ("control@1", "cartpole_swingup"),
             "mbmf": ("control@1", "cartpole_swingup"), "plan2explore": ("fake_stages@1", "image_continuous"),
             "dreamerpro": ("fake@1", "image_continuous"), "director": ("fake@1", "image_continuous")}

@@ -58,6 +58,21 @@ def test_sample_is_uniform_over_valid_starts():
     assert np.all(np.abs(counts[:16] - expected) < 6 * np.sqrt(expected))
 
 
+def test_start_weights_set_the_start_distribution_over_valid_starts():
+    r = Replay(64 * 40, seed=3)  # capacity below the steps added: weights follow the oldest stored step
+    fill(r, 60, image=False)
+    n = len(r)
+    oldest = r.total - n
+    weights = np.zeros(n)
+    weights[[2, 5, n - 2]] = [1.0, 3.0, 100.0]  # the last one has no room for 4 steps: never a start
+    starts = r.sample(4000, 4, start_weights=weights)["reward"][:, 0].astype(int) - oldest
+    counts = np.bincount(starts, minlength=n)
+    assert set(np.flatnonzero(counts)) == {2, 5}
+    assert abs(counts[5] / 4000 - 0.75) < 0.04
+    with pytest.raises(ReplayError, match="start_weights"):
+        r.sample(2, 4, start_weights=np.ones(n + 1))
+
+
 def test_too_few_steps_is_a_clear_error():
     r = Replay(10**6)
     fill(r, 3)

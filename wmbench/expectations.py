@@ -31,6 +31,9 @@ Measured on the project's CPU machine type (2 shared cores):
 - MWM (docs/mwm.md, 1 thread at load 6-7, 64x64 images, dmc_vision@1 settings: MAE batch 32 x 32, world model
   16 x 50, both every 5 agent steps): `paper` 24.1 + 27.0 CPU-s per 5 agent steps, 27 ms per action; `cpu` 0.53 +
   3.18 CPU-s, 6 ms per action. Meta-World's 50 x 50 world-model batches cost more (not timed).
+- TWM (docs/twm.md, benchmarks/dreamer_family_throughput.py, 1 thread at load 6-7, 64x64 images): `paper` 58.2 s
+  per update (100 x 16, 400 x 15 imagined) at 1.32 updates per agent step, `small` 3.14 s at 0.25 (fixed by the
+  preset's `train_every`).
 - Random: environment-bound, milliseconds per step: never GPU-scale.
 """
 
@@ -90,6 +93,12 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
         "cpu": (0.75, "(0.53 s MAE + 3.18 s model update) / 5 agent steps + 6 ms per action: docs/mwm.md"),
         "paper": (10.2, "(24.1 s MAE + 27.0 s model update) / 5 agent steps + 27 ms per action: docs/mwm.md"),
         "tiny": (0.05, "tests"),
+    },
+    # one update per `train_every` agent steps (paper 0.76, small 4) plus a few ms per action (docs/twm.md)
+    "twm": {
+        "paper": (76.6, "58.2 s per update x 1.32 updates per agent step at load ~7: docs/twm.md"),
+        "small": (0.79, "3.14 s per update every 4 agent steps at load ~6: docs/twm.md"),
+        "tiny": (0.02, "tests"),
     },
     "random": {"default": (0.001, "environment-bound")},
 }

@@ -229,12 +229,15 @@ class Replay:
         return (oldest + np.arange(self._size)) % max(self.capacity, 1)
 
     def sample(
-        self, batch: int, length: int, online: bool = False, annotations: bool = False, index: bool = False
+        self, batch: int, length: int, online: bool = False, annotations: bool = False, index: bool = False,
+        start_weights: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """`batch` sequences of `length` consecutive steps of one worker, uniformly over valid start steps.
 
         `online`: the batch first takes the online queue's windows (module docstring). `annotations`: adds each
         annotation key. `index`: adds `index` [B, T], the global step index of every step (for `annotate`).
+        `start_weights`: non-negative weights of the stored steps as start steps, oldest first (global indices
+        `total - len(replay)` ... `total - 1`), renormalised over the valid starts (TWM's balanced sampling).
         """
         valid_starts = int(np.maximum(self._stored - length + 1, 0).sum()) if self._size else 0
         if valid_starts == 0:
@@ -246,6 +249,8 @@ class Replay:
         filled = self._take_online(starts, length) if online else 0
         # Rejection sampling keeps starts uniform over valid ones; almost all stored steps are valid starts.
         last_seqno = self._stream_len - 1
+        if start_weights is not None and filled < batch:
+            filled = self._weighted_starts(starts, filled, length, np.asarray(start_weights, np.float64), last_seqno)
         while filled < batch:
             cand = self.rng.integers(0, self._size, size=batch - filled)
             ok = self._seqno[cand] + (length - 1) <= last_seqno[self._worker[cand]]
@@ -262,6 +267,22 @@ class Replay:
         if index:
             out["index"] = self._gidx[slots]
         return out
+
+    def _weighted_starts(self, starts: np.ndarray, filled: int, length: int, weights: np.ndarray,
+                         last_seqno: np.ndarray) -> int:
+        if weights.shape != (self._size,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ReplayError(
+                f"start_weights must be {self._size} finite non-negative weights (one per stored step, oldest "
+                f"first), got shape {weights.shape}"
+            )
+        slots = self._chronological_slots()
+        valid = self._seqno[slots] + (length - 1) <= last_seqno[self._worker[slots]]
+        probs = np.where(valid, weights, 0.0)
+        if probs.sum() <= 0:  # no weight on any valid start: uniform over the valid ones
+            probs = valid.astype(np.float64)
+        pick = self.rng.choice(self._size, size=len(starts) - filled, p=probs / probs.sum())
+        starts[filled:] = slots[pick]
+        return len(starts)
 
     def _take_online(self, starts: np.ndarray, length: int) -> int:
         """Fill `starts` with the slots of the oldest complete windows not handed out yet; returns how many."""
