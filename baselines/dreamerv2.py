@@ -45,19 +45,14 @@ from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method
 from wmbench.nn.behaviour import (
     discounted_lambda_targets,
+    onehot_or_trunc_normal_sample,
+    onehot_or_trunc_normal_terms,
     trunc_normal_params,
     weighted_actor_loss,
     weighted_critic_loss,
 )
 from wmbench.nn.distributions import (
     bernoulli_loss,
-    categorical_entropy,
-    mode_onehot,
-    sample_onehot,
-    trunc_normal_entropy,
-    trunc_normal_log_prob,
-    trunc_normal_mode,
-    trunc_normal_sample,
 )
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.optim import decoupled_adamw, step_each
@@ -251,17 +246,11 @@ class DreamerV2(Method):
 
     def sample_action(self, dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False) -> Tensor:
         """One-hot (straight-through) or truncated-Normal (reparameterised) action; `mode`: the most likely one."""
-        if self.discrete:
-            return mode_onehot(dist[0]) if mode else sample_onehot(dist[0], generator)
-        mean, std = dist
-        return trunc_normal_mode(mean) if mode else trunc_normal_sample(mean, std, -1.0, 1.0, generator)
+        return onehot_or_trunc_normal_sample(dist, generator, mode)
 
     def action_terms(self, dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
         """(log pi(action), entropy) per state."""
-        if self.discrete:
-            return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
-        mean, std = dist
-        return trunc_normal_log_prob(action, mean, std), trunc_normal_entropy(mean, std)
+        return onehot_or_trunc_normal_terms(dist, action)
 
     # ------------------------------------------------------------------ environment interaction
     @torch.no_grad()

@@ -49,21 +49,16 @@ from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method
 from wmbench.nn.behaviour import (
     discounted_lambda_targets,
+    onehot_or_trunc_normal_sample,
+    onehot_or_trunc_normal_terms,
     trunc_normal_params,
     weighted_actor_loss,
     weighted_critic_loss,
 )
 from wmbench.nn.distributions import (
     bernoulli_loss,
-    categorical_entropy,
-    mode_onehot,
-    sample_onehot,
     symexp,
     symlog,
-    trunc_normal_entropy,
-    trunc_normal_log_prob,
-    trunc_normal_mode,
-    trunc_normal_sample,
 )
 from wmbench.nn.mae import (
     MaskedViTDecoder,
@@ -403,19 +398,13 @@ class MWM(Method):
             return (torch.log_softmax(out, -1),)
         return trunc_normal_params(out, 0.0, self.config.actor_min_std)
 
-    def sample_action(
-        self, dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False
-    ) -> Tensor:
-        if self.discrete:
-            return mode_onehot(dist[0]) if mode else sample_onehot(dist[0], generator)
-        mean, std = dist
-        return trunc_normal_mode(mean) if mode else trunc_normal_sample(mean, std, -1.0, 1.0, generator)
+    def sample_action(self, dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False) -> Tensor:
+        """One-hot (straight-through) or truncated-Normal (reparameterised) action; `mode`: the most likely one."""
+        return onehot_or_trunc_normal_sample(dist, generator, mode)
 
     def action_terms(self, dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
-        if self.discrete:
-            return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
-        mean, std = dist
-        return trunc_normal_log_prob(action, mean, std), trunc_normal_entropy(mean, std)
+        """(log pi(action), entropy) per state."""
+        return onehot_or_trunc_normal_terms(dist, action)
 
     # ------------------------------------------------------------------ environment interaction
     @torch.no_grad()

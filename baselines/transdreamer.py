@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, bounded, differing_keys, to_dict
+from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method, MethodError
 from wmbench.nn.distributions import (
     bernoulli_loss,
@@ -57,6 +57,7 @@ from wmbench.nn.distributions import (
 from wmbench.nn.networks import MLP, ObsDecoder, ObsEncoder
 from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return
 from wmbench.nn.tssm import TSSM
+from wmbench.nn.world_model import load_networks
 from wmbench.seeding import derive_seed
 
 
@@ -431,15 +432,8 @@ class TransDreamer(Method):
                 f"but this run uses memory={c.memory}; run with --set memory={state.get('memory')} or use a new run "
                 "directory"
             )
-        diff = differing_keys(c, state.get("config", {}))
-        try:
-            self.nets.load_state_dict(state["nets"])
-            self.slow_critic.load_state_dict(state["slow_critic"])
-        except RuntimeError as e:
-            raise MethodError(
-                f"transdreamer checkpoint does not fit this config (differing keys: "
-                f"{', '.join(diff) or 'none'}): {str(e).splitlines()[0]}"
-            ) from e
+        load_networks("transdreamer", self.nets, c, state)
+        self.slow_critic.load_state_dict(state["slow_critic"])  # the same shapes as the critic just loaded
         self.retnorm.load_state_dict(state["retnorm"])
         self.model_opt.load_state_dict(state["model_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])

@@ -45,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wmbench.config import ConfigError, bounded, differing_keys, to_dict
+from wmbench.config import ConfigError, bounded, to_dict
 from wmbench.method import Method, MethodError
 from wmbench.nn.distributions import categorical_entropy, sample_index, sample_onehot
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.returns import lambda_return
 from wmbench.nn.transformer import TransformerXL
+from wmbench.nn.world_model import load_networks
 from wmbench.seeding import derive_seed
 
 GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as OpenCV's RGB2GRAY (gymnasium AtariPreprocessing)
@@ -602,14 +603,7 @@ class TWM(Method):
                 f"context) but this run uses memory_length={c.memory_length}; run with --set "
                 f"memory_length={state.get('memory_length')} or use a new run directory"
             )
-        diff = differing_keys(c, state.get("config", {}))
-        try:
-            self.nets.load_state_dict(state["nets"])
-        except RuntimeError as e:
-            raise MethodError(
-                f"twm checkpoint does not fit this config (differing keys: {', '.join(diff) or 'none'}): "
-                f"{str(e).splitlines()[0]}"
-            ) from e
+        load_networks("twm", self.nets, c, state)
         self.obs_opt.load_state_dict(state["obs_opt"])
         self.dyn_opt.load_state_dict(state["dyn_opt"])
         self.actor_opt.load_state_dict(state["actor_opt"])

@@ -20,6 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wmbench.nn.distributions import (
+    categorical_entropy,
+    mode_onehot,
+    sample_onehot,
+    trunc_normal_entropy,
+    trunc_normal_log_prob,
+    trunc_normal_mode,
+    trunc_normal_sample,
+)
 from wmbench.nn.returns import lambda_return
 
 
@@ -105,7 +114,27 @@ def trunc_normal_params(raw: Tensor, init_std: float = 0.0, min_std: float = 0.1
     return torch.tanh(raw_mean), 2 * torch.sigmoid((raw_std + init_std) / 2) + min_std
 
 
+def onehot_or_trunc_normal_sample(
+    dist: tuple[Tensor, ...], generator: torch.Generator, mode: bool = False
+) -> Tensor:
+    """An action of DreamerV2's actor: from (log-probs,) a one-hot (straight-through), from (mean, std) a Normal
+    truncated to [-1, 1] (reparameterised); `mode`: the most likely one. Used by dreamerv2 and mwm."""
+    if len(dist) == 1:
+        return mode_onehot(dist[0]) if mode else sample_onehot(dist[0], generator)
+    mean, std = dist
+    return trunc_normal_mode(mean) if mode else trunc_normal_sample(mean, std, -1.0, 1.0, generator)
+
+
+def onehot_or_trunc_normal_terms(dist: tuple[Tensor, ...], action: Tensor) -> tuple[Tensor, Tensor]:
+    """(log pi(action), entropy) per state of the same actor."""
+    if len(dist) == 1:
+        return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
+    mean, std = dist
+    return trunc_normal_log_prob(action, mean, std), trunc_normal_entropy(mean, std)
+
+
 __all__ = [
-    "analytic_behaviour_losses", "discounted_lambda_targets", "imagine", "tanh_normal_params", "trunc_normal_params",
-    "weighted_actor_loss", "weighted_critic_loss",
+    "analytic_behaviour_losses", "discounted_lambda_targets", "imagine", "onehot_or_trunc_normal_sample",
+    "onehot_or_trunc_normal_terms", "tanh_normal_params", "trunc_normal_params", "weighted_actor_loss",
+    "weighted_critic_loss",
 ]
