@@ -112,3 +112,31 @@ def test_prefix_caches_continue_each_step_as_the_full_pass(positions):
         streams = cache.prefix_caches()
         again, _ = model(x.reshape(B * T, 1, 16), streams)
     torch.testing.assert_close(again.reshape(B, T, 16), full, rtol=1e-10, atol=1e-10)
+
+
+def test_bidirectional_blocks_compute_the_pre_norm_vit_block():
+    """Each block is x + W_o Attn(LN1(x)) then + MLP(LN2(.)) with GELU, attention softmax(q k^T / sqrt(head width))
+    over every token (no mask), all projections biased: written out by hand here and compared."""
+    from wmbench.nn.transformer import bidirectional_blocks
+
+    torch.manual_seed(0)
+    width, heads, tokens = 16, 4, 7
+    (block,) = bidirectional_blocks(width, heads, 1, mlp_ratio=2.0, eps=1e-6)
+    for p in block.parameters():  # non-trivial norms and biases
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, tokens, width)
+    attn = block.self_attn
+    h = torch.nn.functional.layer_norm(x, (width,), block.norm1.weight, block.norm1.bias, 1e-6)
+    q, k, v = (h @ attn.in_proj_weight.T + attn.in_proj_bias).chunk(3, -1)
+    split = lambda t: t.view(3, tokens, heads, width // heads).transpose(1, 2)  # noqa: E731
+    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) / (width // heads) ** 0.5, -1)
+    mixed = (weights @ split(v)).transpose(1, 2).reshape(3, tokens, width)
+    y = x + mixed @ attn.out_proj.weight.T + attn.out_proj.bias
+    h = torch.nn.functional.layer_norm(y, (width,), block.norm2.weight, block.norm2.bias, 1e-6)
+    want = y + block.linear2(torch.nn.functional.gelu(block.linear1(h)))
+    assert torch.allclose(block(x), want, atol=1e-5)
+    with torch.no_grad():  # torch's fused inference path (eval, no grad) computes the same
+        assert torch.allclose(block.eval()(x), want, atol=1e-5)
+    assert block.linear1.out_features == 2 * width
+    with pytest.raises(ValueError, match="width 16 must be divisible by its 3 heads"):
+        bidirectional_blocks(16, 3, 1)

@@ -9,8 +9,8 @@ Owns:
   the binary mask (1 = removed) and the permutation that restores the original order.
 - `sincos_pos_embed_2d`: fixed 2-D sine-cosine position embeddings on a G x G grid (MAE's), optionally with one
   extra position (the official code's `add_token`: the (G, G) corner of a (G+1) x (G+1) grid).
-- `ViTBlock`: pre-norm transformer block (LayerNorm eps 1e-6, multi-head self-attention with qkv bias, MLP ratio 4
-  with GELU), the block of `tfimm` ViT that the official code uses.
+- the ViTs' blocks are `wmbench.nn.transformer.bidirectional_blocks` (pre-norm, LayerNorm eps 1e-6, attention with
+  biased projections, MLP ratio 4 with GELU: the block of the `tfimm` ViT that the official code uses).
 - `MaskedViTEncoder`: the MWM image encoder. With `conv_stages` > 0 (MWM's "early convolution", Sec. 3.1) a stem
   of stride-2 4x4 convolutions (ReLU; channels embed/2^(stages-i)) turns the image into a feature map, then a k x k
   stride-k convolution (k = patch / 2^stages; 1x1 in the paper) makes one token per patch: the mask is applied to
@@ -24,18 +24,16 @@ Owns:
 Errors: a mask ratio outside [0, 1) (training uses (0, 1); 0 = no masking, for acting), a patch size that does not
 divide the image or the convolutional feature map: ValueError naming the value and the fix.
 
-NOTE for the lead: `ViTBlock` is a generic transformer block; another branch adds `wmbench/nn/transformer.py`.
-Unify the two when merging (this module keeps its own until then; it never imports that one).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmbench.nn.networks import StridedConvEncoder
+from wmbench.nn.transformer import bidirectional_blocks
 
 LN_EPS = 1e-6  # official `layer_norm_eps_1e-6`
 
@@ -133,36 +131,12 @@ def sincos_pos_embed_2d(dim: int, grid: int, cls: bool = False, extra: bool = Fa
 
 
 # ---------------------------------------------------------------------------------------------- transformer
-class ViTBlock(nn.Module):
-    """x + Attn(LN(x)), then x + MLP(LN(x)) (GELU, hidden = mlp_ratio x dim)."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"transformer width {dim} must be divisible by its {heads} heads")
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, length, dim = x.shape
-        q, k, v = (
-            self.qkv(self.norm1(x))
-            .reshape(n, length, 3, self.heads, dim // self.heads)
-            .permute(2, 0, 3, 1, 4)
-        )
-        attn = F.scaled_dot_product_attention(q, k, v)
-        x = x + self.proj(attn.transpose(1, 2).reshape(n, length, dim))
-        return x + self.mlp(self.norm2(x))
-
-
 def init_vit_(module: nn.Module) -> None:
     """timm/MAE initialisation: Linear weights truncated normal std 0.02, zero biases; LayerNorm 1 and 0."""
     for m in module.modules():
+        if isinstance(m, nn.MultiheadAttention):  # its q, k, v projection is one parameter, not an nn.Linear
+            nn.init.trunc_normal_(m.in_proj_weight, std=0.02)
+            nn.init.zeros_(m.in_proj_bias)
         if isinstance(m, nn.Linear):
             nn.init.trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
@@ -173,7 +147,7 @@ def init_vit_(module: nn.Module) -> None:
 
 
 def _blocks(dim: int, depth: int, heads: int) -> nn.ModuleList:
-    return nn.ModuleList(ViTBlock(dim, heads) for _ in range(depth))
+    return bidirectional_blocks(dim, heads, depth, eps=LN_EPS)
 
 
 # ---------------------------------------------------------------------------------------------- the autoencoder
@@ -343,7 +317,6 @@ __all__ = [
     "MaskedViTEncoder",
     "TokenViTDecoder",
     "TokenViTEncoder",
-    "ViTBlock",
     "check_mask_ratio",
     "check_patch_size",
     "init_vit_",

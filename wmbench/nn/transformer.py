@@ -1,5 +1,7 @@
-"""Causal transformer with a key/value cache: the one transformer block of every transformer world model (TWM,
-Robine et al. 2023; TransDreamer's TSSM, Chen et al. 2022).
+"""Transformers of wmbench: the causal Transformer-XL with a key/value cache of every transformer world model (TWM,
+Robine et al. 2023; TransDreamer's TSSM, Chen et al. 2022), and the bidirectional pre-norm blocks of Vision
+Transformer encoders that see a whole set of tokens at once (`bidirectional_blocks`: Masked World Models' autoencoder
+and token ViTs, Seo et al. 2022).
 
 Owns: Transformer-XL layers (Dai et al. 2019) with relative positions (sinusoidal distance encodings projected per
 layer plus the content and position biases u, v shared by all layers, Sec. 3.3), or a learned per-head bias per
@@ -188,6 +190,23 @@ class TransformerXLLayer(nn.Module):
         out, k, val = self.attn(x, past_k, past_v, dist, allowed, table, u, v)
         x = self.norm1(x + self.dropout(out))
         return self.norm2(x + self.dropout(self.ff(x))), k, val
+
+
+def bidirectional_blocks(width: int, heads: int, depth: int, mlp_ratio: float = 4.0, eps: float = 1e-6) -> nn.ModuleList:
+    """`depth` pre-norm ViT blocks over [N, L, width] tokens, every token attending to every other: x + Attn(LN(x)),
+    then x + MLP(LN(x)) with GELU and hidden width mlp_ratio x width, attention with biased projections and scale
+    1/sqrt(head width) (timm's `Block`, which MWM's official code uses). Built from torch's TransformerEncoderLayer
+    (norm_first), so no second attention implementation lives here; exactness: tests/test_nn_transformer.py."""
+    if width <= 0 or heads <= 0 or width % heads:
+        raise ValueError(f"transformer width {width} must be divisible by its {heads} heads; choose a head count that "
+                         "divides it")  # fmt: skip
+    return nn.ModuleList(
+        nn.TransformerEncoderLayer(
+            width, heads, int(width * mlp_ratio), dropout=0.0, activation="gelu", layer_norm_eps=eps,
+            batch_first=True, norm_first=True,
+        )  # fmt: skip
+        for _ in range(depth)
+    )
 
 
 class TransformerXL(nn.Module):
