@@ -16,8 +16,8 @@ warm-up), 3e-4 (actor, critic); and, as in DreamerV2's check, KL scale 0.1 witho
 task has terminal states), entropy 1e-3 and the slow critic every 20 updates.
 
 Measured after the autoencoder's blocks became wmbench.nn.transformer.bidirectional_blocks (torch's pre-norm
-encoder layer; the q/k/v projection now gets the MAE initialisation, truncated normal std 0.02, like every other
-Linear): PASSES, protocol score 31.3 (random 17.6-21.0); train returns about 0-10 for the first ~100 episodes, then
+encoder layer: the same architecture and initialisation scheme, other initial weights since the parameters are
+created in another order): PASSES, protocol score 31.3 (random 17.6-21.0); train returns about 0-10 for the first ~100 episodes, then
 mostly 25-48 over the last ~45; final evaluation returns 21.0, 24.0 (2 episodes), so the margin is thin (2.6 min,
 seed 0, load ~2).
 
