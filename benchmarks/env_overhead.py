@@ -1,24 +1,27 @@
 """Environment overhead: what our adapters and the runner loop cost on top of driving the simulator by hand.
 
-Three columns per suite, uniform random policy, all in one process:
+Four columns per suite, uniform random policy, all in one process:
 
   raw      the simulator driven directly with the protocol's settings. Atari: `ale_py.ALEInterface`, minimal
            action set, 4 frames per step with rewards summed, max-pool of the last two frames, Pillow bilinear
            resize to 64x64, reset (+ no-ops) at game over. DMC: `dm_control.suite.load`, action repeat, a
            `physics.render(64, 64)` per agent step (or the flattened state for vector protocols).
+  store    raw, plus a copy of each observation into a ring made with np.zeros for the repetition's steps: what
+           a hand-written loop that keeps its frames in memory pays on top of raw. runner / store is printed too.
   adapter  `wmbench.envs.make_env(protocol, task, seed)` (the suite adapter inside `ContractEnv`).
   runner   `wmbench.runner.run("random", protocol, task, ...)`: the whole interaction loop (policy, replay with
            its chunk files, score/timing logs).
 
-raw and adapter are interleaved in blocks of `--block` steps (the order alternating block by block), so both
+raw, store and adapter are interleaved in blocks of `--block` steps (the order rotating block by block), so all
 see the same machine load even when other processes share the CPUs; the runner, a whole loop, runs once per
-repetition, before or after the pair (alternating). Its wall time is the steady state from the run's
+repetition, before or after the others (alternating). Its wall time is the steady state from the run's
 `timing.csv` (first to last log row: env construction and the final checkpoint are not counted); its CPU time
-is a `steps` run minus a `steps // 10` run, scaled, so the fixed set-up cost cancels.
+is a `steps` run minus a run shorter by whole replay chunks, scaled, so the fixed set-up cost and the final
+checkpoint (which saves the steps after the last chunk) cancel (runner() says how, below one chunk of steps).
 
 Reported: medians over repetitions of wall and CPU (`time.process_time`, all threads of this process) time per
-step, and the median of the per-repetition ratios column / raw (1.00 = no overhead). Targets: adapter <= 1.10x
-raw for Atari, <= 1.05x for DMC pixels.
+step, and the median of the per-repetition ratios column / raw (1.00 = no overhead). Floors (CPU time, adapter and
+runner): <= 1.10x raw for Atari, <= 1.05x for DMC pixels (benchmarks/test_bench_env.py).
 
     python benchmarks/env_overhead.py                          # both suites, defaults below
     python benchmarks/env_overhead.py --suite atari --atari-steps 3000 --reps 5
@@ -65,7 +68,14 @@ class RawAtari:
         self.actions = self.ale.getMinimalActionSet()
         self.rng = np.random.default_rng(seed)
         self.a, self.b = np.zeros((210, 160, 3), np.uint8), np.zeros((210, 160, 3), np.uint8)
+        self.ring: np.ndarray | None = None
         self.reset()
+
+    def keep(self, capacity: int) -> RawAtari:
+        """Copy every observation into a fresh ring of `capacity` frames (the `store` column)."""
+        height, width = self.size[1], self.size[0]
+        self.ring, self.cursor = np.zeros((capacity, height, width, 3), np.uint8), 0
+        return self
 
     def reset(self) -> np.ndarray:
         self.ale.reset_game()
@@ -90,6 +100,9 @@ class RawAtari:
             )
             if ale.game_over():
                 obs = self.reset()
+            if self.ring is not None:
+                self.ring[self.cursor % len(self.ring)] = obs
+                self.cursor += 1
         del obs, reward
 
 
@@ -110,7 +123,14 @@ class RawDMC:
         self.spec = self.dm.action_spec()
         self.keys = sorted(self.dm.observation_spec())
         self.rng = np.random.default_rng(seed)
+        self.ring: np.ndarray | None = None
         self.observe(self.dm.reset())
+
+    def keep(self, capacity: int) -> RawDMC:
+        """Copy every observation into a fresh ring of `capacity` observations (the `store` column)."""
+        obs = self.observe(self.dm.reset())
+        self.ring, self.cursor = np.zeros((capacity, *obs.shape), obs.dtype), 0
+        return self
 
     def observe(self, timestep) -> np.ndarray:
         if self.pixels:
@@ -129,6 +149,9 @@ class RawDMC:
             obs = self.observe(timestep)
             if timestep.last():
                 obs = self.observe(self.dm.reset())
+            if self.ring is not None:
+                self.ring[self.cursor % len(self.ring)] = obs
+                self.cursor += 1
         del obs
 
 
@@ -189,9 +212,19 @@ def _run_random(protocol, task: str, steps: int, seed: int) -> tuple[float, list
 
 
 def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
-    """Steady-state (wall, CPU) seconds for `steps` agent steps of `run("random", ...)`."""
+    """Steady-state (wall, CPU) seconds for `steps` agent steps of `run("random", ...)`.
+
+    The CPU time is that of a `steps` run minus that of a shorter run, scaled. The shorter run is shorter by whole
+    replay chunks, so both end with the same number of steps after their last chunk file: those steps are saved in
+    the final checkpoint (up to a chunk of frames, ~12 MiB for Atari), a cost of the run's end, not of its steps,
+    which a run of another length would not cancel. The difference then holds whole chunk writes, as a long run
+    does. Below one chunk plus 10 steps the shorter run has `steps // 10` steps, and the figure is an upper bound."""
+    from wmbench.runner import DEFAULT_REPLAY_CHUNK
+
     cpu_long, rows = _run_random(protocol, task, steps, seed)
-    short = max(steps // 10, 10)
+    short = steps - max(1, steps * 9 // 10 // DEFAULT_REPLAY_CHUNK) * DEFAULT_REPLAY_CHUNK
+    if short < 10:  # fewer steps than a chunk (e.g. the DMC defaults): the final checkpoint's extra steps count too
+        short = max(steps // 10, 10)
     cpu_short, _ = _run_random(protocol, task, short, seed)
     (first_step, first_wall), (last_step, last_wall) = rows[0], rows[-1]
     agent_steps = protocol.from_unit(last_step - first_step, protocol.budget.step_unit)
@@ -201,8 +234,11 @@ def runner(protocol, task: str, steps: int, seed: int) -> tuple[float, float]:
 
 
 def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, seed: int, with_runner: bool) -> dict:
-    """Print the table and return {column: {steps_per_s, wall_ratio, cpu_ratio}} (ratios: median of column / raw)."""
-    names = ["raw", "adapter"] + (["runner"] if with_runner else [])
+    """Print the table and return {column: {steps_per_s, wall_ratio, cpu_ratio}} (ratios: median of column / raw),
+    plus {"runner/store": {...}} when the runner is measured: the loop's own cost beside the least any loop that keeps
+    its frames in memory pays."""
+    paired = ("raw", "store", "adapter")
+    names = [*paired] + (["runner"] if with_runner else [])
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     warm = [raw_cls(protocol, task, seed), Adapter(protocol, task, seed)]  # imports, JIT-free warm caches
@@ -214,13 +250,19 @@ def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, s
         if with_runner and rep % 2 == 0:
             w, c = runner(protocol, task, steps, seed + rep)
             wall["runner"].append(w), cpu["runner"].append(c)
-        pair = {"raw": raw_cls(protocol, task, seed + rep), "adapter": Adapter(protocol, task, seed + rep)}
-        totals = {n: [0.0, 0.0] for n in pair}
+        trio = {
+            "raw": raw_cls(protocol, task, seed + rep),
+            "store": raw_cls(protocol, task, seed + rep).keep(steps),
+            "adapter": Adapter(protocol, task, seed + rep),
+        }
+        totals = {n: [0.0, 0.0] for n in trio}
         for i in range(steps // block):
-            for name in ("raw", "adapter") if i % 2 == 0 else ("adapter", "raw"):
-                w, c = _timed(pair[name].run, block)
+            for k in range(len(paired)):
+                name = paired[(i + k) % len(paired)]
+                w, c = _timed(trio[name].run, block)
                 totals[name][0] += w
                 totals[name][1] += c
+        del trio  # the store column's ring
         for name, (w, c) in totals.items():
             wall[name].append(w)
             cpu[name].append(c)
@@ -247,6 +289,12 @@ def measure(label, protocol, task, raw_cls, steps: int, block: int, reps: int, s
             f" {c_med / steps_n * 1e6:>12.0f} {c_ratio:>10.3f}"
         )
         figures[n] = {"steps_per_s": steps_n / w_med, "wall_ratio": w_ratio, "cpu_ratio": c_ratio}
+    if with_runner:
+        scale = steps / n_steps  # the runner's figures are per `steps`, the store's per `n_steps`
+        w_ratio = statistics.median(x / (s * scale) for x, s in zip(wall["runner"], wall["store"], strict=True))
+        c_ratio = statistics.median(x / (s * scale) for x, s in zip(cpu["runner"], cpu["store"], strict=True))
+        print(f"  runner / store (the loop's own cost beside keeping the frames): wall {w_ratio:.3f}, CPU {c_ratio:.3f}")
+        figures["runner/store"] = {"wall_ratio": w_ratio, "cpu_ratio": c_ratio}
     return figures
 
 

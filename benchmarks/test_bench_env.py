@@ -21,7 +21,7 @@ def test_env_overhead(benchmark, ratio, full, suite) -> None:
 
     torch.set_num_threads(1)
     if suite == "atari":
-        args = (load_protocol("atari100k@1"), "pong", RawAtari, 2000 if full else 600)
+        args = (load_protocol("atari100k@1"), "pong", RawAtari, 2000 if full else 1200)
     else:
         args = (load_protocol("dmc_vision@1"), "cartpole_swingup", RawDMC, 200 if full else 100)
     protocol, task, raw, steps = args
@@ -30,6 +30,8 @@ def test_env_overhead(benchmark, ratio, full, suite) -> None:
     )
     benchmark.extra_info.update({"task": task, "protocol": protocol.id, "steps": steps})
     ratio("raw_steps_per_s", figures["raw"]["steps_per_s"])
+    ratio("store/raw cpu", figures["store"]["cpu_ratio"])
+    ratio("loop/store cpu", figures["runner/store"]["cpu_ratio"])
     ratio("adapter/raw wall", figures["adapter"]["wall_ratio"])
     ratio("loop/raw wall", figures["runner"]["wall_ratio"])
     ratio("adapter/raw cpu", figures["adapter"]["cpu_ratio"], at_most=FLOORS[suite])

@@ -441,3 +441,63 @@ def test_committing_pages_ahead_changes_nothing_but_speed(tmp_path, monkeypatch)
     _same_batches(a, b)
     if sys.platform == "linux":
         assert a._committed > 40  # the rows after the stored ones are committed ahead, once per range
+
+
+def test_with_a_run_directory_the_writer_thread_commits_the_next_range_ahead_of_the_cursor(tmp_path, monkeypatch):
+    import threading
+
+    import wmbench.replay as replay_module
+
+    calls: list[tuple[str, int, int]] = []
+    original = replay_module._populate_rows
+
+    def spy(arrays, begin, end):
+        calls.append((threading.current_thread().name, begin, end))
+        original(arrays, begin, end)
+
+    monkeypatch.setattr(replay_module, "_populate_rows", spy)
+    monkeypatch.setattr(replay_module, "_COMMIT_BYTES", 4 * 64 * 64 * 3)  # ranges of 4 rows of 64x64x3 images
+    r = Replay(10**6, tmp_path, chunk_size=8)
+    step = make_step(0)
+    step["image"] = np.zeros((64, 64, 3), np.uint8)
+    rows = 4
+    for t in range(3 * rows):
+        r.add({**step, "is_first": t == 0})
+    r.flush()
+    r.close()
+    # the first range is committed where the first step is added, every later one by the writer thread, one range
+    # before the cursor reaches it; the ranges tile the ring without gaps or overlaps
+    assert calls[0] == (threading.main_thread().name, 0, rows)
+    assert all(name.startswith("replay-writer") for name, _, _ in calls[1:])
+    assert [(b, e) for _, b, e in calls] == [(k * rows, (k + 1) * rows) for k in range(len(calls))]
+    # 12 steps: [0, 4) and [4, 8) at the first step, then [8, 12) and [12, 16) as the cursor entered [4, 8) and [8, 12)
+    assert len(calls) == 4
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The VmFlags of the mapping holding `address`, from /proc/self/smaps."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            begin, end = (int(x, 16) for x in head.split("-"))
+            inside = begin <= address < end
+        elif inside and head == "VmFlags:":
+            return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="transparent huge pages and /proc/self/smaps are Linux's")
+def test_the_rings_large_arrays_use_small_pages_and_small_ones_are_left_alone():
+    import wmbench.replay as replay_module
+
+    if replay_module._libc is None:
+        pytest.skip("madvise is unavailable here")
+    r = Replay(64 << 20)
+    r.add({**make_step(0), "image": np.zeros((64, 64, 3), np.uint8)})
+    image = r._data["image"]
+    assert image.nbytes >= 4 << 20
+    assert "nh" in _vm_flags(image.ctypes.data)  # MADV_NOHUGEPAGE: numpy had asked for huge pages ("hg")
+    assert "nh" in _vm_flags(image.ctypes.data + image.nbytes - 1)
+    plain = np.zeros(image.shape, image.dtype)  # what numpy does by itself, for comparison
+    assert "nh" not in _vm_flags(plain.ctypes.data)

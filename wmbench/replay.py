@@ -48,7 +48,7 @@ import re
 import sys
 import tarfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,8 @@ class Replay:
         self._data: dict[str, np.ndarray] = {}
         self._keys: tuple[str, ...] = ()
         self._keyset: frozenset[str] = frozenset()
-        self._committed = 0  # ring slots whose pages are committed (_commit_ahead)
+        self._committed = 0  # ring slots whose pages are committed or being committed (_commit_ahead)
+        self._commit_trigger = 0  # the slot at which _put asks for the next range to be committed
         self.capacity = 0  # steps; known once the first step fixes the layout
         self.step_bytes = 0
         self._size = 0
@@ -142,11 +143,11 @@ class Replay:
                 "capacity (config replay_bytes) or lower its chunk size (config replay_chunk)"
             )
         # np.zeros is lazily committed by the OS, so an unfilled replay costs little resident memory.
-        self._data = {k: np.zeros((self.capacity, *a.shape), a.dtype) for k, a in arrays.items()}
-        self._worker = np.zeros(self.capacity, np.int32)
-        self._seqno = np.zeros(self.capacity, np.int64)
-        self._next = np.zeros(self.capacity, np.int64)  # zeros, not -1: untouched pages stay uncommitted
-        self._gidx = np.zeros(self.capacity, np.int64)
+        self._data = {k: _ring_zeros((self.capacity, *a.shape), a.dtype) for k, a in arrays.items()}
+        self._worker = _ring_zeros(self.capacity, np.int32)
+        self._seqno = _ring_zeros(self.capacity, np.int64)
+        self._next = _ring_zeros(self.capacity, np.int64)  # zeros, not -1: untouched pages stay uncommitted
+        self._gidx = _ring_zeros(self.capacity, np.int64)
 
     def __len__(self) -> int:
         return self._size
@@ -185,7 +186,7 @@ class Replay:
         if worker >= len(self._stream_len):
             self._grow_workers(worker + 1)
         slot = self.total % self.capacity
-        if slot >= self._committed:
+        if slot >= self._commit_trigger:
             self._commit_ahead(slot)
         if self.total - self.capacity >= self._unsafe_from:
             self._wait_for_writes_reading(self.total - self.capacity)
@@ -212,16 +213,35 @@ class Replay:
         self._size = min(self._size + 1, self.capacity)
 
     def _commit_ahead(self, slot: int) -> None:
-        """Commit the pages of the next ~2 MiB of rows in one call per array, before the first pass writes them.
-        An untouched np.zeros page faults on its first write, one trap per 4 KiB page; on this project's virtual
-        machines that costs about as much as the copy of a 64x64 frame (benchmarks/env_overhead.py, system time),
-        and MADV_POPULATE_WRITE commits the range in one call. The replay stays lazily committed: it holds what it
-        stored plus one range ahead."""
-        row_bytes = max(a[0].nbytes for a in self._data.values())
-        end = min(self.capacity, slot + max(1, _COMMIT_BYTES // row_bytes))
-        for a in (*self._data.values(), self._worker, self._seqno, self._next, self._gidx):
-            _populate(a, slot, end)
-        self._committed = end
+        """Keep the pages of the next ~2 MiB of rows committed before the first pass over the ring writes them.
+        An untouched np.zeros page faults on its first write, and on this project's virtual machines the kernel's
+        zeroing of a fresh page is slow (the host backs it on first touch: ~25 us of system time per 64x64x3 frame,
+        benchmarks/env_overhead.py), so MADV_POPULATE_WRITE commits a range in one call, and with a run directory
+        the writer thread does it one range ahead of the write cursor: the env loop's thread does not wait for it.
+        A row written before its commit has finished simply faults in as before. The replay stays lazily committed:
+        it holds what it stored plus at most two ranges ahead."""
+        rows = max(1, _COMMIT_BYTES // max(a[0].nbytes for a in self._data.values()))
+        if slot >= self._committed:  # no commit covers this row (the first step, or a reload): commit its range now
+            self._committed = min(self.capacity, slot + rows)
+            _populate_rows(self._ring_arrays(), slot, self._committed)
+        end = min(self.capacity, self._committed + rows)
+        if end > self._committed:
+            if self.directory is not None:
+                self._executor().submit(_populate_rows, self._ring_arrays(), self._committed, end)
+            else:  # an in-memory replay has no writer thread
+                _populate_rows(self._ring_arrays(), self._committed, end)
+            self._committed = end
+        # ask for the next range when the cursor enters the last one requested; never again once all are
+        self._commit_trigger = self._committed - rows if self._committed < self.capacity else self.capacity
+
+    def _ring_arrays(self) -> tuple[np.ndarray, ...]:
+        return (*self._data.values(), self._worker, self._seqno, self._next, self._gidx)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The background thread that writes chunk files and commits ring pages ahead, in submission order."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-writer")
+        return self._writer
 
     # ----------------------------------------------------------------- sampling
     def _chronological_slots(self) -> np.ndarray:
@@ -347,8 +367,8 @@ class Replay:
             value = value.reshape(len(flat), *value.shape[index.ndim :])
             if key not in self._notes:
                 dtype = value.dtype if np.issubdtype(value.dtype, np.floating) else np.float32
-                self._notes[key] = np.zeros((self.capacity, *value.shape[1:]), dtype)
-                self._noted[key] = np.zeros(self.capacity, bool)
+                self._notes[key] = _ring_zeros((self.capacity, *value.shape[1:]), dtype)
+                self._noted[key] = _ring_zeros(self.capacity, bool)
             self._notes[key][slots[live]] = value[live]
             self._noted[key][slots[live]] = True
         return int(live.sum())
@@ -424,11 +444,9 @@ class Replay:
             rows = (start + np.arange(self.chunk_size)) % self.capacity
         arrays = {k: v[rows] for k, v in self._data.items()}
         arrays["worker"] = self._worker[rows]
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="replay-writer")
         # finished writes leave the list; a failed one stays until flush() reports it
         self._writes = [(f, s) for f, s in self._writes if not f.done() or f.exception() is not None]
-        self._writes.append((self._writer.submit(self._write_chunk_file, self._chunks, arrays), start))
+        self._writes.append((self._executor().submit(self._write_chunk_file, self._chunks, arrays), start))
         self._unsafe_from = min(self._unsafe_from, start)
         self._chunks += 1
 
@@ -610,8 +628,8 @@ class Replay:
             for k, v in notes.items():
                 v = v[saved - keep :]
                 written = ~np.isnan(v.reshape(len(v), -1)).any(1)
-                self._notes[k] = np.zeros((self.capacity, *v.shape[1:]), v.dtype)
-                self._noted[k] = np.zeros(self.capacity, bool)
+                self._notes[k] = _ring_zeros((self.capacity, *v.shape[1:]), v.dtype)
+                self._noted[k] = _ring_zeros(self.capacity, bool)
                 self._notes[k][slots[written]] = v[written]
                 self._noted[k][slots[written]] = True
 
@@ -688,8 +706,29 @@ def read_chunk(path: Path | str) -> dict[str, np.ndarray]:
 
 
 _COMMIT_BYTES = 2 << 20
+_MADV_NOHUGEPAGE = 15
 _MADV_POPULATE_WRITE = 23  # Linux >= 5.14
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
+
+
+def _ring_zeros(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
+    """np.zeros for a ring array, in 4 KiB pages. numpy asks Linux for transparent huge pages for arrays of 4 MiB or
+    more, and a fresh 2 MiB page can be far slower to commit than 512 small ones: on virtual machines that hand free
+    guest memory back to the host in huge blocks (free page reporting; this project's machines), the host backs a
+    fresh huge page on first touch, measured here at ~0.15 GB/s (~25 us of system time per 64x64x3 frame) against
+    ~1.5 GB/s for 4 KiB pages from the guest's own free lists (benchmarks/env_overhead.py, docs/benchmarks.md).
+    Sampling reads whole rows, so small pages cost it little. Best effort: a no-op where madvise is unavailable."""
+    array = np.zeros(shape, dtype)
+    if _libc is not None and array.nbytes >= 4 << 20:
+        start = array.ctypes.data
+        aligned = start - start % 4096
+        _libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(array.nbytes + start - aligned), _MADV_NOHUGEPAGE)
+    return array
+
+
+def _populate_rows(arrays: Sequence[np.ndarray], begin: int, end: int) -> None:
+    for array in arrays:
+        _populate(array, begin, end)
 
 
 def _populate(array: np.ndarray, begin: int, end: int) -> None:
