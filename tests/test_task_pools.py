@@ -82,7 +82,9 @@ def test_unknown_backend_is_refused():
         make_pool("threads", SETUP, RUN, {})
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed: pip install 'wmbench[sweep]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed: pip install 'wmbench[sweep]'"
+)
 def test_ray_pool_returns_what_the_inline_loop_does():
     import ray
 
@@ -92,11 +94,18 @@ def test_ray_pool_returns_what_the_inline_loop_does():
     want = _values(make_pool("inline", SETUP, RUN, {"scale": 2.0}).map(tasks))
     started = time.monotonic()
     # started here rather than by the pool, so that Ray's workers can import this test module
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_temp_dir(),
-             runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=ray_temp_dir(),
+        runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}},
+    )
     try:
         if time.monotonic() - started > 60:
-            pytest.skip(f"a local Ray instance took {time.monotonic() - started:.0f} s to start on this machine")
+            pytest.skip(
+                f"a local Ray instance took {time.monotonic() - started:.0f} s to start on this machine"
+            )
         pool = make_pool("ray", SETUP, RUN, {"scale": 2.0}, workers=2)
         results = pool.map(tasks + [(5, "raise")])
         pool.close()  # leaves Ray running: the pool did not start it
