@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -588,112 +589,152 @@ class InlinePool(TaskPool):
         return results
 
 
-def _pool_worker(conn: Any, key: str, setup: str, run: str, context: Any, threads: int) -> None:  # pragma: no cover
-    """A local pool worker (a spawned process): builds its state, then answers (index, task) messages with
-    (index, ok, value or error text) until it reads None or its pipe closes."""
-    _die_with_parent()
-    limit_threads(threads)
+def _send(conn: Any, obj: Any) -> None:
+    # plain pickle, not multiprocessing's: torch's multiprocessing reductions would share tensors through a
+    # resource sharer that only processes started by multiprocessing may connect to
+    conn.send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(conn: Any) -> Any:
+    return pickle.loads(conn.recv_bytes())
+
+
+def _pool_serve(read_fd: int, write_fd: int) -> int:  # pragma: no cover - runs in a local pool worker
+    """A local pool worker: reads the driver's sys.path, then (key, setup, run, context, threads), builds its state,
+    then answers (index, task) messages with (index, ok, value or error text) until it reads None or its pipe closes."""
+    from multiprocessing.connection import Connection
+
+    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     try:
+        sys.path[:] = _receive(inbox)  # before the context is unpickled: its classes may live on the driver's path
+        key, setup, run, context, threads = _receive(inbox)
+        limit_threads(threads)
         state = _pool_state(key, setup, context)
         fn = resolve_target(run)
+    except EOFError:
+        return 0
     except Exception as e:
-        conn.send((-1, False, f"worker setup failed: {_describe(e)}\n{traceback.format_exc()}"))
-        return
+        _send(outbox, (-1, False, f"worker setup failed: {_describe(e)}\n{traceback.format_exc()}"))
+        return 1
     while True:
         try:
-            message = conn.recv()
+            message = _receive(inbox)
         except EOFError:
-            return
+            return 0
         if message is None:
-            return
+            return 0
         index, task = message
         try:
-            conn.send((index, True, fn(state, task)))
+            _send(outbox, (index, True, fn(state, task)))
         except Exception as e:
-            conn.send((index, False, _describe(e) + "\n" + traceback.format_exc()))
+            _send(outbox, (index, False, _describe(e) + "\n" + traceback.format_exc()))
+
+
+@dataclass
+class _PoolWorker:
+    proc: subprocess.Popen
+    inbox: Any  # the driver's end: results come in here
+    outbox: Any  # tasks go out here
 
 
 class LocalPool(TaskPool):
-    """`workers` spawned processes (own processes, as the local sweep backend's, so the pool knows which task each
-    worker holds: a worker that dies fails exactly its task, with its signal or exit code). They die with this
-    process (PR_SET_PDEATHSIG) and live until `close`; the context is sent to each once, when it starts."""
+    """`workers` Python subprocesses (own processes, as the local sweep backend's, rather than multiprocessing's:
+    no re-import of the driver's main script, and the pool knows which task each worker holds, so a worker that
+    dies fails exactly its task, with its signal or exit code). They die with this process (PR_SET_PDEATHSIG) and
+    live until `close`; the context is sent to each once, when it starts. Their output goes to this process's."""
 
     backend = "local"
 
     def __init__(self, setup: str, run: str, context: Any, workers: int, threads: int = 1):
-        import multiprocessing
-
         self.workers = max(1, int(workers))
-        self._spawn = multiprocessing.get_context("spawn")
-        self._args = (f"{os.getpid()}.{time.monotonic_ns()}", setup, run, context, int(threads))
-        self._procs: list[tuple[Any, Any]] = []  # (process, connection)
+        self.threads = int(threads)
+        self._args = (f"{os.getpid()}.{time.monotonic_ns()}", setup, run, context, self.threads)
+        self._workers: list[_PoolWorker] = []
 
-    def _start(self) -> tuple[Any, Any]:
-        parent, child = self._spawn.Pipe()
-        proc = self._spawn.Process(target=_pool_worker, args=(child, *self._args), daemon=True)
-        proc.start()
-        child.close()
-        return proc, parent
+    def _start(self) -> _PoolWorker:
+        from multiprocessing.connection import Connection
+
+        to_child, from_child = os.pipe(), os.pipe()
+        child_fds = (to_child[0], from_child[1])
+        env = dict(os.environ, **{var: str(self.threads) for var in THREAD_ENV_VARS})
+        code = f"import sys; from wmbench.sweep_backends import _pool_serve; sys.exit(_pool_serve{child_fds})"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=child_fds, env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        for fd in child_fds:
+            os.close(fd)
+        worker = _PoolWorker(proc, Connection(from_child[0], writable=False), Connection(to_child[1], readable=False))
+        _send(worker.outbox, list(sys.path))
+        _send(worker.outbox, self._args)
+        return worker
+
+    def _drop(self, worker: _PoolWorker) -> None:
+        self._workers.remove(worker)
+        for conn in (worker.inbox, worker.outbox):
+            with contextlib.suppress(OSError):
+                conn.close()
 
     def map(self, tasks: Sequence[Any]) -> list[TaskResult]:
         from multiprocessing.connection import wait as wait_any
 
         results: list[TaskResult | None] = [None] * len(tasks)
-        while len(self._procs) < min(self.workers, max(1, len(tasks))):
-            self._procs.append(self._start())
+        while len(self._workers) < min(self.workers, max(1, len(tasks))):
+            self._workers.append(self._start())
         pending = list(range(len(tasks)))[::-1]  # popped from the end: task order
-        busy: dict[Any, int] = {}  # connection -> task index
-        idle = [conn for _, conn in self._procs]
+        busy: dict[Any, tuple[_PoolWorker, int]] = {}  # inbox -> (worker, task index)
+        idle = list(self._workers)
         failed = False
-        while pending and not failed or busy:
+        while (pending and not failed) or busy:
             while idle and pending and not failed:
-                conn = idle.pop()
-                index = pending.pop()
+                worker, index = idle.pop(), pending.pop()
                 try:
-                    conn.send((index, tasks[index]))
-                    busy[conn] = index
-                except (BrokenPipeError, OSError) as e:
-                    results[index] = TaskResult(error=f"could not reach its worker ({_describe(e)})")
+                    _send(worker.outbox, (index, tasks[index]))
+                    busy[worker.inbox] = (worker, index)
+                except OSError as e:
+                    results[index] = TaskResult(error=f"could not reach its worker process ({_describe(e)})")
+                    self._drop(worker)
                     failed = True
             if not busy:
                 break
-            for conn in wait_any(list(busy)):
-                index = busy.pop(conn)
+            for inbox in wait_any(list(busy)):
+                worker, index = busy.pop(inbox)
                 try:
-                    got, ok, value = conn.recv()
+                    got, ok, value = _receive(inbox)
                 except (EOFError, OSError):
-                    proc = next(p for p, c in self._procs if c is conn)
-                    proc.join(timeout=5)
-                    code = proc.exitcode
-                    how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-                           else f"exited with code {code}")
-                    results[index] = TaskResult(error=f"its worker process (pid {proc.pid}) {how} while running it")
-                    self._procs = [(p, c) for p, c in self._procs if c is not conn]
+                    try:
+                        code = worker.proc.wait(timeout=10)
+                        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                    except subprocess.TimeoutExpired:
+                        how = "closed its pipe"
+                    results[index] = TaskResult(
+                        error=f"its worker process (pid {worker.proc.pid}) {how} before returning a result")
+                    self._drop(worker)
                     failed = True
                     continue
                 if got == -1:  # the worker's setup failed: this task never ran
                     results[index] = TaskResult(error=str(value))
-                    self._procs = [(p, c) for p, c in self._procs if c is not conn]
+                    self._drop(worker)
                     failed = True
                     continue
                 results[index] = TaskResult(value) if ok else TaskResult(error=str(value))
                 failed = failed or not ok
-                idle.append(conn)
+                idle.append(worker)
         for index in pending:
             results[index] = TaskResult(error="not run: the pool stopped at an earlier task's failure")
         return [r if r is not None else TaskResult(error="no result") for r in results]
 
     def close(self) -> None:
-        for _, conn in self._procs:
-            with contextlib.suppress(Exception):
-                conn.send(None)
-                conn.close()
-        for proc, _ in self._procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        self._procs.clear()
+        for worker in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                _send(worker.outbox, None)
+        for worker in list(self._workers):
+            try:
+                worker.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+            self._drop(worker)
 
 
 def _ray_task(key: str, setup: str, run: str, boxed_context: list[Any], task: Any, threads: int) -> Any:
