@@ -114,3 +114,23 @@ def test_ray_pool_returns_what_the_inline_loop_does():
         ray.shutdown()
     assert _values(results[:5]) == want
     assert "task 5 was told to raise" in results[5].error
+
+
+def test_env_factory_pickles_makes_the_runs_envs_and_refuses_another_protocol_version():
+    import pickle
+
+    from wmbench.envs import EnvFactory, make_env
+    from wmbench.errors import WmbenchError
+    from wmbench.protocols import load_protocol
+
+    proto = load_protocol("fake@1")
+    factory = pickle.loads(pickle.dumps(EnvFactory(proto, "vector_continuous")))
+    ours, direct = factory(7), make_env(proto, "vector_continuous", 7)
+    a, b = ours.reset(), direct.reset()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    step = np.zeros(direct.act_space.shape, np.float32)
+    assert np.array_equal(ours.step(step)["vector"], direct.step(step)["vector"])
+    stale = pickle.loads(pickle.dumps(EnvFactory(proto, "vector_continuous")))
+    stale.protocol_hash = "0" * 16  # as on a worker whose protocol file differs from the run's
+    with pytest.raises(WmbenchError, match="install the same wmbench on every worker"):
+        stale(0)
