@@ -158,7 +158,11 @@ class EnvFactory:
 
             from wmbench.protocols import load_protocol
 
-            spec = self.protocol_path if self.protocol_path and os.path.exists(self.protocol_path) else self.protocol_id
+            spec = (
+                self.protocol_path
+                if self.protocol_path and os.path.exists(self.protocol_path)
+                else self.protocol_id
+            )
             protocol = load_protocol(spec)
             if protocol.hash != self.protocol_hash:
                 raise WmbenchError(
