@@ -24,6 +24,12 @@ The paper's procedures (its Car Racing and VizDoom experiments), as the runner d
      set's first frames, next z sampled from the MDN at `temperature` (tau), an episode ending when the sampled done
      flag is set or after `dream_max_steps`; fitness = steps survived (the Doom reward). The real episodes meanwhile
      act with the search mean, so scores.csv shows the dream-trained controller in the real environment.
+   - `rollout_backend` "inline" | "local" | "ray" (default "runner": as above): a generation's rollouts are tasks of
+     a `wmbench.sweep_backends` task pool (this process, `rollout_workers` local processes, Ray), each a pure
+     function of the candidate, its seed and the frozen V and M (real env: one episode in a fresh env of the
+     runner's env factory; dream: one candidate's rollouts as a batch), gathered by task index, so every backend and
+     worker count gives the same run. One generation runs after each real training episode, which acts with the
+     search mean; the pool's env steps are logged (`es/rollout_steps`), not counted in the run's budget.
    `generations` > 0 stops the search after that many generations (the mean is then kept).
    Evaluation episodes act with the CMA-ES mean. Each generation prints best, mean, time and ETA.
 
