@@ -131,6 +131,13 @@ def doom(repeats: int) -> None:
     per_gen = step * 2100
     print(f"doom dream: one step of 64 x 16 rollouts {1e3 * step:.1f} ms; one generation (up to 2,100 steps) = "
           f"{per_gen / 60:.1f} worker-minutes")
+    # a rollout pool's task is one candidate's 16 rollouts as a batch: the same steps in 64 smaller batches
+    t0 = time.perf_counter()
+    for k in range(64):
+        agent.dream_fitness(params[16 * k:16 * (k + 1)], z[16 * k:16 * (k + 1)])
+    step16 = (time.perf_counter() - t0) / repeats
+    print(f"doom dream, per candidate (a rollout pool's task): 64 batches of 16 rollouts {1e3 * step16:.1f} ms per "
+          f"step; one generation = {step16 * 2100 / 60:.1f} worker-minutes, {step16 / step:.1f} x the single batch")
 
 
 if __name__ == "__main__":
