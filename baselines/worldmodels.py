@@ -24,6 +24,12 @@ The paper's procedures (its Car Racing and VizDoom experiments), as the runner d
      set's first frames, next z sampled from the MDN at `temperature` (tau), an episode ending when the sampled done
      flag is set or after `dream_max_steps`; fitness = steps survived (the Doom reward). The real episodes meanwhile
      act with the search mean, so scores.csv shows the dream-trained controller in the real environment.
+   - `rollout_backend` "inline" | "local" | "ray" (default "runner": as above): a generation's rollouts are tasks of
+     a `wmbench.sweep_backends` task pool (this process, `rollout_workers` local processes, Ray), each a pure
+     function of the candidate, its seed and the frozen V and M (real env: one episode in a fresh env of the
+     runner's env factory; dream: one candidate's rollouts as a batch), gathered by task index, so every backend and
+     worker count gives the same run. One generation runs after each real training episode, which acts with the
+     search mean; the pool's env steps are logged (`es/rollout_steps`), not counted in the run's budget.
    `generations` > 0 stops the search after that many generations (the mean is then kept).
    Evaluation episodes act with the CMA-ES mean. Each generation prints best, mean, time and ETA.
 
@@ -46,6 +52,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -62,9 +69,17 @@ from wmbench.nn.networks import count_params
 from wmbench.nn.vae import ConvVAE
 from wmbench.nn.world_model import finite_values
 from wmbench.seeding import derive_seed, generator_state, set_generator_state
+from wmbench.sweep_backends import POOL_BACKENDS, TaskPool, make_pool
 
 STAGES = ("collect", "vae", "rnn", "evolve")
 CONTROLLER_INPUTS = ("zh", "zch")
+ROLLOUT_BACKENDS = ("runner", *POOL_BACKENDS)
+
+
+class RolloutError(RuntimeError):
+    """A candidate rollout on a pool worker failed (its error, or its worker died): the generation is not told to
+    CMA-ES, so the run resumes from its last checkpoint and evaluates the generation again. Not a WmbenchError, so a
+    sweep retries the run (a dead worker is usually transient: memory, a lost node)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +111,11 @@ class WorldModelsConfig:
     }
     # how many of V's and M's gradient steps run per env step: a scheduling choice of this runner (the paper trains
     # V and M offline), which changes no model or search setting
-    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"stage_updates_per_step"})
+    # where candidate rollouts run: the candidates, rollouts per candidate and fitness rule do not change (every pool
+    # backend and worker count gives the same numbers; "runner" draws other env episodes of the same procedure)
+    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "stage_updates_per_step", "rollout_backend", "rollout_workers", "rollout_threads", "rollout_address",
+    })
     preset: str = "paper"
     # --- V (paper: agent model, VAE; appendix)
     z_dim: int = bounded(32, low=1)
@@ -130,6 +149,15 @@ class WorldModelsConfig:
     generations: int = bounded(0, low=0)  # 0: evolve until the budget ends
     dream_generations: int = bounded(1, low=1)  # per real training episode, with evolve = "dream"
     dream_max_steps: int = bounded(2100, low=1)
+    # --- where candidate rollouts run (docs/worldmodels.md, "Candidate rollouts on workers")
+    # "runner": real-env search in the runner's own env, one training episode per rollout; dream search in this
+    # process as one batch. "inline" | "local" | "ray": each generation's rollouts are tasks of a
+    # `wmbench.sweep_backends` pool (in this process, `rollout_workers` local processes, or Ray), every rollout a
+    # pure function of the candidate, its seed and the frozen V and M, so all three give the same numbers
+    rollout_backend: str = "runner"
+    rollout_workers: int = bounded(1, low=1)
+    rollout_threads: int = bounded(1, low=1)  # torch threads per rollout worker (and for "inline")
+    rollout_address: str = ""  # Ray cluster address for rollout_backend="ray" ("": a local Ray instance)
 
 
 def action_size(act_space: gymnasium.Space) -> int:
@@ -201,6 +229,9 @@ class WorldModels(Method):
         if c.evolve == "dream" and not c.predict_done:
             raise ConfigError("worldmodels: evolve='dream' needs predict_done=true: a dream episode ends when M "
                               "predicts it (add --set predict_done=true)")
+        if c.rollout_backend not in ROLLOUT_BACKENDS:
+            raise ConfigError(f"worldmodels: rollout_backend {c.rollout_backend!r} must be one of {ROLLOUT_BACKENDS} "
+                              "('runner': the runner's env; 'local': --set rollout_workers=N processes; 'ray')")
         check_population(c.population)
         self.device = torch.device(device)
         self.is_discrete = isinstance(act_space, gymnasium.spaces.Discrete)
@@ -239,6 +270,13 @@ class WorldModels(Method):
         self.pending_metrics: dict[str, float] = {}
         self.gen_seconds: list[float] = []
         self._data: dict[str, Any] | None = None  # the data set (rebuilt from the replay, never saved)
+        self.rollout_env_steps = 0  # env steps of pool rollouts (envs of the factory: not in the run's budget)
+        self.env_factory: Any = None  # wmbench.envs.EnvFactory, from the runner (set_env_factory)
+        self._pool: TaskPool | None = None  # the rollout pool of this process (built at its first generation)
+        self.first_z: tuple[Tensor, Tensor] | None = None  # pool workers of a dream search: q(z) of first frames
+
+    def set_env_factory(self, factory: Any) -> None:
+        self.env_factory = factory
 
     # ------------------------------------------------------------------ sizes
     def parameter_counts(self) -> dict[str, int]:
@@ -274,7 +312,8 @@ class WorldModels(Method):
         return action
 
     def _acting_params(self, mode: str) -> Tensor:
-        if mode == "train" and self.config.evolve == "real" and not self._search_done():
+        c = self.config
+        if mode == "train" and c.evolve == "real" and c.rollout_backend == "runner" and not self._search_done():
             k = len(self.candidate_returns) // self.config.rollouts
             params = self.es.ask()[k]
         else:
@@ -296,13 +335,19 @@ class WorldModels(Method):
                 return action.cpu().numpy(), None
             action = torch.rand(n, self.m_action_dim, generator=self.gen_act, device=self.device) * 2 - 1
             return action.cpu().numpy().astype(np.float32), None
+        return self._act(self._acting_params(mode), obs, state)
+
+    def _act(self, params: Tensor, obs: dict[str, Any], state: Any) -> tuple[np.ndarray, Any]:
+        """C with parameters `params` on a batch of observations, M's state carried (zeroed where `is_first`)."""
+        is_first = np.asarray(obs["is_first"]).reshape(-1)
+        n = is_first.shape[0]
         if state is None:
             state = self.rnn.initial(n, self.device)
         else:  # a new episode starts from a zero LSTM state
             keep = torch.as_tensor(~is_first, device=self.device).float().reshape(1, n, 1)
             state = (state[0] * keep, state[1] * keep)
         z, x = self._features(obs["image"], state)
-        action = self.controller.act(self._acting_params(mode), x)
+        action = self.controller.act(params, x)
         _, state = self.rnn.step(z, self._m_action(action), state)
         return self._to_env(action), state
 
@@ -323,6 +368,9 @@ class WorldModels(Method):
             return
         if self.config.evolve == "dream":
             self.pending_generations += self.config.dream_generations
+            return
+        if self.config.rollout_backend != "runner":  # real-env search on a pool: one generation per real episode
+            self.pending_generations += 1
             return
         self.candidate_returns.append(self.episode_return)
         c = self.config
@@ -354,6 +402,8 @@ class WorldModels(Method):
             return _mean(metrics)
         if self.pending_generations and not self._search_done():
             self.pending_generations -= 1
+            if c.rollout_backend != "runner":
+                return self._pool_generation(replay)
             return self._dream_generation(replay)
         return {}
 
@@ -445,9 +495,12 @@ class WorldModels(Method):
 
     # ------------------------------------------------------------------ C by CMA-ES
     @torch.no_grad()
-    def dream_fitness(self, params: np.ndarray, initial_z: Tensor) -> np.ndarray:
-        """Steps survived inside M for controllers `params` [N, P], one rollout each from initial z [N, z_dim]."""
+    def dream_fitness(self, params: np.ndarray, initial_z: Tensor, generator: torch.Generator | None = None
+                      ) -> np.ndarray:
+        """Steps survived inside M for controllers `params` [N, P], one rollout each from initial z [N, z_dim];
+        M's samples are drawn from `generator` (default: the method's training generator)."""
         c = self.config
+        generator = self.gen_train if generator is None else generator
         n = params.shape[0]
         weights = torch.as_tensor(params, dtype=torch.float32, device=self.device)
         z = initial_z.to(self.device)
@@ -458,10 +511,10 @@ class WorldModels(Method):
             parts = [z, state[0][0]] + ([state[1][0]] if c.controller_input == "zch" else [])
             action = self.controller.act(weights, torch.cat(parts, -1))
             h, state = self.rnn.step(z, self._m_action(action), state)
-            z = MDN.sample(self.rnn.mdn(h), c.temperature, self.gen_train)
+            z = MDN.sample(self.rnn.mdn(h), c.temperature, generator)
             survived += alive.float()  # reward 1 for every step taken alive (the Doom reward)
             done_prob = torch.sigmoid(self.rnn.done(h).squeeze(-1) / c.temperature)
-            alive &= torch.rand(n, generator=self.gen_train, device=self.device) >= done_prob
+            alive &= torch.rand(n, generator=generator, device=self.device) >= done_prob
             if not alive.any():
                 break
         return survived.cpu().numpy().astype(np.float64)
@@ -475,6 +528,103 @@ class WorldModels(Method):
         initial_z = ConvVAE.sample(data["mean"][index], data["logvar"][index], self.gen_train)
         fitness = self.dream_fitness(params, initial_z).reshape(c.population, c.rollouts).mean(1)
         return self._tell(fitness)
+
+    # ------------------------------------------------------------------ candidate rollouts on a pool
+    def _pool_generation(self, replay: Any) -> dict[str, float]:
+        """One generation with its rollouts as pool tasks: real env, one task per (candidate, rollout) in a fresh env
+        of seed derive_seed(run seed, "worldmodels/rollout", generation, candidate, rollout); dream, one task per
+        candidate (its `rollouts` dream rollouts as one batch, from a generator of seed derive_seed(run seed,
+        "worldmodels/dream", generation, candidate)). Results are gathered by task index, so the fitness is the
+        same on every backend and for any number of workers."""
+        c = self.config
+        pool = self._rollout_pool(replay)
+        candidates, g = self.es.ask(), self.es.generation
+        if c.evolve == "real":
+            tasks = [("real", k, r, derive_seed(self.seed, "worldmodels/rollout", g, k, r), candidates[k])
+                     for k in range(c.population) for r in range(c.rollouts)]
+        else:
+            tasks = [("dream", k, None, derive_seed(self.seed, "worldmodels/dream", g, k), candidates[k])
+                     for k in range(c.population)]
+        results = pool.map(tasks)
+        failed = [(task, result.error) for task, result in zip(tasks, results, strict=True) if result.error]
+        if failed:
+            self._close_pool()  # a worker may be dead: the next generation (after a resume) starts fresh ones
+            (kind, k, r, seed, _), error = failed[0]
+            which = f"candidate {k}" + (f", rollout {r} (env seed {seed})" if kind == "real" else f" (seed {seed})")
+            raise RolloutError(
+                f"worldmodels generation {g + 1}: {which} failed on the {pool.backend} rollout pool "
+                f"({len(failed)} of {len(tasks)} tasks without a result): {error.strip().splitlines()[0]}\n"
+                f"{error.strip()}\nThe generation was not told to CMA-ES; running the same command resumes the run "
+                "from its last checkpoint and evaluates it again"
+            )
+        fitness = np.stack([np.asarray(res.value[0], dtype=np.float64) for res in results]).reshape(
+            c.population, c.rollouts).mean(1)
+        steps = int(sum(res.value[1] for res in results))
+        if c.evolve == "real":
+            self.rollout_env_steps += steps
+        metrics = self._tell(fitness)
+        metrics["es/rollout_steps"] = float(steps)  # env steps (real) or dream steps of this generation's rollouts
+        return metrics
+
+    def _rollout_pool(self, replay: Any) -> TaskPool:
+        """The pool of this process, built at its first generation: V's and M's weights are frozen from then on, so
+        each worker receives them once."""
+        c = self.config
+        if self._pool is None:
+            if c.evolve == "real" and self.env_factory is None:
+                raise MethodError(
+                    f"worldmodels: rollout_backend={c.rollout_backend!r} runs real-env rollouts in envs of the runner's "
+                    "env factory (Method.set_env_factory), and none was given; run it through `wmbench run`, or "
+                    "use rollout_backend='runner'"
+                )
+            context = {
+                "obs_space": self.obs_space, "act_space": self.act_space, "config": self.config, "seed": self.seed,
+                "vae": {k: v.detach().cpu().clone() for k, v in self.vae.state_dict().items()},
+                "rnn": {k: v.detach().cpu().clone() for k, v in self.rnn.state_dict().items()},
+                "factory": self.env_factory, "first_z": None,
+            }
+            if c.evolve == "dream":
+                data = self._encoded(replay)
+                first = torch.as_tensor(data["offsets"][:-1])
+                context["first_z"] = (data["mean"][first].cpu().clone(), data["logvar"][first].cpu().clone())
+            self._pool = make_pool(c.rollout_backend, f"{__name__}:rollout_worker", f"{__name__}:rollout_task", context,
+                                   workers=c.rollout_workers, threads=c.rollout_threads, address=c.rollout_address)
+            self._pool_finalizer = weakref.finalize(self, self._pool.close)
+        return self._pool
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool_finalizer()
+            self._pool = None
+
+    @torch.no_grad()
+    def real_rollout(self, params: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+        """One episode of controller `params` in a fresh env of seed `seed` (the runner's env factory): its return and
+        steps."""
+        env = self.env_factory(seed)
+        try:
+            weights = torch.as_tensor(params, dtype=torch.float32, device=self.device)
+            obs, state, total, steps = env.reset(), None, 0.0, 0
+            while not obs["is_last"]:
+                action, state = self._act(weights, {k: np.asarray(v)[None] for k, v in obs.items()}, state)
+                obs = env.step(np.asarray(action)[0])
+                total += float(obs["reward"])
+                steps += 1
+        finally:
+            env.close()
+        return np.array([total]), steps
+
+    @torch.no_grad()
+    def dream_rollouts(self, params: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+        """`rollouts` dream rollouts of controller `params` as one batch, every draw (first frame, its z, M's
+        samples) from a generator of seed `seed`: steps survived of each, and their sum."""
+        assert self.first_z is not None
+        generator = torch.Generator(self.device).manual_seed(int(seed))
+        mean, logvar = self.first_z
+        starts = torch.randint(len(mean), (self.config.rollouts,), generator=generator)
+        initial_z = ConvVAE.sample(mean[starts].to(self.device), logvar[starts].to(self.device), generator)
+        survived = self.dream_fitness(np.repeat(params[None], self.config.rollouts, 0), initial_z, generator)
+        return survived, int(survived.sum())
 
     def _tell(self, fitness: np.ndarray) -> dict[str, float]:
         self.es.tell(fitness)
@@ -507,7 +657,7 @@ class WorldModels(Method):
             "counters": {
                 "episodes_started": self.episodes_started, "episodes_finished": self.episodes_finished,
                 "vae_steps": self.vae_steps, "rnn_steps": self.rnn_steps,
-                "pending_generations": self.pending_generations,
+                "pending_generations": self.pending_generations, "rollout_env_steps": self.rollout_env_steps,
             },
             "candidate_returns": torch.tensor(self.candidate_returns, dtype=torch.float64),
             "episode_return": self.episode_return,
@@ -542,6 +692,7 @@ class WorldModels(Method):
         self.pending_metrics = {k: float(v) for k, v in state["pending_metrics"].items()}
         self.gen_t0 = time.monotonic()
         self._data = None
+        self._close_pool()  # built again from the loaded weights at the next generation
 
 
 def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
@@ -557,4 +708,22 @@ def _duration(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
-__all__ = ["Controller", "WorldModels", "WorldModelsConfig", "action_size"]
+def rollout_worker(context: dict[str, Any]) -> WorldModels:
+    """A pool worker's state: the method rebuilt on CPU from the frozen V and M weights (`_rollout_pool`)."""
+    agent = WorldModels(context["obs_space"], context["act_space"], context["config"], "cpu", context["seed"])
+    agent.vae.load_state_dict(context["vae"])
+    agent.rnn.load_state_dict(context["rnn"])
+    agent.env_factory, agent.first_z = context["factory"], context["first_z"]
+    return agent
+
+
+def rollout_task(agent: WorldModels, task: tuple[str, int, int | None, int, np.ndarray]) -> tuple[np.ndarray, int]:
+    """One pool task: ("real", candidate, rollout, env seed, params) or ("dream", candidate, None, seed, params)."""
+    kind, _, _, seed, params = task
+    if kind == "real":
+        return agent.real_rollout(params, seed)
+    return agent.dream_rollouts(params, seed)
+
+
+__all__ = ["Controller", "RolloutError", "WorldModels", "WorldModelsConfig", "action_size", "rollout_task",
+           "rollout_worker"]

@@ -1,11 +1,15 @@
 """World Models (baselines/worldmodels.py) and its shared blocks (wmbench/nn/vae.py, mdn.py, evolution.py):
 V reconstructs, M learns a likelihood, CMA-ES resumes exactly, the paper's sizes, the method contract, bad input,
-the CarRacing and VizDoom adapters, the paper-table verdict. No learning check yet: see docs/worldmodels.md."""
+the CarRacing and VizDoom adapters, the paper-table verdict, candidate rollouts on task pools (the same numbers
+inline, on local workers and on Ray; a dead worker named by its candidate). No learning check yet: see
+docs/worldmodels.md."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import signal
 
 import gymnasium
 import numpy as np
@@ -20,6 +24,8 @@ from wmbench.nn.mdn import MDN, MDNRNN
 from wmbench.nn.networks import count_params
 from wmbench.nn.vae import ConvVAE
 from wmbench.protocols import load_protocol
+from wmbench.runner import run
+from wmbench.seeding import derive_seed
 from wmbench.testing import check_method
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -261,7 +267,9 @@ def test_protocols_load_and_state_their_rule():
 @pytest.mark.parametrize("overrides", [
     ["preset=tiny"],  # real-env evolution, each training episode one rollout of a candidate
     ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch"],  # evolution inside M
-], ids=["real", "dream"])
+    ["preset=tiny", "rollout_backend=inline"],  # real-env rollouts as pool tasks in fresh envs of the factory
+    ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch", "rollout_backend=inline"],
+], ids=["real", "dream", "real-pool", "dream-pool"])
 def test_contract_deterministic_and_exact_resume_with_the_cma_state(tmp_path, overrides):
     result = check_method("worldmodels", tmp_path, task="image_continuous", overrides=overrides, steps=400,
                           checkpoint_every=150)
@@ -269,6 +277,78 @@ def test_contract_deterministic_and_exact_resume_with_the_cma_state(tmp_path, ov
     # every stage ran: V, M and at least two CMA-ES generations (so the resumed run replayed a told generation)
     assert "vae/recon" in metrics and "rnn/z_nll" in metrics and '"es/generation": 2.0' in metrics
     assert math.isfinite(result["final_score"])
+
+
+DREAM = ["evolve=dream", "predict_done=true", "controller_input=zch"]
+
+
+def _pool_run(root, evolve, backend, workers=1):
+    overrides = ["preset=tiny", f"rollout_backend={backend}", f"rollout_workers={workers}", "generations=3"]
+    result = run("worldmodels", "fake@1", "image_continuous", 0, root, steps=400, progress=False,
+                 overrides=overrides + (DREAM if evolve == "dream" else []))
+    assert result.status == "finished"
+    return {name: (result.run_dir / name).read_text() for name in ("scores.csv", "metrics.jsonl")}
+
+
+@needs_cma
+@pytest.mark.parametrize("evolve", ["real", "dream"])
+@pytest.mark.parametrize("backend", [
+    "local",
+    pytest.param("ray", marks=pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                                 reason="ray not installed: pip install 'wmbench[sweep]'")),
+])
+def test_candidate_rollouts_give_the_same_run_inline_and_on_two_workers(tmp_path, evolve, backend):
+    inline = _pool_run(tmp_path / "inline", evolve, "inline")
+    # the search ran its three generations on the pool, each logging the steps of its rollouts
+    assert '"es/generation": 3.0' in inline["metrics.jsonl"] and "es/rollout_steps" in inline["metrics.jsonl"]
+    assert _pool_run(tmp_path / backend, evolve, backend, workers=2) == inline  # byte for byte
+
+
+class DyingFactory:
+    """The run's env factory, except that the env of one seed kills its worker process (SIGKILL) when made."""
+
+    def __init__(self, factory, seed: int):
+        self.factory, self.seed = factory, seed
+
+    def __call__(self, seed: int, mode: str = "train"):
+        if seed == self.seed:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.factory(seed, mode)
+
+
+def _fake_agent(overrides):
+    from wmbench.envs import EnvFactory, make_env
+
+    proto = load_protocol("fake@1")
+    env = make_env(proto, "image_continuous", 0)
+    cls = get_method("worldmodels")
+    agent = cls(env.obs_space, env.act_space, method_config(cls, proto, overrides), "cpu", 0)
+    return agent, EnvFactory(proto, "image_continuous")
+
+
+@needs_cma
+def test_a_dead_rollout_worker_fails_the_run_naming_its_candidate_and_the_generation_is_not_told():
+    from wmbench_baselines.worldmodels import RolloutError
+
+    agent, factory = _fake_agent(["preset=tiny", "rollout_backend=local", "rollout_workers=2"])
+    agent.stage = "evolve"
+    dying = derive_seed(agent.seed, "worldmodels/rollout", 0, 2, 0)  # generation 0, candidate 2, rollout 0
+    agent.set_env_factory(DyingFactory(factory, dying))
+    with pytest.raises(RolloutError, match=rf"generation 1: candidate 2, rollout 0 \(env seed {dying}\) failed on "
+                                           r"the local rollout pool .*killed by signal SIGKILL"):
+        agent._pool_generation(None)
+    assert agent.es.generation == 0 and agent._pool is None  # nothing told; the next try starts fresh workers
+
+
+@needs_cma
+def test_bad_rollout_settings_are_refused():
+    with pytest.raises(ConfigError, match=r"rollout_backend 'threads' must be one of \('runner', 'inline', 'local'"):
+        _method("carracing@1", ["rollout_backend=threads"])
+    agent, _ = _fake_agent(["preset=tiny", "rollout_backend=local"])  # built outside the runner: no env factory
+    agent.stage = "evolve"
+    with pytest.raises(Exception, match=r"rollout_backend='local' runs real-env rollouts in envs of the runner's env "
+                                        r"factory .* none was given"):
+        agent._pool_generation(None)
 
 
 @needs_cma

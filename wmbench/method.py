@@ -21,6 +21,15 @@ Contract (what the runner calls; see docs/contracts.md):
                                                  Only tensors, numbers, strings, lists, dicts
                                                  (torch.load(weights_only=True) must load it).
 
+Envs of its own (optional; added for World Models' candidate rollouts on pool workers):
+    m.set_env_factory(factory)                  a `wmbench.envs.EnvFactory`: factory(seed, mode="train") makes a fresh
+                                                 env of the run's protocol task; picklable, so a method may ship it
+                                                 to worker processes (`wmbench.sweep_backends.make_pool`). Called by
+                                                 the runner once per process, after the method is built and before
+                                                 its checkpoint (if any) is loaded. Steps taken in these envs are not
+                                                 in the run's budget; the method logs them (World Models:
+                                                 `es/rollout_env_steps`). The default ignores the factory.
+
 Protocols with stages (`[[stages]]`, e.g. task-agnostic exploration, then adaptation with the task reward):
     cls.follows_stages                          True if the method implements set_stage; the runner refuses a
                                                  staged protocol for any other method (`supports_protocol`)
@@ -93,6 +102,9 @@ class Method:
                 "(e.g. plan2explore), or a protocol without stages"
             )
         return None
+
+    def set_env_factory(self, factory: Any) -> None:
+        """A `wmbench.envs.EnvFactory` for the run's protocol task (see the module docstring); ignored by default."""
 
     def set_stage(self, stage: Any) -> None:
         """The protocol stage the coming training steps belong to (see the module docstring)."""

@@ -703,6 +703,10 @@ def _run_locked(
     env = make_env(proto, task, run_seed)
     eval_env = make_env(proto, task, derive_seed(run_seed, "eval"), mode="eval") if proto.eval.episodes > 0 else None
     agent = cls(env.obs_space, env.act_space, config, device, run_seed)
+    if hasattr(agent, "set_env_factory"):  # fresh envs for the method's own episodes (Method.set_env_factory)
+        from wmbench.envs import EnvFactory
+
+        agent.set_env_factory(EnvFactory(proto, task))
     replay = Replay(
         int(getattr(config, "replay_bytes", DEFAULT_REPLAY_BYTES)),
         run_dir / "replay",

@@ -18,6 +18,9 @@ Backends
   machines without Slurm. Jobs are requeued by submitit on timeout/preemption (the runner resumes them).
 
 Ray and submitit are optional (`pip install 'wmbench[sweep]'`).
+
+Task pools (`make_pool`: inline, local processes, Ray) spread the work *inside* one run over workers, e.g. World
+Models' CMA-ES candidate rollouts; see the section "task pools" below.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -343,28 +347,34 @@ def ray_temp_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"ray-wmbench-{os.getuid()}")
 
 
+def _ray_start(ray: Any, workers: int, threads: int, address: str | None) -> bool:
+    """Connect to the cluster at `address`, or start a local Ray instance, unless Ray is running in this process
+    already; True when this call started it (so its owner shuts it down)."""
+    if ray.is_initialized():
+        return False
+    if address:
+        # A cluster's resources are its own (num_cpus etc. may not be passed); workers there need wmbench
+        # installed and --root on a file system every node shares.
+        ray.init(address=address, log_to_driver=False)
+    else:
+        cores = os.cpu_count() or 1
+        ray.init(
+            num_cpus=max(cores, workers * threads),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            _temp_dir=ray_temp_dir(),
+        )
+    return True
+
+
 class RayBackend(Backend):
     name = "ray"
 
     def __init__(self, workers: int, threads: int, address: str | None = None, gpus_per_run: float = 0.0):
         self.ray = optional_import("ray", "ray")
         self.capacity = max(1, workers)
-        self._owned = False
-        if not self.ray.is_initialized():
-            if address:
-                # A cluster's resources are its own (num_cpus etc. may not be passed); workers there need wmbench
-                # installed and --root on a file system every node shares.
-                self.ray.init(address=address, log_to_driver=False)
-            else:
-                cores = os.cpu_count() or 1
-                self.ray.init(
-                    num_cpus=max(cores, self.capacity * threads),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                    _temp_dir=ray_temp_dir(),
-                )
-            self._owned = True
+        self._owned = _ray_start(self.ray, self.capacity, threads, address)
         # max_retries=0: retries are the driver's, identical on every backend (and counted in attempts.jsonl).
         self._remote = self.ray.remote(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0)(execute)
         self._refs: dict[Any, tuple[RunJob, int]] = {}
@@ -496,6 +506,287 @@ class SubmititBackend(Backend):
             with contextlib.suppress(Exception):
                 handle.cancel(check=False)
         self._jobs.clear()
+
+
+# ---------------------------------------------------------------- task pools (work inside one run)
+#
+# The backends above run whole runs. A method may also spread work of one run over workers: World Models scores
+# each CMA-ES candidate by rollouts in fresh envs (`wmbench_baselines.worldmodels`). A `TaskPool` maps a pure
+# function over tasks: `setup(context)` builds a worker's state once per worker (e.g. networks from their frozen
+# weights), `run(state, task)` computes one task's result. Both are given as "module:function" so that any worker
+# (a spawned process, a Ray worker on another node) can import them. `map(tasks)` returns one `TaskResult` per task,
+# in task order whatever order they finished in, so a caller's result never depends on the backend or the number
+# of workers. A task that raised, or whose worker died, has `error` set (naming the exception or the signal); the
+# pool never drops a task silently.
+
+POOL_BACKENDS = ("inline", "local", "ray")
+
+
+@dataclass
+class TaskResult:
+    value: Any = None
+    error: str | None = None
+
+
+_POOL_STATES: dict[str, Any] = {}  # worker side: state built by `setup`, per pool key (Ray reuses workers)
+
+
+def _pool_state(key: str, setup: str, context: Any) -> Any:
+    if key not in _POOL_STATES:
+        _POOL_STATES.clear()  # one pool's state at a time per worker process
+        _POOL_STATES[key] = resolve_target(setup)(context)
+    return _POOL_STATES[key]
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".strip()
+
+
+class TaskPool:
+    """Interface: `map(tasks) -> [TaskResult]` (task order), `close()`; `backend`, `workers`."""
+
+    backend = "?"
+    workers = 1
+
+    def map(self, tasks: Sequence[Any]) -> list[TaskResult]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class InlinePool(TaskPool):
+    """The tasks one after another in this process, through the same setup and run functions as the workers, with
+    torch limited to `threads` threads meanwhile (so the numbers match a worker's bit for bit)."""
+
+    backend = "inline"
+
+    def __init__(self, setup: str, run: str, context: Any, threads: int = 1):
+        self.threads = int(threads)
+        self._run = resolve_target(run)
+        with self._threads():
+            self._state = resolve_target(setup)(context)
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def map(self, tasks: Sequence[Any]) -> list[TaskResult]:
+        results = []
+        with self._threads():
+            for task in tasks:
+                try:
+                    results.append(TaskResult(self._run(self._state, task)))
+                except Exception as e:  # reported per task, as a worker's would be
+                    results.append(TaskResult(error=_describe(e) + "\n" + traceback.format_exc()))
+        return results
+
+
+def _send(conn: Any, obj: Any) -> None:
+    # plain pickle, not multiprocessing's: torch's multiprocessing reductions would share tensors through a
+    # resource sharer that only processes started by multiprocessing may connect to
+    conn.send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _receive(conn: Any) -> Any:
+    return pickle.loads(conn.recv_bytes())
+
+
+def _pool_serve(read_fd: int, write_fd: int) -> int:  # pragma: no cover - runs in a local pool worker
+    """A local pool worker: reads the driver's sys.path, then (key, setup, run, context, threads), builds its state,
+    then answers (index, task) messages with (index, ok, value or error text) until it reads None or its pipe closes."""
+    from multiprocessing.connection import Connection
+
+    inbox, outbox = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    try:
+        sys.path[:] = _receive(inbox)  # before the context is unpickled: its classes may live on the driver's path
+        key, setup, run, context, threads = _receive(inbox)
+        limit_threads(threads)
+        state = _pool_state(key, setup, context)
+        fn = resolve_target(run)
+    except EOFError:
+        return 0
+    except Exception as e:
+        _send(outbox, (-1, False, f"worker setup failed: {_describe(e)}\n{traceback.format_exc()}"))
+        return 1
+    while True:
+        try:
+            message = _receive(inbox)
+        except EOFError:
+            return 0
+        if message is None:
+            return 0
+        index, task = message
+        try:
+            _send(outbox, (index, True, fn(state, task)))
+        except Exception as e:
+            _send(outbox, (index, False, _describe(e) + "\n" + traceback.format_exc()))
+
+
+@dataclass
+class _PoolWorker:
+    proc: subprocess.Popen
+    inbox: Any  # the driver's end: results come in here
+    outbox: Any  # tasks go out here
+
+
+class LocalPool(TaskPool):
+    """`workers` Python subprocesses (own processes, as the local sweep backend's, rather than multiprocessing's:
+    no re-import of the driver's main script, and the pool knows which task each worker holds, so a worker that
+    dies fails exactly its task, with its signal or exit code). They die with this process (PR_SET_PDEATHSIG) and
+    live until `close`; the context is sent to each once, when it starts. Their output goes to this process's."""
+
+    backend = "local"
+
+    def __init__(self, setup: str, run: str, context: Any, workers: int, threads: int = 1):
+        self.workers = max(1, int(workers))
+        self.threads = int(threads)
+        self._args = (f"{os.getpid()}.{time.monotonic_ns()}", setup, run, context, self.threads)
+        self._workers: list[_PoolWorker] = []
+
+    def _start(self) -> _PoolWorker:
+        from multiprocessing.connection import Connection
+
+        to_child, from_child = os.pipe(), os.pipe()
+        child_fds = (to_child[0], from_child[1])
+        env = dict(os.environ, **{var: str(self.threads) for var in THREAD_ENV_VARS})
+        code = f"import sys; from wmbench.sweep_backends import _pool_serve; sys.exit(_pool_serve{child_fds})"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=child_fds, env=env,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        for fd in child_fds:
+            os.close(fd)
+        worker = _PoolWorker(proc, Connection(from_child[0], writable=False), Connection(to_child[1], readable=False))
+        _send(worker.outbox, list(sys.path))
+        _send(worker.outbox, self._args)
+        return worker
+
+    def _drop(self, worker: _PoolWorker) -> None:
+        self._workers.remove(worker)
+        for conn in (worker.inbox, worker.outbox):
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def map(self, tasks: Sequence[Any]) -> list[TaskResult]:
+        from multiprocessing.connection import wait as wait_any
+
+        results: list[TaskResult | None] = [None] * len(tasks)
+        while len(self._workers) < min(self.workers, max(1, len(tasks))):
+            self._workers.append(self._start())
+        pending = list(range(len(tasks)))[::-1]  # popped from the end: task order
+        busy: dict[Any, tuple[_PoolWorker, int]] = {}  # inbox -> (worker, task index)
+        idle = list(self._workers)
+        failed = False
+        while (pending and not failed) or busy:
+            while idle and pending and not failed:
+                worker, index = idle.pop(), pending.pop()
+                try:
+                    _send(worker.outbox, (index, tasks[index]))
+                    busy[worker.inbox] = (worker, index)
+                except OSError as e:
+                    results[index] = TaskResult(error=f"could not reach its worker process ({_describe(e)})")
+                    self._drop(worker)
+                    failed = True
+            if not busy:
+                break
+            for inbox in wait_any(list(busy)):
+                worker, index = busy.pop(inbox)
+                try:
+                    got, ok, value = _receive(inbox)
+                except (EOFError, OSError):
+                    try:
+                        code = worker.proc.wait(timeout=10)
+                        how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                    except subprocess.TimeoutExpired:
+                        how = "closed its pipe"
+                    results[index] = TaskResult(
+                        error=f"its worker process (pid {worker.proc.pid}) {how} before returning a result")
+                    self._drop(worker)
+                    failed = True
+                    continue
+                if got == -1:  # the worker's setup failed: this task never ran
+                    results[index] = TaskResult(error=str(value))
+                    self._drop(worker)
+                    failed = True
+                    continue
+                results[index] = TaskResult(value) if ok else TaskResult(error=str(value))
+                failed = failed or not ok
+                idle.append(worker)
+        for index in pending:
+            results[index] = TaskResult(error="not run: the pool stopped at an earlier task's failure")
+        return [r if r is not None else TaskResult(error="no result") for r in results]
+
+    def close(self) -> None:
+        for worker in self._workers:
+            with contextlib.suppress(OSError, ValueError):
+                _send(worker.outbox, None)
+        for worker in list(self._workers):
+            try:
+                worker.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+            self._drop(worker)
+
+
+def _ray_task(key: str, setup: str, run: str, boxed_context: list[Any], task: Any, threads: int) -> Any:
+    limit_threads(threads)
+    context = boxed_context[0]
+    if key not in _POOL_STATES:
+        import ray
+
+        context = ray.get(context)  # fetched once per worker and pool (the box keeps Ray from resolving it per task)
+    return resolve_target(run)(_pool_state(key, setup, context), task)
+
+
+class RayPool(TaskPool):
+    """Tasks as Ray tasks of `threads` CPUs each, on a cluster (`address`) or a local Ray instance of `workers` x
+    `threads` CPUs. The context is put in Ray's object store once; each worker fetches it once."""
+
+    backend = "ray"
+
+    def __init__(self, setup: str, run: str, context: Any, workers: int, threads: int = 1, address: str = ""):
+        self.ray = optional_import("ray", "ray")
+        self.workers = max(1, int(workers))
+        self._owned = _ray_start(self.ray, self.workers, int(threads), address or None)
+        self._args = (f"{os.getpid()}.{time.monotonic_ns()}", setup, run, [self.ray.put(context)])
+        self.threads = int(threads)
+        self._remote = self.ray.remote(num_cpus=self.threads, max_retries=0)(_ray_task)
+
+    def map(self, tasks: Sequence[Any]) -> list[TaskResult]:
+        refs = [self._remote.remote(*self._args, task, self.threads) for task in tasks]
+        results = []
+        for ref in refs:
+            try:
+                results.append(TaskResult(self.ray.get(ref)))
+            except Exception as e:  # RayTaskError (the task raised), WorkerCrashedError, node lost, ...
+                results.append(TaskResult(error=_describe(e)[:4000]))
+        return results
+
+    def close(self) -> None:
+        if self._owned:
+            self.ray.shutdown()
+            self._owned = False
+
+
+def make_pool(backend: str, setup: str, run: str, context: Any, workers: int = 1, threads: int = 1,
+              address: str = "") -> TaskPool:
+    """A task pool on `backend` (inline | local | ray); `workers` processes or concurrent Ray tasks."""
+    if backend == "inline":
+        return InlinePool(setup, run, context, threads)
+    if backend == "local":
+        return LocalPool(setup, run, context, workers, threads)
+    if backend == "ray":
+        return RayPool(setup, run, context, workers, threads, address)
+    raise BackendError(f"task pool backend {backend!r} is not one of {POOL_BACKENDS}")
 
 
 @contextlib.contextmanager

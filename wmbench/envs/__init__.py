@@ -127,3 +127,53 @@ def make_env(protocol: Any, task: str, seed: int, mode: str = "train"):
     if "mode" in inspect.signature(module.make).parameters:
         return ContractEnv(module.make(protocol, task, seed, mode=mode), seed=seed)
     return ContractEnv(module.make(protocol, task, seed), seed=seed)
+
+
+class EnvFactory:
+    """Fresh contract envs of one protocol task, made anywhere: `factory(seed, mode="train") -> ContractEnv`.
+
+    The runner hands one to its method (`Method.set_env_factory`) so that a method may run episodes of its own
+    outside the runner's env, e.g. World Models' CMA-ES candidate rollouts on pool workers. It is plain data (the
+    protocol's file or id, its hash and the task) so it pickles to a spawned process, a Ray worker or a Slurm job;
+    there the protocol is loaded again and refused if its content (hash) differs from the run's. The runner does not
+    count the steps of these envs in the run's budget: a method that uses them reports them in its own metrics.
+    """
+
+    def __init__(self, protocol: Any, task: str):
+        protocol.check_task(task)
+        self.protocol_id, self.protocol_path, self.protocol_hash = protocol.id, protocol.path, protocol.hash
+        self.task = task
+        self._protocol = protocol
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_protocol"}  # Protocol holds a mappingproxy
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _protocol=None)
+
+    @property
+    def protocol(self) -> Any:
+        if self._protocol is None:
+            import os
+
+            from wmbench.protocols import load_protocol
+
+            spec = (
+                self.protocol_path
+                if self.protocol_path and os.path.exists(self.protocol_path)
+                else self.protocol_id
+            )
+            protocol = load_protocol(spec)
+            if protocol.hash != self.protocol_hash:
+                raise WmbenchError(
+                    f"env factory: protocol {spec} here has hash {protocol.hash}, the run's has {self.protocol_hash}: "
+                    "this worker has another version of the protocol file; install the same wmbench on every worker"
+                )
+            self._protocol = protocol
+        return self._protocol
+
+    def __call__(self, seed: int, mode: str = "train") -> Any:
+        return make_env(self.protocol, self.task, seed, mode=mode)
+
+    def __repr__(self) -> str:
+        return f"EnvFactory({self.protocol_id}, task={self.task!r})"
