@@ -575,12 +575,12 @@ class Report:
     def header_lines(self) -> list[str]:
         p = self.collection.protocol
         budget = p.to_unit(p.budget.agent_steps)
-        steps = f"{p.budget.agent_steps:,} agent steps = "
+        budget_text = f"{p.budget.agent_steps:,} agent steps = {budget:,.0f} {p.budget.step_unit}"
         if p.action_repeat_per_task:  # the same env steps for every task, agent steps by the task's repeat
-            steps = f"(action repeat per task: {', '.join(f'{t} {p.repeat_for(t)}' for t in p.tasks)}) "
+            budget_text = (f"{budget:,.0f} {p.budget.step_unit} for every task (action repeat per task: "
+                           f"{', '.join(f'{t} {p.repeat_for(t)}' for t in p.tasks)})")
         return [
-            f"Protocol {p.id} (hash {p.hash}): {len(p.tasks)} tasks, budget {steps}"
-            f"{budget:,.0f} {p.budget.step_unit}; final score rule {p.score.rule} (phase {p.score.phase}, window "
+            f"Protocol {p.id} (hash {p.hash}): {len(p.tasks)} tasks, budget {budget_text}; final score rule {p.score.rule} (phase {p.score.phase}, window "
             f"{p.score.window:,} {p.budget.step_unit}); normaliser {p.score.normaliser}.",
             f"Aggregates over the {len(self.collection.tasks)} tasks every entry has: stratified bootstrap over runs "
             f"(Agarwal et al. 2021), {self.reps} replications, seed {self.seed}; probability of improvement "
