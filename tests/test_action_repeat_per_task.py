@@ -150,3 +150,13 @@ def test_report_and_listing_count_a_tasks_own_budget_as_the_full_one(capsys):
     assert cli_list(["protocols"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("dmc_vision_planet@1 "))
     assert "1M env_steps (action repeat per task: 2, 4, 8)" in line
+
+
+def test_a_sweep_expects_each_tasks_own_budget():
+    from wmbench.sweep import _expected_identities, make_spec
+
+    spec = make_spec("random", "dmc_vision_planet@1", "0", tasks="cartpole_swingup,walker_walk", smoke=True)
+    identities = _expected_identities(spec)
+    # the runner records the task's own agent steps (smoke: 1,000 env steps at the task's repeat)
+    assert identities[("cartpole_swingup", 0)]["budget_agent_steps"] == 125
+    assert identities[("walker_walk", 0)]["budget_agent_steps"] == 500
