@@ -90,6 +90,10 @@ def test_a_table_needs_a_base_repeat_and_no_stages():
     with pytest.raises(ProtocolError, match="needs env.action_repeat beside it"):
         parse_protocol(data, "<t>")
     data["env"]["action_repeat"] = 2
+    data["budget"]["step_unit"] = "agent_steps"
+    with pytest.raises(ProtocolError, match="needs budget.step_unit 'env_steps' or 'frames' \\(got 'agent_steps'\\)"):
+        parse_protocol(data, "<t>")
+    data["budget"]["step_unit"] = "env_steps"
     data["stages"] = [{"name": "all", "agent_steps": data["budget"]["agent_steps"]}]
     with pytest.raises(ProtocolError, match="action_repeat_per_task and \\[\\[stages\\]\\] cannot be combined"):
         parse_protocol(data, "<t>")

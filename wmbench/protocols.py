@@ -355,6 +355,9 @@ def _repeats_per_task(table: Any, env: Mapping[str, Any], tasks: tuple[str, ...]
     if "action_repeat" not in env:
         raise ProtocolError(f"{at} needs env.action_repeat beside it: the repeat budget.agent_steps is counted at "
                             "(and the repeat of tasks the table leaves out)")
+    if budget.step_unit not in ("env_steps", "frames"):
+        raise ProtocolError(f"{at} needs budget.step_unit 'env_steps' or 'frames' (got {budget.step_unit!r}): records "
+                            "must count steps that mean the same for every task, whatever its repeat")
     base = _typecheck(env["action_repeat"], int, f"{where}: env.action_repeat")
     repeats = {}
     for task, repeat in table.items():
