@@ -236,14 +236,19 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_planet_finals():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
     from wmbench.results import published
 
-    assert recipe_names("planet") == ["planet_2019_dmc_vision@1"]
-    r = load_recipe("planet", "planet_2019_dmc_vision")
-    assert r.protocol == "dmc_vision@1" and r.sources == ("dreamer_v1:scores/baselines.json",)
-    rows = published(protocol="dmc_vision", source=r.sources[0], method="planet")
-    assert len(rows) == 6 and set(rows.point_type) == {"final_mean"}  # publisher means: no per-seed verdict
+    assert recipe_names("planet") == ["planet_2019_dmc_vision@1", "planet_2019_dmc_vision@2"]
+    old = load_recipe("planet", "planet_2019_dmc_vision@1")  # repeat 2 for every task; kept for runs made with it
+    r = load_recipe("planet", "planet_2019_dmc_vision")  # the latest: the paper's action repeat per task
+    assert old.protocol == "dmc_vision@1" and r.id == "planet_2019_dmc_vision@2"
+    assert r.protocol == "dmc_vision_planet@1" and r.sources == old.sources == ("dreamer_v1:scores/baselines.json",)
+    assert r.config == old.config and r.provenance == old.provenance  # the same settings on the paper's repeats
+    for protocol in ("dmc_vision", "dmc_vision_planet"):
+        rows = published(protocol=protocol, source=r.sources[0], method="planet")
+        assert len(rows) == 6 and set(rows.point_type) == {"final_mean"}  # publisher means: no per-seed verdict
+    assert set(rows.task) == set(load_protocol(r.protocol).tasks) and set(rows.protocol) == {"dmc_vision_planet"}
     assert "final_mean" in r.description and "cartpole_swingup 8" in r.description
     assert recipe_differences(PlaNetConfig(), r) == {}  # the recipe is the paper: the method's defaults
-    config, record = resolve_config(PlaNet, load_protocol("dmc_vision@1"), ["preset=tiny"], r.id)
+    config, record = resolve_config(PlaNet, load_protocol("dmc_vision_planet@1"), ["preset=tiny"], r.id)
     assert record["name"] == r.id and config.batch_size == 4
     agent = PlaNet(IMAGE64, BOX2, config, seed=0)
     assert agent.encoder.out_dim == 2 * 2 * config.depth * 8  # 64x64 -> a 2x2 map of depth x 8 channels

@@ -245,15 +245,25 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_slac_curves():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
     from wmbench.results import published
 
-    assert recipe_names("slac") == ["slac_2020_dmc_vision@1"]
-    r = load_recipe("slac", "slac_2020_dmc_vision")
-    assert r.protocol == "dmc_vision@1" and len(r.sources) == 6
+    assert recipe_names("slac") == ["slac_2020_dmc_vision@1", "slac_2020_dmc_vision@2"]
+    old = load_recipe("slac", "slac_2020_dmc_vision@1")  # repeat 2 for every task; kept for runs made with it
+    r = load_recipe("slac", "slac_2020_dmc_vision")  # the latest: the curves' action repeat per task
+    assert old.protocol == "dmc_vision@1" and r.id == "slac_2020_dmc_vision@2" and len(r.sources) == 6
+    assert r.protocol == "dmc_vision_slac@1" and r.sources == old.sources
+    assert r.config == old.config and r.provenance == old.provenance  # the same settings on the curves' repeats
     rows = published(protocol="dmc_vision", method="slac")
     rows = rows[rows.source.str.startswith("slac:")]  # (Dreamer v1's baselines.json also holds SLAC final means)
     assert set(rows.source) == set(r.sources) and rows.task.nunique() == 6
     assert rows.groupby("task").seed.nunique().eq(10).all()
+    ours = published(protocol=r.protocol, method="slac")  # the same rows, read through published_protocol
+    assert set(ours.source) == set(r.sources) and len(ours) == len(rows) and set(ours.protocol) == {"dmc_vision_slac"}
+    protocol = load_protocol(r.protocol)
+    assert {t: protocol.repeat_for(t) for t in sorted(protocol.tasks)} == {
+        "ball_in_cup_catch": 4, "cartpole_swingup": 4, "cheetah_run": 4, "finger_spin": 1, "reacher_easy": 4,
+        "walker_walk": 2,
+    }  # the action_repeat column of each source CSV
     assert recipe_differences(SLACConfig(), r) == {}  # the recipe is the paper: the method's defaults
-    config, record = resolve_config(SLAC, load_protocol("dmc_vision@1"), ["preset=tiny"], r.id)
+    config, record = resolve_config(SLAC, protocol, ["preset=tiny"], r.id)
     assert record["name"] == r.id and config.batch_size == 4
     # the issue's quoted figures at 50k env steps (mean over the 10 published trials)
     at_50k = rows[rows.env_step == 50000].groupby("task").score.mean()

@@ -53,7 +53,11 @@ def protocol_rows() -> list[list[str]]:
             rows.append([pid, "?", "?", f"invalid: {e}", "?", "?"])
             continue
         budget = f"{_count(p.budget.agent_steps)} agent steps"
-        if p.budget.step_unit != "agent_steps":
+        if p.action_repeat_per_task:  # agent steps differ per task; the env steps do not
+            repeats = sorted({p.repeat_for(t) for t in p.tasks})
+            budget = (f"{_count(p.to_unit(p.budget.agent_steps))} {p.budget.step_unit} (action repeat per task: "
+                      f"{', '.join(map(str, repeats))})")
+        elif p.budget.step_unit != "agent_steps":
             budget += f" = {_count(p.to_unit(p.budget.agent_steps))} {p.budget.step_unit}"
         available = suite_available(p.suite)
         if available == "yes":

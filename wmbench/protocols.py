@@ -14,6 +14,15 @@ task-agnostic exploration and then adaptation with the task reward. Each stage h
 for zero-shot evaluation). The stages' agent steps must add up to `budget.agent_steps`. `stage_schedule(budget)`
 gives each stage's agent-step range for a run of any budget (smoke, --steps: scaled in proportion). The name is
 not "phase" because `phase` already means train/eval in scores.csv and `[score]`.
+
+Per-task action repeat (optional `[env.action_repeat_per_task]` table, e.g. PlaNet's DMC protocol): task ->
+repeat for the tasks that do not use `env.action_repeat`. The budget stays one number of env steps for every task:
+`budget.agent_steps` (and `smoke.agent_steps`) are counted at `env.action_repeat`, and a task with repeat r takes
+budget.agent_steps x env.action_repeat / r agent steps (which must be a whole number). `for_task(task)` gives the
+protocol as one task's run sees it (its repeat in `env.action_repeat`, its agent-step budgets; same id and hash);
+the runner and `make_env` use it. `to_unit` / `from_unit` take `task=` to convert a run's steps; without a task they
+use `env.action_repeat`, which is exact for the budgets (task-independent in env steps) and for protocols without
+the table.
 """
 
 from __future__ import annotations
@@ -97,11 +106,15 @@ class Seeds:
 
 @dataclass(frozen=True)
 class Reproduce:
-    """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation."""
+    """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation.
+    `published_protocol`: the bare name the published sources are filed under in results/published/ when it is not
+    the protocol's own name (e.g. PlaNet's `dmc_vision_planet` reads its source's rows from `dmc_vision`); "" = the
+    protocol's name."""
 
     margin: float = 0.1
     alpha: float = 0.05
     published_sources: tuple[str, ...] = ()
+    published_protocol: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,8 @@ class Protocol:
     path: str = ""
     hash: str = field(default="", compare=False)
     stages: tuple[Stage, ...] = ()
+    # task -> action repeat for tasks whose repeat differs from env.action_repeat (see the module docstring)
+    action_repeat_per_task: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def id(self) -> str:
@@ -149,19 +164,45 @@ class Protocol:
 
     @property
     def action_repeat(self) -> int:
+        """`env.action_repeat`: every task's repeat, or on a protocol with per-task repeats the repeat its budgets
+        are counted at (`repeat_for(task)` gives a task's own)."""
         return int(self.env.get("action_repeat", 1))
+
+    def repeat_for(self, task: str | None = None) -> int:
+        """The action repeat a run of `task` acts with (`action_repeat` when task is None or not in the table)."""
+        if task is None or not self.action_repeat_per_task:
+            return self.action_repeat
+        self.check_task(task)
+        return int(self.action_repeat_per_task.get(task, self.action_repeat))
+
+    def for_task(self, task: str) -> Protocol:
+        """This protocol as a run of `task` sees it: `env.action_repeat` is the task's repeat and the budgets are
+        that task's agent steps (the same env steps for every task); id, hash, everything else unchanged. The
+        protocol itself when it has no per-task repeats."""
+        self.check_task(task)
+        if not self.action_repeat_per_task:
+            return self
+        base, repeat = self.action_repeat, self.repeat_for(task)
+        return dataclasses.replace(
+            self,
+            env=MappingProxyType({**self.env, "action_repeat": repeat}),
+            budget=dataclasses.replace(self.budget, agent_steps=self.budget.agent_steps * base // repeat),
+            smoke=dataclasses.replace(self.smoke, agent_steps=self.smoke.agent_steps * base // repeat),
+            action_repeat_per_task=MappingProxyType({}),
+        )
 
     def budget_steps(self, smoke: bool = False) -> int:
         """Agent steps (decisions) the run takes."""
         return (self.smoke if smoke else self.budget).agent_steps
 
-    def to_unit(self, agent_steps: int | float, unit: str | None = None) -> float:
-        """Convert agent steps to the record unit (explicit; never done silently elsewhere)."""
+    def to_unit(self, agent_steps: int | float, unit: str | None = None, task: str | None = None) -> float:
+        """Convert agent steps (of a run of `task`, see `repeat_for`) to the record unit (explicit; never done
+        silently elsewhere)."""
         unit = unit or self.budget.step_unit
         if unit == "agent_steps":
             return agent_steps
         if unit in ("env_steps", "frames"):
-            return agent_steps * self.action_repeat
+            return agent_steps * self.repeat_for(task)
         raise ProtocolError(f"protocol {self.id}: cannot convert agent steps to unit {unit!r}; units: {STEP_UNITS}")
 
     @property
@@ -176,12 +217,12 @@ class Protocol:
             return steps if unit == "env_steps" else steps / self.action_repeat
         return 0.0
 
-    def from_unit(self, value: int | float, unit: str) -> float:
-        """Convert a record-unit count back to agent steps."""
+    def from_unit(self, value: int | float, unit: str, task: str | None = None) -> float:
+        """Convert a record-unit count (of a run of `task`, see `repeat_for`) back to agent steps."""
         if unit == "agent_steps":
             return value
         if unit in ("env_steps", "frames"):
-            return value / self.action_repeat
+            return value / self.repeat_for(task)
         raise ProtocolError(f"protocol {self.id}: cannot convert unit {unit!r} to agent steps; units: {STEP_UNITS}")
 
     def stage_schedule(self, agent_steps: int | None = None) -> tuple[ScheduledStage, ...]:
@@ -304,6 +345,40 @@ def _stages(data: Any, budget: Budget, where: str) -> tuple[Stage, ...]:
     return stages
 
 
+def _repeats_per_task(table: Any, env: Mapping[str, Any], tasks: tuple[str, ...], budget: Budget, smoke: Budget,
+                      where: str) -> dict[str, int]:
+    """`[env.action_repeat_per_task]`, checked: a table of the protocol's tasks to integer repeats >= 1 beside an
+    `env.action_repeat` (the repeat the budgets are counted at), each dividing the budgets' env steps."""
+    at = f"{where}: env.action_repeat_per_task"
+    if not isinstance(table, Mapping) or not table:
+        raise ProtocolError(f"{at} must be a non-empty table of task = repeat, got {table!r}")
+    if "action_repeat" not in env:
+        raise ProtocolError(f"{at} needs env.action_repeat beside it: the repeat budget.agent_steps is counted at "
+                            "(and the repeat of tasks the table leaves out)")
+    if budget.step_unit not in ("env_steps", "frames"):
+        raise ProtocolError(f"{at} needs budget.step_unit 'env_steps' or 'frames' (got {budget.step_unit!r}): records "
+                            "must count steps that mean the same for every task, whatever its repeat")
+    base = _typecheck(env["action_repeat"], int, f"{where}: env.action_repeat")
+    repeats = {}
+    for task, repeat in table.items():
+        if task not in tasks:
+            close = difflib.get_close_matches(task, tasks, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ProtocolError(f"{at}: {task!r} is not a task of this protocol.{hint} Tasks: {', '.join(tasks)}")
+        repeat = _typecheck(repeat, int, f"{at}.{task}")
+        if repeat < 1:
+            raise ProtocolError(f"{at}.{task} must be >= 1 (control steps per agent step), got {repeat}")
+        for b, label in ((budget, "budget"), (smoke, "smoke")):
+            if b.agent_steps * base % repeat:
+                raise ProtocolError(
+                    f"{at}.{task} = {repeat} does not divide the {label}'s {b.agent_steps * base} env steps "
+                    f"({label}.agent_steps {b.agent_steps} x env.action_repeat {base}): each task gets the same env "
+                    f"steps, so make {label}.agent_steps x {base} a multiple of {repeat}"
+                )
+        repeats[task] = repeat
+    return repeats
+
+
 def content_hash(content: Mapping[str, Any]) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
@@ -346,10 +421,15 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
                 f"{where}: tasks: {bad[0]!r} is not a task of suite {suite!r}.{hint} Known: {', '.join(sorted(known))}"
             )
     env = dict(data.get("env", {}))
+    per_task = env.pop("action_repeat_per_task", None)
     envs.validate_env_settings(suite, env, f"{where}: env")
     budget = _section(Budget, data["budget"], f"{where}: budget")
     smoke = _section(Budget, data.get("smoke", {"agent_steps": min(budget.agent_steps, 1000)}), f"{where}: smoke")
     smoke = dataclasses.replace(smoke, step_unit=budget.step_unit)
+    repeats = {} if per_task is None else _repeats_per_task(per_task, env, tasks, budget, smoke, where)
+    if repeats and "stages" in data:
+        raise ProtocolError(f"{where}: env.action_repeat_per_task and [[stages]] cannot be combined (stages count "
+                            "agent steps, which differ per task there); drop one of them")
     score = _section(ScoreRule, data.get("score", {}), f"{where}: score")
     for b, label in ((budget, "budget"), (smoke, "smoke")):
         if b.agent_steps <= 0:
@@ -384,6 +464,16 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
     seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")
     reproduce = _section(Reproduce, data.get("reproduce", {}), f"{where}: reproduce")
+    if reproduce.published_protocol:
+        if not re.fullmatch(r"[a-z0-9_]+", reproduce.published_protocol):
+            raise ProtocolError(f"{where}: reproduce.published_protocol {reproduce.published_protocol!r} must be a "
+                                "bare published protocol name (lowercase letters, digits, underscores), e.g. 'dmc_vision'")
+        if not reproduce.published_sources:
+            raise ProtocolError(f"{where}: reproduce.published_protocol needs reproduce.published_sources: the sources "
+                                f"of {reproduce.published_protocol!r} this protocol reproduces")
+    reproduce_content = dataclasses.asdict(reproduce)
+    if not reproduce.published_protocol:  # absent unless set, so older protocols keep their hashes
+        reproduce_content.pop("published_protocol")
     score_content = dataclasses.asdict(score)
     if not score.achievements:  # absent from rules that do not use it, so older protocols keep their hashes
         score_content.pop("achievements")
@@ -393,13 +483,14 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         "version": version,
         "suite": suite,
         "tasks": list(tasks),
-        "env": env,
+        # the table enters the hashed content only when present: the hashes of protocols without it stay the same
+        "env": {**env, "action_repeat_per_task": repeats} if repeats else env,
         "budget": dataclasses.asdict(budget),
         "smoke": dataclasses.asdict(smoke),
         "score": score_content,
         "eval": dataclasses.asdict(evals),
         "seeds": dataclasses.asdict(seeds),
-        "reproduce": dataclasses.asdict(reproduce),
+        "reproduce": reproduce_content,
     }
     if stages:  # only then: the hashes of protocols without stages stay what they were
         content["stages"] = [dataclasses.asdict(s) for s in stages]
@@ -409,6 +500,7 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         suite=suite,
         tasks=tasks,
         env=MappingProxyType(env),
+        action_repeat_per_task=MappingProxyType(repeats),
         budget=budget,
         score=score,
         eval=evals,

@@ -228,13 +228,19 @@ def collect(
 
 
 def _reduced_budget(info: dict, proto: Protocol) -> int | None:
-    """Agent-step budget of a run below the protocol's (a smoke or `--steps` run, from its run.json), else None."""
+    """Agent-step budget of a run below the protocol's (a smoke or `--steps` run, from its run.json), else None;
+    counted at the protocol's `action_repeat` as `budget.agent_steps` is (a task's own agent steps differ from it
+    only under per-task action repeats)."""
+    task = info.get("task")
+    p = proto.for_task(task) if task in proto.tasks else proto
     budget = info.get("budget_agent_steps")
     if info.get("smoke"):
-        return int(budget) if budget else proto.smoke.agent_steps
-    if budget is not None and int(budget) < proto.budget.agent_steps:
-        return int(budget)
-    return None
+        steps = int(budget) if budget else p.smoke.agent_steps
+    elif budget is not None and int(budget) < p.budget.agent_steps:
+        steps = int(budget)
+    else:
+        return None
+    return steps * p.action_repeat // proto.action_repeat
 
 
 def compute_aggregates(c: Collection, reps: int, seed: int) -> None:
@@ -569,9 +575,12 @@ class Report:
     def header_lines(self) -> list[str]:
         p = self.collection.protocol
         budget = p.to_unit(p.budget.agent_steps)
+        budget_text = f"{p.budget.agent_steps:,} agent steps = {budget:,.0f} {p.budget.step_unit}"
+        if p.action_repeat_per_task:  # the same env steps for every task, agent steps by the task's repeat
+            budget_text = (f"{budget:,.0f} {p.budget.step_unit} for every task (action repeat per task: "
+                           f"{', '.join(f'{t} {p.repeat_for(t)}' for t in p.tasks)})")
         return [
-            f"Protocol {p.id} (hash {p.hash}): {len(p.tasks)} tasks, budget {p.budget.agent_steps:,} agent steps = "
-            f"{budget:,.0f} {p.budget.step_unit}; final score rule {p.score.rule} (phase {p.score.phase}, window "
+            f"Protocol {p.id} (hash {p.hash}): {len(p.tasks)} tasks, budget {budget_text}; final score rule {p.score.rule} (phase {p.score.phase}, window "
             f"{p.score.window:,} {p.budget.step_unit}); normaliser {p.score.normaliser}.",
             f"Aggregates over the {len(self.collection.tasks)} tasks every entry has: stratified bootstrap over runs "
             f"(Agarwal et al. 2021), {self.reps} replications, seed {self.seed}; probability of improvement "

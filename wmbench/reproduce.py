@@ -979,7 +979,7 @@ def run_problem(info: dict[str, Any], protocol: Protocol, method: str | None = N
     if info.get("smoke") and not allow_smoke:
         return "smoke run (tiny budget)"
     if info.get("status") != "finished":
-        done = protocol.to_unit(info.get("agent_steps") or 0)
+        done = protocol.to_unit(info.get("agent_steps") or 0, task=info.get("task"))
         if at_step is None or done < at_step:
             return f"unfinished (status {info.get('status')!r} at {done:,.0f} {protocol.budget.step_unit})"
     return ""

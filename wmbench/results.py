@@ -30,7 +30,15 @@ import numpy as np
 import pandas as pd
 
 from wmbench.errors import WmbenchError
-from wmbench.protocols import PROTOCOL_ID, STEP_UNITS, Protocol, ProtocolError, load_protocol, load_registered
+from wmbench.protocols import (
+    PROTOCOL_ID,
+    STEP_UNITS,
+    Protocol,
+    ProtocolError,
+    list_protocols,
+    load_protocol,
+    load_registered,
+)
 from wmbench.shipped import published_dir
 
 SCORE_COLUMNS = ["source", "method", "protocol", "task", "seed", "env_step", "score", "step_unit", "point_type"]
@@ -159,8 +167,25 @@ def paper_tables(
 
 
 def published_protocols() -> list[str]:
-    """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...)."""
+    """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...), and the names of
+    protocols whose sources are filed under one of them (`reproduce.published_protocol`, e.g. `dmc_vision_planet`)."""
+    files = _published_files()
+    return sorted({*files, *(name for name, filed in _published_aliases().items() if filed in files)})
+
+
+def _published_files() -> list[str]:
     return sorted(p.name.removesuffix(".csv.gz") for p in (PUBLISHED_DIR / "curves").glob("*.csv.gz"))
+
+
+def _published_aliases() -> dict[str, str]:
+    """Protocol name -> the published name its sources are filed under, for protocols that set
+    `reproduce.published_protocol` (latest version of each name)."""
+    out = {}
+    for spec in dict.fromkeys(k.split("@")[0] for k in list_protocols()):
+        p = load_protocol(spec)
+        if p.reproduce.published_protocol:
+            out[p.name] = p.reproduce.published_protocol
+    return out
 
 
 def protocol_sources(protocol: str | Protocol) -> tuple[str, ...]:
@@ -180,9 +205,11 @@ def published(
     (`atari100k@1`: only the sources that protocol file lists in `reproduce.published_sources`).
     """
     available = published_protocols()
+    aliases = _published_aliases()
     names: list[str] = []
+    frames: list[pd.DataFrame] = []
     sources = _as_set(source)
-    for spec in sorted(_as_set(protocol) or available):
+    for spec in sorted(_as_set(protocol) or _published_files()):
         if "@" in spec:
             p = load_protocol(spec)
             listed = set(p.reproduce.published_sources)
@@ -193,8 +220,17 @@ def published(
         if spec not in available:
             raise ResultsError(f"no published data for protocol {spec!r}.{_suggest(spec, available)} "
                                f"Published: {', '.join(available)}")
+        if spec in names:
+            continue
         names.append(spec)
-    frames = [_published_file(n) for n in dict.fromkeys(names)]
+        if spec in aliases:  # filed under another name: its listed sources on its tasks, labelled with its name
+            p = load_protocol(spec)
+            listed = set(p.reproduce.published_sources)
+            sources = listed if sources is None else sources & listed
+            frame = _published_file(aliases[spec])
+            frames.append(frame[frame["task"].isin(p.tasks)].assign(protocol=spec))
+        else:
+            frames.append(_published_file(spec))
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     mask = np.ones(len(df), dtype=bool)
     for column, wanted in (("method", _as_set(method)), ("task", _as_set(task)), ("source", sources)):
@@ -323,7 +359,8 @@ def load_scores(paths: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
 
 def convert_units(table: pd.DataFrame, protocol: str | Protocol, to_unit: str) -> pd.DataFrame:
-    """Return a copy of `table` with `env_step` in `to_unit`, via agent steps and the protocol's action repeat."""
+    """Return a copy of `table` with `env_step` in `to_unit`, via agent steps and the protocol's action repeat (each
+    task's own where the protocol sets one per task)."""
     p = _protocol(protocol)
     if to_unit not in STEP_UNITS:
         raise ResultsError(f"unknown step unit {to_unit!r}; units: {STEP_UNITS}")
@@ -336,11 +373,14 @@ def convert_units(table: pd.DataFrame, protocol: str | Protocol, to_unit: str) -
             raise ResultsError(
                 f"cannot convert {unit!r} to {to_unit!r} (rows {_rows(out.index[rows])}): episodes are not steps"
             )
-        try:
-            agent_steps = p.from_unit(out.loc[rows, "env_step"].to_numpy(dtype=float), unit)
-        except ProtocolError as e:
-            raise ResultsError(f"rows {_rows(out.index[rows])}: {e}") from e
-        out.loc[rows, "env_step"] = p.to_unit(agent_steps, to_unit)
+        # one group per task where the protocol sets per-task action repeats, else all rows at once
+        groups = out.loc[rows].groupby("task").groups.items() if p.action_repeat_per_task else [(None, out.index[rows])]
+        for task, index in groups:
+            try:
+                agent_steps = p.from_unit(out.loc[index, "env_step"].to_numpy(dtype=float), unit, task=task)
+            except ProtocolError as e:
+                raise ResultsError(f"rows {_rows(index)}: {e}") from e
+            out.loc[index, "env_step"] = p.to_unit(agent_steps, to_unit, task=task)
         out.loc[rows, "step_unit"] = to_unit
     return out
 

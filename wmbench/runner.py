@@ -599,7 +599,7 @@ def run(
     check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     video.check_request(video_every, proto)
-    proto.check_task(task)
+    proto = proto.for_task(task)  # the task's action repeat and agent-step budgets (itself without per-task repeats)
     check_installed(proto.suite)  # before anything is created on disk
     cls = get_method(method)
     reason = cls.supports_protocol(proto)

@@ -627,9 +627,11 @@ def _expected_identities(spec: SweepSpec) -> dict[tuple[str, int], dict[str, Any
 
     proto = load_protocol(spec.protocol_source or spec.protocol)
     config, recipe = resolve_config(get_method(spec.method), proto, spec.overrides, spec.recipe)
-    budget = spec.steps if spec.steps is not None else proto.budget_steps(spec.smoke)
+    def budget(task: str) -> int:  # a task's own agent steps where the protocol sets its action repeat per task
+        return spec.steps if spec.steps is not None else proto.for_task(task).budget_steps(spec.smoke)
+
     return {
-        (task, seed): run_identity(spec.method, proto, task, seed, config, spec.smoke, budget, recipe)
+        (task, seed): run_identity(spec.method, proto, task, seed, config, spec.smoke, budget(task), recipe)
         for task, seed in spec.runs()
     }
 

@@ -122,6 +122,8 @@ def make_env(protocol: Any, task: str, seed: int, mode: str = "train"):
     if mode not in MODES:
         raise ValueError(f"make_env mode {mode!r} is not one of {MODES}")
     protocol.check_task(task)
+    if hasattr(protocol, "for_task"):
+        protocol = protocol.for_task(task)  # the task's own action repeat, where the protocol sets one per task
     module = suite_module(protocol.suite)
     module.check_installed()
     if "mode" in inspect.signature(module.make).parameters:
