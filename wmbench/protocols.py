@@ -97,11 +97,16 @@ class Seeds:
 
 @dataclass(frozen=True)
 class Reproduce:
-    """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation."""
+    """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation.
+
+    `published_name`: the bare name of the published data this protocol reads (`results/published/curves/
+    <name>.csv.gz`), when it is not the protocol's own name: a protocol that states how one paper ran a benchmark
+    reads that benchmark's data (atari100k_twm@1 reads `atari100k`, selecting `published_sources`)."""
 
     margin: float = 0.1
     alpha: float = 0.05
     published_sources: tuple[str, ...] = ()
+    published_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,11 @@ class Protocol:
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def published_name(self) -> str:
+        """Bare name of the published data this protocol reads: `reproduce.published_name`, else its name."""
+        return self.reproduce.published_name or self.name
 
     @property
     def action_repeat(self) -> int:
@@ -401,6 +411,8 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         "seeds": dataclasses.asdict(seeds),
         "reproduce": dataclasses.asdict(reproduce),
     }
+    if not reproduce.published_name:  # absent unless stated, so older protocols keep their hashes
+        content["reproduce"].pop("published_name")
     if stages:  # only then: the hashes of protocols without stages stay what they were
         content["stages"] = [dataclasses.asdict(s) for s in stages]
     return Protocol(
