@@ -94,8 +94,16 @@ def test_noops_come_after_the_fire_and_evaluation_takes_none():
     counts = []
     for seed in range(12):
         train.reset(seed=seed)
-        counts.append(train.ale.getEpisodeFrameNumber() - 8)  # 8 frames: FIRE and RIGHT, one agent step each
+        frames = train.ale.getEpisodeFrameNumber() - 8  # 8 frames: FIRE and RIGHT, one agent step each
+        assert frames % 4 == 0  # after a FIRE the no-ops are agent steps of 4 frames (jrobine/twm NoopStart)
+        counts.append(frames // 4)
     assert min(counts) >= 1 and max(counts) <= 30 and len(set(counts)) > 4
+    no_fire = make_env(TWM, "ms_pacman", seed=0).env  # no FIRE: single no-op frames, 1 to 30
+    frames = []
+    for seed in range(12):
+        no_fire.reset(seed=seed)
+        frames.append(no_fire.ale.getEpisodeFrameNumber())
+    assert min(frames) >= 1 and max(frames) <= 30 and len(set(frames)) > 4
     evaluation = make_env(TWM, "pong", seed=0, mode="eval").env
     for seed in range(4):
         evaluation.reset(seed=seed)
@@ -113,14 +121,16 @@ def _noop_until(env, lives: int, limit: int = 4000):
 def test_fire_after_life_loss_relaunches_the_ball():
     # Never pressing FIRE, Breakout loses its first ball (launched by the reset's FIRE) and then waits forever; with
     # FIRE after each lost life every ball is launched again, and NOOP play loses all five.
-    on = make_env(variant(episodic_lives=False), "breakout", seed=0)
+    on = make_env(variant(episodic_lives=False, noop_max=0, noop_min=0), "breakout", seed=0)
     on.reset()
     for lives in (4, 3, 2, 1):
         step = _noop_until(on, lives)
         assert on.env.ale.lives() == lives and not step["is_last"]
     step = _noop_until(on, 0)
     assert step["is_last"] and step["is_terminal"] and on.env.ale.game_over()
-    off = make_env(variant(episodic_lives=False, fire_after_life_loss=False), "breakout", seed=0)
+    off = make_env(
+        variant(episodic_lives=False, fire_after_life_loss=False, noop_max=0, noop_min=0), "breakout", 0
+    )
     off.reset()
     _noop_until(off, 4)
     frames = off.env.ale.getEpisodeFrameNumber()
@@ -130,7 +140,7 @@ def test_fire_after_life_loss_relaunches_the_ball():
 
 
 def test_life_loss_step_runs_the_whole_repeat_then_one_fire_step():
-    env = make_env(variant(episodic_lives=False), "breakout", seed=0)
+    env = make_env(variant(episodic_lives=False, noop_max=0, noop_min=0), "breakout", seed=0)
     env.reset()
     for _ in range(4000):
         frames = env.env.ale.getEpisodeFrameNumber()
@@ -224,7 +234,8 @@ def _scores(run_dir, phase):
 
 
 def test_runner_records_one_score_per_game_summed_over_its_lives(tmp_path):
-    proto = replace(variant(), eval=EvalSchedule(every=0, episodes=2))
+    # Without no-ops no life is lost during a reset (FIRE and RIGHT take 8 frames), so a game is five episodes.
+    proto = replace(variant(noop_max=0, noop_min=0), eval=EvalSchedule(every=0, episodes=2))
     proto = replace(proto, score=replace(proto.score, episodes=2))
     Witness.seen = {}
     run("witness", proto, "breakout", 0, root=tmp_path, steps=1200, progress=False)
@@ -269,3 +280,18 @@ def test_a_run_resumed_after_a_crash_mid_game_writes_the_same_scores(tmp_path):
     run("witness", proto, "breakout", 1, root=tmp_path / "b", **kw)
     resumed = (run_dir_for(tmp_path / "b", proto, "breakout", "witness", 1) / "scores.csv").read_bytes()
     assert resumed == whole and resumed.count(b"\n") >= 3
+
+
+def test_a_life_lost_during_the_noop_steps_is_followed_by_fire():
+    # Breakout's first ball, launched at the reset's FIRE, can fall during up to 30 no-op steps (120 frames); with FIRE
+    # after a lost life the next ball is in play (NOOP play loses it too), without it the game waits.
+    for fire, expected in ((True, 3), (False, 4)):
+        env = make_env(variant(episodic_lives=False, fire_after_life_loss=fire), "breakout", seed=0)
+        seed = next(s for s in range(200) if env.env.reset(seed=s) and env.env.ale.lives() == 4)
+        env.env.reset(seed=seed)
+        assert env.env.ale.lives() == 4  # a life was lost during this reset's no-op steps
+        for _ in range(600):
+            env.step(NOOP)
+            if env.env.ale.lives() < 4:
+                break
+        assert env.env.ale.lives() == expected

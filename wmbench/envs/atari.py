@@ -10,7 +10,10 @@ Every setting comes from the protocol; nothing is left to ale-py or gymnasium de
   `embodied/envs/atari.py`: `noops`). `eval_noop_max` (when stated) replaces `noop_max` in the evaluation env
   (`make(..., mode="eval")`; jrobine/twm evaluates without no-ops).
 - `fire_reset`: in games whose minimal action set has FIRE second, a reset presses FIRE and then the third action,
-  one agent step each, before the no-ops (jrobine/twm `FireAfterLifeLoss.reset`, after baselines' `FireResetEnv`).
+  one agent step each (jrobine/twm `FireAfterLifeLoss.reset`, after baselines' `FireResetEnv`), and the no-ops
+  follow as whole agent steps of `action_repeat` frames each (jrobine/twm's `NoopStart` steps the frame-skipping
+  env; its games without FIRE take single no-op frames in gym's `AtariPreprocessing`, as here); with
+  `fire_after_life_loss`, a life lost during those no-op steps is followed by a FIRE step too (as there).
   `fire_after_life_loss`: in those games, a step that loses a life (game not over) is followed, within the same
   agent step, by one agent step of FIRE whose reward counts (jrobine/twm `FireAfterLifeLoss.step`).
 - `full_action_space` false = the game's minimal action set.
@@ -217,10 +220,20 @@ class AtariEnv(gymnasium.Env):
                         ale.act(action)
                     if ale.game_over():
                         ale.reset_game()
-            for _ in range(int(self.np_random.integers(self.noop_min, self.noop_max + 1))):
-                ale.act(self._noop)
-                if ale.game_over():
-                    ale.reset_game()
+            noops = int(self.np_random.integers(self.noop_min, self.noop_max + 1))
+            if self.fire_reset:  # after the FIRE, the no-ops are agent steps
+                for _ in range(noops):
+                    lives = ale.lives()
+                    self._act_repeat(self._noop)
+                    if self.fire_after_life_loss and ale.lives() < lives and not ale.game_over():
+                        self._act_repeat(self.actions[1])
+                    if ale.game_over():
+                        ale.reset_game()
+            else:
+                for _ in range(noops):
+                    ale.act(self._noop)
+                    if ale.game_over():
+                        ale.reset_game()
             self._episode_frames = 0
         self._lives = ale.lives()
         self._read(self._frames[0])
