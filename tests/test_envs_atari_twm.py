@@ -169,8 +169,8 @@ def test_episodic_lives_end_each_life_as_terminal_and_continue_the_game():
         if game_over:
             break
         frames = env.env.ale.getEpisodeFrameNumber()
-        env.reset()  # the next life of the same game: no reset of the game, no no-ops
-        assert env.env.ale.getEpisodeFrameNumber() == frames and env.env.ale.lives() == start_lives - 1
+        env.reset()  # the next life of the same game: no reset of the game, no no-ops, one NOOP agent step
+        assert env.env.ale.getEpisodeFrameNumber() == frames + 4 and env.env.ale.lives() == start_lives - 1
     assert lives_seen == [(5, 4), (4, 3), (3, 2), (2, 1), (1, 0)]
 
 
@@ -295,3 +295,17 @@ def test_a_life_lost_during_the_noop_steps_is_followed_by_fire():
             if env.env.ale.lives() < 4:
                 break
         assert env.env.ale.lives() == expected
+
+
+def test_after_a_lost_life_training_takes_one_noop_step_and_evaluation_none():
+    for mode, frames in (("train", 4), ("eval", 0)):
+        env = make_env(TWM, "breakout", seed=0, mode=mode)
+        env.reset()
+        lives = env.env.ale.lives()
+        for _ in range(4000):
+            if env.step(NOOP)["is_last"]:
+                break
+        assert env.episode_info.get("score_continues") and env.env.ale.lives() == lives - 1
+        before = env.env.ale.getEpisodeFrameNumber()
+        env.reset()
+        assert env.env.ale.getEpisodeFrameNumber() - before == frames

@@ -28,6 +28,9 @@ Every setting comes from the protocol; nothing is left to ale-py or gymnasium de
   compared after the whole action repeat (the step is not cut short) and that losing the last life is the game's own
   end, and the SCORE is the game's: an episode ended by a lost life carries `info["score_continues"] = True`, and the
   runner records one score per game, the sum over its lives (docs/contracts.md). Not with `life_loss_terminal`.
+  `life_reset_noop` (training env only): the reset that continues a game after a lost life first takes one NOOP
+  agent step whose reward is dropped (jrobine/twm `EpisodicLives.reset`); the evaluation env goes on at once, as
+  jrobine/twm's evaluation (`NoAutoReset` hands back the last observation).
 - `max_frames`: the episode is truncated (not terminal) once the agent's steps have emulated this many frames
   (no-ops at reset not counted, as DreamerV3's `length`): 108,000 frames = 27,000 agent steps at repeat 4.
 
@@ -60,6 +63,7 @@ ENV_SCHEMA = {
     "fire_reset": bool,
     "fire_after_life_loss": bool,
     "episodic_lives": bool,
+    "life_reset_noop": bool,
 }
 # The 55 games of the DreamerV2 / Atari-200M benchmark (Hafner et al. 2021); the 26 Atari-100k games are among them.
 TASKS = frozenset(
@@ -90,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "fire_reset": False,
     "fire_after_life_loss": False,
     "episodic_lives": False,
+    "life_reset_noop": False,
 }
 RESIZE_METHODS = ("bilinear", "area")
 
@@ -165,6 +170,7 @@ class AtariEnv(gymnasium.Env):
         self.noop_min = int(cfg["noop_min"])
         self.life_loss_terminal = bool(cfg["life_loss_terminal"])
         self.episodic_lives = bool(cfg["episodic_lives"])
+        self.life_reset_noop = bool(cfg["life_reset_noop"])
         self.max_frames = int(cfg["max_frames"])
         height, width = cfg["size"]
         self._pil_size = (width, height)
@@ -206,10 +212,18 @@ class AtariEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         ale = self.ale
-        if self._continue_game:
+        continuing = self._continue_game
+        if continuing:
             # life_loss_terminal: the last episode ended with a lost life, the game goes on from there.
             self._continue_game = False
-        else:
+            if self.life_reset_noop:  # one NOOP agent step, reward dropped, frames not the episode's
+                lives = ale.lives()
+                self._act_repeat(self._noop)
+                if self.fire_after_life_loss and ale.lives() < lives and not ale.game_over():
+                    self._act_repeat(self.actions[1])
+        # (a game that ended during that NOOP step ends the episode at its first step, as in jrobine/twm, so that
+        # the scored game ends there too)
+        if not continuing:
             if seed is not None and self.sticky > 0.0:
                 # Reloading costs ~0.1 s, so only when ALE's own RNG matters (sticky actions).
                 self._load(self.np_random.integers(2**31))
@@ -312,8 +326,11 @@ class AtariEnv(gymnasium.Env):
 
 
 def make(protocol: Any, task: str, seed: int, mode: str = "train") -> gymnasium.Env:
-    """`mode` "eval": the evaluation env, whose no-ops are at most `eval_noop_max` where the protocol states it."""
+    """`mode` "eval": the evaluation env, whose no-ops are at most `eval_noop_max` where the protocol states it, and
+    which takes no `life_reset_noop` step."""
     cfg = _settings(protocol)
+    if mode == "eval":
+        cfg["life_reset_noop"] = False
     if mode == "eval" and cfg["eval_noop_max"] is not None:
         cfg["noop_max"] = cfg["eval_noop_max"]
         cfg["noop_min"] = min(cfg["noop_min"], cfg["noop_max"])
