@@ -40,7 +40,7 @@ def test_list_suites_and_methods(capsys):
     assert cli_list(["suites"]) == 0
     out = capsys.readouterr().out
     atari = next(line for line in out.splitlines() if line.startswith("atari "))
-    assert " 55 " in atari and "atari100k@1, atari200m@1" in atari and "pip install" in atari  # the 55 games of atari200m
+    assert " 55 " in atari and "atari100k@1, atari100k_twm@1, atari200m@1" in atari and "pip install" in atari  # 55: atari200m
     assert cli_list(["methods"]) == 0
     out = capsys.readouterr().out
     random_line = next(line for line in out.splitlines() if line.startswith("random "))

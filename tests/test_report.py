@@ -206,6 +206,25 @@ def test_report_flags_entries_scored_by_different_rules() -> None:
                     "twm (published)": "authors_eval (10)"}
 
 
+def test_twm_finals_are_the_twm_protocols_own_rule_and_other_curves_are_flagged() -> None:
+    """atari100k_twm@1 reads the atari100k data: TWM's 100 final evaluation games ARE its rule; DreamerV3's training
+    curve, scored by that rule, is not, and the report says the two come from different rules."""
+    twm = report.collect(published=["twm"], protocol="atari100k_twm@1")
+    assert not any("different scoring rules" in w for w in twm.warnings)
+    (entry,) = twm.entries
+    assert set(entry.finals["scoring"]) == {"eval_mean(100 episodes)"} and len(entry.finals) == 130
+    # The shipped finals give the paper's mean human-normalised score (Robine et al. 2023: 0.956).
+    hns = entry.finals.groupby("task")["final"].mean()
+    normalised = results.normalise(hns.to_numpy(), hns.index.to_numpy(), "atari_human")
+    assert round(float(normalised.mean()), 3) == 0.956
+    both = report.collect(published=["dreamerv3=dreamerv3_2024:atari100k-dreamerv3", "twm"],
+                          protocol="atari100k_twm@1", tasks=["pong", "boxing"])
+    rows = dict((row[0], row[-1]) for row in report.methods_rows(both))
+    assert rows == {"dreamerv3 (published)": "eval_mean(100 episodes) over a curve of other rules (10)",
+                    "twm (published)": "eval_mean(100 episodes) (10)"}
+    assert any("different scoring rules" in w for w in both.warnings)
+
+
 def test_intervals_at_the_edge_of_the_range_stay_off_the_axis() -> None:
     fig = plots.interval_plot({"a": {"iqm": (0.5, 0.4, 0.6)}, "b": {"iqm": (0.02, 0.016, 0.026)}}, ["iqm"])
     left, right = fig.axes[0].get_xlim()

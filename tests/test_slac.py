@@ -255,7 +255,7 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_slac_curves():
     rows = rows[rows.source.str.startswith("slac:")]  # (Dreamer v1's baselines.json also holds SLAC final means)
     assert set(rows.source) == set(r.sources) and rows.task.nunique() == 6
     assert rows.groupby("task").seed.nunique().eq(10).all()
-    ours = published(protocol=r.protocol, method="slac")  # the same rows, read through published_protocol
+    ours = published(protocol=r.protocol, method="slac")  # the same rows, read through published_name
     assert set(ours.source) == set(r.sources) and len(ours) == len(rows) and set(ours.protocol) == {"dmc_vision_slac"}
     protocol = load_protocol(r.protocol)
     assert {t: protocol.repeat_for(t) for t in sorted(protocol.tasks)} == {

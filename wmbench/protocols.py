@@ -107,14 +107,15 @@ class Seeds:
 @dataclass(frozen=True)
 class Reproduce:
     """Equivalence margin for `wmbench reproduce` (in normalised score units) and the reference generation.
-    `published_protocol`: the bare name the published sources are filed under in results/published/ when it is not
-    the protocol's own name (e.g. PlaNet's `dmc_vision_planet` reads its source's rows from `dmc_vision`); "" = the
-    protocol's name."""
+    `published_name`: the bare name of the published data this protocol reads (`results/published/curves/
+    <name>.csv.gz`) when it is not the protocol's own name: a protocol that states how one paper ran a benchmark reads
+    that benchmark's data, restricted to its `published_sources` (atari100k_twm@1 reads `atari100k`, PlaNet's
+    `dmc_vision_planet` reads `dmc_vision`); "" = the protocol's name."""
 
     margin: float = 0.1
     alpha: float = 0.05
     published_sources: tuple[str, ...] = ()
-    published_protocol: str = ""
+    published_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,11 @@ class Protocol:
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def published_name(self) -> str:
+        """Bare name of the published data this protocol reads: `reproduce.published_name`, else its name."""
+        return self.reproduce.published_name or self.name
 
     @property
     def action_repeat(self) -> int:
@@ -464,16 +470,16 @@ def parse_protocol(data: Mapping[str, Any], where: str = "<protocol>") -> Protoc
         raise ProtocolError(f"{where}: score.rule 'eval_mean' needs eval.episodes > 0")
     seeds = _section(Seeds, data.get("seeds", {}), f"{where}: seeds")
     reproduce = _section(Reproduce, data.get("reproduce", {}), f"{where}: reproduce")
-    if reproduce.published_protocol:
-        if not re.fullmatch(r"[a-z0-9_]+", reproduce.published_protocol):
-            raise ProtocolError(f"{where}: reproduce.published_protocol {reproduce.published_protocol!r} must be a "
+    if reproduce.published_name:
+        if not re.fullmatch(r"[a-z0-9_]+", reproduce.published_name):
+            raise ProtocolError(f"{where}: reproduce.published_name {reproduce.published_name!r} must be a "
                                 "bare published protocol name (lowercase letters, digits, underscores), e.g. 'dmc_vision'")
         if not reproduce.published_sources:
-            raise ProtocolError(f"{where}: reproduce.published_protocol needs reproduce.published_sources: the sources "
-                                f"of {reproduce.published_protocol!r} this protocol reproduces")
+            raise ProtocolError(f"{where}: reproduce.published_name needs reproduce.published_sources: the sources "
+                                f"of {reproduce.published_name!r} this protocol reproduces")
     reproduce_content = dataclasses.asdict(reproduce)
-    if not reproduce.published_protocol:  # absent unless set, so older protocols keep their hashes
-        reproduce_content.pop("published_protocol")
+    if not reproduce.published_name:  # absent unless set, so older protocols keep their hashes
+        reproduce_content.pop("published_name")
     score_content = dataclasses.asdict(score)
     if not score.achievements:  # absent from rules that do not use it, so older protocols keep their hashes
         score_content.pop("achievements")

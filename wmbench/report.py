@@ -75,7 +75,7 @@ def _published_entry(protocol: Protocol, spec: str) -> Entry:
 
     method, _, source = spec.partition("=")
     source = select_source(protocol, method, source or None)
-    table = results.published(protocol=protocol.name, method=method, source=source)
+    table = results.published(protocol=protocol.published_name, method=method, source=source)
     return Entry(f"{method} (published)", method, "published", (source,), table)
 
 
@@ -117,7 +117,7 @@ def collect(
     proto = _resolve_protocol(table, protocol)
     entries: list[Entry] = []
     if table is not None:
-        other = ~table["protocol"].isin([proto.id, proto.name])
+        other = ~table["protocol"].isin([proto.id, proto.name, proto.published_name])
         if other.any():
             left = table[other].groupby("protocol")["source"].nunique()
             warnings.append(
@@ -199,8 +199,9 @@ def collect(
         warnings.append(
             "The entries' finals come from different scoring rules ("
             + "; ".join(f"{label}: {', '.join(v)}" for label, v in scorings.items())
-            + "): authors' end-of-training evaluations and the protocol's training-window rule are different "
-            "measurements, so aggregates and probabilities of improvement across them compare unlike things."
+            + "): authors' end-of-training evaluations, the protocol's rule and a rule applied to a curve recorded "
+            "under other rules are different measurements, so aggregates and probabilities of improvement across "
+            "them compare unlike things."
         )
     common = [t for t in wanted if all(t in set(e.finals["task"]) for e in kept)]
     for e in kept:
@@ -992,7 +993,7 @@ def cli_leaderboard(argv: list[str]) -> int:
         for pid in args.protocol:
             with contextlib.suppress(ProtocolError):
                 proto = load_protocol(pid)
-                chosen |= {proto.id, proto.name}
+                chosen |= {proto.id, proto.name, proto.published_name}
         other = table[~table["protocol"].isin(chosen)]
         if len(other):
             note = (f"Left out by --protocol: {other['source'].nunique()} run(s)/table(s) of "
@@ -1006,7 +1007,7 @@ def cli_leaderboard(argv: list[str]) -> int:
         try:
             proto = load_protocol(pid)
             published = [m for m in args.published if _has_published(proto, m.partition("=")[0])]
-            rows = None if table is None else table[table["protocol"].isin([proto.id, proto.name])]
+            rows = None if table is None else table[table["protocol"].isin([proto.id, proto.name, proto.published_name])]
             rows = None if rows is None or rows.empty else rows
             print(f"{proto.id}: {0 if rows is None else rows['source'].nunique()} run(s)/table(s), "
                   f"{len(published)} published method(s) ...", file=sys.stderr)
@@ -1038,6 +1039,6 @@ def _has_published(proto: Protocol, method: str) -> bool:
     from wmbench import results
 
     try:
-        return method in set(results.published(protocol=proto.name)["method"])
+        return method in set(results.published(protocol=proto.published_name)["method"])
     except results.ResultsError:
         return False

@@ -773,16 +773,16 @@ def select_source(protocol: Protocol, method: str, source: str | None) -> str:
     """The published source to compare against: --against-source, else the protocol's listed source for method."""
     from wmbench import results
 
-    tables = results.paper_tables(protocol=protocol.name)
+    tables = results.paper_tables(protocol=protocol.published_name)
     if source in set(tables["source"]):
         return source
-    if source is None and protocol.name not in results.published_protocols():
+    if source is None and protocol.published_name not in results.published_protocols():
         of_method = sorted(set(tables.loc[tables["method"] == method, "source"]))
         if of_method:
             return of_method[0]
-        raise ReproduceError(f"no published {protocol.name} scores of method {method!r} (no curves and no paper-table "
+        raise ReproduceError(f"no published {protocol.published_name} scores of method {method!r} (no curves and no paper-table "
                              f"entry in results/published/)")
-    available = results.published(protocol=protocol.name)
+    available = results.published(protocol=protocol.published_name)
     pairs = available[["source", "method"]].drop_duplicates()
     if source is not None:
         if source not in set(pairs["source"]):
@@ -790,7 +790,7 @@ def select_source(protocol: Protocol, method: str, source: str | None) -> str:
 
             close = difflib.get_close_matches(source, sorted(set(pairs["source"])), n=4, cutoff=0.4)
             raise ReproduceError(
-                f"unknown published source {source!r} for protocol {protocol.name}."
+                f"unknown published source {source!r} for protocol {protocol.published_name}."
                 + (f" Did you mean: {', '.join(close)}?" if close else "")
                 + f" Sources: {', '.join(sorted(set(pairs['source'])))}"
             )
@@ -804,11 +804,11 @@ def select_source(protocol: Protocol, method: str, source: str | None) -> str:
     if not of_method:
         have = sorted(set(pairs["method"]))
         raise ReproduceError(
-            f"no published {protocol.name} scores of method {method!r}. Published methods: {', '.join(have)}; "
+            f"no published {protocol.published_name} scores of method {method!r}. Published methods: {', '.join(have)}; "
             "compare against one of them with --against-source SOURCE"
         )
     raise ReproduceError(
-        f"several published sources of {method!r} for {protocol.name} ({', '.join(sorted(of_method))}) and none is "
+        f"several published sources of {method!r} for {protocol.published_name} ({', '.join(sorted(of_method))}) and none is "
         f"listed in the protocol's reproduce.published_sources: choose one with --against-source"
     )
 
@@ -900,7 +900,7 @@ def cli_reproduce(argv: list[str]) -> int:
 
     ours = results.load_scores(usable_dirs)
     ours = ours[ours["task"].isin(tasks)]
-    entries = results.paper_tables(protocol=protocol.name, source=source)
+    entries = results.paper_tables(protocol=protocol.published_name, source=source)
     if len(entries):  # a paper's table entry (mean and spread): one summary verdict per task
         untrained_f = None
         if args.untrained_runs:
@@ -927,7 +927,7 @@ def cli_reproduce(argv: list[str]) -> int:
             args.json.write_text(json.dumps(out, indent=2))
             print(f"wrote {args.json}")
         return 0
-    published = results.published(method=None, protocol=protocol.name, source=source)
+    published = results.published(method=None, protocol=protocol.published_name, source=source)
     published = published[published["task"].isin(tasks)]
     untrained_runs = None
     if args.untrained_runs:

@@ -12,7 +12,8 @@ Owns
 
 Published protocol names are bare (`atari100k`), ours are versioned (`atari100k@1`). The link between the two is
 explicit: a protocol file names the published sources it reproduces in `reproduce.published_sources`
-(`protocol_sources(...)`), and the bare name of a versioned protocol is its `name`.
+(`protocol_sources(...)`), and the bare name of a versioned protocol is its `name`, or its
+`reproduce.published_name` where it states how one paper ran a benchmark (atari100k_twm@1 reads `atari100k`).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def paper_tables(
 
 def published_protocols() -> list[str]:
     """Bare protocol names of the shipped published curves (`atari100k`, `dmc_proprio`, ...), and the names of
-    protocols whose sources are filed under one of them (`reproduce.published_protocol`, e.g. `dmc_vision_planet`)."""
+    protocols whose sources are filed under one of them (`reproduce.published_name`, e.g. `dmc_vision_planet`)."""
     files = _published_files()
     return sorted({*files, *(name for name, filed in _published_aliases().items() if filed in files)})
 
@@ -179,12 +180,12 @@ def _published_files() -> list[str]:
 
 def _published_aliases() -> dict[str, str]:
     """Protocol name -> the published name its sources are filed under, for protocols that set
-    `reproduce.published_protocol` (latest version of each name)."""
+    `reproduce.published_name` (latest version of each name)."""
     out = {}
     for spec in dict.fromkeys(k.split("@")[0] for k in list_protocols()):
         p = load_protocol(spec)
-        if p.reproduce.published_protocol:
-            out[p.name] = p.reproduce.published_protocol
+        if p.reproduce.published_name:
+            out[p.name] = p.reproduce.published_name
     return out
 
 
@@ -214,9 +215,10 @@ def published(
             p = load_protocol(spec)
             listed = set(p.reproduce.published_sources)
             if not listed:
-                raise ResultsError(f"protocol {p.id} lists no reproduce.published_sources; use the bare name {p.name!r}")
+                raise ResultsError(
+                    f"protocol {p.id} lists no reproduce.published_sources; use the bare name {p.published_name!r}")
             sources = listed if sources is None else sources & listed
-            spec = p.name
+            spec = p.name  # filed under another name (reproduce.published_name): read through its alias below
         if spec not in available:
             raise ResultsError(f"no published data for protocol {spec!r}.{_suggest(spec, available)} "
                                f"Published: {', '.join(available)}")
@@ -509,7 +511,7 @@ def final_score(episodes: pd.DataFrame, protocol: str | Protocol, *, budget: flo
 
 
 def _check_protocol_rows(table: pd.DataFrame, p: Protocol) -> None:
-    bad = np.flatnonzero(~table["protocol"].isin([p.id, p.name]).to_numpy())
+    bad = np.flatnonzero(~table["protocol"].isin([p.id, p.name, p.published_name]).to_numpy())
     if len(bad):
         found = sorted(table["protocol"].iloc[bad].unique())
         raise ResultsError(f"rows {_rows(table.index[bad])} belong to protocol(s) {found}, not {p.id}; select one protocol")
@@ -581,8 +583,14 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
     `scoring` names the measurement behind each final: the protocol's rule (`scoring_label`) for finals computed from
     a curve, by us or by the data collection from the source's full-resolution log (a `final` row of a run that also
     ships a curve); `authors_eval` for per-run finals published without a curve (the authors' own end-of-training
-    evaluation: TWM, IRIS, STORM, DIAMOND, ...); `publisher_mean` for `final_mean` rows. Finals of different
-    `scoring` are different measurements and are never compared as one (`reproduce`, `report`).
+    evaluation: TWM, IRIS, STORM, DIAMOND, ...), except where the protocol scores by `eval_mean` and lists the
+    source in `reproduce.published_sources`: that protocol states the authors' evaluation as its own rule
+    (atari100k_twm@1: TWM's 100 final evaluation episodes), so those finals carry its label; under a protocol that
+    reads another benchmark's data (`reproduce.published_name`), the rule applied to the curve of a source it does
+    not list is labelled `<rule> over a curve of other rules` (that curve was recorded under the benchmark's other
+    rules: DreamerV3's atari100k training returns are no TWM evaluation games); `publisher_mean` for
+    `final_mean` rows. Finals of different `scoring` are different measurements and are never compared as one
+    (`reproduce`, `report`).
 
     `reached` is the last curve point of the run (NaN without a curve) and `complete` says whether it reaches
     `completion_threshold` of the budget (True without a curve: nothing says otherwise). Incomplete runs are kept here and
@@ -628,9 +636,13 @@ def final_scores(table: pd.DataFrame, protocol: str | Protocol, *, budget: float
     out["reached"] = reached.reindex(out.index).to_numpy(dtype=float)
     has_curve = np.isfinite(out["reached"].to_numpy())
     out["complete"] = ~has_curve | (out["reached"].to_numpy() >= completion_threshold(p, limit))
+    listed = out.index.get_level_values("source").isin(p.reproduce.published_sources)
+    own_rule = listed & (p.score.rule == "eval_mean")
+    rule_label = np.where(listed | (p.published_name == p.name) | out.index.get_level_values("source").str.startswith(
+        "wmbench:"), scoring_label(p), f"{scoring_label(p)} over a curve of other rules")
     out["scoring"] = np.where(
         out["basis"] == "final_mean", PUBLISHER_MEAN,
-        np.where((out["basis"] == "final") & ~has_curve, AUTHORS_EVAL, scoring_label(p)),
+        np.where((out["basis"] == "final") & ~has_curve & ~own_rule, AUTHORS_EVAL, rule_label),
     )
     out = out.reset_index()
     return out[["method", "task", "seed", "final", "source", "basis", "scoring", "reached", "complete"]].sort_values(
@@ -775,7 +787,7 @@ def validate(table: pd.DataFrame, protocol: str | Protocol | None = None, *, at_
         except ProtocolError as e:
             errors.append(f"--protocol: {e}")
             return out
-        bad = table.index[~table["protocol"].isin([p.id, p.name])]
+        bad = table.index[~table["protocol"].isin([p.id, p.name, p.published_name])]
         if len(bad):
             errors.append(f"protocol: rows of {sorted(set(table.loc[bad, 'protocol'].astype(str)))} while validating "
                           f"against {p.id} (lines {_rows(bad)})")
@@ -793,7 +805,7 @@ def validate(table: pd.DataFrame, protocol: str | Protocol | None = None, *, at_
             return out
     out.protocol = p
 
-    rows = table[table["protocol"].isin([p.id, p.name])]
+    rows = table[table["protocol"].isin([p.id, p.name, p.published_name])]
     unknown = sorted(set(rows["task"].astype(str)) - set(p.tasks))
     for t in unknown:
         errors.append(f"task {t!r} is not a task of {p.id}.{_suggest(t, p.tasks)} (lines {_rows(rows.index[rows.task == t])})")

@@ -882,6 +882,9 @@ def _run_locked(
             while True:
                 action, state = agent.policy(_batch(obs), state, "eval")
                 if obs["is_last"]:
+                    if eval_env.episode_info.get("score_continues"):
+                        obs, state = eval_env.reset(), None  # a lost life: the game and its score go on
+                        continue
                     break
                 obs = eval_env.step(np.asarray(action)[0])
                 ret += float(obs["reward"])
@@ -965,6 +968,13 @@ def _run_locked(
                 action = np.asarray(action)[0]
                 replay.add({**obs, "action": action})
                 recorder.frame(obs)
+                if obs["is_last"] and env.episode_info.get("score_continues"):
+                    # The episode ended, the scored game goes on (Atari `episodic_lives`: a lost life; docs/contracts.md):
+                    # no score row, no evaluation, no checkpoint until the game ends (a resume restarts at a game).
+                    if step >= budget:
+                        break
+                    obs, state = env.reset(), None
+                    continue
                 if obs["is_last"]:
                     counters["train_episodes"] += 1
                     counters["last_return"] = ret
