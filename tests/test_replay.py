@@ -497,7 +497,8 @@ def test_the_rings_large_arrays_use_small_pages_and_small_ones_are_left_alone():
     r.add({**make_step(0), "image": np.zeros((64, 64, 3), np.uint8)})
     image = r._data["image"]
     assert image.nbytes >= 4 << 20
-    assert "nh" in _vm_flags(image.ctypes.data)  # MADV_NOHUGEPAGE: numpy had asked for huge pages ("hg")
-    assert "nh" in _vm_flags(image.ctypes.data + image.nbytes - 1)
+    first, last = _vm_flags(image.ctypes.data), _vm_flags(image.ctypes.data + image.nbytes - 1)
+    assert "nh" in first and "nh" in last, (first, last)  # MADV_NOHUGEPAGE (numpy had asked for huge pages: "hg")
     plain = np.zeros(image.shape, image.dtype)  # what numpy does by itself, for comparison
-    assert "nh" not in _vm_flags(plain.ctypes.data)
+    flags = _vm_flags(plain.ctypes.data)
+    assert "nh" not in flags, flags
