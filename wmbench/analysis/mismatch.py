@@ -103,7 +103,8 @@ class MismatchConfig:
     # value_finetune x epochs of value equivalence at value_lr); "scratch" = value equivalence only (first version).
     value_init: str = "nll"
     value_finetune: float = 0.5
-    value_lr: float = 1e-3
+    value_lr: float = 1e-4
+    value_nll_coef: float = 1.0  # weight of a one-step NLL term kept in the value loss (0: pure value equivalence)
     # Value-gradient weighting (VaGraM): the value function fitted to the data's discounted returns.
     vagram_value_epochs: int = 30
     # Lambert et al. Sec. 5 re-weighting.
@@ -191,19 +192,17 @@ def value_gradients(value_fn: Callable[[torch.Tensor], torch.Tensor], states: to
     return grad.detach()
 
 
-def fit_value_function(
-    data: Trajectories, cfg: MismatchConfig, rng: np.random.Generator
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """V(s) ~ the data's discounted return from s (gamma = cfg.gamma; one-step episodes: the reward on arrival
-    there, i.e. V of the next state ~ its reward), a small MLP on the state features fitted by MSE. VaGraM uses
-    the agent's critic; the planner here has none, so the behaviour data's own return stands in for it."""
-    returns = np.stack([discounted_returns(r, cfg.gamma) for r in data.rewards])  # [N, T] from states 0..T-1
-    states = data.states[:, :-1].reshape(-1, data.states.shape[-1])
-    if data.states.shape[1] == 2:  # one-step episodes: regress V(s') on r(s') so the gradient is taken at s'
+def fit_value_head(head: nn.Module, data: Trajectories, cfg: MismatchConfig, rng: np.random.Generator) -> nn.Module:
+    """Regress `head` (state features -> V) on the data's discounted returns from its real states (gamma =
+    cfg.gamma; one-step episodes: V of the next state on the reward received there, so that the gradient is
+    taken where VaGraM takes it), MSE, Adam at cfg.lr for cfg.vagram_value_epochs passes."""
+    if data.states.shape[1] == 2:
         states, returns = data.states[:, 1], data.rewards
-    x = torch.as_tensor(states, dtype=torch.float32)
+    else:
+        returns = np.stack([discounted_returns(r, cfg.gamma) for r in data.rewards])  # from states 0..T-1
+        states = data.states[:, :-1]
+    x = torch.as_tensor(states.reshape(-1, states.shape[-1]), dtype=torch.float32)
     y = torch.as_tensor(returns.reshape(-1), dtype=torch.float32)
-    head = make_value_head(cfg)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     for _ in range(cfg.vagram_value_epochs):
         order = torch.as_tensor(rng.permutation(len(x)))
@@ -213,6 +212,16 @@ def fit_value_function(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    return head
+
+
+def fit_value_function(
+    data: Trajectories, cfg: MismatchConfig, rng: np.random.Generator
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """V(s) for VaGraM: a small MLP on the state features fitted to the data's discounted returns
+    (`fit_value_head`). VaGraM uses the agent's critic; the planner here has none, so the behaviour data's own
+    return stands in for it. Frozen: the model's loss does not train it."""
+    head = fit_value_head(make_value_head(cfg), data, cfg, rng)
     for p in head.parameters():
         p.requires_grad_(False)
     return lambda s: head(features(s)).squeeze(-1)
@@ -472,6 +481,7 @@ def _windows(data: Trajectories, k: int, gamma: float) -> dict[str, torch.Tensor
     f = lambda x: torch.as_tensor(x, dtype=torch.float32)  # noqa: E731
     return {
         "start": f(data.states[n_idx, t_idx[:, 0]]),
+        "next": f(data.states[n_idx, t_idx[:, 1]]),
         "actions": f(data.actions[n_idx[:, None], t_idx[:, :-1]]),
         "rewards": f(data.rewards[n_idx[:, None], t_idx[:, :-1]]),
         "returns": f(ret[n_idx[:, None], t_idx]),
@@ -501,6 +511,8 @@ def train(
         # Start from the NLL solution, then fine-tune for value equivalence (the epoch count of the fine-tune is
         # value_finetune x the NLL epochs; per-epoch callbacks count both phases).
         train(model, None, data, "nll", cfg, epochs, rng, on_epoch=on_epoch)
+        # A fresh value head's errors would flow into the dynamics as noise: fit it on the real states first.
+        fit_value_head(value_head, data, cfg, rng)
         tuned = replace(cfg, value_init="scratch", lr=cfg.value_lr)
         offset = epochs
         train(model, value_head, data, "value", tuned, max(1, round(cfg.value_finetune * epochs)), rng,
@@ -525,6 +537,10 @@ def train(
                 pred_rewards = reward_of(states[:, :-1], w["actions"], states[:, 1:])
                 pred_values = value_head(features(states)).squeeze(-1)
                 loss = value_equivalence_loss(pred_rewards, w["rewards"], pred_values, w["returns"], cfg.value_coef)
+                if cfg.value_nll_coef > 0:  # keep the one-step likelihood of each window's first transition
+                    mean, logvar = model(torch.cat([features(w["start"]), w["actions"][:, 0]], -1).unsqueeze(0))
+                    target = (w["next"] - w["start"] - model.out_mean) / model.out_std
+                    loss = loss + cfg.value_nll_coef * gaussian_nll(mean[0], logvar[0], target)
             elif objective == "vagram":
                 mean, logvar = model(x[idx].unsqueeze(0))
                 target = (y[idx] - model.out_mean) / model.out_std
