@@ -326,6 +326,9 @@ def test_local_backend_gives_the_inline_records(tmp_path):
 def test_cli_errors_name_the_fix(tmp_path):
     with pytest.raises(WmbenchError, match="choose from pets_expert,pets_onpolicy,grid_lattice,expert,onpolicy,grid"):
         cli_analyze(["mismatch", "--datasets", "expert,pixels", "--out", str(tmp_path)])
+    with pytest.raises(WmbenchError, match="--attack-dataset 'grid' is not among --datasets pets_expert"):
+        cli_analyze(["mismatch", "--datasets", "pets_expert", "--attack", "--attack-dataset", "grid",
+                     "--out", str(tmp_path)])
     with pytest.raises(WmbenchError, match="KEY one of"):
         cli_analyze(["mismatch", "--set", "nope=1", "--out", str(tmp_path)])
     with pytest.raises(WmbenchError, match="usage: wmbench analyze"):

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attack", action="store_true",
                    help="also run the CMA-ES adversarial attack (on the expert data: pets_expert, or legacy expert)")
     p.add_argument("--attack-generations", type=int, default=6)
+    p.add_argument("--attack-dataset", default=None,
+                   help="dataset whose best stored NLL model is attacked (default: the expert kind)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the correlation CIs")
     p.add_argument("--quick", action="store_true", help="tiny config (short episodes, small search): smoke tests")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and figures from DIR")
@@ -92,6 +94,8 @@ def cli_analyze(argv: list[str]) -> int:
             raise WmbenchError(f"--models must be >= 1, got {args.models}")
         datasets = _csv(args.datasets, mm.DATASETS, "--datasets")
         objectives = _csv(args.objectives, mm.OBJECTIVES, "--objectives")
+        if args.attack_dataset is not None and args.attack_dataset not in datasets:
+            raise WmbenchError(f"--attack-dataset {args.attack_dataset!r} is not among --datasets {','.join(datasets)}")
         started = time.perf_counter()
         spec = mm.Spec(config_from(args), args.seed, str(out))
         mm.write_spec(spec)
@@ -101,7 +105,7 @@ def cli_analyze(argv: list[str]) -> int:
         tasks += [(f"{d}.{o}.curve", args.curves) for d in datasets for o in objectives if args.curves > 0]
         mm.run_jobs(spec, tasks, args.backend, args.workers, args.chunk)
         if args.attack:
-            result = mm.adversarial_attack(spec, expert, generations=args.attack_generations)
+            result = mm.adversarial_attack(spec, args.attack_dataset or expert, generations=args.attack_generations)
             (out / "attack.json").write_text(json.dumps(result, indent=1))
         print(f"models done in {time.perf_counter() - started:.0f} s")
     table = mm.write_report(out, args.reps, args.seed)
