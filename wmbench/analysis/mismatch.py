@@ -19,15 +19,22 @@ Objectives (plain loss functions below, each checked by hand in tests/test_misma
   plus the squared error of a value head's predictions against the data's discounted returns; no observation loss.
   Predicted rewards come from the task's *known reward function* applied to predicted states (no reward head, so
   the planner, which also uses the known reward, sees exactly what was trained); the value head is a small MLP on
-  the predicted state's features, trained jointly and unused by the planner. `value_equivalence_loss`.
+  the predicted state's features, trained jointly and unused by the planner. `value_equivalence_loss`. By default
+  (`value_init = "nll"`) the model starts from the NLL solution, its value head is first fitted to the real
+  returns, and the fine-tune keeps a one-step NLL term (`value_nll_coef`) at a small step (`value_lr`); measured
+  in docs/mismatch.md.
 - `weighted`: Lambert et al. Sec. 5's re-weighting: each transition's NLL term is weighted by how close its state is
   to the expert trajectory (`expert_distance_weights`; our kernel: floor + (1 - floor) exp(-d^2 / (2 tau^2)) of the
   feature-space distance d to the nearest expert state, normalised to mean 1), `gaussian_nll` with weights.
+- `vagram`: Voelcker et al. (ICLR 2022)'s value-gradient-weighted loss, diagonal form: sum_d (dV/ds'_d (s_hat_d -
+  s'_d))^2 with V fitted to the data's returns (`value_gradient_weighted_loss`, `fit_value_function`); the
+  variance is fitted by NLL around the VaGraM mean held fixed.
 
-Data kinds (Lambert et al. Sec. 4.1): `expert` (episodes of CEM-MPC with the true dynamics), `onpolicy` (all
-episodes of a PETS-style loop: one random episode, then model-based CEM episodes, the model retrained on all data
-before each, PETS Alg. 1), `grid` (state-action pairs drawn uniformly over a box covering the swing-up, one step
-each). Each model is a pure function of (spec, dataset, objective, model id): the seed, epoch count and data subset
+Data kinds (Lambert et al. Sec. 4.1, our reading in docs/mismatch.md): one PETS run (`collect_pets_run`: ensemble,
+TS-inf, CEM; PETS Alg. 1) gives `pets_onpolicy` (all its episodes) and `pets_expert` (its last episodes, the
+converged policy); `grid_lattice` is a regular state-action lattice stepped once each (`collect_lattice`). The
+first version's kinds stay selectable for its stored outputs: `expert` (CEM-MPC with the true dynamics),
+`onpolicy` (a one-member PETS-style loop), `grid` (uniform random over a wide box). Each model is a pure function of (spec, dataset, objective, model id): the seed, epoch count and data subset
 are derived from them, so local, Ray and in-process runs give identical tables.
 """
 
