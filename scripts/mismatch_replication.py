@@ -2,7 +2,7 @@
 
 Steps (each a `wmbench analyze mismatch` call on the same --out, so every finished model is kept and later steps
 resume the earlier ones): (1) NLL models on the three data kinds + one per-epoch curve each, (2) value-equivalent
-and expert-weighted models, (3) the CMA-ES adversarial attack, (4) grow the NLL study towards --max-models until
+and expert-weighted and value-gradient-weighted models, (3) the CMA-ES adversarial attack, (4) grow the NLL study towards --max-models until
 the budget is spent; then the report is rebuilt from every stored model.
 
     nice python scripts/mismatch_replication.py --out ~/.cache/wmbench/mismatch/cartpole --budget-min 55
@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-models", type=int, default=1000, help="NLL models per data kind step 4 grows towards")
     p.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget; step 4 is stopped at it")
     args = p.parse_args(argv)
-    common = ["--env", "cartpole", "--datasets", "expert,onpolicy,grid", "--backend", args.backend,
+    common = ["--env", "cartpole", "--datasets", "pets_expert,pets_onpolicy,grid_lattice", "--backend", args.backend,
               "--workers", str(args.workers), "--out", args.out, "--seed", str(args.seed)]
     steps = [
         ["--models", str(args.nll_models), "--objectives", "nll", "--curves", "1"],
-        ["--models", str(args.other_models), "--objectives", "value,weighted", "--curves", "0"],
+        ["--models", str(args.other_models), "--objectives", "value,weighted,vagram", "--curves", "0"],
         ["--models", str(args.nll_models), "--objectives", "nll", "--curves", "1", "--attack",
          "--attack-generations", "4"],
         ["--models", str(args.max_models), "--objectives", "nll", "--curves", "1"],

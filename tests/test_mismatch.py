@@ -117,6 +117,102 @@ def test_grid_data_follows_the_true_dynamics():
     np.testing.assert_allclose(data.rewards[:, 0], cartpole_reward(s2))
 
 
+def test_lattice_is_a_regular_grid_over_the_stated_box():
+    cfg = mm.MismatchConfig(lattice_points=3)
+    data = mm.collect_lattice(cfg)
+    s, a, s2 = data.transitions()
+    sa = np.concatenate([s, a], 1)
+    assert len(sa) == 3**5 and len(np.unique(sa, axis=0)) == 3**5  # every lattice point once
+    width = mm.LATTICE_HIGH - mm.LATTICE_LOW
+    for d in range(5):
+        values = np.unique(sa[:, d])
+        # three cell centres: low + (1/6, 3/6, 5/6) x width, equally spaced, inside the box
+        np.testing.assert_allclose(values, mm.LATTICE_LOW[d] + np.array([1, 3, 5]) / 6 * width[d])
+    np.testing.assert_allclose(mm.LATTICE_HIGH[2] - mm.LATTICE_LOW[2], 2 * np.pi)  # one turn of the pole
+    np.testing.assert_allclose(s2, cartpole_step(s, a[:, 0] * 10.0))
+    np.testing.assert_allclose(data.rewards[:, 0], cartpole_reward(s2))
+    np.testing.assert_array_equal(mm.collect_lattice(cfg).states, data.states)  # no randomness
+    with pytest.raises(WmbenchError, match="lattice_points=1"):
+        mm.collect_lattice(mm.MismatchConfig(lattice_points=1))
+
+
+def test_pets_kinds_are_all_of_one_pets_run_and_its_last_episodes():
+    run = mm.Trajectories(np.arange(5.0)[:, None, None] * np.ones((5, 3, 4)), np.zeros((5, 2, 1)), np.zeros((5, 2)))
+    kinds = mm.pets_datasets(run, mm.MismatchConfig(pets_episodes=5, pets_expert_episodes=2))
+    assert kinds["pets_onpolicy"] is run
+    np.testing.assert_array_equal(kinds["pets_expert"].states[:, 0, 0], [3.0, 4.0])  # the last two episodes
+    with pytest.raises(WmbenchError, match="pets_expert_episodes=5"):
+        mm.pets_datasets(run, mm.MismatchConfig(pets_episodes=5, pets_expert_episodes=5))
+
+
+def test_pets_run_plans_with_a_ts_inf_ensemble_retrained_after_each_episode(monkeypatch):
+    # The on-policy data must come from PETS (Chua et al. 2018): an ensemble of pets_members probabilistic
+    # models, TS-inf particle propagation, retrained on all data after every episode; the first episode random.
+    cfg = replace(mm.MismatchConfig(), **{**QUICK, "episode_steps": 5, "pets_episodes": 3, "pets_members": 3,
+                                          "pets_particles": 3})
+    calls, fits = [], []
+    real_propagate, real_fit = mm.propagate, mm.train_ensemble
+
+    def spy_propagate(model, *args, **kwargs):
+        calls.append((model.members, kwargs["mode"], kwargs["particles"]))
+        return real_propagate(model, *args, **kwargs)
+
+    def spy_fit(model, optimizer, inputs, *args, **kwargs):
+        fits.append(len(inputs))
+        return real_fit(model, optimizer, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(mm, "propagate", spy_propagate)
+    monkeypatch.setattr(mm, "train_ensemble", spy_fit)
+    run = mm.collect_pets_run(cfg, seed=1, progress=lambda _: None)
+    assert run.states.shape == (3, 6, 4)
+    assert fits == [5, 10]  # after episode 1 on its 5 steps, after episode 2 on all 10
+    assert set(calls) == {(3, "tsinf", 3)} and len(calls) == 2 * 5 * cfg.iterations  # 2 planned episodes
+    assert np.all(np.abs(run.actions) <= 1.0)
+    again = mm.collect_pets_run(cfg, seed=1, progress=lambda _: None)
+    np.testing.assert_array_equal(again.actions, run.actions)  # deterministic in (cfg, seed)
+
+
+# ---------------------------------------------------------------- value-gradient weighting (VaGraM)
+
+
+def test_value_gradient_weighted_loss_by_hand():
+    # dV/ds' = (1, 2), errors (3, 1): (1 x 3)^2 + (2 x 1)^2 = 13; a second sample with zero gradient costs 0.
+    pred, target = torch.tensor([[3.0, 1.0], [5.0, 5.0]]), torch.zeros(2, 2)
+    grad = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    assert float(mm.value_gradient_weighted_loss(pred[:1], target[:1], grad[:1])) == pytest.approx(13.0)
+    assert float(mm.value_gradient_weighted_loss(pred, target, grad)) == pytest.approx(13.0 / 2)
+    # Errors along a dimension the value does not depend on are free: the loss ignores dimension 0 here.
+    assert float(mm.value_gradient_weighted_loss(torch.tensor([[7.0, 0.0]]), torch.zeros(1, 2),
+                                                 torch.tensor([[0.0, 3.0]]))) == 0.0
+
+
+def test_value_gradients_by_hand():
+    w = torch.tensor([1.0, -2.0, 0.5, 0.0])
+    states = torch.randn(3, 4)
+    torch.testing.assert_close(mm.value_gradients(lambda s: s @ w, states), w.expand(3, 4))
+    # V = x^2 + theta_dot: dV/dx = 2x, dV/dtheta_dot = 1
+    grad = mm.value_gradients(lambda s: s[:, 0] ** 2 + s[:, 3], states)
+    torch.testing.assert_close(grad, torch.stack([2 * states[:, 0], torch.zeros(3), torch.zeros(3), torch.ones(3)], 1))
+
+
+def test_value_from_the_nll_solution_starts_at_the_nll_model():
+    # value_init = nll trains the NLL model first; with a zero fine-tuning step size the result is that model.
+    cfg = replace(mm.MismatchConfig(), hidden=8, batch_size=16, unroll=2, value_lr=0.0)
+    rng = np.random.default_rng(0)
+    data = mm.Trajectories(rng.normal(size=(3, 6, 4)), rng.uniform(-1, 1, (3, 5, 1)), rng.uniform(0, 1, (3, 5)))
+    nll = mm.make_model(cfg, 4)
+    mm.train(nll, None, data, "nll", cfg, 3, np.random.default_rng(1))
+    value = mm.make_model(cfg, 4)
+    torch.manual_seed(0)
+    mm.train(value, mm.make_value_head(cfg), data, "value", cfg, 3, np.random.default_rng(1))
+    for a, b in zip(nll.parameters(), value.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    # ... and a non-zero fine-tuning step moves it.
+    moved = mm.make_model(cfg, 4)
+    mm.train(moved, mm.make_value_head(cfg), data, "value", replace(cfg, value_lr=1e-2), 3, np.random.default_rng(1))
+    assert not torch.allclose(moved.layers[-1].weight, nll.layers[-1].weight)
+
+
 # ---------------------------------------------------------------- correlations
 
 
@@ -170,32 +266,35 @@ TINY = ["--quick", "--set", "episode_steps=8", "--set", "expert_episodes=2", "--
 
 def test_end_to_end_inline(tmp_path, capsys):
     out = tmp_path / "mm"
-    argv = ["mismatch", "--models", "3", "--datasets", "expert,grid", "--objectives", "nll,value,weighted",
+    argv = ["mismatch", "--models", "3", "--datasets", "pets_expert,grid_lattice", "--objectives",
+            "nll,value,weighted,vagram",
             "--backend", "inline", "--curves", "1", "--out", str(out), *TINY]
     assert cli_analyze(argv) == 0
     models = pd.read_csv(out / "models.csv")
-    assert len(models) == 2 * 3 * 3
-    assert set(models.objective) == {"nll", "value", "weighted"} and set(models.dataset) == {"expert", "grid"}
+    assert len(models) == 2 * 4 * 3
+    assert set(models.objective) == {"nll", "value", "weighted", "vagram"}
+    assert set(models.dataset) == {"pets_expert", "grid_lattice"}
     assert np.isfinite(models[["nll", "reward"]]).all().all()
     assert models.reward.between(0, 8).all()  # at most 1 per step, 8 steps
     assert models.epochs.between(1, 3).all() and models.epochs.nunique() > 1  # models differ in training
     table = pd.read_csv(out / "correlations.csv")
-    assert len(table) == 6 and {"pearson", "pearson_low", "spearman_high"} <= set(table.columns)
+    assert len(table) == 8 and {"pearson", "pearson_low", "spearman_high"} <= set(table.columns)
     epochs = pd.read_csv(out / "epochs.csv")
-    assert set(epochs.epoch) <= {1, 2, 3} and len(epochs) >= 6
-    for name in ("correlations.md", "correlations.png", "curves_reward.png", "scatter_grid_value.png"):
+    # value models fine-tune after their NLL epochs: their curves run up to 3 + round(0.5 x 3) = 5
+    assert set(epochs.epoch) <= {1, 2, 3, 4, 5} and len(epochs) >= 8
+    for name in ("correlations.md", "correlations.png", "curves_reward.png", "scatter_grid_lattice_vagram.png"):
         assert (out / name).stat().st_size > 0
     # Re-running finds every record: nothing is retrained, the table is the same.
     before = (out / "models.csv").read_text()
-    record = out / "models" / "grid.nll" / "000000.json"
+    record = out / "models" / "grid_lattice.nll" / "000000.json"
     mtime = record.stat().st_mtime_ns
     assert cli_analyze(argv) == 0
     assert record.stat().st_mtime_ns == mtime and (out / "models.csv").read_text() == before
     # The attack rebuilds the stored model with the best reward exactly (same NLL and reward as its record) and
     # only accepts perturbations within the NLL tolerance.
     spec = mm.Spec.load(out / "spec.json")
-    attack = mm.adversarial_attack(spec, "expert", dim=4, popsize=4, generations=1, progress=lambda _: None)
-    stored = models[(models.dataset == "expert") & (models.objective == "nll")].set_index("model_id")
+    attack = mm.adversarial_attack(spec, "pets_expert", dim=4, popsize=4, generations=1, progress=lambda _: None)
+    stored = models[(models.dataset == "pets_expert") & (models.objective == "nll")].set_index("model_id")
     assert attack["model_id"] == stored.reward.idxmax()
     assert attack["reward_before"] == pytest.approx(stored.reward.max(), abs=1e-9)
     assert attack["nll_before"] == pytest.approx(stored.loc[attack["model_id"], "nll"], abs=1e-6)
@@ -225,12 +324,17 @@ def test_local_backend_gives_the_inline_records(tmp_path):
 
 
 def test_cli_errors_name_the_fix(tmp_path):
-    with pytest.raises(WmbenchError, match="choose from expert,onpolicy,grid"):
+    with pytest.raises(WmbenchError, match="choose from pets_expert,pets_onpolicy,grid_lattice,expert,onpolicy,grid"):
         cli_analyze(["mismatch", "--datasets", "expert,pixels", "--out", str(tmp_path)])
+    with pytest.raises(WmbenchError, match="--attack-dataset 'grid' is not among --datasets pets_expert"):
+        cli_analyze(["mismatch", "--datasets", "pets_expert", "--attack", "--attack-dataset", "grid",
+                     "--out", str(tmp_path)])
     with pytest.raises(WmbenchError, match="KEY one of"):
         cli_analyze(["mismatch", "--set", "nope=1", "--out", str(tmp_path)])
     with pytest.raises(WmbenchError, match="usage: wmbench analyze"):
         cli_analyze(["nothing"])
     with pytest.raises(WmbenchError, match="no model records"):
         cli_analyze(["mismatch", "--report-only", "--out", str(tmp_path)])
-    assert json.loads(json.dumps(mm.PAPER_CARTPOLE)) == {"expert": 0.59, "onpolicy": 0.34, "grid": -0.06}
+    assert {k: mm.PAPER_CARTPOLE[k] for k in mm.PAPER_DATASETS} == {"pets_expert": 0.59, "pets_onpolicy": 0.34,
+                                                                    "grid_lattice": -0.06}
+    assert json.loads(json.dumps(mm.PAPER_CARTPOLE))["grid"] == -0.06

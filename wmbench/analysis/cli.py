@@ -21,7 +21,9 @@ ANALYSES = ("mismatch",)
 # A tiny configuration for smoke tests and CI (seconds, not hours): short episodes, small search, little data.
 QUICK = {"hidden": 32, "max_epochs": 4, "horizon": 5, "population": 16, "elites": 4, "iterations": 2,
          "episode_steps": 12, "expert_episodes": 3, "expert_horizon": 6, "expert_population": 24,
-         "onpolicy_episodes": 3, "grid_points": 200, "unroll": 3, "curve_every": 1}
+         "onpolicy_episodes": 3, "grid_points": 200, "unroll": 3, "curve_every": 1,
+         "pets_episodes": 4, "pets_expert_episodes": 2, "pets_members": 2, "pets_particles": 2, "pets_epochs": 2,
+         "lattice_points": 3, "vagram_value_epochs": 3}
 
 
 def _csv(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
@@ -33,12 +35,13 @@ def _csv(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from wmbench.analysis.mismatch import DATASETS, OBJECTIVES
+    from wmbench.analysis.mismatch import DATASETS, OBJECTIVES, PAPER_DATASETS
 
     p = argparse.ArgumentParser(prog="wmbench analyze mismatch", description=__doc__.split("\n\n")[1])
     p.add_argument("--env", default="cartpole")
     p.add_argument("--models", type=int, default=200, help="models per dataset and objective")
-    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--datasets", default=",".join(PAPER_DATASETS),
+                   help=f"comma-separated, of {','.join(DATASETS)} (the last three: the first version's kinds)")
     p.add_argument("--objectives", default="nll", help=f"comma-separated, of {','.join(OBJECTIVES)}")
     p.add_argument("--backend", default="local", choices=("local", "ray", "inline"))
     p.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))))
@@ -46,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(Path.home() / ".cache" / "wmbench" / "mismatch"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--curves", type=int, default=2, help="models per dataset and objective evaluated every epoch")
-    p.add_argument("--attack", action="store_true", help="also run the CMA-ES adversarial attack (expert data)")
+    p.add_argument("--attack", action="store_true",
+                   help="also run the CMA-ES adversarial attack (on the expert data: pets_expert, or legacy expert)")
     p.add_argument("--attack-generations", type=int, default=6)
+    p.add_argument("--attack-dataset", default=None,
+                   help="dataset whose best stored NLL model is attacked (default: the expert kind)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the correlation CIs")
     p.add_argument("--quick", action="store_true", help="tiny config (short episodes, small search): smoke tests")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and figures from DIR")
@@ -88,15 +94,18 @@ def cli_analyze(argv: list[str]) -> int:
             raise WmbenchError(f"--models must be >= 1, got {args.models}")
         datasets = _csv(args.datasets, mm.DATASETS, "--datasets")
         objectives = _csv(args.objectives, mm.OBJECTIVES, "--objectives")
+        if args.attack_dataset is not None and args.attack_dataset not in datasets:
+            raise WmbenchError(f"--attack-dataset {args.attack_dataset!r} is not among --datasets {','.join(datasets)}")
         started = time.perf_counter()
         spec = mm.Spec(config_from(args), args.seed, str(out))
         mm.write_spec(spec)
         spec = mm.prepare_data(spec, datasets, with_expert="weighted" in objectives or args.attack)
+        expert = mm.expert_kind(datasets)
         tasks = [(f"{d}.{o}", args.models) for d in datasets for o in objectives]
         tasks += [(f"{d}.{o}.curve", args.curves) for d in datasets for o in objectives if args.curves > 0]
         mm.run_jobs(spec, tasks, args.backend, args.workers, args.chunk)
         if args.attack:
-            result = mm.adversarial_attack(spec, generations=args.attack_generations)
+            result = mm.adversarial_attack(spec, args.attack_dataset or expert, generations=args.attack_generations)
             (out / "attack.json").write_text(json.dumps(result, indent=1))
         print(f"models done in {time.perf_counter() - started:.0f} s")
     table = mm.write_report(out, args.reps, args.seed)
