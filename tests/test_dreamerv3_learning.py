@@ -17,8 +17,7 @@ Run with: pytest -m slow tests/test_dreamerv3_learning.py
 
 import pytest
 
-from wmbench.runner import run
-from wmbench.testing import run_returns
+from wmbench.testing import assert_learns
 
 LEARNING = [
     "preset=tiny", "batch_size=16", "batch_length=32", "train_ratio=512",
@@ -28,10 +27,5 @@ LEARNING = [
 
 @pytest.mark.slow
 def test_dreamerv3_learns_fake_vector_task(tmp_path):
-    result = run("dreamerv3", "fake@1", "vector_discrete", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
-    assert result.status == "finished"
-    train, final = run_returns(result.run_dir)
-    print("train returns:", [round(x, 1) for x in train])
-    print("final greedy returns:", final, "protocol score:", result.final_score)
-    assert result.final_score >= 30.0, f"protocol score {result.final_score} < 30 (random: 14-21)"
-    assert sum(final) / len(final) >= 30.0, f"final greedy returns {final} average < 30 (random: 14-21)"
+    assert_learns("dreamerv3", "fake@1", "vector_discrete", tmp_path, LEARNING, at_least=30.0, random="14-21",
+                  final_label="final greedy returns")

@@ -46,3 +46,19 @@ def test_check_method_catches_a_nondeterministic_method(tmp_path):
     register("leaky_test_method", "wmbench.testing:_leaky")
     with pytest.raises(AssertionError, match="differ"):
         check_method("leaky_test_method", tmp_path, task="vector_discrete")
+
+
+
+def test_assert_learns_passes_a_run_above_the_threshold_and_names_the_shortfall_below_it(tmp_path):
+    from wmbench.testing import assert_learns
+
+    result = assert_learns("random", "fake@1", "vector_discrete", tmp_path / "a", [], at_least=-1.0, random="14-21")
+    assert result.status == "finished" and result.final_score >= -1.0
+    with pytest.raises(AssertionError, match=r"protocol score .* < 1000.0 \(random: 14-21\)"):
+        assert_learns("random", "fake@1", "vector_discrete", tmp_path / "b", [], at_least=1000.0, random="14-21")
+    # the last evaluation's mean is held to the same threshold unless final_too=False: on seed 3 (deterministic) random
+    # scores 19.3 as protocol score and 4.7 in its last evaluation, so 10 passes the one and fails the other
+    with pytest.raises(AssertionError, match=r"final evaluation returns .* average < 10"):
+        assert_learns("random", "fake@1", "vector_discrete", tmp_path / "c", [], at_least=10.0, random="-", seed=3)
+    assert_learns("random", "fake@1", "vector_discrete", tmp_path / "d", [], at_least=10.0, random="-", seed=3,
+                  final_too=False)

@@ -18,8 +18,7 @@ Run with: pytest -m slow tests/test_planet_learning.py
 
 import pytest
 
-from wmbench.runner import run
-from wmbench.testing import run_returns
+from wmbench.testing import assert_learns
 
 LEARNING = [
     "preset=tiny", "deter=64", "stoch=16", "hidden=64", "depth=16", "reward_units=64",
@@ -30,10 +29,4 @@ LEARNING = [
 
 @pytest.mark.slow
 def test_planet_learns_fake_image_task(tmp_path):
-    result = run("planet", "fake@1", "image_continuous", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
-    assert result.status == "finished"
-    train, final = run_returns(result.run_dir)
-    print("train returns:", [round(x, 1) for x in train])
-    print("final evaluation returns:", final, "protocol score:", result.final_score)
-    assert result.final_score >= 35.0, f"protocol score {result.final_score} < 35 (random: 19.7-29.1)"
-    assert sum(final) / len(final) >= 35.0, f"final evaluation returns {final} average < 35 (random: 19.7-29.1)"
+    assert_learns("planet", "fake@1", "image_continuous", tmp_path, LEARNING, at_least=35.0, random="19.7-29.1")

@@ -24,8 +24,7 @@ Run with: pytest -m slow tests/test_slac_learning.py
 
 import pytest
 
-from wmbench.runner import run
-from wmbench.testing import run_returns
+from wmbench.testing import assert_learns
 
 LEARNING = [
     "preset=tiny", "latent1=16", "latent2=32", "depth=8", "model_units=64", "units=64", "batch_size=32",
@@ -37,9 +36,5 @@ THRESHOLD = 33.0  # above the random policy's 19.7-29.1
 
 @pytest.mark.slow
 def test_slac_learns_fake_image_task(tmp_path):
-    result = run("slac", "fake@1", "image_continuous", 0, tmp_path, overrides=LEARNING, progress=False, threads=1)
-    assert result.status == "finished"
-    train, final = run_returns(result.run_dir)
-    print("train returns:", [round(x, 1) for x in train])
-    print("final evaluation returns:", final, "protocol score:", result.final_score)
-    assert result.final_score >= THRESHOLD, f"protocol score {result.final_score} < {THRESHOLD} (random: 19.7-29.1)"
+    assert_learns("slac", "fake@1", "image_continuous", tmp_path, LEARNING, at_least=THRESHOLD, random="19.7-29.1",
+                  final_too=False)
