@@ -279,18 +279,23 @@ def test_sigterm_marks_failed_and_releases_lock(tmp_path):
     script = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_runner; "
         f"from wmbench.runner import run; "
-        f"run('crashy', 'fake@1', {TASK!r}, 0, root={str(tmp_path)!r}, steps=20000, checkpoint_every=100, "
+        f"run('crashy', 'fake@1', {TASK!r}, 0, root={str(tmp_path)!r}, steps=10**7, checkpoint_every=100, "
         f"progress=False)"
     )
+    # a budget the run cannot finish before it is terminated, however long a loaded machine keeps this test waiting
+    # (with 20,000 steps the run once finished, exit code 0, between the first checkpoint and the SIGTERM)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    d = run_dir_for(tmp_path, PROTOCOL, TASK, "crashy", 0)
-    deadline = time.monotonic() + 60
-    while not (d / "checkpoint" / "state.pt").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    proc.terminate()
-    _, err = proc.communicate(timeout=30)
+    try:
+        d = run_dir_for(tmp_path, PROTOCOL, TASK, "crashy", 0)
+        deadline = time.monotonic() + 60
+        while not (d / "checkpoint" / "state.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert proc.returncode != 0 and b"Terminated" in err
     info = json.loads((d / "run.json").read_text())
     assert info["status"] == "failed" and "SIGTERM" in info["error"]
