@@ -17,8 +17,7 @@ Run with: pytest -m slow tests/test_director_learning.py
 
 import pytest
 
-from wmbench.runner import run
-from wmbench.testing import run_returns
+from wmbench.testing import assert_learns
 
 LEARNING = [
     "preset=tiny", "deter=64", "hidden=64", "stoch=8", "depth=8", "units=64", "layers=2", "goal_units=64",
@@ -30,11 +29,5 @@ LEARNING = [
 
 @pytest.mark.slow
 def test_director_learns_fake_image_task(tmp_path):
-    result = run(
-        "director", "fake@1", "image_continuous", 0, tmp_path, overrides=LEARNING, progress=False, threads=1
-    )
-    assert result.status == "finished"
-    train, final = run_returns(result.run_dir)
-    print("train returns:", [round(x, 1) for x in train])
-    print("final evaluation returns:", final, "protocol score:", result.final_score)
-    assert result.final_score >= 31.0, f"protocol score {result.final_score} < 31 (random: 19.7-29.1)"
+    assert_learns("director", "fake@1", "image_continuous", tmp_path, LEARNING, at_least=31.0, random="19.7-29.1",
+                  final_too=False)

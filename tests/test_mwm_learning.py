@@ -36,8 +36,7 @@ Run with: pytest -m slow tests/test_mwm_learning.py
 
 import pytest
 
-from wmbench.runner import run
-from wmbench.testing import run_returns
+from wmbench.testing import assert_learns
 
 LEARNING = [
     "preset=tiny", "mae_dim=32", "mae_decoder_dim=32", "wm_dim=32", "deter=64", "hidden=64", "stoch=8",
@@ -50,11 +49,5 @@ LEARNING = [
 
 @pytest.mark.slow
 def test_mwm_learns_fake_image_task(tmp_path):
-    result = run(
-        "mwm", "fake@1", "image_discrete", 0, tmp_path, overrides=LEARNING, progress=False, threads=1
-    )
-    assert result.status == "finished"
-    train, final = run_returns(result.run_dir)
-    print("train returns:", [round(x, 1) for x in train])
-    print("final evaluation returns:", final, "protocol score:", result.final_score)
-    assert result.final_score >= 30.0, f"protocol score {result.final_score} < 30 (random: 17.6-21.0)"
+    assert_learns("mwm", "fake@1", "image_discrete", tmp_path, LEARNING, at_least=30.0, random="17.6-21.0",
+                  final_too=False)
