@@ -214,10 +214,10 @@ class Replay:
 
     def _commit_ahead(self, slot: int) -> None:
         """Keep the pages of the next ~2 MiB of rows committed before the first pass over the ring writes them.
-        An untouched np.zeros page faults on its first write, and on this project's virtual machines the kernel's
-        zeroing of a fresh page is slow (the host backs it on first touch: ~25 us of system time per 64x64x3 frame,
-        benchmarks/env_overhead.py), so MADV_POPULATE_WRITE commits a range in one call, and with a run directory
-        the writer thread does it one range ahead of the write cursor: the env loop's thread does not wait for it.
+        An untouched np.zeros page faults on its first write, one trap per 4 KiB page; MADV_POPULATE_WRITE commits a
+        range in one call, and with a run directory the writer thread does it one range ahead of the write cursor,
+        off the env loop's thread. With the ring in 4 KiB pages (`_ring_zeros`) committing costs ~3-4 us of system
+        time per 64x64x3 frame here, and committing ahead or not measured the same in CPU time (docs/benchmarks.md).
         A row written before its commit has finished simply faults in as before. The replay stays lazily committed:
         it holds what it stored plus at most two ranges ahead."""
         rows = max(1, _COMMIT_BYTES // max(a[0].nbytes for a in self._data.values()))
