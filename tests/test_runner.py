@@ -317,3 +317,63 @@ register("numpy_state", "test_runner:NumpyState")
 def test_state_dict_that_weights_only_refuses_fails_at_first_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="weights_only"):
         run("numpy_state", PROTOCOL, TASK, 0, root=tmp_path, steps=200, checkpoint_every=50, progress=False)
+
+
+def _without_run_json(files: dict[str, bytes]) -> dict[str, bytes]:
+    """A run directory's files but run.json (its times) and the TensorBoard events (derived, rebuilt on resume)."""
+    return {k: v for k, v in files.items() if k != "run.json" and not k.startswith("tensorboard/")}
+
+
+def test_pause_at_stops_at_an_episode_end_and_resumes_to_identical_logs(tmp_path):
+    ref = go(tmp_path / "ref")
+    paused = go(tmp_path / "slices", pause_at=150)
+    d = paused.run_dir
+    info = json.loads((d / "run.json").read_text())
+    assert paused.status == "paused" and paused.final_score is None
+    assert info["status"] == "paused" and "final_score" not in info and info["finished"] is None
+    # The pause comes at the first training episode end at or after agent step 150, and the checkpoint is there.
+    train = [r for r in csv.DictReader((d / "scores.csv").open()) if r["phase"] == "train"]
+    ends = [int(r["env_step"]) // 2 for r in train]  # fake@1 repeats each action twice
+    assert info["paused_at"] == ends[-1] and ends[-1] >= 150 > ends[-2]
+    assert info["agent_steps"] == info["checkpoint_step"] == load_checkpoint(d / "checkpoint")["step"] == ends[-1]
+    # The same command again pauses at once, running nothing.
+    before = _without_run_json(snapshot(d))
+    Crashy.crash_at = ends[-1] + 1  # would fail if a step ran
+    again = go(tmp_path / "slices", pause_at=150)
+    assert again.status == "paused" and again.resumed and _without_run_json(snapshot(d)) == before
+    Crashy.crash_at = None
+    # A later pause, then none: the run ends as if it had never stopped.
+    assert go(tmp_path / "slices", pause_at=300).status == "paused"
+    done = go(tmp_path / "slices")
+    assert done.status == "finished" and done.final_score == ref.final_score
+    for name in ("scores.csv", "metrics.jsonl"):
+        assert (d / name).read_bytes() == (ref.run_dir / name).read_bytes(), name
+    info = json.loads((d / "run.json").read_text())
+    assert info["status"] == "finished" and "paused_at" not in info
+
+
+def test_paused_run_is_pending_in_a_sweep_and_a_sweep_finishes_it(tmp_path):
+    from wmbench.sweep import make_spec, sweep_status
+
+    go(tmp_path, pause_at=150)
+    spec = make_spec("crashy", PROTOCOL, "0", TASK)
+    [status] = sweep_status(tmp_path, spec)
+    assert status.state == "pending" and status.reason.startswith("paused at agent step 1")
+
+
+@pytest.mark.parametrize(("pause_at", "message"), [(0, "--pause-at must be an agent step from 1"),
+                                                   (400, "--pause-at 400 is not before the run's budget of 400")])
+def test_pause_at_outside_the_run_is_refused(tmp_path, pause_at, message):
+    with pytest.raises(runner.WmbenchError, match=message):
+        go(tmp_path, pause_at=pause_at)
+    assert not (tmp_path / "fake@1").exists()
+
+
+def test_cli_pause_at_says_paused(tmp_path, capsys):
+    base = ["run", "crashy", PROTOCOL, "--task", TASK, "--seed", "1", "--steps", "200", "--root", str(tmp_path)]
+    code, out, err = cli([*base, "--pause-at", "50"], capsys)
+    assert code == 0, err
+    assert "status: paused (no final score yet)" in out and "final score:" not in out
+    assert "paused at agent step" in err and "without --pause-at" in err
+    code, out, err = cli([*base, "--no-progress"], capsys)
+    assert code == 0 and "final score: " in out

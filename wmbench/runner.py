@@ -219,6 +219,7 @@ _RUN_JSON_TYPES: dict[str, tuple[type, ...]] = {
     "smoke": (bool,), "budget_agent_steps": (int,), "config": (dict,), "status": (str,), "resumes": (int,),
     "agent_steps": (int,), "threads": (int,), "started": (str,), "finished": (str,), "checkpoint_step": (int,),
     "config_changes": (list,), "logs_sha256": (dict,), "final_score": (int, float), "wall_s": (int, float),
+    "paused_at": (int,),
 }
 _JSON_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true/false", dict: "an object", list: "a list",
                     float: "a number"}
@@ -242,8 +243,9 @@ def read_run_json(path: Path) -> dict[str, Any]:
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             want = " or ".join(_JSON_TYPE_NAMES[t] for t in types)
             raise RunDirError(f"{path} is damaged: {key!r} is {value!r}, expected {want}; {fix}")
-    if info.get("status") not in (None, "running", "finished", "failed"):
-        raise RunDirError(f"{path} is damaged: 'status' is {info['status']!r}, expected running/finished/failed; {fix}")
+    if info.get("status") not in (None, "running", "paused", "finished", "failed"):
+        raise RunDirError(f"{path} is damaged: 'status' is {info['status']!r}, expected running/paused/finished/failed; "
+                          f"{fix}")
     return info
 
 
@@ -457,7 +459,7 @@ _DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
 def check_run_args(
     seed: Any, root: Any, device: str = "cpu", steps: int | None = None, checkpoint_every: int | None = None,
-    checkpoint_minutes: float | None = None, threads: int | None = None,
+    checkpoint_minutes: float | None = None, threads: int | None = None, pause_at: int | None = None,
 ) -> None:
     """Refuse values that a run would otherwise accept silently (and mean nothing) or fail on with a traceback.
     `seed` None: not checked (a sweep checks its --seeds itself)."""
@@ -481,6 +483,9 @@ def check_run_args(
                            f"omit it for the default ({DEFAULT_CHECKPOINT_MINUTES:g})")
     if threads is not None and threads < 1:
         raise WmbenchError(f"--threads must be at least 1, got {threads}; omit it to let torch choose")
+    if pause_at is not None and not 1 <= pause_at <= MAX_STEPS:
+        raise WmbenchError(f"--pause-at must be an agent step from 1 to 2**53, got {pause_at}; omit it to run to "
+                           "the budget")
 
 
 def note_protocol_version(text: str, protocol: Protocol) -> None:
@@ -582,6 +587,7 @@ def run(
     allow_config_change: bool = False,
     recipe: str | None = None,
     video_every: int = 0,
+    pause_at: int | None = None,
 ) -> RunResult:
     """Train `method` on `task` of `protocol` for the protocol's budget (or `steps`), resuming if interrupted.
 
@@ -591,12 +597,16 @@ def run(
     `recipe` (see wmbench.recipes) is applied before `overrides`; run.json records it under `recipe`.
     `video_every` N > 0: every N-th training episode of a pixel protocol is saved as `videos/train_<episode>.gif`
     (derived output: it changes nothing the run computes).
+    `pause_at` N: stop at the first training episode end at or after agent step N, with a checkpoint there; the
+    result's status and run.json's are "paused", and the same call without `pause_at` (or with a later one) goes
+    on as if it had never stopped (a checkpoint changes nothing the run computes). Long runs in slices: e.g. every
+    seed to 20k env steps first, compared there with `reproduce --at-step`, then on to the budget.
     """
     from wmbench.envs import check_installed, make_env
     from wmbench.method import get_method
     from wmbench.recipes import resolve_config
 
-    check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads)
+    check_run_args(seed, root, device, steps, checkpoint_every, checkpoint_minutes, threads, pause_at)
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     video.check_request(video_every, proto)
     proto = proto.for_task(task)  # the task's action repeat and agent-step budgets (itself without per-task repeats)
@@ -611,6 +621,9 @@ def run(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WmbenchError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     budget = int(steps) if steps is not None else proto.budget_steps(smoke)
+    if pause_at is not None and pause_at >= budget:
+        raise WmbenchError(f"--pause-at {pause_at} is not before the run's budget of {budget} agent steps: the run "
+                           "would finish first; omit --pause-at, or give an earlier agent step")
     unit = proto.budget.step_unit
     run_seed = derive_seed(proto.id, task, seed)
     run_dir = run_dir_for(root, proto, task, method, seed, smoke)
@@ -646,7 +659,7 @@ def run(
                 cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
                 checkpoint_every, progress, threads, make_env,
                 checkpoint_minutes if checkpoint_minutes is not None else DEFAULT_CHECKPOINT_MINUTES,
-                restart, allow_config_change, video_every,
+                restart, allow_config_change, video_every, pause_at,
             )
     finally:
         lock.release()
@@ -655,6 +668,7 @@ def run(
 def _run_locked(
     cls, config, proto, task, seed, run_seed, run_dir, identity, info, budget, unit, smoke, device,
     checkpoint_every, progress, threads, make_env, checkpoint_minutes, restart, allow_config_change, video_every=0,
+    pause_at=None,
 ) -> RunResult:
     try:
         checkpoint, checkpoint_dir = _find_checkpoint(run_dir)
@@ -789,6 +803,7 @@ def _run_locked(
         raise
 
     record = dict(info or {})
+    record.pop("paused_at", None)  # set again only if this process pauses
     record.update(identity)
     changes = _config_changes(previous_config, identity["config"]) if resumed and previous_config else {}
     if changes:
@@ -955,7 +970,10 @@ def _run_locked(
 
     try:
         atomic_write_json(run_dir / "run.json", record)
-        if not (checkpoint is not None and checkpoint.get("final")):
+        # Paused (pause_at): at a training episode end at or after that agent step; a resumed run already there
+        # pauses again at once.
+        paused = pause_at is not None and resumed and counters["step"] >= pause_at
+        if not paused and not (checkpoint is not None and checkpoint.get("final")):
             step = counters["step"]
             next_checkpoint = (step // every + 1) * every
             obs, state = env.reset(), None
@@ -986,6 +1004,9 @@ def _run_locked(
                             counters["next_eval"] += eval_every
                     if step >= budget:
                         break
+                    if pause_at is not None and step >= pause_at:
+                        paused = True
+                        break
                     if step >= next_checkpoint or time.monotonic() - last_save[0] >= 60 * checkpoint_minutes:
                         save(final=False)
                         next_checkpoint = (step // every + 1) * every
@@ -1007,12 +1028,26 @@ def _run_locked(
                     log(step)
                     counters["next_log"] += log_every
                 show(step, counters["last_return"])
-            if eval_env is not None and counters["last_eval_step"] != step:
-                evaluate(step)  # the protocol's evaluation at the budget
-            if metric_sums or step != counters["next_log"] - log_every:
-                log(step)
-            save(final=True)
+            if paused:
+                if saved_step[0] != counters["step"]:
+                    save(final=False)
+            else:
+                if eval_env is not None and counters["last_eval_step"] != step:
+                    evaluate(step)  # the protocol's evaluation at the budget
+                if metric_sums or step != counters["next_log"] - log_every:
+                    log(step)
+                save(final=True)
         show(counters["step"], counters["last_return"], force=True)
+        if paused:
+            step = counters["step"]
+            record.update({"status": "paused", "paused_at": step, "agent_steps": step, "checkpoint_step": step,
+                           "updated": _now(), "wall_s": round(wall(), 3)})
+            atomic_write_json(run_dir / "run.json", record)
+            if progress:
+                print(f"paused at agent step {step} ({_fmt(env_step_of(step))} {unit}), the first episode end at or "
+                      f"after --pause-at {pause_at}; checkpoint {run_dir / 'checkpoint'}. Run the same command "
+                      "without --pause-at (or with a later one) to go on", file=sys.stderr)
+            return RunResult(run_dir, "paused", None, resumed)
         score, score_error = _final_score(run_dir, _run_protocol(proto, smoke, budget))
         if score_error:
             raise RunDirError(
@@ -1080,6 +1115,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-config-change", action="store_true", help="resume with --set values that differ from "
                    "the recorded config (e.g. a lower learning rate after a non-finite loss); recorded in run.json")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (at least 1)")
+    p.add_argument("--pause-at", type=int, default=None, metavar="STEP", help="stop at the first training episode "
+                   "end at or after this agent step, with a checkpoint (run.json status 'paused'); the same command "
+                   "without it continues exactly. E.g. take every seed to an early step first")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -1087,17 +1125,19 @@ def _parser() -> argparse.ArgumentParser:
 def cli_run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     check_run_args(args.seed, args.root, args.device, args.steps, args.checkpoint_every, args.checkpoint_minutes,
-                   args.threads)
+                   args.threads, args.pause_at)
     proto = load_protocol(args.protocol)
     note_protocol_version(args.protocol, proto)
     result = run(
         args.method, proto, args.task, args.seed, root=args.root, overrides=args.overrides,
         smoke=args.smoke, device=args.device, steps=args.steps, checkpoint_every=args.checkpoint_every,
         progress=not args.no_progress, threads=args.threads, checkpoint_minutes=args.checkpoint_minutes,
-        video_every=args.video_every,
+        video_every=args.video_every, pause_at=args.pause_at,
         restart=args.restart, allow_config_change=args.allow_config_change, recipe=args.recipe,
     )
-    score = "n/a" if result.final_score is None else f"{result.final_score:.6g}"
     print(f"run directory: {result.run_dir}")
-    print(f"final score: {score}")
+    if result.status == "paused":
+        print("status: paused (no final score yet)")
+    else:
+        print(f"final score: {'n/a' if result.final_score is None else f'{result.final_score:.6g}'}")
     return 0

@@ -374,6 +374,9 @@ def run_status(root: Path | str, spec: SweepSpec, task: str, seed: int, attempts
         status.reason = f"{last.get('status')} ({tries}): {last.get('error') or ''}".strip()
         status.error_file = last.get("error_file")
         return status
+    if state == "paused":  # `wmbench run --pause-at`: a checkpoint at that step, the rest to come
+        status.reason = f"paused at agent step {info.get('paused_at')}; resumes from its checkpoint on re-run"
+        return status
     if state == "failed" and info.get("interrupted"):  # SIGTERM or Ctrl-C (e.g. the driver was killed)
         status.reason = f"interrupted: {info.get('error')}"
         return status
