@@ -335,3 +335,31 @@ def test_sweep_with_a_recipe_applies_and_records_it_and_skips_finished_runs(tmp_
     assert again.skipped == [("cartpole_balance", 0)]
     with pytest.raises(WmbenchError, match="no_such_recipe"):  # refused before any run is launched
         make_spec(*args, recipe="no_such_recipe")
+
+
+def test_sweep_pause_at_takes_every_run_to_that_step_then_on_to_identical_scores(tmp_path, capsys):
+    """`wmbench sweep --pause-at STEP`: every run stops at its first episode end at or after STEP (status paused,
+    listed as pending), a second call with it starts nothing new, and the call without it finishes them exactly as
+    uninterrupted runs (the real runner, random on fake@1)."""
+    from wmbench.runner import run
+
+    steps, seeds = 600, (0, 1)
+    reference = {s: run("random", "fake@1", "vector_discrete", s, root=tmp_path / "ref", steps=steps,
+                        progress=False, threads=1) for s in seeds}
+    root = tmp_path / "runs"
+    spec = make_spec("random", "fake@1", "0-1", "vector_discrete", steps=steps)
+    options = ExecOptions(workers=1, threads=1, retries=0, progress=False, poll_s=0.05, pause_at=200)
+    result = run_sweep(spec, root, options)
+    assert sorted(result.paused) == [("vector_discrete", s) for s in seeds] and not result.finished
+    assert result.complete and result.scores_csv is None
+    for status in sweep_status(root, spec):
+        info = json.loads((Path(status.run_dir) / "run.json").read_text())
+        assert status.state == "pending" and info["status"] == "paused" and 200 <= info["paused_at"] < 300
+    assert sorted(run_sweep(spec, root, options).paused) == sorted(result.paused)  # nothing ran further
+    done = run_sweep(spec, root, ExecOptions(workers=1, threads=1, retries=0, progress=False, poll_s=0.05))
+    assert sorted(done.finished) == [("vector_discrete", s) for s in seeds] and done.scores_csv is not None
+    for s in seeds:
+        d = sweep.run_dir(root, spec, "vector_discrete", s)
+        assert (d / "scores.csv").read_bytes() == (reference[s].run_dir / "scores.csv").read_bytes()
+    with pytest.raises(SweepError, match="--pause-at 600 is not before the budget of vector_discrete"):
+        run_sweep(spec, root, ExecOptions(workers=1, progress=False, pause_at=600))

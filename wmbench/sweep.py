@@ -471,6 +471,7 @@ class ExecOptions:
     reuse_workers: bool = False
     progress: bool = True
     poll_s: float = 0.5
+    pause_at: int | None = None  # every run stops at its first episode end at or after this agent step (resumable)
 
 
 @dataclass
@@ -480,10 +481,12 @@ class SweepResult:
     failed: list[tuple[str, int]] = field(default_factory=list)
     elsewhere: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, int]] = field(default_factory=list)
+    paused: list[tuple[str, int]] = field(default_factory=list)  # stopped at --pause-at, as asked
     scores_csv: Path | None = None
 
     @property
     def complete(self) -> bool:
+        """Nothing failed and nothing is held elsewhere (paused runs stopped where they were asked to)."""
         return not self.failed and not self.elsewhere
 
 
@@ -553,6 +556,13 @@ def run_sweep(
 
     todo: deque[tuple[RunJob, int]] = deque()
     expected = _expected_identities(spec)
+    if options.pause_at is not None:
+        budgets = {task: expected[task, seed]["budget_agent_steps"] for task, seed in spec.runs()}
+        past = sorted(task for task, b in budgets.items() if options.pause_at >= b)
+        if past:
+            raise SweepError(f"--pause-at {options.pause_at} is not before the budget of {', '.join(past)} "
+                             f"({min(budgets[t] for t in past)} agent steps): those runs would finish first; give "
+                             "an earlier agent step or omit --pause-at")
     for task, seed in spec.runs():
         if _finished_same_run(run_dir(root, spec, task, seed), expected[(task, seed)]):
             # The runner would also return at once; skipping here saves starting a worker for it.
@@ -574,6 +584,7 @@ def run_sweep(
             target=options.target,
             run_dir=str(run_dir(root.resolve(), spec, task, seed)),
             recipe=spec.recipe,
+            pause_at=options.pause_at,
         )
         todo.append((job, 1))
 
@@ -696,6 +707,9 @@ def _handle(
     if outcome.status == "finished":
         result.finished.append(job.key)
         live.note(f"finished {label}" + (" (resumed)" if outcome.resumed else ""))
+    elif outcome.status == "paused":
+        result.paused.append(job.key)
+        live.note(f"paused {label} at its first episode end at or after agent step {options.pause_at}")
     elif outcome.status == "locked":
         result.elsewhere.append(job.key)
         live.note(f"{label} is running elsewhere (locked); not started twice")
@@ -822,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="show the sweep's runs (all sweeps under --root without METHOD)")
     p.add_argument("--dry-run", action="store_true", help="print the runs the sweep expands to and exit")
     p.add_argument("--no-progress", action="store_true", help="no live table")
+    p.add_argument("--pause-at", type=int, default=None, metavar="STEP", help="every run stops at its first "
+                   "episode end at or after this agent step, with a checkpoint (wmbench run --pause-at); the same "
+                   "command without it continues them: e.g. all seeds to an early comparison step first")
     p.add_argument("--target", default=DEFAULT_TARGET, help=argparse.SUPPRESS)  # tests inject a stand-in runner
     return p
 
@@ -836,7 +853,7 @@ def cli_sweep(argv: list[str]) -> int:
     from wmbench.protocols import load_protocol
     from wmbench.runner import check_run_args, note_protocol_version
 
-    check_run_args(None, args.root, args.device, args.steps, args.checkpoint_every, None, args.threads)
+    check_run_args(None, args.root, args.device, args.steps, args.checkpoint_every, None, args.threads, args.pause_at)
     if args.status and not args.method:
         return _print_all_status(console, Path(args.root), args.name)
     if not args.method or not args.protocol:
@@ -871,14 +888,19 @@ def cli_sweep(argv: list[str]) -> int:
         timeout_min=args.timeout_min,
         reuse_workers=args.reuse_workers,
         progress=not args.no_progress,
+        pause_at=args.pause_at,
     )
     result = run_sweep(spec, args.root, options, argv=argv)
     if not (options.progress and Console(stderr=True).is_terminal):  # else the live table is still on screen
         console.print(status_table(spec, sweep_status(args.root, spec), limit=50))
+    paused = f", {len(result.paused)} paused at agent step {args.pause_at}" if result.paused else ""
     console.print(
-        f"{len(result.finished)} finished ({len(result.skipped)} already done), {len(result.failed)} failed, "
+        f"{len(result.finished)} finished ({len(result.skipped)} already done){paused}, {len(result.failed)} failed, "
         f"{len(result.elsewhere)} running elsewhere. Sweep: {result.sweep_dir}"
     )
+    if result.paused:
+        console.print("paused runs go on from their checkpoints when the same command runs without --pause-at (or "
+                      "with a later one); `wmbench reproduce --at-step` compares them at a step they have reached")
     if result.scores_csv:
         console.print(f"scores: {result.scores_csv}  (wmbench report {result.scores_csv})")
     if result.elsewhere:

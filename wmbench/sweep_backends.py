@@ -72,6 +72,7 @@ class RunJob:
     target: str = DEFAULT_TARGET
     run_dir: str = ""  # where the runner puts it (for the error file of a failed attempt)
     recipe: str | None = None  # the method recipe (`wmbench run --recipe`), applied before the overrides
+    pause_at: int | None = None  # `wmbench run --pause-at`: stop at this agent step's episode end, resumable
 
     @property
     def key(self) -> tuple[str, int]:
@@ -160,6 +161,7 @@ def execute(job: RunJob) -> Outcome:
             progress=False,
             threads=job.threads,
             **({"recipe": job.recipe} if job.recipe else {}),
+            **({"pause_at": job.pause_at} if job.pause_at else {}),
         )
     except Exception as e:
         if _is_run_locked(e):
@@ -177,9 +179,9 @@ def execute(job: RunJob) -> Outcome:
         )
     status = str(getattr(result, "status", "finished"))
     return Outcome(
-        "finished" if status == "finished" else "failed",
+        status if status in ("finished", "paused") else "failed",
         run_dir=str(result.run_dir),
-        error=None if status == "finished" else f"run ended with status {status!r}",
+        error=None if status in ("finished", "paused") else f"run ended with status {status!r}",
         final_score=getattr(result, "final_score", None),
         resumed=bool(getattr(result, "resumed", False)),
     )
