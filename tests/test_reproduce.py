@@ -372,3 +372,27 @@ def test_reproduce_compares_only_runs_made_with_the_sources_recipe(tmp_path, cap
                                     str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["verdict"] != reproduce.NOT_COMPARABLE and "Reduced recipe (dreamerv3_2024_atari100k@1): train_ratio=64.0" in d["text"]
+
+
+def _dmc_curves(source: str, every: int, seeds: int, last: int = 60000) -> pd.DataFrame:
+    steps = np.arange(every, last + 1, every, dtype=float)
+    rows = [(source, "m", "dmc_proprio", "cartpole_swingup", str(s), x, x / 100 + s, "env_steps", "curve")
+            for s in range(seeds) for x in steps]
+    return pd.DataFrame(rows, columns=results.SCORE_COLUMNS)
+
+
+def test_at_step_between_the_points_of_a_sparse_curve_is_refused() -> None:
+    """A curve logged every 10,000 env steps has no score at 16,000: the window there holds only the point at 10,000,
+    which would be compared with our runs at 16,000 (found on the shipped DreamerV3 DMC curves)."""
+    published, ours = _dmc_curves("paper", 10000, 3), _dmc_curves("wmbench:m", 1000, 3)
+    with pytest.raises(reproduce.ReproduceError, match=r"--at-step 16,000 falls between the curve points of 3 run\(s\)"
+                       r".*last point at or before it 10,000, next 20,000.*--at-step 10000 or 20000"):
+        reproduce.finals_at(published, "dmc_proprio@1", at_step=16000)
+    on_grid = reproduce.finals_at(published, "dmc_proprio@1", at_step=20000)
+    assert list(on_grid["final"]) == [200.0, 201.0, 202.0]  # the window (10k, 20k] holds the point at 20,000
+    # Ours, one point per 1,000-step episode, is on the grid at any step; so is a curve that ends before the step
+    # (the completeness rule sets it aside, with its own note).
+    assert len(reproduce.finals_at(ours, "dmc_proprio@1", at_step=16500)) == 3
+    assert len(reproduce.finals_at(_dmc_curves("paper", 10000, 2, last=10000), "dmc_proprio@1", at_step=16000)) == 2
+    with pytest.raises(reproduce.ReproduceError, match="falls between"):  # the verdict refuses it too
+        reproduce.compare(ours, published, "dmc_proprio@1", at_step=16000, reps=REPS)

@@ -665,7 +665,43 @@ def finals_at(table: pd.DataFrame, protocol: Protocol | str, at_step: float | No
 
     if at_step is None:
         return results.final_scores(table, protocol)
-    return results.final_scores(table[table["point_type"] == "curve"], protocol, budget=at_step)
+    curves = table[table["point_type"] == "curve"]
+    check_on_grid(curves, protocol, at_step)
+    return results.final_scores(curves, protocol, budget=at_step)
+
+
+def check_on_grid(curves: pd.DataFrame, protocol: Protocol | str, at_step: float) -> None:
+    """Refuse an `at_step` that falls between the points of curves that go on past it. The rule's window at a step
+    holds the points recorded up to it, so on a curve logged every 10,000 env steps the score "at 16,000" is the
+    point at 10,000 and would be compared with our runs at 16,000. A run counts as on the grid when its last point
+    at or before `at_step` is within the completeness tolerance of it (`results.completion_threshold`: an episode's
+    length or 10%); runs that stop before `at_step` are the completeness rule's (`usable_finals`) to set aside."""
+    from wmbench import results
+
+    protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
+    if "phase" in curves.columns:  # as the rule reads them (results._rule_finals)
+        curves = curves[curves["phase"] == ("eval" if protocol.score.rule == "eval_mean" else protocol.score.phase)]
+    if curves.empty:
+        return
+    steps = curves.groupby(results.RUN_KEY, sort=True)["env_step"]
+    before = curves[curves["env_step"] <= at_step].groupby(results.RUN_KEY, sort=True)["env_step"].max()
+    after = curves[curves["env_step"] > at_step].groupby(results.RUN_KEY, sort=True)["env_step"].min()
+    threshold = results.completion_threshold(protocol, at_step)
+    last = before.reindex(steps.max().index)
+    off = last.index[(last.fillna(-np.inf) < threshold) & after.reindex(last.index).notna()]
+    if not len(off):
+        return
+    run = off[0]
+    spacing = float(np.median(np.diff(np.sort(curves.set_index(results.RUN_KEY).loc[[run], "env_step"].unique()))))
+    prev = f"{last[run]:,.0f}" if np.isfinite(last[run]) else "none"
+    unit = protocol.budget.step_unit
+    grid = [x for x in (last[run], after[run]) if np.isfinite(x)]
+    raise ReproduceError(
+        f"--at-step {at_step:,.0f} falls between the curve points of {len(off)} run(s) that go on past it (e.g. "
+        f"{' '.join(map(str, run))}: last point at or before it {prev}, next {after[run]:,.0f} {unit}; points every "
+        f"~{spacing:,.0f}), so their score 'at {at_step:,.0f}' would stand for an earlier step than ours. Compare at "
+        f"a step on their grid, e.g. --at-step {' or '.join(f'{x:.0f}' for x in grid)}"
+    )
 
 
 def first_points(published: pd.DataFrame) -> pd.DataFrame | None:
@@ -904,7 +940,7 @@ def cli_reproduce(argv: list[str]) -> int:
     if len(entries):  # a paper's table entry (mean and spread): one summary verdict per task
         untrained_f = None
         if args.untrained_runs:
-            untrained_f = results.final_scores(results.load_scores(args.untrained_runs), protocol)
+            untrained_f = finals_at(results.load_scores(args.untrained_runs), protocol, args.at_step)
         results.check_table(ours, protocol, "ours", args.at_step)
         ours_f = finals_at(ours, protocol, args.at_step)
         recipe, differences = recipe_check(args.method, source, [run_info(p) for p in usable_dirs])
