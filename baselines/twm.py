@@ -1,7 +1,11 @@
 """TWM (Robine et al. 2023, "Transformer-based World Models Are Happy With 100k Interactions", ICLR; arXiv 2303.07109).
 
 The algorithm as run here (the runner calls `policy` every env step and `update` after it):
-1. Act uniformly at random for the first `prefill` agent steps (paper: 5,000).
+1. Act uniformly at random for the first `prefill` agent steps (paper: 5,000). Then, once, pre-train on the prefill
+   data (the official trainer's `_pretrain`; `pretrain_budget` samples, 50M there, split by `pretrain_obs_p` 0.6,
+   `pretrain_dyn_p` 0.3 and `pretrain_ac_p` 0.7): the observation model alone (reconstruction + entropy hinge) on
+   single stacked observations; then, the encoder fixed, the dynamics on its sampled latents; then the critic on
+   lambda-returns of the real rewards and the actor towards maximal entropy (the prefill policy was uniform).
 2. Then every `train_every` agent steps (the official trainer's 0.76: 1.3 updates per step), one update:
    - World model on `batch_size` x (`batch_length` + 1) replayed steps (100 x 17; one leading context step), start
      steps drawn by *balanced sampling*: p(start i) = softmax(-visits_i / `buffer_temperature`) (temperature 20),
@@ -28,10 +32,10 @@ actor_critic.py): CNN 48-96-192-384 (4x4 stride 2, SiLU) + MLP 2 x 512 to the lo
 channels at 1x1, transposed CNN 5-5-6-6; heads MLPs of 4 x 512 (z) and 4 x 256 (reward, discount); actor and critic
 4 x 512 SiLU on z; Adam with L2 weight decay 1e-6, eps 1e-5: lr 1e-4 (observation model, dynamics, actor), 1e-5
 (critic); clips 100 (world model) and 1 (actor, critic); dropout 0.1 in the dynamics. Known differences from the
-official code (docs/twm.md): no pre-training phase on the prefill data (official: 50M samples of observation,
-dynamics and actor-critic pre-training), imagination weights are the product of not-ended indicators (official:
-cumulative discounts), orthogonal initialisation not used (truncated-normal fan-in as elsewhere in wmbench.nn).
-"""
+official code (docs/twm.md): pre-training batches are drawn uniformly with replacement (official: the observation
+phase walks random permutations of the buffer), imagination weights are the product of not-ended indicators
+(official: cumulative discounts), orthogonal initialisation not used (truncated-normal fan-in as elsewhere in
+wmbench.nn)."""
 
 from __future__ import annotations
 
@@ -85,6 +89,7 @@ class TWMConfig:
             "imag_horizon": 4,
             "prefill": 30,
             "train_every": 4.0,
+            "pretrain_budget": 0,
         },
         # CPU learning checks: 8x smaller model and batches, the paper's schedule and losses
         "small": {
@@ -102,6 +107,8 @@ class TWMConfig:
             "ac_batch": 64,
             "train_every": 4.0,
             "prefill": 1000,
+            # 5% of a 100k-step run's samples, as the official 50M of its 1G
+            "pretrain_budget": 1_500_000,
         },
     }
     preset: str = "paper"
@@ -159,6 +166,13 @@ class TWMConfig:
     prefill: int = bounded(5000, low=0)
     train_every: float = bounded(0.76, above=0)  # agent steps per update after the prefill
     buffer_temperature: float = bounded(20.0, above=0)
+    # --- pre-training on the prefill data (official trainer.py `_pretrain`, config `pretrain_*`)
+    pretrain_budget: int = bounded(50_000_000, low=0)  # samples (steps) over the three phases; 0: none
+    pretrain_obs_p: float = bounded(0.6, low=0, high=1)
+    pretrain_dyn_p: float = bounded(0.3, low=0, high=1)
+    # The released trainer gives the actor-critic phase 1 - obs_p + dyn_p of the budget (0.7 with the defaults; 0.1,
+    # 1 - obs_p - dyn_p, may have been meant): the released value, as its own key.
+    pretrain_ac_p: float = bounded(0.7, low=0, high=1)
 
     def check(self) -> None:
         """Cross-field checks (run when the method is built: presets apply one key at a time)."""
@@ -172,6 +186,11 @@ class TWMConfig:
                 f"twm: memory_length={self.memory_length} is smaller than imag_horizon="
                 f"{self.imag_horizon}: imagined steps would lose their own start; set --set "
                 f"memory_length>={self.imag_horizon} (paper: 16 and 15)"
+            )
+        if self.pretrain_obs_p + self.pretrain_dyn_p > 1:
+            raise ConfigError(
+                f"twm: pretrain_obs_p={self.pretrain_obs_p} + pretrain_dyn_p={self.pretrain_dyn_p} exceeds 1 (the "
+                "official trainer refuses it too); lower one of them (paper: 0.6 and 0.3)"
             )
         if self.reward_transform not in ("tanh", "none"):
             raise ConfigError(
@@ -334,6 +353,7 @@ class TWM(Method):
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "twm/act"))
         self.updates = 0
         self.acted = 0
+        self.pretrained = False
         self.visits = np.zeros(0, np.int64)  # batch starts per global replay index (balanced sampling)
 
     # ------------------------------------------------------------------ observations
@@ -399,13 +419,71 @@ class TWM(Method):
         length = c.batch_length + 1 + (c.frame_stack - 1 if self.image_shape else 0)
         if self.acted < c.prefill or len(replay) < length:
             return {}
+        pretrained: dict[str, float] = {}
+        if not self.pretrained:
+            self.pretrained = True
+            if c.pretrain_budget > 0:
+                pretrained = self.pretrain(replay)
         due = 1 + int((int(step) - max(c.prefill, 0)) / c.train_every)
         metrics: list[dict[str, float]] = []
         while self.updates < due:
             metrics.append(self.train_batch(self._sample(replay, length)))
         if not metrics:
-            return {}
-        return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+            return pretrained
+        return {**pretrained, **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}}
+
+    def pretrain(self, replay: Any) -> dict[str, float]:
+        """Pre-training on the prefill data, once, before the first update (official trainer `_pretrain`). Budgets
+        are samples, as there: `pretrain_budget` x p per phase, a world-model batch counting batch_size x
+        batch_length samples and an actor-critic batch ac_batch x imag_horizon. Batches are drawn uniformly (the
+        balanced sampler's visit counts are left alone)."""
+        c = self.config
+        skip = c.frame_stack - 1 if self.image_shape else 0
+        wm_samples = c.batch_size * c.batch_length
+        n_obs = math.ceil(c.pretrain_budget * c.pretrain_obs_p / wm_samples)
+        n_dyn = math.ceil(c.pretrain_budget * c.pretrain_dyn_p / wm_samples)
+        n_ac = math.ceil(c.pretrain_budget * c.pretrain_ac_p / (c.ac_batch * c.imag_horizon))
+        out: dict[str, Tensor] = {}
+        # 1. The observation model alone on single (stacked) observations: reconstruction + entropy hinge.
+        for _ in range(n_obs):
+            obs, *_ = self._tensors(replay.sample(wm_samples, 1 + skip))
+            _, _, obs_loss, _ = self._observation_loss(obs)
+            self._step(self.obs_opt, obs_loss, self.obs_model, c.obs_clip)
+            out["pretrain/obs"] = obs_loss.detach()
+        # 2. The dynamics on latents sampled from the (now fixed) encoder.
+        for _ in range(n_dyn):
+            obs, is_first, action, reward, terminal = self._tensors(
+                replay.sample(c.batch_size, c.batch_length + 1 + skip)
+            )
+            with torch.no_grad():
+                logp = self.obs_model.encode(obs)
+                z = self._z_sample(logp, self.gen_train)
+            dyn_loss, *_ = self._dynamics_loss(logp, z, action, reward, terminal, is_first)
+            self._step(self.dyn_opt, dyn_loss, self.dynamics, c.dyn_clip)
+            out["pretrain/dyn"] = dyn_loss.detach()
+        # 3. The critic on lambda-returns of the real rewards (no value across an episode's end), the actor towards
+        #    maximal entropy ("ok since data was collected with random policy", the official comment).
+        for _ in range(n_ac):
+            data = replay.sample(c.ac_batch, c.imag_horizon + 1 + skip)
+            obs, is_first, _, reward, _ = self._tensors(data)
+            last = torch.as_tensor(data["is_last"], device=self.device).float()[:, skip:]
+            with torch.no_grad():
+                zs = self._z_sample(self.obs_model.encode(obs), self.gen_train).transpose(0, 1)  # [H+1, N, Z]
+                valid = 1.0 - is_first[:, 1:].float().T  # a transition into a new episode is none
+                cont = c.gamma * (1.0 - last[:, 1:].T) * valid  # done (terminal or time limit) ends the return
+                ret = lambda_return(reward[:, 1:].T * valid, cont, self.critic(zs).squeeze(-1), 1.0, c.lam)
+            critic_loss = (valid * 0.5 * (self.critic(zs[:-1]).squeeze(-1) - ret).square()).mean()
+            entropy = categorical_entropy(torch.log_softmax(self.actor(zs), -1)).mean() / math.log(self.act_dim)
+            actor_loss = -c.actent * entropy
+            self._step(self.actor_opt, actor_loss, self.actor, c.ac_clip)
+            self._step(self.critic_opt, critic_loss, self.critic, c.ac_clip)
+            out.update({"pretrain/critic": critic_loss.detach(), "pretrain/policy_entropy": entropy.detach()})
+        values = {k: float(v) for k, v in out.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise MethodError(f"twm: pre-training losses {bad} became non-finite; lower the learning rates or "
+                              "--set pretrain_budget=0")
+        return {**values, "pretrain/updates": float(n_obs + n_dyn + n_ac)}
 
     def _sample(self, replay: Any, length: int) -> dict[str, np.ndarray]:
         """Balanced sampling (Sec. 2.3): start steps weighted softmax(-visits / temperature)."""
@@ -418,7 +496,9 @@ class TWM(Method):
         np.add.at(self.visits, data["index"][:, 0], 1)
         return data
 
-    def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+    def _tensors(self, data: dict[str, np.ndarray]) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
+        """A replayed batch [B, T + frame_stack - 1] as model inputs [B, T]: observations (frames stacked), is_first,
+        actions, (tanh) rewards, terminals."""
         c = self.config
         dev = self.device
         is_first_all = torch.as_tensor(data["is_first"], device=dev).bool()
@@ -435,13 +515,17 @@ class TWM(Method):
         reward = torch.as_tensor(data["reward"], device=dev).float().reshape(B, -1)[:, skip:]
         reward = torch.tanh(reward) if c.reward_transform == "tanh" else reward
         terminal = torch.as_tensor(data["is_terminal"], device=dev).float().reshape(B, -1)[:, skip:]
+        return obs, is_first, action, reward, terminal
 
-        # ---- observation model and dynamics (Sec. 2.1-2.2)
+    def _observation_loss(self, obs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Sec. 2.1: encode, sample z (straight-through), decode: (log q [.., G, K], z, reconstruction + entropy
+        hinge, the terms)."""
+        c = self.config
         logp = self.obs_model.encode(obs)  # [B, T, G, K]
         z = self._z_sample(logp, self.gen_train)
         recon = self.obs_model.decode(z)
         terms: dict[str, Tensor] = {}
-        rec = torch.zeros((), device=dev)
+        rec = torch.zeros((), device=self.device)
         if (
             "image" in recon
         ):  # unit-variance Gaussian: 1/2 squared error summed over pixels (constant dropped)
@@ -453,7 +537,17 @@ class TWM(Method):
         max_ent = c.z_categoricals * math.log(c.z_categories)
         z_entropy = categorical_entropy(logp).sum(-1).mean() / max_ent
         terms["loss/z_entropy"] = c.obs_entropy_coef * torch.relu(c.obs_entropy_threshold - z_entropy)
+        terms["z/norm_entropy"] = z_entropy
+        return logp, z, rec + terms["loss/z_entropy"], terms
 
+    def _dynamics_loss(
+        self, logp: Tensor, z: Tensor, action: Tensor, reward: Tensor, terminal: Tensor, is_first: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Sec. 2.2: the Transformer-XL's predictions of z_t+1 (cross-entropy to sg q), r_t+1 and the discount:
+        (weighted loss, log p_dyn(z_t+1) [B, T-1, G, K], weights and their sum (no prediction across an episode
+        start), the terms)."""
+        c = self.config
+        terms: dict[str, Tensor] = {}
         h, _ = self.dynamics(reward, z.detach(), action, is_first)
         z_logits, r_pred, g_logits = self.dynamics.heads(h[:, :-1])
         z_logp_pred = torch.log_softmax(z_logits.unflatten(-1, logp.shape[-2:]).float(), -1)
@@ -471,10 +565,23 @@ class TWM(Method):
             + c.loss_reward * terms["loss/dyn_reward"]
             + (c.loss_discount * terms["loss/dyn_discount"])
         )
+        return dyn_loss, z_logp_pred, weight, wsum, terms
+
+    def train_batch(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+        c = self.config
+        obs, is_first, action, reward, terminal = self._tensors(data)
+
+        # ---- observation model and dynamics (Sec. 2.1-2.2)
+        logp, z, obs_loss, terms = self._observation_loss(obs)
+        z_entropy = terms.pop("z/norm_entropy")
+        dyn_loss, z_logp_pred, weight, wsum, dyn_terms = self._dynamics_loss(
+            logp, z, action, reward, terminal, is_first
+        )
+        terms.update(dyn_terms)
         # consistency: the encoder towards the dynamics' sg prediction of the same step (official 'enc_prior')
         consistency = -(z_logp_pred.detach().exp() * logp[:, 1:]).sum((-2, -1))
         terms["loss/consistency"] = c.obs_consistency_coef * (consistency * weight).sum() / wsum
-        obs_loss = rec + terms["loss/z_entropy"] + terms["loss/consistency"]
+        obs_loss = obs_loss + terms["loss/consistency"]
         self._step(self.dyn_opt, dyn_loss, self.dynamics, c.dyn_clip)
         self._step(self.obs_opt, obs_loss, self.obs_model, c.obs_clip)
 
@@ -590,6 +697,7 @@ class TWM(Method):
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
             "acted": self.acted,
+            "pretrained": self.pretrained,
             "visits": torch.from_numpy(self.visits.copy()),
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
@@ -609,6 +717,8 @@ class TWM(Method):
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.updates, self.acted = int(state["updates"]), int(state["acted"])
+        # checkpoints from before pre-training existed: a run already past its prefill is not pre-trained mid-run
+        self.pretrained = bool(state.get("pretrained", self.updates > 0))
         self.visits = state["visits"].numpy().copy()
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])
