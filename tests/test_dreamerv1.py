@@ -143,7 +143,7 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_dreamer_curves():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
     from wmbench.results import published
 
-    assert recipe_names("dreamerv1") == ["dreamerv1_2020_dmc_vision@1"]
+    assert recipe_names("dreamerv1") == ["dreamerv1_2020_dmc_vision@1", "dreamerv1_2020_dmc_vision@2"]
     r = load_recipe("dreamerv1", "dreamerv1_2020_dmc_vision")
     assert r.protocol == "dmc_vision@1" and r.sources == ("dreamer_v1:scores/dreamer.json",)
     rows = published(protocol="dmc_vision", source=r.sources[0], method="dreamer")
@@ -171,3 +171,27 @@ def test_seed_episodes_then_c_updates_per_collected_episode():
     assert agent.update(Replay(), 11) == {}  # C updates per collected episode, then wait for the next one
     _, state = agent.policy(obs(), None, mode="train")
     assert state is not None  # after the seed episodes: the actor acts on the filtered belief
+
+
+def test_free_nats_clip_the_batch_mean_kl_as_the_released_code():
+    """dreamer.py `_train`: div = max(mean KL, free_nats). With the free nats just above the batch's mean KL the whole
+    KL term is flat (no gradient), although some steps' KL lie above them; PlaNet's per-step clip still trains
+    those steps."""
+    agent = DreamerV1(IMAGE16, BOX2, tiny(), seed=0)
+    assert agent.config.free_nats_mean  # the method's default, the released code's
+    wm, data = agent.world_model, batch()
+
+    def kl_loss(free: float, mean: bool) -> tuple[float, float, float]:
+        wm.zero_grad()
+        loss, terms, _ = wm.loss(data, torch.Generator().manual_seed(0), free_nats=free, free_nats_mean=mean,
+                                 image_scale=0.0, reward_scale=0.0)
+        loss.backward()
+        grad = sum(float(p.grad.abs().sum()) for p in wm.parameters() if p.grad is not None)
+        return float(loss), float(terms["kl"]), grad
+
+    _, mean_kl, _ = kl_loss(0.0, True)
+    free = 1.01 * mean_kl
+    loss, _, grad = kl_loss(free, True)
+    assert loss == pytest.approx(free) and grad == 0.0
+    loss, _, grad = kl_loss(free, False)
+    assert loss > free and grad > 0.0

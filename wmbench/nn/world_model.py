@@ -7,6 +7,8 @@ image preprocessing, the belief update for acting, the per-step negative ELBO (P
     loss_t = image_scale * -log p(o_t | s_t) + reward_scale * -log p(r_t | s_t)
              + kl_scale * max(free_nats, KL[q(s_t | h_t, o_t) || p(s_t | h_t)])
 
+(or, `free_nats_mean`, the KL term max(free_nats, mean over the batch's steps of the KL), as Dreamer v1's code does)
+
 with unit-variance Gaussian image and reward likelihoods (half the squared error, constants dropped). Methods own
 their optimiser, their schedule and any extra terms (PlaNet's latent overshooting); they read the posterior
 sequence that `loss` returns.
@@ -133,6 +135,7 @@ class GaussianWorldModel(nn.Module):
         generator: torch.Generator | None = None,
         *,
         free_nats: float = 3.0,
+        free_nats_mean: bool = False,
         kl_scale: float = 1.0,
         image_scale: float = 1.0,
         reward_scale: float = 1.0,
@@ -141,7 +144,9 @@ class GaussianWorldModel(nn.Module):
         """Negative ELBO of a replayed [B, L] batch: (mean loss, per-term means, posterior sequence).
 
         `reward_grad=False`: the reward head learns from sg(s_t), so the reward shapes no latent state (Plan2Explore's
-        task-agnostic world model; its code's `freeze_extrinsic_heads`).
+        task-agnostic world model; its code's `freeze_extrinsic_heads`). `free_nats_mean`: clip the batch's mean KL
+        below `free_nats` (Dreamer v1's released code) instead of each step's (PlaNet): with it no step's KL gets a
+        gradient while the mean is below the free nats, and every step's does once the mean is above them.
 
         data["action"][:, t] is the action chosen at step t (the replay's convention); the RSSM is fed a_{t-1} -> o_t.
         The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A], `is_first` [B, L] and the
@@ -159,8 +164,13 @@ class GaussianWorldModel(nn.Module):
         image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
         reward_nll = 0.5 * (self.reward(feat if reward_grad else feat.detach()).squeeze(-1) - reward).square()
         kl = self.rssm.kl(seq["post"], seq["prior"])
-        kl_free = kl.clamp(min=free_nats)  # free nats: no gradient while the KL is below them
-        loss = (image_scale * image_nll + reward_scale * reward_nll + kl_scale * kl_free).mean()
+        if free_nats_mean:
+            loss = (image_scale * image_nll + reward_scale * reward_nll).mean() + kl_scale * kl.mean().clamp(
+                min=free_nats
+            )
+        else:
+            kl_free = kl.clamp(min=free_nats)  # free nats: no gradient while the KL is below them
+            loss = (image_scale * image_nll + reward_scale * reward_nll + kl_scale * kl_free).mean()
         terms = {"loss/image": image_nll.mean(), "loss/reward": reward_nll.mean(), "kl": kl.mean()}
         return loss, terms, seq
 
