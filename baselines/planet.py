@@ -8,7 +8,8 @@ Algorithm 1 of the paper, as run here (the runner calls `policy` every env step 
        loss = -log p(o_t | s_t) - log p(r_t | s_t) + max(free_nats, KL[q(s_t | h_t, o_t) || p(s_t | h_t)])
    (unit-variance Gaussian image and reward likelihoods, free nats 3), optionally plus latent overshooting (Eq. 7,
    `overshooting` = D > 0: KL from the open-loop prior d = 1..D steps ahead to the stopped posterior).
-   Adam, lr 1e-3, eps 1e-4, gradients clipped to global norm 1000.
+   Adam, lr 1e-3, eps 1e-4, gradients clipped to global norm 1000; the released code ramps the learning rate up
+   linearly over its first 10,000 sequences (`lr_warmup` = 200 updates of 50; 0 at the first update).
 3. Data collection: every step, the belief q(s_t | o_<=t, a_<t) is updated by the RSSM filter and CEM in latent
    space (Alg. 2: `horizon` H = 12, `population` J = 1000, `iterations` I = 10, `elites` K = 100) searches action
    sequences by the sum of predicted rewards along one prior rollout per candidate; the first action of the final
@@ -19,8 +20,8 @@ deterministic GRU state 200, stochastic state 30, hidden layers 200, std = softp
 encoder (1024 features on 64x64) and its transposed-CNN decoder, and a reward MLP (2 x 100 ReLU, the official
 `feed_forward`). Images are reduced to 5 bits with uniform dequantisation noise and centred on 0 (official
 `preprocess`). Values the paper does not state come from the released code (google-research/planet): the reward
-loss scale 10 (`configs.py` `reward_scale`) and the reward MLP size. Not implemented (see docs/planet.md): the
-released code's linear learning-rate warm-up, its discount 0.99 inside CEM (the paper sums rewards), Glorot
+loss scale 10 (`configs.py` `reward_scale`), the reward MLP size and the learning-rate warm-up. Not implemented (see
+docs/planet.md): the released code's discount 0.99 inside CEM (the paper sums rewards), Glorot
 initialisation (ours: the shared blocks' initialisers).
 """
 
@@ -60,7 +61,7 @@ class PlaNetConfig:
         "tiny": {
             "deter": 16, "stoch": 4, "hidden": 16, "depth": 4, "reward_units": 16,
             "batch_size": 4, "batch_length": 8, "updates_per_episode": 2, "seed_episodes": 1,
-            "horizon": 3, "population": 16, "elites": 4, "iterations": 2,
+            "horizon": 3, "population": 16, "elites": 4, "iterations": 2, "lr_warmup": 0,
         },
         # CPU learning checks: the paper's model, a 10x smaller CEM search and 4x smaller batches
         "cpu": {"batch_size": 16, "population": 100, "elites": 10, "iterations": 5, "updates_per_episode": 50},
@@ -90,6 +91,8 @@ class PlaNetConfig:
     lr: float = bounded(1e-3, above=0, high=1)
     adam_eps: float = bounded(1e-4, above=0)
     grad_clip: float = bounded(1000.0, above=0)
+    # released configs.py: lr x min(step / 10000, 1), its step counting sequences (50 per update): 200 updates
+    lr_warmup: int = bounded(200, low=0)  # updates; 0: none
     # --- schedule (Alg. 1)
     batch_size: int = bounded(50, low=1, high=65536)
     batch_length: int = bounded(50, low=2, high=4096)
@@ -229,9 +232,12 @@ class PlaNet(Method):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.nets.parameters(), c.grad_clip)
+        lr = c.lr * min(self.updates / c.lr_warmup, 1.0) if c.lr_warmup else c.lr  # linear warm-up (released code)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.step()
         self.updates += 1
-        return {**dict(zip(terms, values, strict=True)), "grad_norm": float(grad_norm)}
+        return {**dict(zip(terms, values, strict=True)), "grad_norm": float(grad_norm), "lr": lr}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def test_shapes_and_metrics():
     assert seq["deter"].shape == (2, 5, 16) and seq["post"].shape == (2, 5, 8)  # (mean, std) of 4 dims
     assert agent.decoder(torch.cat([seq["deter"], seq["stoch"]], -1)).shape == (2, 5, 16, 16, 3)
     metrics = agent.train_batch(batch())
-    assert set(metrics) == {"loss/image", "loss/reward", "kl", "loss/model", "grad_norm"}
+    assert set(metrics) == {"loss/image", "loss/reward", "kl", "loss/model", "grad_norm", "lr"}
     assert all(np.isfinite(v) for v in metrics.values())
 
 
@@ -78,6 +78,19 @@ def test_one_update_lowers_the_loss_on_a_fixed_batch():
     agent.gen_train.set_state(noise)  # same dequantisation noise and latent samples
     after = agent.train_batch(data)["loss/model"]
     assert after < before
+
+
+def test_learning_rate_warms_up_linearly_as_the_released_code():
+    """configs.py: lr x min(step / 10000, 1) with the step counting sequences, 50 an update: 0 at the first update,
+    lr / 200 x k at update k, lr from update 200 on; the first update leaves the weights as they were."""
+    assert PlaNetConfig().lr_warmup == 200 and tiny().lr_warmup == 0  # the tests' preset trains at once
+    agent = PlaNet(IMAGE16, BOX2, tiny("lr_warmup=4"), seed=0)
+    before = [p.detach().clone() for p in agent.nets.parameters()]
+    lrs = [agent.train_batch(batch())["lr"] for _ in range(6)]
+    assert lrs == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    agent2 = PlaNet(IMAGE16, BOX2, tiny("lr_warmup=4"), seed=0)
+    agent2.train_batch(batch())
+    assert all(torch.equal(a, b) for a, b in zip(before, agent2.nets.parameters(), strict=True))
 
 
 def test_free_nats_clamp_stops_kl_gradients_below_the_threshold():
@@ -236,12 +249,13 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_planet_finals():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
     from wmbench.results import published
 
-    assert recipe_names("planet") == ["planet_2019_dmc_vision@1", "planet_2019_dmc_vision@2"]
+    assert recipe_names("planet") == [f"planet_2019_dmc_vision@{v}" for v in (1, 2, 3)]
     old = load_recipe("planet", "planet_2019_dmc_vision@1")  # repeat 2 for every task; kept for runs made with it
-    r = load_recipe("planet", "planet_2019_dmc_vision")  # the latest: the paper's action repeat per task
-    assert old.protocol == "dmc_vision@1" and r.id == "planet_2019_dmc_vision@2"
+    r = load_recipe("planet", "planet_2019_dmc_vision")  # the latest: the paper's action repeat per task, warm-up
+    assert old.protocol == "dmc_vision@1" and r.id == "planet_2019_dmc_vision@3"
     assert r.protocol == "dmc_vision_planet@1" and r.sources == old.sources == ("dreamer_v1:scores/baselines.json",)
-    assert r.config == old.config and r.provenance == old.provenance  # the same settings on the paper's repeats
+    # the same settings on the paper's repeats, plus the learning-rate warm-up the method lacked before
+    assert r.config == {**old.config, "lr_warmup": 200} and set(r.provenance) == set(old.provenance) | {"lr_warmup"}
     for protocol in ("dmc_vision", "dmc_vision_planet"):
         rows = published(protocol=protocol, source=r.sources[0], method="planet")
         assert len(rows) == 6 and set(rows.point_type) == {"final_mean"}  # publisher means: no per-seed verdict
