@@ -19,8 +19,8 @@ gradient norms clipped at 100; Adam eps 1e-7 (the released code, danijar/dreamer
 its default epsilon). Network sizes the paper leaves open come from the released `dreamer.py` `define_config`:
 dense layers of 400 ELU units (reward 2, value 3, actor 4 layers), ELU in the RSSM, actor std
 softplus(x + softplus^-1(5)) + 1e-4 and mean 5 tanh(x / 5), images as pixel / 255 - 0.5, reward loss unscaled.
-Free nats as the released code applies them: to the batch-mean KL (`free_nats_mean`; PlaNet's per-step clip with
-False). Differences from the released code (docs/dreamerv1.md): the sums over tau follow Algorithm 1 (tau = t..t+H-1, no gamma^tau weighting, the start state
+Free nats clip each step's KL, as the paper says ("as in PlaNet"); the released code clips the batch-mean KL, which
+`free_nats_mean` (set by the recipe) does. Differences from the released code (docs/dreamerv1.md): the sums over tau follow Algorithm 1 (tau = t..t+H-1, no gamma^tau weighting, the start state
 included); evaluation acts with tanh(mean) instead of the most likely of 100 samples.
 """
 
@@ -81,7 +81,8 @@ class DreamerV1Config:
     reward_layers: int = bounded(2, low=0)
     # --- world-model loss (Eq. 10): beta = 1, free nats 3 as in PlaNet; rewards unscaled (released code)
     free_nats: float = bounded(3.0, low=0)
-    free_nats_mean: bool = True  # released code: max(mean KL, free nats) over the batch; False: per step (PlaNet)
+    # False: each step's KL clipped, as the paper's "as in PlaNet"; the released code (and recipe @2): the batch mean
+    free_nats_mean: bool = False
     kl_scale: float = bounded(1.0, low=0)
     image_scale: float = bounded(1.0, low=0)
     reward_scale: float = bounded(1.0, low=0)
