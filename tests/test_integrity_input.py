@@ -81,7 +81,7 @@ def test_seed_directory_that_is_a_file(tmp_path, capsys):
         ("[1, 2]", "is damaged: it holds list [1, 2], not a JSON object"),
         ('{"config": "fast"}', "is damaged: 'config' is 'fast', expected an object"),
         ('{"resumes": "many"}', "is damaged: 'resumes' is 'many', expected an integer"),
-        ('{"status": "done"}', "is damaged: 'status' is 'done', expected running/finished/failed"),
+        ('{"status": "done"}', "is damaged: 'status' is 'done', expected running/paused/finished/failed"),
         ("{not json", "is damaged (not JSON: "),
     ],
 )
