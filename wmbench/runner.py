@@ -972,8 +972,9 @@ def _run_locked(
         atomic_write_json(run_dir / "run.json", record)
         # Paused (pause_at): at a training episode end at or after that agent step; a resumed run already there
         # pauses again at once.
-        paused = pause_at is not None and resumed and counters["step"] >= pause_at
-        if not paused and not (checkpoint is not None and checkpoint.get("final")):
+        final = checkpoint is not None and bool(checkpoint.get("final"))
+        paused = pause_at is not None and resumed and counters["step"] >= pause_at and not final
+        if not paused and not final:
             step = counters["step"]
             next_checkpoint = (step // every + 1) * every
             obs, state = env.reset(), None
