@@ -40,6 +40,7 @@ wmbench.nn)."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -444,6 +445,9 @@ class TWM(Method):
         n_dyn = math.ceil(c.pretrain_budget * c.pretrain_dyn_p / wm_samples)
         n_ac = math.ceil(c.pretrain_budget * c.pretrain_ac_p / (c.ac_batch * c.imag_horizon))
         out: dict[str, Tensor] = {}
+        print(f"twm: pre-training on the {len(replay)} prefill steps: {n_obs} observation-model, {n_dyn} dynamics and "
+              f"{n_ac} actor-critic updates (official trainer._pretrain; the progress line waits for them)",
+              file=sys.stderr, flush=True)
         # 1. The observation model alone on single (stacked) observations: reconstruction + entropy hinge.
         for _ in range(n_obs):
             obs, *_ = self._tensors(replay.sample(wm_samples, 1 + skip))
