@@ -420,18 +420,18 @@ class TWM(Method):
         length = c.batch_length + 1 + (c.frame_stack - 1 if self.image_shape else 0)
         if self.acted < c.prefill or len(replay) < length:
             return {}
-        pretrained: dict[str, float] = {}
+        pretrain_metrics: dict[str, float] = {}
         if not self.pretrained:
             self.pretrained = True
             if c.pretrain_budget > 0:
-                pretrained = self.pretrain(replay)
+                pretrain_metrics = self.pretrain(replay)
         due = 1 + int((int(step) - max(c.prefill, 0)) / c.train_every)
         metrics: list[dict[str, float]] = []
         while self.updates < due:
             metrics.append(self.train_batch(self._sample(replay, length)))
         if not metrics:
-            return pretrained
-        return {**pretrained, **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}}
+            return pretrain_metrics
+        return {**pretrain_metrics, **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}}
 
     def pretrain(self, replay: Any) -> dict[str, float]:
         """Pre-training on the prefill data, once, before the first update (official trainer `_pretrain`). Budgets

@@ -1029,9 +1029,8 @@ def _run_locked(
                     log(step)
                     counters["next_log"] += log_every
                 show(step, counters["last_return"])
-            if paused:
-                if saved_step[0] != counters["step"]:
-                    save(final=False)
+            if paused:  # at an episode end the loop reached after this process started: not saved yet
+                save(final=False)
             else:
                 if eval_env is not None and counters["last_eval_step"] != step:
                     evaluate(step)  # the protocol's evaluation at the budget
@@ -1041,8 +1040,8 @@ def _run_locked(
         show(counters["step"], counters["last_return"], force=True)
         if paused:
             step = counters["step"]
-            record.update({"status": "paused", "paused_at": step, "agent_steps": step, "checkpoint_step": step,
-                           "updated": _now(), "wall_s": round(wall(), 3)})
+            # agent_steps and checkpoint_step are the checkpoint's already (save(), or the resumed one's)
+            record.update({"status": "paused", "paused_at": step, "updated": _now(), "wall_s": round(wall(), 3)})
             atomic_write_json(run_dir / "run.json", record)
             if progress:
                 print(f"paused at agent step {step} ({_fmt(env_step_of(step))} {unit}), the first episode end at or "
