@@ -88,6 +88,11 @@ class ScoreRule:
     aggregates: tuple[str, ...] = ("iqm", "mean", "median", "optimality_gap")
     achievements: tuple[str, ...] = ()
 
+    @property
+    def scored_phase(self) -> str:
+        """The phase of the episodes the rule reads: "eval" for eval_mean, else `phase`."""
+        return "eval" if self.rule == "eval_mean" else self.phase
+
 
 @dataclass(frozen=True)
 class EvalSchedule:

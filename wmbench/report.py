@@ -335,7 +335,7 @@ def sample_efficiency(c: Collection, reps: int, seed: int, points: int = 10) -> 
 
 def _curves(c: Collection, tasks: Sequence[str]) -> dict[str, dict[str, tuple]]:
     budget = float(c.protocol.to_unit(c.protocol.budget.agent_steps))
-    phase = "eval" if c.protocol.score.rule == "eval_mean" else c.protocol.score.phase
+    phase = c.protocol.score.scored_phase
     out: dict[str, dict[str, tuple]] = {}
     for task in tasks:
         for e in c.entries:

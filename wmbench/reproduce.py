@@ -680,15 +680,14 @@ def check_on_grid(curves: pd.DataFrame, protocol: Protocol | str, at_step: float
 
     protocol = load_protocol(protocol) if isinstance(protocol, str) else protocol
     if "phase" in curves.columns:  # as the rule reads them (results._rule_finals)
-        curves = curves[curves["phase"] == ("eval" if protocol.score.rule == "eval_mean" else protocol.score.phase)]
+        curves = curves[curves["phase"] == protocol.score.scored_phase]
     if curves.empty:
         return
-    steps = curves.groupby(results.RUN_KEY, sort=True)["env_step"]
-    before = curves[curves["env_step"] <= at_step].groupby(results.RUN_KEY, sort=True)["env_step"].max()
-    after = curves[curves["env_step"] > at_step].groupby(results.RUN_KEY, sort=True)["env_step"].min()
+    runs = curves.groupby(results.RUN_KEY, sort=True).size().index
+    last = curves[curves["env_step"] <= at_step].groupby(results.RUN_KEY)["env_step"].max().reindex(runs)
+    after = curves[curves["env_step"] > at_step].groupby(results.RUN_KEY)["env_step"].min().reindex(runs)
     threshold = results.completion_threshold(protocol, at_step)
-    last = before.reindex(steps.max().index)
-    off = last.index[(last.fillna(-np.inf) < threshold) & after.reindex(last.index).notna()]
+    off = runs[(last.fillna(-np.inf) < threshold).to_numpy() & after.notna().to_numpy()]
     if not len(off):
         return
     run = off[0]

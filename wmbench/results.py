@@ -441,7 +441,7 @@ def _rule_finals(data: pd.DataFrame, p: Protocol, limit: float, keys: list[str])
     """
     rule = p.score
     unit = p.budget.step_unit
-    phase = "eval" if rule.rule == "eval_mean" else rule.phase
+    phase = rule.scored_phase
     runs = data[keys].drop_duplicates()
     if "phase" in data.columns:  # rows without a phase column (published curves) are of the rule's phase
         data = data[data["phase"] == phase]
