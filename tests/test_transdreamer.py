@@ -1,11 +1,12 @@
 """TransDreamer (baselines/transdreamer.py) and its TSSM (wmbench/nn/tssm.py): the cached acting and imagination
-paths reproduce the parallel sequence pass, bad inputs are clear errors, and the method meets the contract on pixels
-with continuous actions."""
+paths reproduce the parallel sequence pass, bad inputs are clear errors, the method meets the contract on pixels
+with continuous actions, and a tiny run on the real atari100k@1 ends episodes and trains."""
 
 import gymnasium
 import numpy as np
 import pytest
 import torch
+from atari_support import needs_atari, tiny_atari_run
 from wmbench_baselines.transdreamer import TransDreamer, TransDreamerConfig, parameter_counts
 
 from wmbench.config import ConfigError, make_config
@@ -109,3 +110,9 @@ def test_paper_size_parameter_count():
 
 def test_image_continuous_task_meets_the_contract(tmp_path):
     check_method("transdreamer", tmp_path, task="image_continuous", overrides=["preset=tiny"])
+
+
+@needs_atari
+def test_tiny_preset_runs_on_atari100k(tmp_path):
+    """Through `wmbench run` on the real ALE: discrete actions, 64x64 RGB frames."""
+    tiny_atari_run("transdreamer", tmp_path)

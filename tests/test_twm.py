@@ -1,10 +1,11 @@
 """TWM (baselines/twm.py): frame stacking, the dynamics' cached imagination path, balanced sampling, the paper size,
-bad inputs, and a smoke run on images."""
+bad inputs, a smoke run on images and a tiny run on the real atari100k@1."""
 
 import gymnasium
 import numpy as np
 import pytest
 import torch
+from atari_support import needs_atari, tiny_atari_run
 from wmbench_baselines.twm import TWM, TWMConfig, parameter_counts, stack_frames
 
 from wmbench.config import ConfigError, make_config
@@ -115,6 +116,12 @@ def test_image_task_meets_the_contract(tmp_path):
     # with a short pre-training phase, so that its state (done or not, sampling, optimisers) resumes exactly too
     check_method("twm", tmp_path, task="image_discrete",
                  overrides=["preset=tiny", *SMALL_KERNELS, "pretrain_budget=300"])
+
+
+@needs_atari
+def test_tiny_preset_runs_on_atari100k(tmp_path):
+    """Through `wmbench run` on the real ALE at the protocol's 64x64 RGB frames (TWM stacks them as grayscale)."""
+    tiny_atari_run("twm", tmp_path)
 
 
 def _prefilled(agent: TWM, steps: int = 60, episode: int = 20) -> Replay:
