@@ -10,12 +10,16 @@ with the reason instead of a rate.
     python benchmarks/env_rates.py                              # every default row (a few minutes on 2 cores)
     python benchmarks/env_rates.py --only crafter@2 memory_maze@1
     python benchmarks/env_rates.py --row atari100k@1:pong:5000  # any PROTOCOL:TASK:STEPS, repeatable
+    python benchmarks/env_rates.py --only crafter@2 --scale 0.05 --json  # short; the rows as JSON on the last line
+
+`benchmarks/test_bench_env_rates.py` runs each default row through this script for `make bench`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import sys
@@ -52,6 +56,12 @@ class Rate:
     def cpu_rate(self) -> float:
         return self.steps / self.cpu_s
 
+    def figures(self) -> dict[str, object]:
+        return {"protocol": self.protocol, "task": self.task, "steps": self.steps, "episodes": self.episodes,
+                "wall_s": self.wall_s, "cpu_s": self.cpu_s, "action_repeat": self.action_repeat,
+                "agent_steps_per_s_wall": self.wall_rate, "env_steps_per_s_wall": self.wall_rate * self.action_repeat,
+                "agent_steps_per_s_cpu": self.cpu_rate, "env_steps_per_s_cpu": self.cpu_rate * self.action_repeat}
+
 
 def measure(protocol_id: str, task: str, steps: int, seed: int = 0) -> Rate:
     """Step `steps` random actions through the contract env of `protocol_id` / `task` (resets included)."""
@@ -87,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="PROTOCOL", help="default rows of these protocols only")
     parser.add_argument("--row", type=_row, action="append", default=[], help="PROTOCOL:TASK:STEPS (repeatable)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default step counts (e.g. 0.1)")
+    parser.add_argument("--json", action="store_true",
+                        help="also print every row as one JSON object on the last line ({\"rows\": [...]})")
     args = parser.parse_args(argv)
 
     from wmbench.envs import SuiteNotInstalled
@@ -117,19 +129,25 @@ def main(argv: list[str] | None = None) -> int:
           "| env steps/s CPU | load (1 min) after |")
     print("|---|---|---|---|---|---|---|---|")
     failed = 0
+    results: list[dict[str, object]] = []
     for protocol_id, task, steps in rows:
         try:
             r = measure(protocol_id, task, steps)
         except SuiteNotInstalled as e:
             print(f"| `{protocol_id}` | {task} | not measured: {e} | | | | | |")
+            results.append({"protocol": protocol_id, "task": task, "not_measured": str(e)})
             continue
         except WmbenchError as e:
             print(f"| `{protocol_id}` | {task} | error: {e} | | | | | |")
+            results.append({"protocol": protocol_id, "task": task, "error": str(e)})
             failed += 1
             continue
+        results.append(r.figures())
         print(f"| `{r.protocol}` | {r.task} | {r.steps} ({r.episodes}) | {r.wall_rate:.0f} | "
               f"{r.wall_rate * r.action_repeat:.0f} | {r.cpu_rate:.0f} | {r.cpu_rate * r.action_repeat:.0f} | "
               f"{os.getloadavg()[0]:.2f} |", flush=True)
+    if args.json:
+        print(json.dumps({"rows": results}))
     return 1 if failed else 0
 
 

@@ -2,7 +2,10 @@
 update (batch `mae_batch` x `mae_length` images), one world-model + behaviour update (`batch_size` x
 `batch_length`), one action; and the cost per agent step they make (both updates every 5 agent steps).
 
-    OMP_NUM_THREADS=1 python benchmarks/mwm_cost.py [--preset cpu|paper] [--reps 2]
+    OMP_NUM_THREADS=1 python benchmarks/mwm_cost.py [--preset cpu|paper|tiny] [--reps 2] [--json]
+
+`--json` also prints the figures as one JSON object on the last line; `benchmarks/test_bench_mwm_cost.py` runs the
+script that way for `make bench` (`--preset tiny --reps 1`; the defaults with `--bench-full`).
 
 Batches are random pixels (the cost does not depend on their content). Figures in docs/mwm.md and
 wmbench/expectations.py come from this script (process CPU time; wall time is about twice that at load 6-7 on the
@@ -12,6 +15,7 @@ project's 2 shared cores).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import gymnasium
@@ -28,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON on the last line")
     args = parser.parse_args()
     torch.set_num_threads(1)
     obs_space = {"image": gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)}
@@ -65,6 +70,10 @@ def main() -> None:
         f"{args.preset}: action {action * 1000:.1f} ms; {per_step:.2f} CPU-s per agent step, "
         f"{per_step * 5000 / 3600:.2f} CPU-h per 10k env steps (action repeat 2)"
     )
+    if args.json:
+        print(json.dumps({"preset": args.preset, "reps": args.reps, "mae_update_cpu_s": cost["mae"],
+                          "model_update_cpu_s": cost["model"], "action_cpu_s": action,
+                          "cpu_s_per_agent_step": per_step, "cpu_h_per_10k_env_steps": per_step * 5000 / 3600}))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """Wall time of SLAC's parts on dmc_vision@1 (64x64 images), one thread: env step, action, model update, actor-critic
 update, and what they make per 10k env steps and for the one-off model pre-training.
 
-    OMP_NUM_THREADS=1 python benchmarks/slac_cost.py [--task cartpole_swingup] [--preset paper] [--reps 3]
+    OMP_NUM_THREADS=1 python benchmarks/slac_cost.py [--task cartpole_swingup] [--preset paper|cpu|tiny] [--reps 3]
+        [--json]
 
 The replay is filled with random-policy steps of the real task; each update samples from it as in training.
+`--json` also prints the figures as one JSON object on the last line; `benchmarks/test_bench_slac_cost.py` runs the
+script that way for `make bench` (`--preset tiny --reps 1`; the defaults with `--bench-full`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[])
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON on the last line")
     args = parser.parse_args()
     torch.set_num_threads(1)
     protocol = load_protocol("dmc_vision@1")
@@ -71,6 +76,12 @@ def main() -> None:
     print(f"model pre-training: {run_config.initial_model_train_steps} updates x {t_model:.2f} s = "
           f"{run_config.initial_model_train_steps * t_model / 3600:.2f} h; random phase "
           f"{run_config.initial_collect_steps} agent steps")
+    if args.json:
+        print(json.dumps({"task": args.task, "preset": args.preset, "set": args.set, "reps": args.reps,
+                          "env_step_s": t_env, "action_s": t_act, "model_update_s": t_model,
+                          "actor_critic_update_s": t_ac, "s_per_agent_step": per_agent_step,
+                          "h_per_10k_env_steps": per_agent_step * agent_steps / 3600,
+                          "pretrain_h": run_config.initial_model_train_steps * t_model / 3600}))
 
 
 if __name__ == "__main__":
