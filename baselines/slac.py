@@ -16,10 +16,13 @@ Algorithm 1 of the paper, as run here (the runner calls `policy` every env step 
      target r_tau+1 + gamma (min_i Qbar_i(z_tau+1, a') - alpha log pi(a' | x_2:tau+1, a_2:tau)); the actor pi(a |
      x_1:tau, a_1:tau-1) sees the model encoder's features of the last tau observations and the tau - 1 actions
      between them (not the latent: it must act from observations alone) and minimises E[alpha log pi -
-     min_i Q_i(z_tau, a)]; alpha follows the automatic temperature with target entropy -|A|; the target critics
-     move by Polyak averaging (0.005).
-3. Acting: the actor on the history of the last tau encoder features and actions (zeros before an episode's
-   first step); evaluation acts with tanh of the mean.
+     min_i Q_i(z_tau, a)]; alpha (from 1: log alpha 0) follows the automatic temperature with target entropy
+     -|A|, as the released slac_agent.py's defaults; the target critics move by Polyak averaging (0.005).
+   A window whose last transition crosses an episode end has its critic term masked, or is drawn again
+   (`resample_boundary_windows`, the released code).
+3. Acting: the actor on the history of the last tau encoder features and actions (before an episode's first
+   step: zero actions, and zero features or, with `history_padding` "first" as the released code, the first
+   observation's features); evaluation acts with tanh of the mean.
 
 Networks (the released code alexlee-gk/slac, model_distribution_network.py, slac.gin and train_eval.py, where
 the paper is not specific): image encoder of 5 convolutions (32 5x5/2, 64 3x3/2, 128 3x3/2, 256 3x3/2, 256 4x4 valid; leaky
@@ -51,6 +54,8 @@ from wmbench.nn.world_model import finite_values, load_networks, pixel_control_s
 from wmbench.seeding import derive_seed
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+HISTORY_PADDINGS = ("zeros", "first")
+RESAMPLE_TRIES = 100  # draws for windows that cross an episode end; any left after these keep their critic mask
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,24 @@ class SLACConfig:
     initial_collect_steps: int = bounded(10000, low=0)
     initial_model_train_steps: int = bounded(100000, low=0)
     train_every: int = bounded(1, low=1)
+    # --- episode starts inside the tau + 1 windows (docs/slac.md, "Episode boundaries"); the released code:
+    # slac_agent.py filter_before_first_step repeats the first observation of the window's last episode over the
+    # steps before it (their actions zeroed), train_eval.py drops every window whose last transition crosses an
+    # episode end (`~is_boundary()[-2]`); recipe slac_2020_dmc_vision@3 sets both
+    history_padding: str = "zeros"  # the actor's history before an episode's first step: "zeros" or "first"
+    resample_boundary_windows: bool = False  # False: such a window stays, its critic term masked
 
     def __post_init__(self) -> None:
         try:
             target_entropy(1, self.target_entropy_per_dim)
         except ValueError as e:
             raise ConfigError(f"slac: {e}") from e
+        if self.history_padding not in HISTORY_PADDINGS:
+            raise ConfigError(
+                f"slac: history_padding {self.history_padding!r} must be one of {HISTORY_PADDINGS} ('zeros': zero "
+                "features before an episode's first step; 'first': its first observation's features repeated, as "
+                "the released code)"
+            )
 
 
 def conv_stack(size: int, depth: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
@@ -225,15 +242,21 @@ class SequentialLatentModel(nn.Module):
         return normal_kl(*post["post"], *post["prior"])
 
 
-def history(feat: Tensor, action: Tensor, is_first: Tensor) -> Tensor:
+def history(feat: Tensor, action: Tensor, is_first: Tensor, padding: str = "zeros") -> Tensor:
     """The actor's input at the last step of a [B, tau] window: features of the tau observations and the tau - 1
-    actions chosen between them, flattened; what precedes the window's last episode start is zeroed, as `policy`
-    does when an episode starts (the action chosen at step i is kept when step i is kept)."""
+    actions chosen between them, flattened. What precedes the window's last episode start is padded as `policy`
+    pads when an episode starts: actions zeroed (the action chosen at step i is kept when step i is kept), features
+    zeroed (`padding` "zeros") or replaced by the episode's first features ("first": the released code's
+    filter_before_first_step)."""
     tau = feat.shape[1]
     index = torch.arange(tau, device=feat.device)
     last_start = (is_first.bool() & (index > 0)).long().mul(index).amax(1, keepdim=True)  # 0 when none
     keep = (index >= last_start).float()
-    feat = feat * keep[..., None]
+    if padding == "first":
+        source = torch.maximum(index, last_start)  # [B, tau]: a step before the start reads the start
+        feat = feat.gather(1, source[..., None].expand(-1, -1, feat.shape[-1]))
+    else:
+        feat = feat * keep[..., None]
     action = action[:, : tau - 1] * keep[:, : tau - 1, None]
     return torch.cat([feat.flatten(1), action.flatten(1)], -1)
 
@@ -286,13 +309,15 @@ class SLAC(Method):
                 action = torch.rand(n, self.act_dim, generator=self.gen_act, device=self.device)
                 return (2 * action - 1).cpu().numpy().astype(np.float32), None
         feat = self.model.encode(obs["image"])
-        if state is None:
+        if state is None:  # the first acting step (an episode start, or the step after the random phase)
             feats = torch.zeros(n, c.sequence_length, feat.shape[-1], device=self.device)
             actions = torch.zeros(n, c.sequence_length - 1, self.act_dim, device=self.device)
+            is_first = torch.ones_like(is_first)
         else:
             feats, actions = state
         reset = is_first[:, None, None]
-        feats = torch.where(reset, 0.0, feats)
+        pad = feat[:, None].expand_as(feats) if c.history_padding == "first" else torch.zeros_like(feats)
+        feats = torch.where(reset, pad, feats)
         actions = torch.where(reset, 0.0, actions)
         feats = torch.cat([feats[:, 1:], feat[:, None]], 1)
         inp = torch.cat([feats.flatten(1), actions.flatten(1)], -1)
@@ -315,15 +340,33 @@ class SLAC(Method):
         metrics: dict[str, float] = {}
         if not self.pretrained:
             for _ in range(c.initial_model_train_steps):
-                metrics = self.train_model(replay.sample(c.model_batch_size, length))
+                metrics = self.train_model(self.sample(replay, c.model_batch_size))
             self.pretrained = True
             metrics = {f"pretrain/{k}": v for k, v in metrics.items()}
         if self.acted % c.train_every:
             return metrics
-        metrics.update(self.train_model(replay.sample(c.model_batch_size, length)))
-        metrics.update(self.train_actor_critic(replay.sample(c.batch_size, length)))
+        metrics.update(self.train_model(self.sample(replay, c.model_batch_size)))
+        metrics.update(self.train_actor_critic(self.sample(replay, c.batch_size)))
         self.updates += 1
         return metrics
+
+    def sample(self, replay: Any, batch: int) -> dict[str, np.ndarray]:
+        """`batch` windows of tau + 1 steps. With `resample_boundary_windows`, a window whose last step starts an
+        episode (its last transition crosses an episode end) is drawn again, so the windows are uniform over those
+        whose last transition lies in one episode, as the released train_eval.py's dataset filter keeps them (for
+        the model's batches as for the actor-critic's); after RESAMPLE_TRIES draws any left keep their mask."""
+        length = self.config.sequence_length + 1
+        data = replay.sample(batch, length)
+        if not self.config.resample_boundary_windows:
+            return data
+        for _ in range(RESAMPLE_TRIES):
+            crossing = np.flatnonzero(np.asarray(data["is_first"]).reshape(batch, length)[:, -1])
+            if not len(crossing):
+                break
+            fresh = replay.sample(len(crossing), length)
+            for key, value in data.items():
+                value[crossing] = fresh[key]
+        return data
 
     def train_model(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         loss, terms, _ = self.model.loss(data, self.gen_train)
@@ -347,8 +390,8 @@ class SLAC(Method):
             terminal = torch.as_tensor(data["is_terminal"], device=device).float().reshape(shape)
             post = self.model.posterior(feat, action, is_first, self.gen_train)
             z = torch.cat([post["z1"], post["z2"]], -1)
-            hist_now = history(feat[:, :tau], action[:, :tau], is_first[:, :tau])
-            hist_next = history(feat[:, 1:], action[:, 1:], is_first[:, 1:])
+            hist_now = history(feat[:, :tau], action[:, :tau], is_first[:, :tau], c.history_padding)
+            hist_next = history(feat[:, 1:], action[:, 1:], is_first[:, 1:], c.history_padding)
             alpha = self.log_alpha.exp()
             # soft Bellman target: r + gamma (min_i Qbar_i(z', a') - alpha log pi(a' | history'))
             next_action, next_logp = self.actor.sample(hist_next, self.gen_train)

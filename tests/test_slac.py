@@ -142,8 +142,9 @@ def test_conv_stack_is_the_papers_on_64x64_and_shrinks_for_small_images():
 # ---------------------------------------------------------------- acting and the actor's history
 
 
-def test_policy_history_equals_the_training_history_across_an_episode_start():
-    c = tiny("initial_collect_steps=0", "sequence_length=4")
+@pytest.mark.parametrize("padding", ["zeros", "first"])
+def test_policy_history_equals_the_training_history_across_an_episode_start(padding):
+    c = tiny("initial_collect_steps=0", "sequence_length=4", f"history_padding={padding}")
     agent = SLAC(IMAGE16, BOX2, c, seed=0)
     firsts = [True, False, False, True, False]  # an episode of 3 steps, then a new one
     seen = []  # the actor's inputs, as `policy` builds them
@@ -163,11 +164,77 @@ def test_policy_history_equals_the_training_history_across_an_episode_start():
     is_first = torch.tensor([firsts])
     for t in (3, 4):  # windows ending at the new episode's first and second step
         window = slice(t - 3, t + 1)
-        expected = history(feat[:, window], action[:, window], is_first[:, window])
+        expected = history(feat[:, window], action[:, window], is_first[:, window], padding)
         assert torch.allclose(inputs[t], expected, atol=1e-6)
-    # the new episode's first step sees nothing of the old one
+    # the new episode's first step sees nothing of the old one: zero actions, and zero features or its own repeated
     n_feat = feat.shape[-1]
-    assert torch.count_nonzero(inputs[3][:, : 3 * n_feat]) == 0 and torch.count_nonzero(inputs[3][:, 4 * n_feat:]) == 0
+    assert torch.count_nonzero(inputs[3][:, 4 * n_feat:]) == 0
+    pad = torch.zeros(3 * n_feat) if padding == "zeros" else feat[0, 3].repeat(3)
+    assert torch.allclose(inputs[3][0, : 3 * n_feat], pad, atol=1e-6)
+    # the first acting step (state None) is an episode start, also after the random phase (not an episode start)
+    _, state = agent.policy(obs(first=False, seed=9), None, mode="train")
+    first = agent.model.encode(obs(first=False, seed=9)["image"])
+    assert torch.allclose(state[0][0, :3], torch.zeros(3, n_feat) if padding == "zeros" else first.repeat(3, 1),
+                          atol=1e-6)
+
+
+def test_history_padding_before_an_episode_start_is_the_released_codes_with_first():
+    # a window of 4 steps whose last episode starts at step 2: steps 0-1 belong to the previous episode
+    feat = torch.arange(1.0, 5.0)[None, :, None].repeat(1, 1, 2)  # features 1, 2, 3, 4 (2 dims each)
+    action = torch.arange(10.0, 14.0)[None, :, None]  # actions 10 ... 13 (13: chosen at the last step, not input)
+    is_first = torch.tensor([[False, False, True, False]])
+    zeros = history(feat, action, is_first, "zeros")
+    first = history(feat, action, is_first, "first")
+    assert zeros.tolist() == [[0, 0, 0, 0, 3, 3, 4, 4, 0, 0, 12]]
+    # released slac_agent.py filter_before_first_step: earlier steps take the start's observation, actions zeros
+    assert first.tolist() == [[3, 3, 3, 3, 3, 3, 4, 4, 0, 0, 12]]
+    inside = torch.zeros(1, 4, dtype=torch.bool)  # no start inside (or only at step 0): nothing is padded
+    assert history(feat, action, inside, "first").tolist() == history(feat, action, inside).tolist() == [
+        [1, 1, 2, 2, 3, 3, 4, 4, 10, 11, 12]]
+    with pytest.raises(ConfigError, match=r"history_padding 'last' must be one of \('zeros', 'first'\)"):
+        tiny("history_padding=last")
+
+
+def short_episodes_replay(length: int = 4, episodes: int = 30, seed: int = 0):
+    """A replay of `episodes` episodes of `length` steps of 16x16 frames (step i of the stream has pixel value i % 256)."""
+    from wmbench.replay import Replay
+
+    replay = Replay(10**7, seed=seed)
+    for i in range(length * episodes):
+        t = i % length
+        replay.add({"image": np.full((16, 16, 3), i % 256, np.uint8), "action": np.zeros(2, np.float32),
+                    "reward": np.float32(0.0), "is_first": t == 0, "is_last": t == length - 1,
+                    "is_terminal": False})
+    return replay
+
+
+@pytest.mark.parametrize("resample", [False, True])
+def test_windows_crossing_an_episode_end_are_drawn_again_as_the_released_code_filters_them(resample):
+    # tiny: tau 3, windows of 4 steps; episodes of 4 steps, so 1 in 4 windows ends on an episode's first step
+    agent = SLAC(IMAGE16, BOX2, tiny(f"resample_boundary_windows={str(resample).lower()}"), seed=0)
+    replay = short_episodes_replay()
+    data = agent.sample(replay, 256)
+    assert data["image"].shape[:2] == (256, 4)
+    last_starts = data["is_first"][:, -1]
+    inner_starts = data["is_first"][:, 1:-1].any(1)
+    if resample:  # released train_eval.py: windows kept only when their last transition lies in one episode
+        assert not last_starts.any()
+    else:
+        assert 30 < last_starts.sum() < 100  # about a quarter, kept (their critic term masked)
+    assert inner_starts.any()  # an episode start before the last step does not drop the window (released too)
+    # the windows are still consecutive steps of the stream (pixel value = step index)
+    pixel = data["image"][:, :, 0, 0, 0].astype(int)
+    assert np.all(np.diff(pixel, axis=1) % 256 == 1)
+    # deterministic under the replay's seed
+    again = agent.sample(short_episodes_replay(), 256)
+    assert all(np.array_equal(data[k], again[k]) for k in data)
+
+
+def test_without_a_valid_window_the_resampling_stops_and_the_critic_mask_remains():
+    agent = SLAC(IMAGE16, BOX2, tiny("sequence_length=1", "resample_boundary_windows=true"), seed=0)
+    data = agent.sample(short_episodes_replay(length=1, episodes=8), 4)  # every step starts an episode
+    assert data["is_first"][:, -1].all()
+    assert np.isfinite(agent.train_actor_critic(data)["loss/critic"])
 
 
 def test_shapes_metrics_and_what_each_update_trains():
@@ -245,12 +312,26 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_slac_curves():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
     from wmbench.results import published
 
-    assert recipe_names("slac") == ["slac_2020_dmc_vision@1", "slac_2020_dmc_vision@2"]
+    assert recipe_names("slac") == ["slac_2020_dmc_vision@1", "slac_2020_dmc_vision@2", "slac_2020_dmc_vision@3"]
     old = load_recipe("slac", "slac_2020_dmc_vision@1")  # repeat 2 for every task; kept for runs made with it
-    r = load_recipe("slac", "slac_2020_dmc_vision")  # the latest: the curves' action repeat per task
-    assert old.protocol == "dmc_vision@1" and r.id == "slac_2020_dmc_vision@2" and len(r.sources) == 6
-    assert r.protocol == "dmc_vision_slac@1" and r.sources == old.sources
-    assert r.config == old.config and r.provenance == old.provenance  # the same settings on the curves' repeats
+    v2 = load_recipe("slac", "slac_2020_dmc_vision@2")  # the curves' repeats; kept for runs made with it
+    r = load_recipe("slac", "slac_2020_dmc_vision")  # the latest: and the released code's episode boundaries
+    assert old.protocol == "dmc_vision@1" and r.id == "slac_2020_dmc_vision@3" and len(r.sources) == 6
+    assert r.protocol == v2.protocol == "dmc_vision_slac@1" and r.sources == v2.sources == old.sources
+    assert v2.config == old.config and v2.provenance == old.provenance  # the same settings on the curves' repeats
+    # version 3 adds the released code's boundary handling, nothing else (the earlier versions mean what they meant)
+    assert r.config == {**v2.config, "history_padding": "first", "resample_boundary_windows": True}
+    assert recipe_differences(SLACConfig(), v2) == {}  # versions 1 and 2: the method's defaults
+    assert recipe_differences(SLACConfig(), r) == {
+        "history_padding": ("zeros", "first"), "resample_boundary_windows": (False, True)}
+    # the temperature as released slac_agent.py starts it: log alpha 0 (alpha 1), target entropy -|A|
+    for recipe in (old, v2, r):
+        assert recipe.config["init_alpha"] == 1.0 and recipe.config["target_entropy_per_dim"] == -1.0
+    assert "not checked" not in r.provenance["init_alpha"] + r.provenance["target_entropy_per_dim"]
+    agent = SLAC(IMAGE16, gymnasium.spaces.Box(-1.0, 1.0, (6,), np.float32),
+                 resolve_config(SLAC, load_protocol(r.protocol), ["preset=tiny"], r.id)[0])
+    assert agent.target_entropy == -6.0 and float(agent.log_alpha.detach()) == 0.0
+    assert agent.config.history_padding == "first" and agent.config.resample_boundary_windows
     rows = published(protocol="dmc_vision", method="slac")
     rows = rows[rows.source.str.startswith("slac:")]  # (Dreamer v1's baselines.json also holds SLAC final means)
     assert set(rows.source) == set(r.sources) and rows.task.nunique() == 6
@@ -262,9 +343,17 @@ def test_recipe_is_the_paper_defaults_and_names_the_published_slac_curves():
         "ball_in_cup_catch": 4, "cartpole_swingup": 4, "cheetah_run": 4, "finger_spin": 1, "reacher_easy": 4,
         "walker_walk": 2,
     }  # the action_repeat column of each source CSV
-    assert recipe_differences(SLACConfig(), r) == {}  # the recipe is the paper: the method's defaults
     config, record = resolve_config(SLAC, protocol, ["preset=tiny"], r.id)
     assert record["name"] == r.id and config.batch_size == 4
     # the issue's quoted figures at 50k env steps (mean over the 10 published trials)
     at_50k = rows[rows.env_step == 50000].groupby("task").score.mean()
     assert round(at_50k["cartpole_swingup"]) == 228 and round(at_50k["walker_walk"]) == 233
+
+
+def test_contract_with_the_released_boundary_handling(tmp_path):
+    from wmbench.testing import check_method
+
+    # the keys of recipe slac_2020_dmc_vision@3 keep the run deterministic and its resume exact (the resampled
+    # windows come from the replay's own generator, saved with it)
+    check_method("slac", tmp_path, protocol="fake@1", task="image_continuous",
+                 overrides=["preset=tiny", "history_padding=first", "resample_boundary_windows=true"])
