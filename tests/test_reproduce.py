@@ -396,3 +396,33 @@ def test_at_step_between_the_points_of_a_sparse_curve_is_refused() -> None:
     assert len(reproduce.finals_at(_dmc_curves("paper", 10000, 2, last=10000), "dmc_proprio@1", at_step=16000)) == 2
     with pytest.raises(reproduce.ReproduceError, match="falls between"):  # the verdict refuses it too
         reproduce.compare(ours, published, "dmc_proprio@1", at_step=16000, reps=REPS)
+
+
+def test_recipe_check_takes_the_version_the_runs_used_else_the_latest_on_their_protocol() -> None:
+    """Versions of a recipe share their sources (slac_2020_dmc_vision@1-@3, dreamerv1_2020_dmc_vision@1-@2): runs
+    made with a later version are compared with that version, not with @1 (which lacks its released-code keys)."""
+    from wmbench.config import to_dict
+    from wmbench.method import get_method
+    from wmbench.protocols import load_protocol
+    from wmbench.recipes import load_recipe, resolve_config
+
+    def info(method, recipe_id, record=True, overrides=()):
+        r = load_recipe(method, recipe_id)
+        config, rec = resolve_config(get_method(method), load_protocol(r.protocol), list(overrides), r.id)
+        return {"config": to_dict(config), "protocol": r.protocol, **({"recipe": rec} if record else {})}
+
+    source = "slac:data/slac/dm_control_cheetah_run_slac.csv"
+    for version in (1, 2, 3):
+        run = info("slac", f"slac_2020_dmc_vision@{version}")
+        assert reproduce.recipe_check("slac", source, [run]) == (f"slac_2020_dmc_vision@{version}", [])
+    # without --recipe: the latest version on the runs' protocol whose settings they have, else the latest there
+    for version in (1, 2, 3):
+        run = info("slac", f"slac_2020_dmc_vision@{version}", record=False)
+        assert reproduce.recipe_check("slac", source, [run]) == (f"slac_2020_dmc_vision@{version}", [])
+    reduced = info("slac", "slac_2020_dmc_vision@2", record=False, overrides=["batch_size=32"])
+    assert reproduce.recipe_check("slac", source, [reduced]) == (
+        "slac_2020_dmc_vision@3", ["batch_size=32 (recipe: 256)", "history_padding='zeros' (recipe: 'first')",
+                                   "resample_boundary_windows=False (recipe: True)"])
+    reduced = info("dreamerv1", "dreamerv1_2020_dmc_vision@2", overrides=["batch_size=10"])
+    name, differences = reproduce.recipe_check("dreamerv1", "dreamer_v1:scores/dreamer.json", [reduced])
+    assert name == "dreamerv1_2020_dmc_vision@2" and differences == ["batch_size=10 (recipe: 50)"]
