@@ -10,7 +10,8 @@ The paper's procedures (its Car Racing and VizDoom experiments), as the runner d
    (batch `vae_batch`, Adam lr `vae_lr`, KL tolerance 0.5 x z_dim).
 3. M: the data set's frames are encoded once (mean and log-variance of q(z | frame)); `rnn_updates` gradient steps of
    the MDN-RNN (`wmbench.nn.mdn`) on windows of `rnn_seq` steps, z drawn from q per step (the released code
-   samples z from the stored mean/log-variance), Adam lr `rnn_lr`, gradients clipped to `grad_clip`; the Doom model
+   samples z from the stored mean/log-variance), Adam lr `rnn_lr` (decaying towards `rnn_lr_min` by `rnn_lr_decay`
+   per step when below 1, as the released Doom rnn_train.py), gradients clipped to `grad_clip`; the Doom model
    also predicts the done flag.
    Stages 2 and 3 run `stage_updates_per_step` gradient steps per env step, so the runner's checkpoints (at episode
    ends) save them part-way; the env steps taken meanwhile act at random and are not added to the data set.
@@ -43,8 +44,10 @@ Sizes (the paper's experiments and parameter tables; the released code hardmaru/
 5 mixtures, controller (32 + 256) x 3 + 3 = 867 parameters for CarRacing; z 64, LSTM 512, predicted done flag,
 controller on [z, h, c] with one output and no bias (64 + 512 + 512 = 1,088 weights) for Doom, whose dream temperature
 is 1.15 and whose done-flag loss weighs done steps 10x (released doomrnn.py `restart_factor`).
-Where this module departs from the paper (random-rollout data set size and real-env step counting, z for C is the
-encoder mean) see docs/worldmodels.md.
+Acting in the real env, C and M read the encoder mean of z, or with `sample_z` a draw from q(z | frame) as the
+released code (each pool rollout from a generator of its own seed, the runner's env from one saved with the method).
+Where this module departs from the paper and the released code (random-rollout data set size, real-env step
+counting) see docs/worldmodels.md.
 """
 
 from __future__ import annotations
@@ -130,11 +133,19 @@ class WorldModelsConfig:
     predict_done: bool = False
     done_weight: float = bounded(1.0, low=0)  # weight of done steps in the done-flag loss (released Doom code: 10)
     rnn_lr: float = bounded(1e-3, above=0, high=1)
+    # M's learning rate at its k-th step (k from 0): (rnn_lr - rnn_lr_min) x rnn_lr_decay^k + rnn_lr_min, the
+    # released rnn_train.py schedule (Doom: decay_rate 0.99999, min_learning_rate 1e-5; CarRacing: decay_rate 1);
+    # 1: constant rnn_lr
+    rnn_lr_decay: float = bounded(1.0, above=0, high=1)
+    rnn_lr_min: float = bounded(1e-5, low=0, high=1)
     rnn_batch: int = bounded(100, low=1, high=65536)
     rnn_seq: int = bounded(999, low=1, high=100000)
     rnn_updates: int = bounded(4000, low=0)
     grad_clip: float = bounded(1.0, above=0)
     temperature: float = bounded(1.0, above=0)  # tau of the dream (paper: VizDoom experiment, temperature table)
+    # acting in the real env, C and M read z drawn from q(z | frame) (the released carracing/model.py encode_obs and
+    # doomrnn/doomreal.py _encode) instead of its mean
+    sample_z: bool = False
     # --- data and schedule
     data_episodes: int = bounded(10000, low=1)
     stage_updates_per_step: int = bounded(1, low=1)
@@ -232,6 +243,9 @@ class WorldModels(Method):
         if c.rollout_backend not in ROLLOUT_BACKENDS:
             raise ConfigError(f"worldmodels: rollout_backend {c.rollout_backend!r} must be one of {ROLLOUT_BACKENDS} "
                               "('runner': the runner's env; 'local': --set rollout_workers=N processes; 'ray')")
+        if c.rnn_lr_min > c.rnn_lr:
+            raise ConfigError(f"worldmodels: rnn_lr_min={c.rnn_lr_min:g} is above rnn_lr={c.rnn_lr:g}: the decay "
+                              "would raise the learning rate; the released Doom code decays 1e-3 towards 1e-5")
         check_population(c.population)
         self.device = torch.device(device)
         self.is_discrete = isinstance(act_space, gymnasium.spaces.Discrete)
@@ -259,6 +273,8 @@ class WorldModels(Method):
         self.es = CMAES(self.controller.size, c.population, c.sigma0, derive_seed(seed, "worldmodels/cma"))
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "worldmodels/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "worldmodels/act"))
+        # z draws when acting with sample_z in the runner's env (pool rollouts draw from their own seed)
+        self.gen_z = torch.Generator(self.device).manual_seed(derive_seed(seed, "worldmodels/z"))
         self.rng = np.random.default_rng(derive_seed(seed, "worldmodels/data"))
         self.stage = "collect"
         self.episodes_started = self.episodes_finished = 0
@@ -283,10 +299,14 @@ class WorldModels(Method):
         return {"vae": count_params(self.vae), "mdn_rnn": count_params(self.rnn), "controller": self.controller.size}
 
     # ------------------------------------------------------------------ acting
-    def _features(self, image: Any, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        """(z, controller input) for a batch of frames and the LSTM state (h, c) [1, N, units]."""
+    def _features(self, image: Any, state: tuple[Tensor, Tensor], generator: torch.Generator
+                  ) -> tuple[Tensor, Tensor]:
+        """(z, controller input) for a batch of frames and the LSTM state (h, c) [1, N, units]; z is q(z | frame)'s
+        mean, or with `sample_z` a draw from it (from `generator`)."""
         pixels = torch.as_tensor(np.ascontiguousarray(image), device=self.device)
-        z, _ = self.vae.encode(pixels)
+        z, logvar = self.vae.encode(pixels)
+        if self.config.sample_z:
+            z = ConvVAE.sample(z, logvar, generator)
         parts = [z, state[0][0]] + ([state[1][0]] if self.config.controller_input == "zch" else [])
         return z, torch.cat(parts, -1)
 
@@ -335,10 +355,12 @@ class WorldModels(Method):
                 return action.cpu().numpy(), None
             action = torch.rand(n, self.m_action_dim, generator=self.gen_act, device=self.device) * 2 - 1
             return action.cpu().numpy().astype(np.float32), None
-        return self._act(self._acting_params(mode), obs, state)
+        return self._act(self._acting_params(mode), obs, state, self.gen_z)
 
-    def _act(self, params: Tensor, obs: dict[str, Any], state: Any) -> tuple[np.ndarray, Any]:
-        """C with parameters `params` on a batch of observations, M's state carried (zeroed where `is_first`)."""
+    def _act(self, params: Tensor, obs: dict[str, Any], state: Any, generator: torch.Generator
+             ) -> tuple[np.ndarray, Any]:
+        """C with parameters `params` on a batch of observations, M's state carried (zeroed where `is_first`);
+        `generator` draws z when `sample_z`."""
         is_first = np.asarray(obs["is_first"]).reshape(-1)
         n = is_first.shape[0]
         if state is None:
@@ -346,7 +368,7 @@ class WorldModels(Method):
         else:  # a new episode starts from a zero LSTM state
             keep = torch.as_tensor(~is_first, device=self.device).float().reshape(1, n, 1)
             state = (state[0] * keep, state[1] * keep)
-        z, x = self._features(obs["image"], state)
+        z, x = self._features(obs["image"], state, generator)
         action = self.controller.act(params, x)
         _, state = self.rnn.step(z, self._m_action(action), state)
         return self._to_env(action), state
@@ -486,12 +508,24 @@ class WorldModels(Method):
         loss, terms = self.rnn.loss(z_in.to(to), a_in.to(to), z_next.to(to), done.to(to) if c.predict_done else None,
                                     mask.to(to), done_weight=c.done_weight)
         values = finite_values("worldmodels", {"rnn/loss": loss, **terms}, self.rnn_steps, ["rnn_lr"])
+        lr = self.rnn_learning_rate(self.rnn_steps)
+        for group in self.rnn_opt.param_groups:
+            group["lr"] = lr
         self.rnn_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.rnn.parameters(), c.grad_clip)
         self.rnn_opt.step()
         self.rnn_steps += 1
-        return dict(zip(["rnn/loss", *terms], values, strict=True))
+        return {**dict(zip(["rnn/loss", *terms], values, strict=True)), "rnn/lr": lr}
+
+    def rnn_learning_rate(self, step: int) -> float:
+        """M's learning rate at its step `step` (0 = the first): the released rnn_train.py's
+        (learning_rate - min_learning_rate) x decay_rate^step + min_learning_rate, step being the global step
+        before the update; exactly `rnn_lr` without decay."""
+        c = self.config
+        if c.rnn_lr_decay == 1.0:
+            return c.rnn_lr
+        return (c.rnn_lr - c.rnn_lr_min) * c.rnn_lr_decay**step + c.rnn_lr_min
 
     # ------------------------------------------------------------------ C by CMA-ES
     @torch.no_grad()
@@ -602,11 +636,13 @@ class WorldModels(Method):
         """One episode of controller `params` in a fresh env of seed `seed` (the runner's env factory): its return and
         steps."""
         env = self.env_factory(seed)
+        generator = torch.Generator(self.device).manual_seed(derive_seed(seed, "worldmodels/z"))  # sample_z's draws
         try:
             weights = torch.as_tensor(params, dtype=torch.float32, device=self.device)
             obs, state, total, steps = env.reset(), None, 0.0, 0
             while not obs["is_last"]:
-                action, state = self._act(weights, {k: np.asarray(v)[None] for k, v in obs.items()}, state)
+                action, state = self._act(weights, {k: np.asarray(v)[None] for k, v in obs.items()}, state,
+                                          generator)
                 obs = env.step(np.asarray(action)[0])
                 total += float(obs["reward"])
                 steps += 1
@@ -653,6 +689,7 @@ class WorldModels(Method):
             "es": self.es.state_dict(),
             "gen_train": self.gen_train.get_state(),
             "gen_act": self.gen_act.get_state(),
+            "gen_z": self.gen_z.get_state(),
             "rng": generator_state(self.rng),
             "counters": {
                 "episodes_started": self.episodes_started, "episodes_finished": self.episodes_finished,
@@ -683,6 +720,8 @@ class WorldModels(Method):
         self.rnn_opt.load_state_dict(state["rnn_opt"])
         self.gen_train.set_state(state["gen_train"])
         self.gen_act.set_state(state["gen_act"])
+        if "gen_z" in state:  # checkpoints from before sample_z (which never drew from it)
+            self.gen_z.set_state(state["gen_z"])
         set_generator_state(self.rng, state["rng"])
         for key, value in state["counters"].items():
             setattr(self, key, int(value))

@@ -269,7 +269,9 @@ def test_protocols_load_and_state_their_rule():
     ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch"],  # evolution inside M
     ["preset=tiny", "rollout_backend=inline"],  # real-env rollouts as pool tasks in fresh envs of the factory
     ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch", "rollout_backend=inline"],
-], ids=["real", "dream", "real-pool", "dream-pool"])
+    # the released code's options: M's learning rate decays, acting reads z drawn from q (from a saved generator)
+    ["preset=tiny", "rnn_lr_decay=0.9", "sample_z=true"],
+], ids=["real", "dream", "real-pool", "dream-pool", "real-released"])
 def test_contract_deterministic_and_exact_resume_with_the_cma_state(tmp_path, overrides):
     result = check_method("worldmodels", tmp_path, task="image_continuous", overrides=overrides, steps=400,
                           checkpoint_every=150)
@@ -365,6 +367,103 @@ def test_checkpoint_resumes_at_the_stage_it_reached(tmp_path):
         other.load_state_dict(bad)
 
 
+# ---------------------------------------------------------------------------------------------- released-code options
+class EpisodesReplay:
+    """The part of the replay the data set reads: complete episodes of 16x16 frames with continuous actions."""
+
+    def __init__(self, episodes: int = 2, length: int = 12):
+        rng = np.random.default_rng(0)
+        self._episodes = [{"image": rng.integers(0, 256, (length, 16, 16, 3), dtype=np.uint8),
+                           "action": rng.uniform(-1, 1, (length, 2)).astype(np.float32),
+                           "is_terminal": np.zeros(length, bool)} for _ in range(episodes)]
+
+    def episodes(self):
+        return self._episodes
+
+
+SMALL_OBS = {"image": gymnasium.spaces.Box(0, 255, (16, 16, 3), np.uint8)}
+SMALL_ACT = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def _small(overrides=()):
+    cls = get_method("worldmodels")
+    return cls(SMALL_OBS, SMALL_ACT, method_config(cls, load_protocol("fake@1"), ["preset=tiny", *overrides]), "cpu", 0)
+
+
+@needs_cma
+def test_m_learning_rate_decays_as_the_released_doom_code():
+    # released doomrnn/rnn_train.py: lr = (learning_rate - min_learning_rate) * decay_rate ** step + min_learning_rate
+    doom = _method("vizdoom_takecover@1", ["rnn_lr_decay=0.99999"], act=gymnasium.spaces.Discrete(3))
+    assert doom.rnn_learning_rate(0) == pytest.approx(1e-3, rel=1e-12)
+    assert doom.rnn_learning_rate(100_000) == pytest.approx(9.9e-4 * 0.99999**100_000 + 1e-5, rel=1e-12)
+    assert doom.rnn_learning_rate(100_000) == pytest.approx(3.7420e-4, rel=1e-4)
+    assert doom.rnn_learning_rate(10**8) == pytest.approx(1e-5, rel=1e-9)  # the floor
+    assert _method("carracing@1").rnn_learning_rate(10**6) == 1e-3  # no decay: exactly rnn_lr (the default)
+    # the optimiser steps with that rate, step after step, and the weights follow it
+    replay = EpisodesReplay()
+    decayed, constant = _small(["rnn_lr_decay=0.5", "rnn_lr_min=1e-4"]), _small()
+    rates = [decayed._rnn_step(replay)["rnn/lr"] for _ in range(4)]
+    assert rates == pytest.approx([1e-3, 5.5e-4, 3.25e-4, 2.125e-4], rel=1e-12)
+    assert decayed.rnn_opt.param_groups[0]["lr"] == rates[-1]
+    assert [constant._rnn_step(replay)["rnn/lr"] for _ in range(4)] == [1e-3] * 4
+    changed = [not torch.equal(a, b) for a, b in zip(decayed.rnn.parameters(), constant.rnn.parameters(), strict=True)]
+    assert any(changed)  # same seed and batches: only the rates differ
+    with pytest.raises(ConfigError, match=r"rnn_lr_min=0.01 is above rnn_lr=0.001"):
+        _small(["rnn_lr_min=0.01"])
+    with pytest.raises(ConfigError, match="rnn_lr_decay"):
+        _small(["rnn_lr_decay=1.5"])
+
+
+@needs_cma
+def test_acting_with_sampled_z_differs_from_the_mean_and_is_deterministic_under_the_seed():
+    params = torch.as_tensor(np.random.default_rng(1).normal(size=_small().controller.size), dtype=torch.float32)
+    frames = {"image": np.random.default_rng(2).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+              "is_first": np.ones(3, bool)}
+
+    @torch.no_grad()
+    def act(agent, seed, state=None):
+        return agent._act(params, frames, state, torch.Generator().manual_seed(seed))
+
+    mean, sampled = _small(), _small(["sample_z=true"])
+    a_mean, s_mean = act(mean, 0)
+    assert np.array_equal(act(mean, 1)[0], a_mean)  # the mean ignores the generator
+    a0, s0 = act(sampled, 0)
+    assert not np.allclose(a0, a_mean) and not torch.allclose(s0[0], s_mean[0])  # C and M both read the draw
+    a0_again, s0_again = act(sampled, 0)
+    assert np.array_equal(a0_again, a0) and torch.equal(s0_again[0], s0[0])
+    assert not np.array_equal(act(sampled, 1)[0], a0)
+    with torch.no_grad():  # the draw is z = mean + std x noise of q(z | frame)
+        z_mean, logvar = sampled.vae.encode(torch.as_tensor(frames["image"]))
+        z, _ = sampled._features(frames["image"], sampled.rnn.initial(3, sampled.device), torch.Generator().manual_seed(0))
+    assert torch.equal(z, ConvVAE.sample(z_mean, logvar, torch.Generator().manual_seed(0)))
+    # the runner's env draws from the method's own generator, saved in its state: a reload draws the same
+    sampled.stage = "evolve"
+    state = sampled.state_dict()
+    first = sampled.policy(dict(frames, is_last=np.zeros(3, bool)), None, mode="eval")[0]
+    other = _small(["sample_z=true"])
+    other.stage = "evolve"
+    other.load_state_dict(state)
+    assert np.array_equal(other.policy(dict(frames, is_last=np.zeros(3, bool)), None, mode="eval")[0], first)
+
+
+@needs_cma
+def test_pool_rollouts_with_sampled_z_depend_on_their_seed_only():
+    agent, factory = _fake_agent(["preset=tiny", "sample_z=true"])
+    agent.set_env_factory(factory)
+    params = np.random.default_rng(3).normal(size=agent.controller.size)
+
+    def rollout(agent, seed):
+        ret, steps = agent.real_rollout(params, seed)
+        return float(ret[0]), steps
+
+    first = rollout(agent, 11)
+    rollout(agent, 12)  # a worker that ran another rollout before draws the same for seed 11
+    assert rollout(agent, 11) == first
+    mean, _ = _fake_agent(["preset=tiny"])
+    mean.set_env_factory(factory)
+    assert rollout(mean, 11) != first  # the draws change the episode
+
+
 # ---------------------------------------------------------------------------------------------- adapters
 needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None, reason="gymnasium[box2d] not installed")
 needs_vizdoom = pytest.mark.skipif(importlib.util.find_spec("vizdoom") is None, reason="vizdoom not installed")
@@ -419,6 +518,33 @@ def test_paper_tables_hold_the_papers_figures():
     assert set(table["source"]) <= published_source_ids()
     assert load_recipe("worldmodels", "worldmodels_2018_carracing").config["controller_params"] == 867
     assert len(paper_tables(protocol="carracing@1")) == 1 and paper_tables(protocol="atari100k").empty
+
+
+def test_recipes_version_2_add_the_released_codes_options_and_nothing_else():
+    from wmbench_baselines.worldmodels import WorldModelsConfig
+
+    from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
+
+    assert recipe_names("worldmodels") == [
+        "worldmodels_2018_carracing@1", "worldmodels_2018_carracing@2",
+        "worldmodels_2018_vizdoom_takecover@1", "worldmodels_2018_vizdoom_takecover@2"]
+    released = {  # carracing/rnn_train.py and model.py; doomrnn/rnn_train.py and doomreal.py (commit fd982b9)
+        "worldmodels_2018_carracing": {"rnn_lr_decay": 1.0, "rnn_lr_min": 1e-5, "sample_z": True},
+        "worldmodels_2018_vizdoom_takecover": {"rnn_lr_decay": 0.99999, "rnn_lr_min": 1e-5, "sample_z": True},
+    }
+    for name, keys in released.items():
+        old, new = load_recipe("worldmodels", f"{name}@1"), load_recipe("worldmodels", name)
+        assert new.version == 2 and new.sources == old.sources and new.protocol == old.protocol
+        assert new.config == {**old.config, **keys}  # version 1 keeps its meaning (the method's defaults there)
+        config, _ = resolve_config(get_method("worldmodels"), load_protocol(new.protocol), (), new.id)
+        assert (config.rnn_lr_decay, config.rnn_lr_min, config.sample_z) == tuple(keys.values())
+        # a run made with version 1 (the method's defaults for these keys) differs from version 2 in them only
+        config_v1, _ = resolve_config(get_method("worldmodels"), load_protocol(old.protocol), (), old.id)
+        defaults = WorldModelsConfig()
+        assert recipe_differences(config_v1, new) == {
+            k: (getattr(defaults, k), v) for k, v in keys.items() if getattr(defaults, k) != v}
+    default = method_config(get_method("worldmodels"), load_protocol("vizdoom_takecover@1"), [])
+    assert (default.rnn_lr_decay, default.sample_z) == (1.0, False)  # the method's default: unchanged
 
 
 def _finals(values, method="worldmodels", task="car_racing"):
