@@ -759,10 +759,11 @@ def recipe_check(method: str, source: str, infos: Sequence[dict[str, Any]]) -> t
     """The recipe of `method` that reproduces `source` and, per differing key, `key=ours (recipe: theirs)` over our
     runs (run.json dicts). ("", []) when the method has no recipe for that source: nothing to check against.
 
-    Several versions of a recipe may name the source (a later one adding a setting of the released code that the
-    method lacked before): the one every run recorded (`--recipe`); else the latest on the runs' protocol whose
-    settings the runs have; else the latest on their protocol (else the latest). Before, the first by name was
-    taken, so runs made with a later version were 'not comparable'."""
+    Several versions of a recipe may name the source: a later version adds a setting of the released code that the
+    method lacked before, so it supersedes the earlier ones. Runs are checked against the latest version on their
+    protocol (else the latest): a run made with an earlier version is not comparable, and the differences name the
+    settings it lacks. (Before wave 2's fix the first version by name was taken, so runs of the latest version,
+    e.g. `dreamerv1_2020_dmc_vision@2`, were 'not comparable'.)"""
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names
 
     try:
@@ -772,28 +773,17 @@ def recipe_check(method: str, source: str, infos: Sequence[dict[str, Any]]) -> t
     recipes = [r for r in (load_recipe(method, n) for n in names) if source in r.sources]
     if not recipes:
         return "", []
-
-    def differences(recipe: Any) -> list[str]:
-        found: dict[str, tuple[Any, Any]] = {}
-        for info in infos:
-            config = info.get("config")
-            if not isinstance(config, dict):
-                found.setdefault("config", (None, "(the recipe's)"))
-                continue
-            for key, pair in recipe_differences(config, recipe).items():
-                found.setdefault(key, pair)
-        return [f"{k}={ours!r} (recipe: {theirs!r})" for k, (ours, theirs) in sorted(found.items())]
-
-    used = {info["recipe"].get("name") if isinstance(info.get("recipe"), dict) else None for info in infos}
-    recorded = [r for r in recipes if used == {r.id}]
-    if recorded:
-        return recorded[0].id, differences(recorded[0])
     protocols = {info.get("protocol") for info in infos}
-    candidates = sorted([r for r in recipes if protocols == {r.protocol}] or recipes, key=lambda r: -r.version)
-    for recipe in candidates:
-        if not (found := differences(recipe)):
-            return recipe.id, found
-    return candidates[0].id, differences(candidates[0])
+    recipe = max([r for r in recipes if protocols == {r.protocol}] or recipes, key=lambda r: r.version)
+    found: dict[str, tuple[Any, Any]] = {}
+    for info in infos:
+        config = info.get("config")
+        if not isinstance(config, dict):
+            found.setdefault("config", (None, "(the recipe's)"))
+            continue
+        for key, pair in recipe_differences(config, recipe).items():
+            found.setdefault(key, pair)
+    return recipe.id, [f"{k}={ours!r} (recipe: {theirs!r})" for k, (ours, theirs) in sorted(found.items())]
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
