@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from wmbench.nn.networks import MLP, BlockLinear, ConvDecoder, ConvEncoder, Norm, count_params, linear
+from wmbench.nn.networks import (
+    MLP,
+    BlockLinear,
+    ConvDecoder,
+    ConvEncoder,
+    Norm,
+    count_params,
+    linear,
+    rms_norm_lastdim,
+)
 from wmbench.nn.rssm import RSSM
 
 
@@ -17,6 +26,30 @@ def test_norms_normalise():
     maps = torch.randn(2, 8, 4, 4)  # NCHW: each pixel's channel vector is normalised
     out = Norm(8, "rms", channel_dim=1)(maps)
     assert torch.allclose(out.square().mean(1), torch.ones(2, 4, 4), atol=1e-3)
+
+
+def test_rms_norm_lastdim_equals_torch_rms_norm_forward_and_backward():
+    """The speed device is the same function as F.rms_norm: values and both gradients equal to rounding (float32),
+    and its hand-written backward passes gradcheck (float64), with and without each input needing a gradient."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(3, 5, 16, generator=gen) * 3 + 1).requires_grad_()
+    w = torch.randn(16, generator=gen).requires_grad_()
+    grad = torch.randn(3, 5, 16, generator=gen)
+    ours = rms_norm_lastdim(x, w, 1e-4)
+    theirs = F.rms_norm(x, (16,), w, 1e-4)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    gx, gw = torch.autograd.grad(ours, (x, w), grad)
+    tx, tw = torch.autograd.grad(theirs, (x, w), grad)
+    torch.testing.assert_close(gx, tx, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gw, tw, rtol=1e-5, atol=1e-6)
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: rms_norm_lastdim(a, b, 1e-3), (x64, w64))
+    (only_w,) = torch.autograd.grad(rms_norm_lastdim(x.detach(), w, 1e-4), (w,), grad)
+    torch.testing.assert_close(only_w, tw, rtol=1e-5, atol=1e-6)
+    (only_x,) = torch.autograd.grad(rms_norm_lastdim(x, w.detach(), 1e-4), (x,), grad)
+    torch.testing.assert_close(only_x, tx, rtol=1e-5, atol=1e-6)
 
 
 def test_mlp_shapes_zero_output_and_params():
