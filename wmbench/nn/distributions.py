@@ -117,7 +117,8 @@ def sample_index_probs(probs: Tensor, generator: torch.Generator | None = None) 
     `generator` per distribution (reproducible; 32x less noise to draw than Gumbel-max for 32 classes)."""
     cdf = probs.detach().float().cumsum(-1)
     u = torch.rand((*cdf.shape[:-1], 1), device=cdf.device, generator=generator) * cdf[..., -1:]
-    return (cdf <= u).sum(-1).clamp_(max=probs.shape[-1] - 1)
+    # counting in int32 skips the bool -> int64 conversion of the whole comparison (~1 of 3 ms for [1024, 32, 32])
+    return torch.le(cdf, u).sum(-1, dtype=torch.int32).clamp_(max=probs.shape[-1] - 1).long()
 
 
 def sample_index(logprobs: Tensor, generator: torch.Generator | None = None) -> Tensor:
