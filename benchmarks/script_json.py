@@ -39,3 +39,15 @@ def assert_positive_finite(figures: dict, names: Iterable[str]) -> None:
     bad = {n: figures.get(n) for n in names
            if not (isinstance(figures.get(n), (int, float)) and math.isfinite(figures[n]) and figures[n] > 0)}  # fmt: skip
     assert not bad, f"figures missing, not finite or not positive: {bad}"
+
+
+def measure_preset_script(benchmark, script: str, full: bool, full_preset: str, names: Iterable[str]) -> dict:
+    """A cost script with `--preset`/`--reps`: the `tiny` preset and one repetition in short runs, the script's own
+    defaults (`full_preset`) with `--bench-full`; the figures are stored in the benchmark's record and checked to be
+    measured (`assert_positive_finite`)."""
+    args = [] if full else ["--preset", "tiny", "--reps", "1"]
+    figures = benchmark.pedantic(run_script, args=(script, *args), rounds=1, iterations=1)
+    benchmark.extra_info.update(figures)
+    assert figures["preset"] == (full_preset if full else "tiny")
+    assert_positive_finite(figures, names)
+    return figures

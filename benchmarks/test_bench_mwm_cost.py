@@ -5,7 +5,7 @@ machine. Short runs use the `tiny` preset and one repetition; `--bench-full` the
 
 from __future__ import annotations
 
-from script_json import assert_positive_finite, run_script
+from script_json import measure_preset_script
 
 FIGURES = (
     "mae_update_cpu_s",
@@ -17,10 +17,6 @@ FIGURES = (
 
 
 def test_mwm_cost(benchmark, ratio, full) -> None:
-    args = [] if full else ["--preset", "tiny", "--reps", "1"]
-    figures = benchmark.pedantic(run_script, args=("mwm_cost.py", *args), rounds=1, iterations=1)
-    benchmark.extra_info.update(figures)
-    assert figures["preset"] == ("cpu" if full else "tiny")
-    assert_positive_finite(figures, FIGURES)
+    figures = measure_preset_script(benchmark, "mwm_cost.py", full, "cpu", FIGURES)
     ratio("cpu s per agent step", figures["cpu_s_per_agent_step"])
     ratio("mae update / model update", figures["mae_update_cpu_s"] / figures["model_update_cpu_s"])

@@ -7,7 +7,7 @@ this machine. Short runs use the `tiny` preset and one repetition; `--bench-full
 from __future__ import annotations
 
 import pytest
-from script_json import assert_positive_finite, run_script
+from script_json import measure_preset_script
 
 FIGURES = ("env_step_s", "action_s", "model_update_s", "actor_critic_update_s", "s_per_agent_step",
            "h_per_10k_env_steps", "pretrain_h")  # fmt: skip
@@ -20,10 +20,6 @@ def test_slac_cost(benchmark, ratio, full) -> None:
         dmc.check_installed(render=True)
     except SuiteNotInstalled as e:
         pytest.skip(str(e))
-    args = [] if full else ["--preset", "tiny", "--reps", "1"]
-    figures = benchmark.pedantic(run_script, args=("slac_cost.py", *args), rounds=1, iterations=1)
-    benchmark.extra_info.update(figures)
-    assert figures["preset"] == ("paper" if full else "tiny")
-    assert_positive_finite(figures, FIGURES)
+    figures = measure_preset_script(benchmark, "slac_cost.py", full, "paper", FIGURES)
     ratio("s per agent step", figures["s_per_agent_step"])
     ratio("env step / agent step", figures["env_step_s"] / figures["s_per_agent_step"])
