@@ -3,7 +3,10 @@ Model", NeurIPS; arXiv 1907.00953).
 
 Algorithm 1 of the paper, as run here (the runner calls `policy` every env step and `update` after it):
 1. Collect `initial_collect_steps` agent steps with the uniform random policy, then pre-train the latent model for
-   `initial_model_train_steps` updates on that data (the released code: 10,000 steps, 100,000 updates).
+   `initial_model_train_steps` updates on that data (the released code: 10,000 steps, 100,000 updates). The
+   pre-training runs `pretrain_updates_per_step` updates per `update` call, so the runner's checkpoints (at episode
+   ends) save it part-way and a crash resumes at the update of the last checkpoint; the agent steps taken meanwhile
+   act uniformly at random and are not added to the pre-training data (the released code takes no env step then).
 2. Every `train_every` agent steps (1 in the released code) afterwards:
    - Model update: maximise the ELBO of `model_batch_size` sequences of tau + 1 steps (32 x 9):
          sum_t E_q[log p(x_t | z_t)] + E_q[log p(r_t | z_t, a_t, z_t+1)] - KL(q(z^1_t | x_t, z^2_t-1, a_t-1) ||
@@ -34,7 +37,10 @@ critic, alpha); gamma 0.99; critic loss 0.5 x squared TD error. Differences from
 
 from __future__ import annotations
 
+import datetime
 import math
+import sys
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, to_dict
-from wmbench.method import Method
+from wmbench.method import Method, MethodError
 from wmbench.nn.distributions import normal_kl, normal_log_prob, normal_sample
 from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.returns import ema_update
@@ -56,11 +62,16 @@ from wmbench.seeding import derive_seed
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 HISTORY_PADDINGS = ("zeros", "first")
 RESAMPLE_TRIES = 100  # draws for windows that cross an episode end; any left after these keep their critic mask
+PRETRAIN_PROGRESS_SECONDS = 30.0  # at most one pre-training progress line per this many seconds (stderr)
 
 
 @dataclass(frozen=True)
 class SLACConfig:
     """The released code's settings (slac.gin, train_eval.py); presets `cpu` and `tiny` (tests)."""
+
+    # how many of the pre-training's model updates run per agent step: a scheduling choice of this runner (the
+    # released code pre-trains with no env step in between), which changes no model or learning setting
+    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"pretrain_updates_per_step"})
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -70,8 +81,10 @@ class SLACConfig:
             "model_batch_size": 4, "sequence_length": 3, "initial_collect_steps": 40, "initial_model_train_steps": 5,
         },
         # CPU learning checks: the paper's networks, 8x smaller actor-critic batches, a shorter random phase and
-        # model pre-training, one update every 2 agent steps
-        "cpu": {"batch_size": 32, "initial_collect_steps": 2000, "initial_model_train_steps": 2000, "train_every": 2},
+        # model pre-training (2 updates per agent step: over 1,000 agent steps, 2 dmc_vision@1 episodes, so a
+        # checkpoint falls inside it), one update every 2 agent steps
+        "cpu": {"batch_size": 32, "initial_collect_steps": 2000, "initial_model_train_steps": 2000,
+                "pretrain_updates_per_step": 2, "train_every": 2},
     }
     preset: str = "paper"
     # --- sequential latent variable model (Fig. 2; released code ModelDistributionNetwork)
@@ -99,6 +112,10 @@ class SLACConfig:
     sequence_length: int = bounded(8, low=1, high=1024)  # tau: sequences of tau + 1 steps
     initial_collect_steps: int = bounded(10000, low=0)
     initial_model_train_steps: int = bounded(100000, low=0)
+    # pre-training updates per `update` call (agent step), so checkpoints fall inside the pre-training; the agent
+    # acts at random meanwhile (100: the released 100,000 updates over 1,000 agent steps, 1-4 DMC episodes); a value
+    # >= initial_model_train_steps runs it all in one call, with no checkpoint inside (the behaviour before issue 25)
+    pretrain_updates_per_step: int = bounded(100, low=1)
     train_every: int = bounded(1, low=1)
     # --- episode starts inside the tau + 1 windows (docs/slac.md, "Episode boundaries"); the released code:
     # slac_agent.py filter_before_first_step repeats the first observation of the window's last episode over the
@@ -294,8 +311,21 @@ class SLAC(Method):
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "slac/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "slac/act"))
         self.acted = 0  # training agent steps taken (the random phase counts them)
-        self.pretrained = False
+        self.pretrain_updates = 0  # model pre-training updates done (resumes from here)
+        self.pretrain_data_end = 0  # global replay index one past the pre-training data (the random phase's steps)
         self.updates = 0
+        # progress lines (stderr only): (time, updates) at this process's first slice, time of the last line
+        self._pretrain_clock: tuple[float, int] | None = None
+        self._pretrain_line = 0.0
+
+    @property
+    def pretrained(self) -> bool:
+        return self.pretrain_updates >= self.config.initial_model_train_steps
+
+    @property
+    def pretraining(self) -> bool:
+        """The model pre-training has started and not ended: the agent acts uniformly at random meanwhile."""
+        return 0 < self.pretrain_updates < self.config.initial_model_train_steps
 
     # ------------------------------------------------------------------ acting (Alg. 1, environment step)
     @torch.no_grad()
@@ -305,7 +335,8 @@ class SLAC(Method):
         n = is_first.shape[0]
         if mode == "train":
             self.acted += n
-            if self.acted <= c.initial_collect_steps:  # uniform random data for the model's pre-training
+            # uniform random data for the model's pre-training; random too while it runs over later update calls
+            if self.acted <= c.initial_collect_steps or self.pretraining:
                 action = torch.rand(n, self.act_dim, generator=self.gen_act, device=self.device)
                 return (2 * action - 1).cpu().numpy().astype(np.float32), None
         feat = self.model.encode(obs["image"])
@@ -331,18 +362,18 @@ class SLAC(Method):
 
     # ------------------------------------------------------------------ learning (Alg. 1, gradient steps)
     def update(self, replay: Any, step: int) -> dict[str, float]:
-        """After the random phase: the model's pre-training once, then one model and one actor-critic update every
-        `train_every` agent steps."""
+        """After the random phase: the model's pre-training (`pretrain_updates_per_step` updates per call until
+        `initial_model_train_steps` are done), then one model and one actor-critic update every `train_every` agent
+        steps."""
         c = self.config
         length = c.sequence_length + 1
         if self.acted <= c.initial_collect_steps or len(replay) < length:
             return {}
         metrics: dict[str, float] = {}
         if not self.pretrained:
-            for _ in range(c.initial_model_train_steps):
-                metrics = self.train_model(self.sample(replay, c.model_batch_size))
-            self.pretrained = True
-            metrics = {f"pretrain/{k}": v for k, v in metrics.items()}
+            metrics = self.pretrain(replay)
+            if not self.pretrained:
+                return metrics  # more slices to come: checkpoints may fall between them
         if self.acted % c.train_every:
             return metrics
         metrics.update(self.train_model(self.sample(replay, c.model_batch_size)))
@@ -350,22 +381,78 @@ class SLAC(Method):
         self.updates += 1
         return metrics
 
-    def sample(self, replay: Any, batch: int) -> dict[str, np.ndarray]:
+    def pretrain(self, replay: Any) -> dict[str, float]:
+        """One slice of the model's pre-training (Alg. 1, after the random phase): up to `pretrain_updates_per_step`
+        updates on windows of the random phase's steps (the replay's steps before `pretrain_data_end`, fixed at the
+        first slice), with a progress line on stderr. Returns the last update's metrics as `pretrain/...`."""
+        c = self.config
+        total = c.initial_model_train_steps
+        if self.pretrain_updates == 0:
+            self.pretrain_data_end = int(replay.total)
+        if self._pretrain_clock is None:  # this process's first slice (a resumed run continues where it stopped)
+            self._pretrain_clock = (time.monotonic(), self.pretrain_updates)
+            self._pretrain_line = self._pretrain_clock[0]
+            resumed = f" (resumed at update {self.pretrain_updates:,})" if self.pretrain_updates else ""
+            slices = "in this agent step" if c.pretrain_updates_per_step >= total else (
+                f"{c.pretrain_updates_per_step:,} per agent step, acting at random meanwhile, so checkpoints can fall "
+                "inside it")
+            print(f"slac: model pre-training, {total:,} updates on the replay's first {self.pretrain_data_end:,} steps "
+                  f"(the random phase), {slices}{resumed}", file=sys.stderr, flush=True)
+        metrics: dict[str, float] = {}
+        for _ in range(min(c.pretrain_updates_per_step, total - self.pretrain_updates)):
+            metrics = self.train_model(self.sample(replay, c.model_batch_size, before=self.pretrain_data_end))
+            self.pretrain_updates += 1
+            now = time.monotonic()
+            if now - self._pretrain_line >= PRETRAIN_PROGRESS_SECONDS or self.pretrained:
+                self._pretrain_line = now
+                self._pretrain_progress(now)
+        return {f"pretrain/{k}": v for k, v in metrics.items()}
+
+    def _pretrain_progress(self, now: float) -> None:
+        """A stderr line: updates done, rate and ETA (wall time is printed, never logged, so metrics.jsonl stays
+        the same in a resumed run)."""
+        total, done = self.config.initial_model_train_steps, self.pretrain_updates
+        t0, done0 = self._pretrain_clock or (now, done)
+        rate = (done - done0) / max(now - t0, 1e-9)
+        if done >= total:
+            print(f"slac: model pre-training done ({total:,} updates; {rate:.2f} updates/s in this process)",
+                  file=sys.stderr, flush=True)
+            return
+        eta = str(datetime.timedelta(seconds=int((total - done) / rate))) if rate > 0 else "?"
+        print(f"slac: model pre-training {done:,}/{total:,} updates ({100 * done / total:.0f}%), {rate:.2f} updates/s, "
+              f"ETA {eta}", file=sys.stderr, flush=True)
+
+    def sample(self, replay: Any, batch: int, before: int | None = None) -> dict[str, np.ndarray]:
         """`batch` windows of tau + 1 steps. With `resample_boundary_windows`, a window whose last step starts an
         episode (its last transition crosses an episode end) is drawn again, so the windows are uniform over those
         whose last transition lies in one episode, as the released train_eval.py's dataset filter keeps them (for
-        the model's batches as for the actor-critic's); after RESAMPLE_TRIES draws any left keep their mask."""
+        the model's batches as for the actor-critic's); after RESAMPLE_TRIES draws any left keep their mask.
+        `before`: only windows of the replay's steps before this global index (the pre-training data), by drawing
+        the others again; while the replay holds no later step, the draws are those without it."""
         length = self.config.sequence_length + 1
-        data = replay.sample(batch, length)
-        if not self.config.resample_boundary_windows:
-            return data
-        for _ in range(RESAMPLE_TRIES):
-            crossing = np.flatnonzero(np.asarray(data["is_first"]).reshape(batch, length)[:, -1])
-            if not len(crossing):
+        limit = before if before is not None and replay.total > before else None
+        if limit is not None and limit - (replay.total - len(replay)) < length:
+            raise MethodError(
+                f"slac: the replay no longer holds {length} consecutive steps of the model pre-training's data (global "
+                f"steps before {limit}; it holds {replay.total - len(replay)} ... {replay.total - 1}): the replay "
+                "evicted them; raise --set pretrain_updates_per_step (fewer agent steps in the pre-training)"
+            )
+        data = replay.sample(batch, length, index=True) if limit is not None else replay.sample(batch, length)
+        draws = 0
+        while True:
+            redraw = np.zeros(batch, dtype=bool)
+            if limit is not None:
+                redraw |= data["index"][:, -1] >= limit
+            if self.config.resample_boundary_windows and draws < RESAMPLE_TRIES:
+                redraw |= np.asarray(data["is_first"]).reshape(batch, length)[:, -1].astype(bool)
+            rows = np.flatnonzero(redraw)
+            if not len(rows):
                 break
-            fresh = replay.sample(len(crossing), length)
+            fresh = replay.sample(len(rows), length, index=limit is not None)
             for key, value in data.items():
-                value[crossing] = fresh[key]
+                value[rows] = fresh[key]
+            draws += 1
+        data.pop("index", None)
         return data
 
     def train_model(self, data: dict[str, np.ndarray]) -> dict[str, float]:
@@ -429,7 +516,8 @@ class SLAC(Method):
             "log_alpha": self.log_alpha.detach().clone(),
             **{name: getattr(self, name).state_dict() for name in ("model_opt", "actor_opt", "critic_opt", "alpha_opt")},
             "rng": {"train": self.gen_train.get_state(), "act": self.gen_act.get_state()},
-            "counters": {"acted": self.acted, "pretrained": self.pretrained, "updates": self.updates},
+            "counters": {"acted": self.acted, "pretrain_updates": self.pretrain_updates,
+                         "pretrain_data_end": self.pretrain_data_end, "updates": self.updates},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -441,7 +529,13 @@ class SLAC(Method):
         self.gen_train.set_state(state["rng"]["train"])
         self.gen_act.set_state(state["rng"]["act"])
         counters = state["counters"]
-        self.acted, self.pretrained, self.updates = int(counters["acted"]), bool(counters["pretrained"]), int(counters["updates"])
+        self.acted, self.updates = int(counters["acted"]), int(counters["updates"])
+        if "pretrain_updates" in counters:
+            self.pretrain_updates = int(counters["pretrain_updates"])
+            self.pretrain_data_end = int(counters["pretrain_data_end"])
+        else:  # checkpoints from before issue 25 hold a flag: the pre-training ran whole or not at all
+            self.pretrain_updates = self.config.initial_model_train_steps if counters["pretrained"] else 0
+            self.pretrain_data_end = 0
 
 
 __all__ = ["SLAC", "SLACConfig", "SequentialLatentModel", "conv_stack", "history"]

@@ -1,12 +1,15 @@
 """SLAC (baselines/slac.py) and the shared SAC pieces (wmbench/nn/sac.py): the temperature update's direction, the
 latent model's KL term, the actor's history in training and acting, what one update trains, the schedule, bad
-input and the recipe. The run-level contract (determinism, exact resume, weights_only) is
-tests/test_method_contract.py; the learning check is tests/test_slac_learning.py (slow)."""
+input and the recipe, the model pre-training in slices and its exact resume from a checkpoint inside it. The
+run-level contract (determinism, exact resume, weights_only) is tests/test_method_contract.py; the learning check is
+tests/test_slac_learning.py (slow)."""
 
 from __future__ import annotations
 
 import io
+import json
 import math
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -257,15 +260,22 @@ def test_shapes_metrics_and_what_each_update_trains():
         assert torch.allclose(new, 0.995 * t + 0.005 * old, atol=1e-6)
 
 
+class BatchReplay:
+    """A stand-in replay of 100 steps whose windows are `batch`'s."""
+
+    total = 100
+
+    def __len__(self):
+        return 100
+
+    def sample(self, b, t):
+        return batch(b, t)
+
+
 def test_random_phase_then_pretraining_then_updates_every_step():
+    # pretrain_updates_per_step (100) >= initial_model_train_steps: the whole pre-training in one update call
     agent = SLAC(IMAGE16, BOX2, tiny("initial_collect_steps=3", "initial_model_train_steps=4"), seed=0)
-
-    class Replay:
-        def __len__(self):
-            return 100
-
-        def sample(self, b, t):
-            return batch(b, t)
+    Replay = BatchReplay
 
     for step in range(1, 4):
         action, state = agent.policy(obs(first=step == 1), None, mode="train")
@@ -277,6 +287,89 @@ def test_random_phase_then_pretraining_then_updates_every_step():
     assert agent.pretrained and "pretrain/loss/model" in metrics and "loss/critic" in metrics and agent.updates == 1
     agent.policy(obs(first=False), state, mode="train")
     assert "pretrain/loss/model" not in agent.update(Replay(), 5) and agent.updates == 2
+
+
+def test_pretraining_runs_in_slices_while_the_agent_acts_at_random():
+    c = tiny("initial_collect_steps=3", "initial_model_train_steps=5", "pretrain_updates_per_step=2")
+    agent = SLAC(IMAGE16, BOX2, c, seed=0)
+    for step in range(1, 4):  # the random phase
+        agent.policy(obs(first=step == 1), None, mode="train")
+        assert agent.update(BatchReplay(), step) == {}
+    _, state = agent.policy(obs(first=False), None, mode="train")  # the first actor step, as before slices existed
+    assert state is not None
+    done = []
+    for step in range(4, 7):
+        metrics = agent.update(BatchReplay(), step)
+        done.append(agent.pretrain_updates)
+        assert "pretrain/loss/model" in metrics
+        if step < 6:  # still pre-training: no actor-critic update, and the next action is uniformly random
+            assert "loss/critic" not in metrics and agent.updates == 0 and agent.pretraining
+            _, state = agent.policy(obs(first=False), state, mode="train")
+            assert state is None
+    # 2 + 2 + 1 updates; the last slice's call goes on to the first model and actor-critic update, as one call did
+    assert done == [2, 4, 5] and agent.pretrained and not agent.pretraining
+    assert "loss/critic" in metrics and agent.updates == 1
+    assert agent.state_dict()["counters"]["pretrain_updates"] == 5
+    _, state = agent.policy(obs(first=False), None, mode="train")
+    assert state is not None  # the actor acts again (its history starts as at an episode start)
+
+
+def test_pretraining_windows_come_from_the_random_phase_only():
+    # `before`: windows of the steps before that global index; the replay has grown past it (the steps acted during
+    # the pre-training). Pixel value = step index (short_episodes_replay).
+    for resample in (False, True):
+        agent = SLAC(IMAGE16, BOX2, tiny(f"resample_boundary_windows={str(resample).lower()}"), seed=0)
+        data = agent.sample(short_episodes_replay(episodes=30), 256, before=40)
+        pixel = data["image"][:, :, 0, 0, 0].astype(int)
+        assert pixel.max() == 39 and pixel.min() == 0 and "index" not in data
+        assert np.all(np.diff(pixel, axis=1) == 1)
+        assert not resample or not data["is_first"][:, -1].any()
+    # while the replay holds no later step, the draws are those without `before` (one-slice runs are unchanged)
+    agent = SLAC(IMAGE16, BOX2, tiny(), seed=0)
+    with_limit = agent.sample(short_episodes_replay(episodes=10), 64, before=40)
+    without = agent.sample(short_episodes_replay(episodes=10), 64)
+    assert all(np.array_equal(with_limit[k], without[k]) for k in without)
+    # pre-training data evicted from the replay: the error names the fix
+    from wmbench.replay import Replay
+
+    small = Replay(16 * 16 * 3 * 20, seed=0)  # about 20 steps
+    for i in range(100):
+        small.add({"image": np.zeros((16, 16, 3), np.uint8), "action": np.zeros(2, np.float32),
+                   "reward": np.float32(0.0), "is_first": i == 0, "is_last": False, "is_terminal": False})
+    with pytest.raises(MethodError, match="pretrain_updates_per_step"):
+        agent.sample(small, 4, before=40)
+
+
+# fake@1 image_continuous: 25-agent-step episodes; 40 random agent steps, then 60 pre-training updates, one per agent
+# step (agent steps 39-98), then the usual updates
+SLICED = ["preset=tiny", "initial_model_train_steps=60", "pretrain_updates_per_step=1"]
+
+
+def test_a_run_stopped_inside_the_pretraining_resumes_it_exactly(tmp_path):
+    from wmbench.runner import load_checkpoint, run
+    from wmbench.testing import check_method
+
+    # check_method's checkpoints come at episode ends after every 60 agent steps: its first at agent step 75, and its
+    # injected crash 240 // 20 = 12 agent steps later (87), both inside the pre-training. The resumed run's
+    # scores.csv and metrics.jsonl must equal the uninterrupted run's byte for byte (it asserts that).
+    result = check_method("slac", tmp_path / "contract", protocol="fake@1", task="image_continuous",
+                          overrides=SLICED, steps=240, checkpoint_every=60)
+    rows = {r["step"]: r for r in map(json.loads, open(f"{result['run_dir']}/metrics.jsonl"))}  # every 4 agent steps
+    for step in (76, 88):  # the log rows covering the checkpoint and the crash: pre-training, no actor-critic yet
+        assert "pretrain/loss/model" in rows[step] and "loss/critic" not in rows[step]
+    assert "loss/critic" in rows[100] and "pretrain/loss/model" not in rows[104]
+
+    # the checkpoint holds the pre-training's progress: a run paused inside it, then continued, ends as the others
+    kwargs = dict(overrides=SLICED, steps=240, checkpoint_every=60, progress=False)
+    paused = run("slac", "fake@1", "image_continuous", 0, tmp_path / "paused", pause_at=50, **kwargs)
+    assert paused.status == "paused"
+    counters = load_checkpoint(paused.run_dir / "checkpoint")["method"]["counters"]
+    assert 0 < counters["pretrain_updates"] < 60 and counters["pretrain_data_end"] > 40
+    done = run("slac", "fake@1", "image_continuous", 0, tmp_path / "paused", **kwargs)
+    assert done.status == "finished" and done.resumed
+    assert load_checkpoint(done.run_dir / "checkpoint")["method"]["counters"]["pretrain_updates"] == 60
+    for name in ("scores.csv", "metrics.jsonl"):
+        assert (done.run_dir / name).read_bytes() == (Path(result["run_dir"]) / name).read_bytes()
 
 
 def test_state_dict_round_trip_continues_identically():
