@@ -3,10 +3,11 @@ Model", NeurIPS; arXiv 1907.00953).
 
 Algorithm 1 of the paper, as run here (the runner calls `policy` every env step and `update` after it):
 1. Collect `initial_collect_steps` agent steps with the uniform random policy, then pre-train the latent model for
-   `initial_model_train_steps` updates on that data (the released code: 10,000 steps, 100,000 updates). The
-   pre-training runs `pretrain_updates_per_step` updates per `update` call, so the runner's checkpoints (at episode
-   ends) save it part-way and a crash resumes at the update of the last checkpoint; the agent steps taken meanwhile
-   act uniformly at random and are not added to the pre-training data (the released code takes no env step then).
+   `initial_model_train_steps` updates on that data (the released code: 10,000 steps, 100,000 updates), all in one
+   `update` call as the released code (no env step in between). With `pretrain_updates_per_step` N > 0 it runs N
+   updates per call instead, so the runner's checkpoints (at episode ends) save it part-way and a crash resumes at
+   the update of the last checkpoint; the agent steps taken meanwhile act uniformly at random and are not added to
+   the pre-training data.
 2. Every `train_every` agent steps (1 in the released code) afterwards:
    - Model update: maximise the ELBO of `model_batch_size` sequences of tau + 1 steps (32 x 9):
          sum_t E_q[log p(x_t | z_t)] + E_q[log p(r_t | z_t, a_t, z_t+1)] - KL(q(z^1_t | x_t, z^2_t-1, a_t-1) ||
@@ -69,10 +70,6 @@ PRETRAIN_PROGRESS_SECONDS = 30.0  # at most one pre-training progress line per t
 class SLACConfig:
     """The released code's settings (slac.gin, train_eval.py); presets `cpu` and `tiny` (tests)."""
 
-    # how many of the pre-training's model updates run per agent step: a scheduling choice of this runner (the
-    # released code pre-trains with no env step in between), which changes no model or learning setting
-    RECIPE_IGNORED: ClassVar[frozenset[str]] = frozenset({"pretrain_updates_per_step"})
-
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         # tests only: tiny networks and batches on 16x16 images
@@ -112,10 +109,12 @@ class SLACConfig:
     sequence_length: int = bounded(8, low=1, high=1024)  # tau: sequences of tau + 1 steps
     initial_collect_steps: int = bounded(10000, low=0)
     initial_model_train_steps: int = bounded(100000, low=0)
-    # pre-training updates per `update` call (agent step), so checkpoints fall inside the pre-training; the agent
-    # acts at random meanwhile (100: the released 100,000 updates over 1,000 agent steps, 1-4 DMC episodes); a value
-    # >= initial_model_train_steps runs it all in one call, with no checkpoint inside (the behaviour before issue 25)
-    pretrain_updates_per_step: int = bounded(100, low=1)
+    # 0: the whole pre-training in one `update` call, as the released code (no env step in between; a crash redoes
+    # it). N > 0: N updates per call (agent step), so checkpoints fall inside it and a resumed run goes on from the
+    # last; the agent acts at random meanwhile (e.g. 100: the released 100,000 updates over 1,000 agent steps, 1-4 DMC
+    # episodes), which shifts the actor-critic's start by as many agent steps: a departure from the recipes, which a
+    # reproduction verdict names
+    pretrain_updates_per_step: int = bounded(0, low=0)
     train_every: int = bounded(1, low=1)
     # --- episode starts inside the tau + 1 windows (docs/slac.md, "Episode boundaries"); the released code:
     # slac_agent.py filter_before_first_step repeats the first observation of the window's last episode over the
@@ -393,13 +392,14 @@ class SLAC(Method):
             self._pretrain_clock = (time.monotonic(), self.pretrain_updates)
             self._pretrain_line = self._pretrain_clock[0]
             resumed = f" (resumed at update {self.pretrain_updates:,})" if self.pretrain_updates else ""
-            slices = "in this agent step" if c.pretrain_updates_per_step >= total else (
+            per = c.pretrain_updates_per_step or total
+            slices = "in this agent step" if per >= total else (
                 f"{c.pretrain_updates_per_step:,} per agent step, acting at random meanwhile, so checkpoints can fall "
                 "inside it")
             print(f"slac: model pre-training, {total:,} updates on the replay's first {self.pretrain_data_end:,} steps "
                   f"(the random phase), {slices}{resumed}", file=sys.stderr, flush=True)
         metrics: dict[str, float] = {}
-        for _ in range(min(c.pretrain_updates_per_step, total - self.pretrain_updates)):
+        for _ in range(min(c.pretrain_updates_per_step or total, total - self.pretrain_updates)):
             metrics = self.train_model(self.sample(replay, c.model_batch_size, before=self.pretrain_data_end))
             self.pretrain_updates += 1
             now = time.monotonic()

@@ -273,7 +273,7 @@ class BatchReplay:
 
 
 def test_random_phase_then_pretraining_then_updates_every_step():
-    # pretrain_updates_per_step (100) >= initial_model_train_steps: the whole pre-training in one update call
+    # pretrain_updates_per_step 0 (the default, the released schedule): the whole pre-training in one update call
     agent = SLAC(IMAGE16, BOX2, tiny("initial_collect_steps=3", "initial_model_train_steps=4"), seed=0)
     Replay = BatchReplay
 

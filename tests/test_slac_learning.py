@@ -30,9 +30,6 @@ LEARNING = [
     "preset=tiny", "latent1=16", "latent2=32", "depth=8", "model_units=64", "units=64", "batch_size=32",
     "model_batch_size=16", "initial_collect_steps=500", "initial_model_train_steps=1500", "model_lr=1e-3",
     "init_alpha=0.1", "gamma=0.9", "sequence_length=2",
-    # the whole pre-training in one update call, as when the score below was measured (bit for bit the same run;
-    # the default 100 per agent step would act at random for 15 more agent steps while it runs)
-    "pretrain_updates_per_step=1500",
 ]
 THRESHOLD = 33.0  # above the random policy's 19.7-29.1
 
