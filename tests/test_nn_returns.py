@@ -1,8 +1,17 @@
-"""wmbench.nn.returns: lambda-returns by hand, percentile normaliser, EMA."""
+"""wmbench.nn.returns: lambda-returns by hand, percentile normaliser, EMA, the Director code's running moment
+normaliser and adaptive regulariser scale."""
 
+import pytest
 import torch
 
-from wmbench.nn.returns import PercentileNormalizer, ema_update, lambda_return, replay_lambda_return
+from wmbench.nn.returns import (
+    AdaptiveScale,
+    MomentNormalizer,
+    PercentileNormalizer,
+    ema_update,
+    lambda_return,
+    replay_lambda_return,
+)
 
 
 def _traj():
@@ -70,3 +79,48 @@ def test_replay_lambda_return_hand_values_and_relation_to_lambda_return():
     assert torch.allclose(replay_lambda_return(reward, last, zeros, boot, 0.5, 0.5)[0, 0], torch.tensor(6.0))
     term = torch.tensor([[0.0, 1.0, 0.0]])  # step 1 is terminal: nothing after the reward
     assert torch.allclose(replay_lambda_return(reward, zeros, term, boot, 0.5, 0.5)[0, 0], torch.tensor(1.0))
+
+
+def test_moment_normalizer_bias_corrected_moments_by_hand():
+    norm = MomentNormalizer(decay=0.5, max_scale=1e8, center=True)
+    x = torch.tensor([1.0, 3.0])
+    assert torch.equal(norm(x, update=False), x)  # no statistics yet: unchanged
+    # one update: mean 2, mean square 5 (bias-corrected by 1 - 0.5), var 1
+    assert torch.allclose(norm(x), torch.tensor([-1.0, 1.0]))
+    # second batch [5, 7]: EMAs 0.5 * 1 + 0.5 * 6 = 3.5 and 0.5 * 2.5 + 0.5 * 37 = 19.75, corrected by 0.75
+    y = torch.tensor([5.0, 7.0])
+    mean, sqrs = 3.5 / 0.75, 19.75 / 0.75
+    expected = (y - mean) / (sqrs - mean**2) ** 0.5
+    assert torch.allclose(norm(y), expected)
+    scaled = MomentNormalizer(decay=0.5, max_scale=1e8, center=False)
+    scaled.update(x)
+    assert torch.allclose(scaled(y, update=False), y)  # std 1: no centring, no scaling
+    # a constant input is scaled up at most max_scale times (the code's retnorm max 100)
+    const = MomentNormalizer(decay=0.999, max_scale=100.0, center=False)
+    assert torch.allclose(const(torch.full((4,), 0.01)), torch.ones(4))
+    # gradients pass through the input (dynamics backpropagation), never into the statistics
+    z = torch.tensor([2.0, 4.0], requires_grad=True)
+    (norm(z) * torch.tensor([1.0, 2.0])).sum().backward()
+    _, inv_std = norm.stats()
+    assert torch.allclose(z.grad, torch.tensor([1.0, 2.0]) * inv_std)
+    state = norm.state_dict()
+    assert set(state) == {"mean", "sqrs", "step"} and state["step"].item() == 3
+
+
+def test_adaptive_scale_moves_towards_its_target_and_stops_inside_the_band():
+    kl = AdaptiveScale((), init=1.0, target=3.5, low=1e-5, high=1.0)  # the code's wmkl
+    assert kl(torch.full((4, 5), 1.0)).item() == pytest.approx(1 / 1.1)  # KL below target: weight shrinks
+    assert kl(torch.tensor(10.0)).item() == pytest.approx(1.0)  # above: grows, clipped at high
+    assert kl(torch.tensor(10.0)).item() == pytest.approx(1.0)
+    assert kl(torch.tensor(3.6)).item() == pytest.approx(1.0)  # within 10% of the target: unchanged
+    for _ in range(200):
+        kl(torch.tensor(0.0))
+    assert kl.scale.item() == pytest.approx(1e-5)  # clipped at low
+    # inverse (an entropy bonus), one scale per action dimension: dim 0 below target, dim 1 above, dim 2 inside
+    ent = AdaptiveScale((3,), init=1.0, target=0.5, low=1e-5, high=100.0, inverse=True)
+    scale = ent(torch.tensor([[0.1, 0.9, 0.5], [0.2, 0.8, 0.52]]))
+    assert torch.allclose(scale, torch.tensor([1.1, 1 / 1.1, 1.0]))
+    # a policy whose entropy sits above the target sees its bonus fall geometrically (3e-3 after ~61 updates)
+    for _ in range(60):
+        scale = ent(torch.tensor([0.9, 0.9, 0.9]))
+    assert (scale < 0.01).all() and scale.requires_grad is False
