@@ -9,7 +9,12 @@ image preprocessing, the belief update for acting, the per-step negative ELBO (P
 
 (or, `free_nats_mean`, the KL term max(free_nats, mean over the batch's steps of the KL), as Dreamer v1's code does)
 
-with unit-variance Gaussian image and reward likelihoods (half the squared error, constants dropped). Methods own
+with unit-variance Gaussian image and reward likelihoods (half the squared error, constants dropped). With
+`latent="categorical"` the same network set holds DreamerV2's categorical RSSM as the Director code configures it
+(danijar/director a6a649e, configs.yaml `rssm`: `stoch` groups of `classes` one-hot classes, straight-through, no
+uniform mix; dense GRU core; LayerNorm (eps 1e-3) and ELU on every RSSM layer, no biases before a norm; learned
+initial state h_0 = tanh(w), z_0 = the prior's mode), and `kl_balance` gives DreamerV2's KL balancing (Algorithm 2)
+in place of the plain KL (the class keeps its historical name). Methods own
 their optimiser, their schedule and any extra terms (PlaNet's latent overshooting); they read the posterior
 sequence that `loss` returns.
 
@@ -22,7 +27,7 @@ prefill, pretraining, then updates every few agent steps), shared by DreamerV2 a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -31,7 +36,7 @@ from torch import Tensor, nn
 
 from wmbench.config import differing_keys
 from wmbench.method import MethodError
-from wmbench.nn.networks import MLP, StridedConvDecoder, StridedConvEncoder
+from wmbench.nn.networks import MLP, Norm, StridedConvDecoder, StridedConvEncoder
 from wmbench.nn.rssm import RSSM
 
 # Encoder / decoder kernels per square image size: 64 is PlaNet's (conv_ha); the others keep its stride-2 design.
@@ -67,7 +72,8 @@ def preprocess_image(image: Tensor, bits: int, generator: torch.Generator | None
 
 class GaussianWorldModel(nn.Module):
     """Encoder, RSSM, image decoder and reward head; `act` is the RSSM's and the reward MLP's nonlinearity (ReLU in
-    PlaNet, ELU in Dreamer v1's code), the CNNs use ReLU in both."""
+    PlaNet, ELU in Dreamer v1's code), the CNNs use ReLU in both. `latent`: Gaussian latents of `stoch` dims
+    (default) or categorical ones of `stoch` x `classes` (module docstring; `min_std` then unused)."""
 
     def __init__(
         self,
@@ -86,6 +92,8 @@ class GaussianWorldModel(nn.Module):
         act: str = "relu",
         image_bits: int = 5,
         dequantise: bool = True,
+        latent: Literal["gaussian", "categorical"] = "gaussian",
+        classes: int = 32,
     ):
         super().__init__()
         self.image_bits, self.dequantise = image_bits, dequantise
@@ -93,10 +101,22 @@ class GaussianWorldModel(nn.Module):
         enc_k, dec_k = image_kernels(shape, enc_kernels, dec_kernels)
         # registration order = parameter order (optimiser state, checkpoints): encoder, rssm, decoder, reward
         self.encoder = StridedConvEncoder(shape, depth, enc_k, act="relu")
-        self.rssm = RSSM(
-            self.encoder.out_dim, action_dim, deter, hidden, stoch, latent="gaussian", blocks=1, norm="none",
-            img_layers=1, obs_layers=1, min_std=min_std, core="gru", act=act, fan="avg",
-        )
+        if latent == "gaussian":
+            self.rssm = RSSM(
+                self.encoder.out_dim, action_dim, deter, hidden, stoch, latent="gaussian", blocks=1, norm="none",
+                img_layers=1, obs_layers=1, min_std=min_std, core="gru", act=act, fan="avg",
+            )
+        elif latent == "categorical":
+            self.rssm = RSSM(
+                self.encoder.out_dim, action_dim, deter, hidden, stoch, classes, latent="categorical", blocks=1,
+                norm="layer", unimix=0.0, img_layers=1, obs_layers=1, core="dense", initial="learned", bias=False,
+                fan="avg", act=act, gru_norm="layer",
+            )
+            for module in self.rssm.modules():
+                if isinstance(module, Norm):
+                    module.eps = 1e-3  # the Director code's Norm (tf.nn.batch_normalization with 1e-3)
+        else:
+            raise ValueError(f"latent must be 'gaussian' or 'categorical', got {latent!r}")
         self.decoder = StridedConvDecoder(self.rssm.feat_dim, shape, depth, dec_k, act="relu")
         self.reward = MLP(self.rssm.feat_dim, reward_units, reward_layers, out_dim=1, norm="none", act=act, fan="avg")
         self.action_dim = action_dim
@@ -136,10 +156,11 @@ class GaussianWorldModel(nn.Module):
         *,
         free_nats: float = 3.0,
         free_nats_mean: bool = False,
-        kl_scale: float = 1.0,
+        kl_scale: float | Callable[[Tensor], Tensor] = 1.0,
         image_scale: float = 1.0,
         reward_scale: float = 1.0,
         reward_grad: bool = True,
+        kl_balance: float | None = None,
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """Negative ELBO of a replayed [B, L] batch: (mean loss, per-term means, posterior sequence).
 
@@ -147,6 +168,10 @@ class GaussianWorldModel(nn.Module):
         task-agnostic world model; its code's `freeze_extrinsic_heads`). `free_nats_mean`: clip the batch's mean KL
         below `free_nats` (Dreamer v1's released code) instead of each step's (PlaNet): with it no step's KL gets a
         gradient while the mean is below the free nats, and every step's does once the mean is above them.
+        `kl_balance` (alpha): DreamerV2's KL balancing, alpha KL[sg(q) || p] + (1 - alpha) KL[q || sg(p)] with the
+        free nats on each part's batch mean (`RSSM.balanced_kl_loss`; `free_nats_mean` is then implied).
+        `kl_scale` may be a callable: it receives the KL term (the batch quantity the loss weights, detached) and
+        returns its weight, e.g. an `AdaptiveScale` that updates on it first (the Director code's `wmkl`).
 
         data["action"][:, t] is the action chosen at step t (the replay's convention); the RSSM is fed a_{t-1} -> o_t.
         The sequence holds deter/stoch/post/prior [B, L, .], `prev_action` [B, L, A], `is_first` [B, L] and the
@@ -164,7 +189,16 @@ class GaussianWorldModel(nn.Module):
         image_nll = 0.5 * (self.decoder(feat) - image).square().sum((-3, -2, -1))
         reward_nll = 0.5 * (self.reward(feat if reward_grad else feat.detach()).squeeze(-1) - reward).square()
         kl = self.rssm.kl(seq["post"], seq["prior"])
-        if free_nats_mean:
+        if kl_balance is not None or callable(kl_scale):
+            if kl_balance is not None:
+                kl_term, _ = self.rssm.balanced_kl_loss(seq["post"], seq["prior"], kl_balance, free_nats)
+            elif free_nats_mean:
+                kl_term = kl.mean().clamp(min=free_nats)
+            else:
+                kl_term = kl.clamp(min=free_nats).mean()
+            weight = kl_scale(kl_term.detach()) if callable(kl_scale) else kl_scale
+            loss = (image_scale * image_nll + reward_scale * reward_nll).mean() + weight * kl_term
+        elif free_nats_mean:
             loss = (image_scale * image_nll + reward_scale * reward_nll).mean() + kl_scale * kl.mean().clamp(
                 min=free_nats
             )
