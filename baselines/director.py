@@ -30,8 +30,9 @@ Schedule (`StepSchedule`): `prefill` random agent steps, then updates every `tra
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium
 import numpy as np
@@ -39,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from wmbench.config import ConfigError, bounded, to_dict
-from wmbench.method import Method
+from wmbench.method import Method, MethodError
 from wmbench.nn.behaviour import discounted_lambda_targets, weighted_actor_loss, weighted_critic_loss
 from wmbench.nn.distributions import (
     bounded_normal,
@@ -49,20 +50,34 @@ from wmbench.nn.distributions import (
     normal_log_prob,
     normal_sample,
     sample_onehot,
+    symexp,
+    symlog_mse,
     unimix_logits,
 )
 from wmbench.nn.networks import MLP
 from wmbench.nn.optim import step_each
-from wmbench.nn.returns import ema_update
+from wmbench.nn.returns import AdaptiveScale, MomentNormalizer, ema_update
 from wmbench.nn.world_model import (
     GaussianWorldModel,
     StepSchedule,
     finite_values,
-    gaussian_latent_key_notes,
     load_networks,
     pixel_control_support,
 )
 from wmbench.seeding import derive_seed
+
+
+def _key_notes() -> dict[str, str]:
+    kl = (
+        "Director weighs the world model's KL by kl_scale (adapted towards kl_target with kl_adapt, the code's "
+        "wmkl), balances it with kl_balance (latent=categorical) and clips it with free_nats"
+    )
+    return {
+        "unimix": "Director's categorical latents (latent=categorical) have no uniform mix, as the code's RSSM; the "
+        "manager's and the discrete worker's mix is manager_unimix",
+        "blocks": "Director's RSSM core is one dense GRU layer, as the code's",
+        "loss_dyn": kl, "loss_rep": kl, "free_bits": kl,
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -77,12 +92,10 @@ class DirectorConfig:
         "tiny": {
             "deter": 16, "hidden": 16, "stoch": 4, "depth": 4, "units": 16, "layers": 1, "goal_units": 16,
             "goal_layers": 1, "skill_groups": 2, "skill_classes": 3, "skill_duration": 2, "imag_horizon": 4,
-            "batch_size": 3, "batch_length": 6, "prefill": 60, "train_every": 5,
+            "batch_size": 3, "batch_length": 6, "prefill": 60, "train_every": 5, "classes": 4,
         },
     }  # fmt: skip
-    KEY_NOTES: ClassVar[dict[str, str]] = gaussian_latent_key_notes(
-        "wmbench's Director", "the shared world model; the paper: 32 x 32 categorical", stoch=32
-    )
+    KEY_NOTES: ClassVar[dict[str, str]] = _key_notes()
     preset: str = "paper"
     # --- world model (shared GaussianWorldModel; official rssm deter 1024, units 1024, cnn_depth 64, heads 4 x 512)
     deter: int = bounded(1024, low=1)
@@ -93,13 +106,21 @@ class DirectorConfig:
     enc_kernels: tuple[int, ...] = ()
     dec_kernels: tuple[int, ...] = ()
     free_nats: float = bounded(1.0, low=0)
-    kl_scale: float = bounded(1.0, low=0)
+    kl_scale: float = bounded(1.0, low=0)  # with kl_adapt: the adaptive weight's start (the code's wmkl starts at 1)
+    # latents: Gaussian (`stoch` dims) or the code's categorical (rssm stoch 32 groups x classes 32, wmkl_balance 0.8)
+    latent: Literal["gaussian", "categorical"] = "gaussian"
+    classes: int = bounded(32, low=2)  # categorical: classes per group
+    kl_balance: float = bounded(0.8, low=0, high=1)  # categorical: KL balancing alpha (Gaussian: PlaNet's plain KL)
+    kl_adapt: bool = False  # the KL weight adapted towards kl_target nats (wmkl: impl mult, target 3.5, in [1e-5, 1])
+    kl_target: float = bounded(3.5, above=0)
     # --- goal autoencoder (skill_shape [8, 8]; goal_encoder / goal_decoder 4 x 512; encdec_kl scale 0)
     skill_groups: int = bounded(8, low=1)
     skill_classes: int = bounded(8, low=2)
     goal_units: int = bounded(512, low=1)
     goal_layers: int = bounded(4, low=0)
-    goal_kl: float = bounded(0.0, low=0)
+    goal_kl: float = bounded(0.0, low=0)  # with goal_kl_adapt: the adaptive weight's start (the code: 1)
+    goal_kl_adapt: bool = False  # the code's goal_kl True with encdec_kl impl mult: target 10 nats, in [1e-5, 1]
+    goal_kl_target: float = bounded(10.0, above=0)
     # --- hierarchy (train/env_skill_duration 8; imag_horizon 16; manager_rews extr 1.0, expl 0.1; worker goal 1.0)
     skill_duration: int = bounded(8, low=1)  # K: the manager picks a new goal every K steps
     imag_horizon: int = bounded(16, low=1, high=1000)
@@ -110,8 +131,17 @@ class DirectorConfig:
     layers: int = bounded(4, low=0)
     gamma: float = bounded(0.99, low=0, high=1)
     lam: float = bounded(0.95, low=0, high=1)
-    worker_ent: float = bounded(3e-3, low=0)
+    worker_ent: float = bounded(3e-3, low=0)  # with ent_adapt: the adaptive scales' start (the code: 1)
     manager_ent: float = bounded(3e-3, low=0)
+    # the code's actent (impl mult, actent_norm, actent_perdim): one scale per action dim (per code group for the
+    # manager) on the entropy normalised to [0, 1], adapted towards its target (0.5 both: actent.target,
+    # manager_actent) within [1e-5, 100]
+    ent_adapt: bool = False
+    worker_ent_target: float = bounded(0.5, above=0, high=1)
+    manager_ent_target: float = bounded(0.5, above=0, high=1)
+    critic_loss: Literal["mse", "symlog"] = "mse"  # symlog: the code's critic dist (squared error in symlog space)
+    return_norm: bool = False  # the code's retnorm: returns / running std per critic (decay 0.999, at most x100)
+    adv_norm: Literal["batch", "running"] = "batch"  # running: the code's advnorm (mean_std, decay 0.99)
     worker_min_std: float = bounded(0.03, above=0)
     worker_max_std: float = bounded(1.0, above=0)
     manager_unimix: float = bounded(0.01, low=0, high=1)
@@ -153,15 +183,18 @@ class GoalAutoencoder(nn.Module):
         return self.dec(code.flatten(-2))
 
     def loss(
-        self, goal: Tensor, generator: torch.Generator | None, kl_scale: float
+        self, goal: Tensor, generator: torch.Generator | None, kl_scale: float | Callable[[Tensor], Tensor]
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """(mean loss, reconstruction error per goal, KL to the uniform prior per goal) on sg(goal)."""
+        """(mean loss, reconstruction error per goal, KL to the uniform prior per goal) on sg(goal). `kl_scale` may
+        be a callable that gets the KL per goal (detached) and returns its weight (an `AdaptiveScale`: the code's
+        encdec_kl, updated on the batch before it weighs it)."""
         goal = goal.detach()
         logp = self.encode(goal)
         recon = self.decode(sample_onehot(logp, generator))
         rec = 0.5 * (recon - goal).square().sum(-1)
         kl = (logp.exp() * (logp + np.log(self.classes))).sum((-2, -1))  # KL[q(z | h) || uniform]
-        return (rec + kl_scale * kl).mean(), rec, kl
+        scale = kl_scale(kl.detach()) if callable(kl_scale) else kl_scale
+        return (rec + scale * kl).mean(), rec, kl
 
 
 def exploration_reward(goal_ae: GoalAutoencoder, deter: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -213,6 +246,8 @@ def build_networks(
             act="elu",
             image_bits=8,
             dequantise=False,
+            latent=c.latent,
+            classes=c.classes,
         )
     except ValueError as e:
         raise ConfigError(f"director: {e}") from e
@@ -280,12 +315,30 @@ class Director(Method):
         )
         lrs = {"world_model": c.model_lr, "goal_ae": c.goal_lr, "worker": c.actor_lr, "manager": c.actor_lr}
         self.opts = {name: self._adamw(n[name], lrs.get(name, c.critic_lr)) for name in NETWORKS}
+        self.controls = nn.ModuleDict(self._controls()).to(self.device)
         self.gen_train = torch.Generator(self.device).manual_seed(derive_seed(seed, "director/train"))
         self.gen_act = torch.Generator(self.device).manual_seed(derive_seed(seed, "director/act"))
         self.schedule = StepSchedule(
             c.prefill, c.pretrain, c.train_every, c.train_steps, c.batch_size, c.batch_length
         )
         self.updates = 0
+
+    def _controls(self) -> dict[str, nn.Module]:
+        """The code's adaptive scales (`AutoAdapt`) and running normalisers (`Normalize`); each is used only by the
+        option that names it, all are saved with the agent."""
+        c = self.config
+        worker_dims = (1,) if self.discrete else (self.act_dim,)  # the code: one scale per action dim (actent_perdim)
+        return {
+            "kl": AdaptiveScale((), c.kl_scale, c.kl_target, 1e-5, 1.0),  # wmkl
+            "goal_kl": AdaptiveScale((), c.goal_kl, c.goal_kl_target, 1e-5, 1.0),  # encdec_kl
+            "worker_ent": AdaptiveScale(worker_dims, c.worker_ent, c.worker_ent_target, 1e-5, 100.0, inverse=True),
+            "manager_ent": AdaptiveScale(
+                (c.skill_groups,), c.manager_ent, c.manager_ent_target, 1e-5, 100.0, inverse=True
+            ),
+            **{f"ret_{name}": MomentNormalizer(0.999, 100.0, center=False) for name in ("goal", "extr", "expl")},
+            "adv_worker": MomentNormalizer(0.99, 1e8, center=True),  # advnorm
+            "adv_manager": MomentNormalizer(0.99, 1e8, center=True),
+        }
 
     def _adamw(self, net: nn.Module, lr: float) -> torch.optim.AdamW:
         # the code decays kernels only, by (1 - wd * lr) per step: torch AdamW on the weight matrices
@@ -323,6 +376,47 @@ class Director(Method):
         if self.discrete:
             return (dist[0] * action).sum(-1), categorical_entropy(dist[0])
         return normal_log_prob(action, *dist), normal_entropy(dist[1])
+
+    def worker_entropy_normalised(self, dist: tuple[Tensor, ...]) -> Tensor:
+        """The worker's entropy per action dimension [..., A] (continuous; the categorical's as [..., 1]) scaled to
+        [0, 1] between the least and the most entropy the head can have (the code's actent_norm: N(0, min_std) and
+        N(0, max_std) per dim; 0 and ln(actions))."""
+        c = self.config
+        if self.discrete:
+            return (categorical_entropy(dist[0]) / np.log(self.act_dim)).unsqueeze(-1)
+        low, high = (normal_entropy(torch.tensor([std])).item() for std in (c.worker_min_std, c.worker_max_std))
+        return (normal_entropy(dist[1].unsqueeze(-1)) - low) / (high - low)
+
+    def entropy_term(self, name: str, entropy: Tensor, normalised_entropy: Tensor) -> Tensor:
+        """The entropy bonus per state: the fixed scale x the entropy, or (ent_adapt) sum over dims of the adaptive
+        scale x the normalised entropy, each scale updated on this batch first (the code's actent)."""
+        c = self.config
+        if not c.ent_adapt:
+            return getattr(c, f"{name}_ent") * entropy
+        scale = self.controls[f"{name}_ent"](normalised_entropy)
+        return (scale * normalised_entropy).sum(-1)
+
+    def critic_value(self, net: nn.Module, feat: Tensor) -> Tensor:
+        """v(s) of a critic network: its output, or symexp of it (critic_loss symlog, the code's `symlog` dist)."""
+        out = net(feat).squeeze(-1)
+        return symexp(out) if self.config.critic_loss == "symlog" else out
+
+    def critic_loss(self, name: str, feat: Tensor, ret: Tensor, weight: Tensor) -> Tensor:
+        """Critic regression on sg(feat) towards sg(ret), weighted per state: half the squared error, or (symlog)
+        the squared error of the output against symlog(ret) (the code's SymlogDist log-prob)."""
+        if self.config.critic_loss == "mse":
+            return weighted_critic_loss(self.nets[name], feat, ret, weight)
+        steps = ret.shape[0]
+        pred = self.nets[name](feat[:steps].detach())
+        return (weight[:steps] * symlog_mse(pred, ret.detach().unsqueeze(-1))).mean()
+
+    def advantage(self, name: str, ret: Tensor, value: Tensor) -> Tensor:
+        """R - v, or (return_norm) R and v each divided by the critic's running return std, updated on R first (the
+        code's retnorm); both keep their gradients."""
+        if not self.config.return_norm:
+            return ret - value
+        norm = self.controls[f"ret_{name}"]
+        return norm(ret) - norm(value, update=False)
 
     def new_goal(self, feat: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(code z ~ pi_m(z | s), goal dec(z)); no gradient reaches the decoder from the policies."""
@@ -386,10 +480,12 @@ class Director(Method):
         return {key: torch.stack(value) for key, value in out.items()}
 
     def critic_targets(
-        self, name: str, feat: Tensor, reward: Tensor, gamma: float
+        self, name: str, feat: Tensor, reward: Tensor, gamma: float, grad: bool = False
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """(lambda-returns, state weights, slow-critic values) of `name` along time-major `feat` [T+1, N, F]."""
-        value = self.slow[name](feat.detach()).squeeze(-1)
+        """(lambda-returns, state weights, slow-critic values) of `name` along time-major `feat` [T+1, N, F];
+        `grad`: the values keep the gradient of `feat` (the code evaluates its slow critic on the imagined
+        trajectory itself, so dynamics backpropagation reaches the bootstrap values)."""
+        value = self.critic_value(self.slow[name], feat if grad else feat.detach())
         ret, weight = discounted_lambda_targets(
             reward, torch.full_like(reward, gamma), value, self.config.lam
         )
@@ -423,18 +519,28 @@ class Director(Method):
         )  # bootstrap each segment against its own goal, not the next
         w_feat = torch.cat([segments(feat, k), w_goal], -1)  # [K+1, S N, F + D]
         w_reward = segments(torch.cat([rewards["goal"][:1], rewards["goal"]]), k)[1:]  # [K, S N]
-        ret, weight, value = self.critic_targets("worker_critic", w_feat, w_reward, c.gamma)
+        running = c.adv_norm == "running"
+        ret, weight, value = self.critic_targets("worker_critic", w_feat, w_reward, c.gamma, grad=running)
         dist = self.worker_dist(*w_feat[:-1].detach().split([feat.shape[-1], c.deter], -1))
         w_action = segments(torch.cat([traj["action"][:1], traj["action"]]), k)[
             1:
         ]  # a_t of each segment state
         logp, w_entropy = self.worker_terms(dist, w_action.detach())
-        if self.discrete:  # REINFORCE against the slow critic (the code's actor_grad_disc)
-            objective = logp * (ret - value[:-1]).detach()
-        else:  # dynamics backpropagation of the goal return (actor_grad_cont: backprop)
-            objective = ret
-        losses["worker"] = weighted_actor_loss(objective, w_entropy, weight, c.worker_ent)
-        losses["worker_critic"] = weighted_critic_loss(self.nets["worker_critic"], w_feat, ret, weight)
+        if running:  # the code: advnorm(retnorm(R) - retnorm(v)), differentiated through R and v (backprop)
+            score = self.controls["adv_worker"](self.advantage("goal", ret, value[:-1]))
+        elif self.discrete or c.return_norm:
+            score = self.advantage("goal", ret, value[:-1])
+        else:  # the goal return itself (v carries no gradient here, so its baseline would change nothing)
+            score = ret
+        # discrete: REINFORCE against the slow critic (the code's actor_grad_disc); continuous: dynamics
+        # backpropagation (actor_grad_cont: backprop)
+        objective = logp * score.detach() if self.discrete else score
+        if c.ent_adapt:
+            w_bonus = self.entropy_term("worker", w_entropy, self.worker_entropy_normalised(dist))
+            losses["worker"] = weighted_actor_loss(objective, w_bonus, weight, 1.0)
+        else:
+            losses["worker"] = weighted_actor_loss(objective, w_entropy, weight, c.worker_ent)
+        losses["worker_critic"] = self.critic_loss("worker_critic", w_feat, ret, weight)
         stats = {"worker/return": ret.mean()}
         # ---- manager: the abstract trajectory s_0, s_K, ..., s_H; REINFORCE on its codes
         m_feat = feat[::k].detach()
@@ -444,16 +550,23 @@ class Director(Method):
                 rewards[name].detach().reshape(-1, k, *rewards[name].shape[1:]).mean(1)
             )  # segment means
             ret, weight, value = self.critic_targets(f"manager_{name}", m_feat, m_reward, c.gamma)
-            losses[f"manager_{name}"] = weighted_critic_loss(
-                self.nets[f"manager_{name}"], m_feat, ret, weight
-            )
-            objective = objective + scale * normalised(ret - value[:-1])
+            losses[f"manager_{name}"] = self.critic_loss(f"manager_{name}", m_feat, ret, weight)
+            advantage = self.advantage(name, ret, value[:-1])
+            # batch: each critic's advantage normalised over the batch; running: the weighted sum normalised below
+            objective = objective + scale * (advantage if running else normalised(advantage))
             stats[f"manager/return_{name}"] = ret.mean()
+        if running:
+            objective = self.controls["adv_manager"](objective)
         logp = self.manager_logp(m_feat[:-1])
         code = traj["code"][::k][:-1].detach()
         m_logp = (logp * code).sum((-2, -1))
-        m_entropy = categorical_entropy(logp).sum(-1)
-        losses["manager"] = weighted_actor_loss(m_logp * objective.detach(), m_entropy, weight, c.manager_ent)
+        group_entropy = categorical_entropy(logp)  # [..., groups]
+        m_entropy = group_entropy.sum(-1)
+        if c.ent_adapt:  # per code group, normalised by its most entropy ln(classes) (the code's actent_perdim)
+            m_bonus = self.entropy_term("manager", m_entropy, group_entropy / np.log(c.skill_classes))
+            losses["manager"] = weighted_actor_loss(m_logp * objective.detach(), m_bonus, weight, 1.0)
+        else:
+            losses["manager"] = weighted_actor_loss(m_logp * objective.detach(), m_entropy, weight, c.manager_ent)
         stats.update({
             "reward/extr": rewards["extr"].mean(), "reward/expl": rewards["expl"].mean(),
             "reward/goal": rewards["goal"].mean(), "worker/entropy": w_entropy.mean(),
@@ -470,9 +583,14 @@ class Director(Method):
                 "action": np.eye(self.act_dim, dtype=np.float32)[np.asarray(data["action"]).astype(np.int64)],
             }
         model_loss, terms, seq = self.world_model.loss(
-            data, self.gen_train, free_nats=c.free_nats, kl_scale=c.kl_scale
+            data,
+            self.gen_train,
+            free_nats=c.free_nats,
+            kl_scale=self.controls["kl"] if c.kl_adapt else c.kl_scale,
+            kl_balance=c.kl_balance if c.latent == "categorical" else None,
         )
-        goal_loss, rec, kl = self.goal_ae.loss(seq["deter"].flatten(0, 1), self.gen_train, c.goal_kl)
+        goal_kl = self.controls["goal_kl"] if c.goal_kl_adapt else c.goal_kl
+        goal_loss, rec, kl = self.goal_ae.loss(seq["deter"].flatten(0, 1), self.gen_train, goal_kl)
         losses, stats = self.behaviour_losses(seq)
         losses = {"world_model": model_loss, "goal_ae": goal_loss, **losses}
         values = finite_values(
@@ -491,8 +609,11 @@ class Director(Method):
                     self.slow[name], self.nets[name], 1.0 if self.updates == 0 else c.slow_critic_fraction
                 )
         self.updates += 1
+        adaptive = {"kl": c.kl_adapt, "goal_kl": c.goal_kl_adapt, "worker_ent": c.ent_adapt, "manager_ent": c.ent_adapt}
+        scales = {f"scale/{name}": float(self.controls[name].scale.mean()) for name, on in adaptive.items() if on}
         return {
             **{k: float(v.detach()) for k, v in terms.items()},
+            **scales,
             **dict(zip([f"loss/{k}" for k in losses], values, strict=True)),
             "goal/reconstruction": float(rec.detach().mean()),
             "goal/kl": float(kl.detach().mean()),
@@ -501,12 +622,17 @@ class Director(Method):
         }
 
     # ------------------------------------------------------------------ checkpoints
+    def uses_controls(self) -> bool:
+        c = self.config
+        return c.kl_adapt or c.goal_kl_adapt or c.ent_adapt or c.return_norm or c.adv_norm == "running"
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "preset": self.config.preset,
             "config": to_dict(self.config),
             "nets": self.nets.state_dict(),
             "slow": self.slow.state_dict(),
+            "controls": self.controls.state_dict(),
             "opts": {name: opt.state_dict() for name, opt in self.opts.items()},
             "rng": {"train": self.gen_train.get_state(), "act": self.gen_act.get_state()},
             "counters": {
@@ -519,6 +645,13 @@ class Director(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_networks("director", self.nets, self.config, state)
         self.slow.load_state_dict(state["slow"])
+        if "controls" in state:
+            self.controls.load_state_dict(state["controls"])
+        elif self.uses_controls():
+            raise MethodError(
+                "director: this checkpoint has no adaptive scales or running normalisers (written before they "
+                "existed), but this config uses them; resume it with the settings it was made with"
+            )
         for name, opt in self.opts.items():
             opt.load_state_dict(state["opts"][name])
         self.gen_train.set_state(state["rng"]["train"])

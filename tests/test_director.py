@@ -23,6 +23,7 @@ from wmbench_baselines.director import (
 
 from wmbench.config import ConfigError, make_config
 from wmbench.method import MethodError
+from wmbench.nn.returns import MomentNormalizer
 
 
 def tiny(*overrides: str) -> DirectorConfig:
@@ -223,3 +224,157 @@ def test_discrete_actions_train_the_worker_by_reinforce(tmp_path):
     )  # REINFORCE: no gradient through the model
     assert all(np.isfinite(v) for v in agent.train_batch(data).values())  # index actions from the replay
     check_method("director", tmp_path, protocol="fake@1", task="image_discrete", overrides=["preset=tiny"])
+
+
+# ------------------------------------------------------------------ the released code's options (issue 23)
+RELEASED = [
+    "latent=categorical", "free_nats=0.0", "kl_adapt=true", "kl_scale=1.0", "goal_kl=1.0", "goal_kl_adapt=true",
+    "ent_adapt=true", "worker_ent=1.0", "manager_ent=1.0", "critic_loss=symlog", "return_norm=true",
+    "adv_norm=running",
+]  # fmt: skip
+
+
+def test_categorical_latents_are_one_hot_and_train_with_the_balanced_kl(monkeypatch):
+    agent = Director(IMAGE16, BOX2, tiny("latent=categorical", "kl_balance=0.7", "free_nats=0.5"), seed=0)
+    rssm = agent.rssm
+    assert (rssm.latent, rssm.stoch, rssm.classes, rssm.stoch_dim) == ("categorical", 4, 4, 16)
+    calls = []
+    balanced = type(rssm).balanced_kl_loss
+
+    def spy(self, post, prior, balance, free):
+        calls.append((balance, free))
+        return balanced(self, post, prior, balance, free)
+
+    monkeypatch.setattr(type(rssm), "balanced_kl_loss", spy)
+    agent.train_batch(batch(3, 6))
+    assert calls == [(0.7, 0.5)]  # the KL-balanced loss with free nats on its batch means
+    _, _, seq = agent.world_model.loss(batch(3, 6), agent.gen_train, free_nats=0.0, kl_balance=0.8)
+    z = seq["stoch"].reshape(3, 6, 4, 4)
+    assert torch.equal(z.sum(-1), torch.ones(3, 6, 4)) and set(z.unique().tolist()) == {0.0, 1.0}
+    traj = agent.imagine(seq["deter"][:, 0], seq["stoch"][:, 0])
+    assert set(traj["stoch"].unique().tolist()) == {0.0, 1.0}  # imagined latents are one-hot too
+    action, state = agent.policy(obs(), None, mode="train")
+    assert state[1].shape == (1, 16) and state[1].sum().item() == 4
+    gaussian = Director(IMAGE16, BOX2, tiny(), seed=0)
+    calls.clear()
+    gaussian.train_batch(batch(3, 6))
+    assert calls == [] and gaussian.rssm.latent == "gaussian"
+
+
+def test_adaptive_kl_weights_move_towards_their_targets():
+    agent = Director(IMAGE16, BOX2, tiny("latent=categorical", "kl_adapt=true", "kl_target=1e6"), seed=0)
+    metrics = agent.train_batch(batch(3, 6))  # the KL is far below 1e6 nats: its weight shrinks from 1
+    assert metrics["scale/kl"] == pytest.approx(1 / 1.1)
+    agent = Director(IMAGE16, BOX2, tiny("kl_adapt=true", "kl_scale=0.5", "kl_target=1e-3", "free_nats=0"), seed=0)
+    assert agent.train_batch(batch(3, 6))["scale/kl"] == pytest.approx(0.55)  # far above: grows
+    agent = Director(IMAGE16, BOX2, tiny("goal_kl=1.0", "goal_kl_adapt=true"), seed=0)
+    kl = [agent.train_batch(batch(3, 6, seed=i))["goal/kl"] for i in range(3)]
+    assert max(kl) < 10 / 1.1  # below the code's 10-nat target: the goal autoencoder's KL weight shrinks
+    assert agent.controls["goal_kl"].scale.item() == pytest.approx(1.1**-3)
+    assert "scale/kl" not in Director(IMAGE16, BOX2, tiny(), seed=0).train_batch(batch(3, 6))
+
+
+def test_adaptive_entropy_scales_per_action_dim_and_code_group_move_towards_the_target():
+    agent = Director(IMAGE16, BOX2, tiny("ent_adapt=true", "worker_ent=1.0", "manager_ent=1.0"), seed=0)
+    assert agent.controls["worker_ent"].scale.shape == (2,) and agent.controls["manager_ent"].scale.shape == (2,)
+    # normalised entropy below the target: the bonus grows; above: it shrinks; one scale per dim
+    bonus = agent.entropy_term("worker", torch.zeros(5), torch.tensor([[0.1, 0.9]]).expand(5, 2))
+    assert torch.allclose(agent.controls["worker_ent"].scale, torch.tensor([1.1, 1 / 1.1]))
+    assert torch.allclose(bonus, torch.full((5,), 1.1 * 0.1 + 0.9 / 1.1))
+    # the worker's Normal starts near its largest std (normalised entropy ~0.96 > 0.5): both scales fall
+    dist = agent.worker_dist(torch.zeros(4, agent.rssm.feat_dim), torch.zeros(4, 16))
+    norm_ent = agent.worker_entropy_normalised(dist)
+    assert norm_ent.shape == (4, 2) and ((norm_ent > 0.9) & (norm_ent <= 1)).all()
+    low = DirectorConfig().worker_min_std
+    assert agent.worker_entropy_normalised((dist[0], torch.full_like(dist[1], low))).abs().max() < 1e-5
+    agent = Director(IMAGE16, BOX2, tiny("ent_adapt=true", "worker_ent=1.0", "manager_ent=1.0"), seed=0)
+    for i in range(3):
+        metrics = agent.train_batch(batch(3, 6, seed=i))
+    assert metrics["scale/worker_ent"] == pytest.approx(1.1**-3) and metrics["scale/manager_ent"] < 1.0
+    discrete = Director(IMAGE16, gymnasium.spaces.Discrete(3), tiny("ent_adapt=true"), seed=0)
+    assert discrete.controls["worker_ent"].scale.shape == (1,)
+    logp = torch.log(torch.full((2, 3), 1 / 3))
+    assert torch.allclose(discrete.worker_entropy_normalised((logp,)), torch.ones(2, 1))  # uniform: most entropy
+
+
+def test_symlog_critics_predict_symlog_values_and_regress_in_symlog_space():
+    agent = Director(IMAGE16, BOX2, tiny("critic_loss=symlog"), seed=0)
+    critic = agent.nets["manager_extr"]
+    with torch.no_grad():
+        critic.out.weight.zero_()
+        critic.out.bias.fill_(float(np.log1p(5.0)))  # symlog(5)
+    feat = torch.randn(3, 4, agent.rssm.feat_dim)
+    assert torch.allclose(agent.critic_value(critic, feat), torch.full((3, 4), 5.0))
+    weight = torch.ones(3, 4)
+    assert agent.critic_loss("manager_extr", feat, torch.full((2, 4), 5.0), weight).item() == pytest.approx(0.0)
+    expected = (np.log1p(5.0) - np.log1p(100.0)) ** 2  # squared error in symlog space, no half
+    assert agent.critic_loss("manager_extr", feat, torch.full((2, 4), 100.0), weight).item() == pytest.approx(
+        expected, rel=1e-5
+    )
+    mse = Director(IMAGE16, BOX2, tiny(), seed=0)
+    with torch.no_grad():
+        mse.nets["manager_extr"].out.weight.zero_()
+        mse.nets["manager_extr"].out.bias.fill_(5.0)
+    assert torch.allclose(mse.critic_value(mse.nets["manager_extr"], feat), torch.full((3, 4), 5.0))
+    assert np.isfinite(list(agent.train_batch(batch(3, 6)).values())).all()
+
+
+def test_return_and_running_advantage_normalisers_update_and_scale():
+    agent = Director(IMAGE16, BOX2, tiny("return_norm=true"), seed=0)
+    ret, value = torch.tensor([2.0, 6.0]), torch.tensor([1.0, 1.0])
+    adv = agent.advantage("extr", ret, value)
+    _, inv_std = agent.controls["ret_extr"].stats()
+    assert torch.allclose(adv, (ret - value) * inv_std) and inv_std.item() != 1.0
+    assert torch.equal(Director(IMAGE16, BOX2, tiny(), seed=0).advantage("extr", ret, value), ret - value)
+    agent = Director(IMAGE16, BOX2, tiny("return_norm=true"), seed=0)
+    agent.train_batch(batch(3, 6))
+    steps = {name: int(m.step) for name, m in agent.controls.items() if isinstance(m, MomentNormalizer)}
+    assert steps == {"ret_goal": 1, "ret_extr": 1, "ret_expl": 1, "adv_worker": 0, "adv_manager": 0}
+    agent = Director(IMAGE16, BOX2, tiny("adv_norm=running"), seed=0)
+    agent.train_batch(batch(3, 6))
+    steps = {name: int(m.step) for name, m in agent.controls.items() if isinstance(m, MomentNormalizer)}
+    assert steps == {"ret_goal": 0, "ret_extr": 0, "ret_expl": 0, "adv_worker": 1, "adv_manager": 1}
+
+
+def test_running_advantages_backpropagate_through_the_bootstrap_values(monkeypatch):
+    """With no goal reward the worker's return is its slow critic's bootstrap alone: the code differentiates it
+    through the imagined states (`adv_norm=running`); the batch mode's return carries no gradient then."""
+    import wmbench_baselines.director as director
+
+    monkeypatch.setattr(director, "goal_reward", lambda goal, deter: 0.0 * deter.sum(-1))
+    grads = {}
+    for mode in ("batch", "running"):
+        agent = Director(IMAGE16, BOX2, tiny(f"adv_norm={mode}", "worker_ent=0"), seed=0)
+        _, _, seq = agent.world_model.loss(batch(3, 6), agent.gen_train, free_nats=1.0)
+        losses, _ = agent.behaviour_losses(seq)
+        losses["worker"].backward()
+        grads[mode] = sum(p.grad.abs().sum().item() for p in agent.nets["worker"].parameters())
+        assert all(p.grad is None for p in agent.slow.parameters())  # never into the slow critic
+    assert grads["batch"] == 0.0 and grads["running"] > 0
+
+
+def test_released_settings_round_trip_and_refuse_checkpoints_without_their_state():
+    a = Director(IMAGE16, BOX2, tiny(*RELEASED), seed=0)
+    a.train_batch(batch(3, 6))
+    b = Director(IMAGE16, BOX2, tiny(*RELEASED), seed=5)
+    torch.save(a.state_dict(), buf := io.BytesIO())
+    buf.seek(0)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    assert a.train_batch(batch(3, 6, seed=1)) == b.train_batch(batch(3, 6, seed=1))
+    old = a.state_dict()
+    del old["controls"]  # a checkpoint written before the options existed
+    with pytest.raises(MethodError, match="adaptive scales or running normalisers"):
+        Director(IMAGE16, BOX2, tiny(*RELEASED), seed=0).load_state_dict(old)
+    plain = Director(IMAGE16, BOX2, tiny(), seed=0)
+    state = plain.state_dict()
+    del state["controls"]
+    Director(IMAGE16, BOX2, tiny(), seed=0).load_state_dict(state)  # nothing of them is used: loads
+    with pytest.raises(ConfigError, match="no uniform mix"):
+        make_config(DirectorConfig, ["unimix=0.01"])
+
+
+@pytest.mark.parametrize("task", ["image_continuous", "image_discrete"])
+def test_contract_with_the_released_settings(tmp_path, task):
+    from wmbench.testing import check_method
+
+    check_method("director", tmp_path, protocol="fake@1", task=task, overrides=["preset=tiny", *RELEASED])
