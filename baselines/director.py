@@ -105,21 +105,21 @@ class DirectorConfig:
     depth: int = bounded(64, low=1)
     enc_kernels: tuple[int, ...] = ()
     dec_kernels: tuple[int, ...] = ()
-    free_nats: float = bounded(1.0, low=0)
+    free_nats: float = bounded(0.0, low=0)  # the code has none (PlaNet's Gaussian world model: 1.0 or 3.0)
     kl_scale: float = bounded(1.0, low=0)  # with kl_adapt: the adaptive weight's start (the code's wmkl starts at 1)
-    # latents: Gaussian (`stoch` dims) or the code's categorical (rssm stoch 32 groups x classes 32, wmkl_balance 0.8)
-    latent: Literal["gaussian", "categorical"] = "gaussian"
+    # latents: the code's categorical (rssm stoch 32 groups x classes 32, wmkl_balance 0.8) or Gaussian (`stoch` dims)
+    latent: Literal["gaussian", "categorical"] = "categorical"
     classes: int = bounded(32, low=2)  # categorical: classes per group
     kl_balance: float = bounded(0.8, low=0, high=1)  # categorical: KL balancing alpha (Gaussian: PlaNet's plain KL)
-    kl_adapt: bool = False  # the KL weight adapted towards kl_target nats (wmkl: impl mult, target 3.5, in [1e-5, 1])
+    kl_adapt: bool = True  # the KL weight adapted towards kl_target nats (wmkl: impl mult, target 3.5, in [1e-5, 1])
     kl_target: float = bounded(3.5, above=0)
     # --- goal autoencoder (skill_shape [8, 8]; goal_encoder / goal_decoder 4 x 512; encdec_kl scale 0)
     skill_groups: int = bounded(8, low=1)
     skill_classes: int = bounded(8, low=2)
     goal_units: int = bounded(512, low=1)
     goal_layers: int = bounded(4, low=0)
-    goal_kl: float = bounded(0.0, low=0)  # with goal_kl_adapt: the adaptive weight's start (the code: 1)
-    goal_kl_adapt: bool = False  # the code's goal_kl True with encdec_kl impl mult: target 10 nats, in [1e-5, 1]
+    goal_kl: float = bounded(1.0, low=0)  # with goal_kl_adapt: the adaptive weight's start (the code: 1)
+    goal_kl_adapt: bool = True  # the code's goal_kl True with encdec_kl impl mult: target 10 nats, in [1e-5, 1]
     goal_kl_target: float = bounded(10.0, above=0)
     # --- hierarchy (train/env_skill_duration 8; imag_horizon 16; manager_rews extr 1.0, expl 0.1; worker goal 1.0)
     skill_duration: int = bounded(8, low=1)  # K: the manager picks a new goal every K steps
@@ -131,17 +131,17 @@ class DirectorConfig:
     layers: int = bounded(4, low=0)
     gamma: float = bounded(0.99, low=0, high=1)
     lam: float = bounded(0.95, low=0, high=1)
-    worker_ent: float = bounded(3e-3, low=0)  # with ent_adapt: the adaptive scales' start (the code: 1)
-    manager_ent: float = bounded(3e-3, low=0)
+    worker_ent: float = bounded(1.0, low=0)  # with ent_adapt: the adaptive scales' start (the code: 1)
+    manager_ent: float = bounded(1.0, low=0)
     # the code's actent (impl mult, actent_norm, actent_perdim): one scale per action dim (per code group for the
     # manager) on the entropy normalised to [0, 1], adapted towards its target (0.5 both: actent.target,
     # manager_actent) within [1e-5, 100]
-    ent_adapt: bool = False
+    ent_adapt: bool = True
     worker_ent_target: float = bounded(0.5, above=0, high=1)
     manager_ent_target: float = bounded(0.5, above=0, high=1)
-    critic_loss: Literal["mse", "symlog"] = "mse"  # symlog: the code's critic dist (squared error in symlog space)
-    return_norm: bool = False  # the code's retnorm: returns / running std per critic (decay 0.999, at most x100)
-    adv_norm: Literal["batch", "running"] = "batch"  # running: the code's advnorm (mean_std, decay 0.99)
+    critic_loss: Literal["mse", "symlog"] = "symlog"  # symlog: the code's critic dist (squared error in symlog space)
+    return_norm: bool = True  # the code's retnorm: returns / running std per critic (decay 0.999, at most x100)
+    adv_norm: Literal["batch", "running"] = "running"  # running: the code's advnorm (mean_std, decay 0.99)
     worker_min_std: float = bounded(0.03, above=0)
     worker_max_std: float = bounded(1.0, above=0)
     manager_unimix: float = bounded(0.01, low=0, high=1)

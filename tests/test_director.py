@@ -104,7 +104,7 @@ def test_segments_share_their_boundary_states():
 # ------------------------------------------------------------------ the agent
 def test_imagined_goals_change_only_every_k_steps():
     agent = Director(IMAGE16, BOX2, tiny("skill_duration=2", "imag_horizon=6"), seed=0)
-    traj = agent.imagine(torch.zeros(5, 16), torch.zeros(5, 4))
+    traj = agent.imagine(torch.zeros(5, 16), torch.zeros(5, agent.rssm.stoch_dim))
     assert (
         traj["deter"].shape == (7, 5, 16)
         and traj["action"].shape == (6, 5, 2)
@@ -179,13 +179,18 @@ def test_official_settings_and_size():
         c.manager_expl,
     ) == (8, 16, 8, 8, 1.0, 0.1)
     assert (c.goal_kl, c.gamma, c.lam, c.batch_size, c.batch_length, c.train_every, c.prefill) == (
-        0.0,
+        1.0,
         0.99,
         0.95,
         16,
         64,
         16,
         10000,
+    )
+    # the released code's (danijar/director a6a649e configs.yaml defaults), every one a default here
+    assert make_config(DirectorConfig, RELEASED) == c
+    assert (c.stoch, c.classes, c.kl_balance, c.kl_target, c.goal_kl_target, c.worker_ent_target) == (
+        32, 32, 0.8, 3.5, 10.0, 0.5
     )
     counts = parameter_counts(IMAGE64, gymnasium.spaces.Box(-1, 1, (6,), np.float32), c)
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total") and counts["goal_ae"] > 0
@@ -232,6 +237,10 @@ RELEASED = [
     "ent_adapt=true", "worker_ent=1.0", "manager_ent=1.0", "critic_loss=symlog", "return_norm=true",
     "adv_norm=running",
 ]  # fmt: skip
+BEFORE = [  # the defaults before issue 23 (docs/director.md)
+    "latent=gaussian", "free_nats=1.0", "kl_adapt=false", "goal_kl=0.0", "goal_kl_adapt=false", "ent_adapt=false",
+    "worker_ent=3e-3", "manager_ent=3e-3", "critic_loss=mse", "return_norm=false", "adv_norm=batch",
+]  # fmt: skip
 
 
 def test_categorical_latents_are_one_hot_and_train_with_the_balanced_kl(monkeypatch):
@@ -255,7 +264,7 @@ def test_categorical_latents_are_one_hot_and_train_with_the_balanced_kl(monkeypa
     assert set(traj["stoch"].unique().tolist()) == {0.0, 1.0}  # imagined latents are one-hot too
     action, state = agent.policy(obs(), None, mode="train")
     assert state[1].shape == (1, 16) and state[1].sum().item() == 4
-    gaussian = Director(IMAGE16, BOX2, tiny(), seed=0)
+    gaussian = Director(IMAGE16, BOX2, tiny("latent=gaussian"), seed=0)
     calls.clear()
     gaussian.train_batch(batch(3, 6))
     assert calls == [] and gaussian.rssm.latent == "gaussian"
@@ -271,7 +280,7 @@ def test_adaptive_kl_weights_move_towards_their_targets():
     kl = [agent.train_batch(batch(3, 6, seed=i))["goal/kl"] for i in range(3)]
     assert max(kl) < 10 / 1.1  # below the code's 10-nat target: the goal autoencoder's KL weight shrinks
     assert agent.controls["goal_kl"].scale.item() == pytest.approx(1.1**-3)
-    assert "scale/kl" not in Director(IMAGE16, BOX2, tiny(), seed=0).train_batch(batch(3, 6))
+    assert "scale/kl" not in Director(IMAGE16, BOX2, tiny(*BEFORE), seed=0).train_batch(batch(3, 6))
 
 
 def test_adaptive_entropy_scales_per_action_dim_and_code_group_move_towards_the_target():
@@ -311,7 +320,7 @@ def test_symlog_critics_predict_symlog_values_and_regress_in_symlog_space():
     assert agent.critic_loss("manager_extr", feat, torch.full((2, 4), 100.0), weight).item() == pytest.approx(
         expected, rel=1e-5
     )
-    mse = Director(IMAGE16, BOX2, tiny(), seed=0)
+    mse = Director(IMAGE16, BOX2, tiny("critic_loss=mse"), seed=0)
     with torch.no_grad():
         mse.nets["manager_extr"].out.weight.zero_()
         mse.nets["manager_extr"].out.bias.fill_(5.0)
@@ -320,17 +329,18 @@ def test_symlog_critics_predict_symlog_values_and_regress_in_symlog_space():
 
 
 def test_return_and_running_advantage_normalisers_update_and_scale():
-    agent = Director(IMAGE16, BOX2, tiny("return_norm=true"), seed=0)
+    agent = Director(IMAGE16, BOX2, tiny("return_norm=true", "adv_norm=batch"), seed=0)
     ret, value = torch.tensor([2.0, 6.0]), torch.tensor([1.0, 1.0])
     adv = agent.advantage("extr", ret, value)
     _, inv_std = agent.controls["ret_extr"].stats()
     assert torch.allclose(adv, (ret - value) * inv_std) and inv_std.item() != 1.0
-    assert torch.equal(Director(IMAGE16, BOX2, tiny(), seed=0).advantage("extr", ret, value), ret - value)
-    agent = Director(IMAGE16, BOX2, tiny("return_norm=true"), seed=0)
+    plain = Director(IMAGE16, BOX2, tiny("return_norm=false"), seed=0)
+    assert torch.equal(plain.advantage("extr", ret, value), ret - value)
+    agent = Director(IMAGE16, BOX2, tiny("return_norm=true", "adv_norm=batch"), seed=0)
     agent.train_batch(batch(3, 6))
     steps = {name: int(m.step) for name, m in agent.controls.items() if isinstance(m, MomentNormalizer)}
     assert steps == {"ret_goal": 1, "ret_extr": 1, "ret_expl": 1, "adv_worker": 0, "adv_manager": 0}
-    agent = Director(IMAGE16, BOX2, tiny("adv_norm=running"), seed=0)
+    agent = Director(IMAGE16, BOX2, tiny("adv_norm=running", "return_norm=false"), seed=0)
     agent.train_batch(batch(3, 6))
     steps = {name: int(m.step) for name, m in agent.controls.items() if isinstance(m, MomentNormalizer)}
     assert steps == {"ret_goal": 0, "ret_extr": 0, "ret_expl": 0, "adv_worker": 1, "adv_manager": 1}
@@ -344,7 +354,7 @@ def test_running_advantages_backpropagate_through_the_bootstrap_values(monkeypat
     monkeypatch.setattr(director, "goal_reward", lambda goal, deter: 0.0 * deter.sum(-1))
     grads = {}
     for mode in ("batch", "running"):
-        agent = Director(IMAGE16, BOX2, tiny(f"adv_norm={mode}", "worker_ent=0"), seed=0)
+        agent = Director(IMAGE16, BOX2, tiny(f"adv_norm={mode}", "ent_adapt=false", "worker_ent=0"), seed=0)
         _, _, seq = agent.world_model.loss(batch(3, 6), agent.gen_train, free_nats=1.0)
         losses, _ = agent.behaviour_losses(seq)
         losses["worker"].backward()
@@ -365,16 +375,16 @@ def test_released_settings_round_trip_and_refuse_checkpoints_without_their_state
     del old["controls"]  # a checkpoint written before the options existed
     with pytest.raises(MethodError, match="adaptive scales or running normalisers"):
         Director(IMAGE16, BOX2, tiny(*RELEASED), seed=0).load_state_dict(old)
-    plain = Director(IMAGE16, BOX2, tiny(), seed=0)
+    plain = Director(IMAGE16, BOX2, tiny(*BEFORE), seed=0)
     state = plain.state_dict()
     del state["controls"]
-    Director(IMAGE16, BOX2, tiny(), seed=0).load_state_dict(state)  # nothing of them is used: loads
+    Director(IMAGE16, BOX2, tiny(*BEFORE), seed=0).load_state_dict(state)  # nothing of them is used: loads
     with pytest.raises(ConfigError, match="no uniform mix"):
         make_config(DirectorConfig, ["unimix=0.01"])
 
 
-@pytest.mark.parametrize("task", ["image_continuous", "image_discrete"])
-def test_contract_with_the_released_settings(tmp_path, task):
+def test_contract_with_the_settings_before_issue_23(tmp_path):
+    """The released settings are the defaults (tests/test_method_contract.py, and image_discrete above)."""
     from wmbench.testing import check_method
 
-    check_method("director", tmp_path, protocol="fake@1", task=task, overrides=["preset=tiny", *RELEASED])
+    check_method("director", tmp_path, protocol="fake@1", task="image_continuous", overrides=["preset=tiny", *BEFORE])
