@@ -5,10 +5,13 @@ the imagination of the shared world model.
 The agent as the paper's Sec. 2 (and the official code danijar/director a6a649e, `hierarchy.py`, `configs.yaml`
 `defaults`) describes it, run here step by step:
 1. World model: the shared pixel world model (`wmbench.nn.world_model.GaussianWorldModel`: CNN encoder, RSSM,
-   decoder, reward head) learns from replayed sequences; goals live in the space of its deterministic state h.
+   decoder, reward head) learns from replayed sequences; goals live in the space of its deterministic state h. By
+   default its RSSM is the code's: 32 x 32 categorical latents, KL balanced 0.8 without free nats, the KL weight
+   adapted towards 3.5 nats (`wmkl`); `latent=gaussian` gives PlaNet's Gaussian one.
 2. Goal autoencoder (Sec. 2.1), trained on the replayed posterior states h: enc(h) gives 8 categorical codes of 8
    classes, z ~ enc(h) (one-hot, straight-through); dec(z) reconstructs h. Loss ||dec(z) - sg(h)||^2 / 2 +
-   goal_kl KL[enc(h) || uniform] (the code's `encdec_kl` scale 0: no KL term by default).
+   w KL[enc(h) || uniform], w starting at goal_kl = 1 and adapted towards 10 nats (the code's `goal_kl: True` with
+   `encdec_kl` impl mult, whose AutoAdapt starts at 1 whatever its `scale` key says).
 3. Imagination (Sec. 2.2-2.3, the code's `train_jointly`): from every posterior state, H = 16 steps under the
    hierarchy: every K = 8 steps the manager samples a code z ~ pi_m(z | s_t) and the goal becomes g = dec(z); in
    between the worker acts a ~ pi_w(a | s_t, g).
@@ -20,8 +23,14 @@ The agent as the paper's Sec. 2 (and the official code danijar/director a6a649e,
 5. Worker (Sec. 2.3): on each K-step segment with its fixed goal, lambda-returns of r_goal from its slow critic
    v_w(s, g) and dynamics backpropagation through the world model, with entropy bonus.
 6. Manager (Sec. 2.2): on the abstract trajectory s_0, s_K, ..., s_H, the segment means of r_extr and r_expl with one
-   critic each; REINFORCE on its codes with the advantages of the two critics, each normalised over the batch and
-   weighted 1.0 (extrinsic) and 0.1 (exploration), with entropy bonus.
+   critic each; REINFORCE on its codes with the advantages of the two critics weighted 1.0 (extrinsic) and 0.1
+   (exploration), with entropy bonus.
+   Both actors as the code's `ImagActorCritic` (defaults; docs/director.md): per critic (R - v) / running std of R
+   (`retnorm`), weighted, summed, then centred and scaled by running moments (`advnorm`); the worker differentiates
+   this score through R and v; entropy bonuses per action dim / code group on entropies normalised to [0, 1], each
+   weight adapted towards 0.5 (`actent`); critics regress symlog(R) (`critic.dist: symlog`).
+   `adv_norm=batch` and the fixed-scale keys give the earlier wmbench variant (each critic's advantage normalised
+   over the batch, fixed entropy scales, MSE critics).
 7. Acting: the RSSM filter every step; every K steps of an episode a new code from the manager, then the worker's
    action for the current goal (evaluation: the worker's mode).
 Schedule (`StepSchedule`): `prefill` random agent steps, then updates every `train_every` agent steps.
