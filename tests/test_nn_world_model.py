@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pixel_batches import pixel_batch
 
 from wmbench.nn.networks import Norm
 from wmbench.nn.returns import AdaptiveScale
@@ -21,15 +22,7 @@ def model(latent: str = "categorical", seed: int = 0) -> GaussianWorldModel:
 
 
 def batch(b: int = 2, t: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    is_first = np.zeros((b, t), bool)
-    is_first[:, 0] = True
-    return {
-        "image": rng.integers(0, 256, (b, t, 16, 16, 3), dtype=np.uint8),
-        "action": rng.uniform(-1, 1, (b, t, 2)).astype(np.float32),
-        "reward": rng.normal(size=(b, t)).astype(np.float32),
-        "is_first": is_first,
-    }
+    return pixel_batch(b, t, seed)
 
 
 def test_categorical_latents_are_one_hot_groups_with_the_director_layout():

@@ -8,6 +8,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from pixel_batches import pixel_batch
 from wmbench_baselines.planet import PlaNet, PlaNetConfig, parameter_counts, preprocess_image
 
 from wmbench.config import ConfigError, make_config
@@ -25,17 +26,7 @@ def tiny(*overrides: str) -> PlaNetConfig:
 
 
 def batch(b: int = 4, t: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    is_first = np.zeros((b, t), bool)
-    is_first[:, 0] = True
-    return {
-        "image": rng.integers(0, 256, (b, t, 16, 16, 3), dtype=np.uint8),
-        "action": rng.uniform(-1, 1, (b, t, 2)).astype(np.float32),
-        "reward": rng.normal(size=(b, t)).astype(np.float32),
-        "is_first": is_first,
-        "is_last": np.zeros((b, t), bool),
-        "is_terminal": np.zeros((b, t), bool),
-    }
+    return pixel_batch(b, t, seed)
 
 
 def obs(n: int = 1, first: bool = True, seed: int = 0) -> dict[str, np.ndarray]:
