@@ -26,8 +26,9 @@ Measured on the project's CPU machine type (2 shared cores):
 - SLAC (docs/slac.md, 1 thread at load 20-28, 64x64 images): `paper` 28.6 s and `cpu` 9.2 s per agent step
   (benchmarks/slac_cost.py), plus the one-off model pre-training (100,000 / 2,000 model updates).
 - DreamerPro (docs/dreamerpro.md, 1 thread, 64x64): `paper` 111 s and `cpu` 6.3 s wall per update at load 6-7,
-  one update per 5 agent steps. Director (docs/director.md): `cpu` 14.2 s per update at load 7.5, one per 16 agent
-  steps; `paper` not measured (no estimate).
+  one update per 5 agent steps. Director (docs/director.md): `cpu` 14.2 s per update at load 7.5 with the settings
+  before issue 23, ~16% more with the released ones (7.29 vs 6.28 CPU-s in one paired measurement), one per 16
+  agent steps; `paper` not measured (no estimate).
 - MWM (docs/mwm.md, 1 thread at load 6-7, 64x64 images, dmc_vision@1 settings: MAE batch 32 x 32, world model
   16 x 50, both every 5 agent steps): `paper` 24.1 + 27.0 CPU-s per 5 agent steps, 27 ms per action; `cpu` 0.53 +
   3.18 CPU-s, 6 ms per action. Meta-World's 50 x 50 world-model batches cost more (not timed).
@@ -85,7 +86,8 @@ PER_STEP: dict[str, dict[str, tuple[float, str]]] = {
     },
     # one update (world model, goal autoencoder, 16-step hierarchical imagination) per 16 agent steps (docs/director.md)
     "director": {
-        "cpu": (0.89, "one 14.2 s update (16 x 64) per 16 agent steps at load 7.5: docs/director.md"),
+        "cpu": (1.03, "one 14.2 s update (16 x 64) per 16 agent steps at load 7.5, +16% for the released settings (categorical "
+                "latents, adaptive scales): docs/director.md"),
         "tiny": (0.05, "tests"),
     },
     # one MAE and one world-model + behaviour update every 5 agent steps (dmc_vision@1 batches; docs/mwm.md)
