@@ -59,6 +59,8 @@ def measure(precision: str, updates: int, threads: int, compile_: bool, actor_gr
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.set_num_threads(threads)
+    if threads == 1:  # one core, as the official JAX peer is pinned to (benchmarks/peers/official_dreamerv3.py)
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from wmbench_baselines.dreamerv3 import DreamerV3, DreamerV3Config, parameter_counts
 
     from wmbench.config import make_config
@@ -157,14 +159,14 @@ def main() -> None:
     for precision in args.precision:
         for grad in args.actor_grad:
             cmd = [sys.executable, __file__, "--child", precision, grad, "--updates", str(args.updates),
-                   "--threads", str(args.threads)]
+                   "--threads", str(args.threads), "--preset", args.preset]  # fmt: skip
             if args.compile:
                 cmd.append("--compile")
             r = run_json(cmd, env)
             peers = ", ".join(f"{r['updates_per_s'] / v:.2f}x {k}" for k, v in PEERS_UPDATES_PER_S.items())
             measured = f"; {r['updates_per_s'] / peer['updates_per_s']:.2f}x sheeprl measured now" if peer else ""
             print(
-                f"{precision} {grad}{' compiled' if r['compile'] else ''}: {r['updates_per_s']:.3f} updates/s "
+                f"{args.preset} {precision} {grad}{' compiled' if r['compile'] else ''}: {r['updates_per_s']:.3f} updates/s "
                 f"({r['updates']} updates in {r['seconds']:.1f} s, {r['threads']} threads, {r['params'] / 1e6:.2f}M "
                 f"params, {r['cpu_s_per_update']:.2f} CPU-s/update), "
                 f"{r['gflop_per_update']:.1f} GFLOP/update = {r['gflop_per_s']:.0f} GFLOP/s "
