@@ -189,7 +189,7 @@ def test_free_nats_clip_the_batch_mean_kl_as_the_released_code():
                                  image_scale=0.0, reward_scale=0.0)
         loss.backward()
         grad = sum(float(p.grad.abs().sum()) for p in wm.parameters() if p.grad is not None)
-        return float(loss), float(terms["kl"]), grad
+        return loss.item(), terms["kl"].item(), grad
 
     _, mean_kl, _ = kl_loss(0.0, True)
     free = 1.01 * mean_kl
