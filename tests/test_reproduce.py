@@ -428,3 +428,7 @@ def test_recipe_check_takes_the_latest_version_on_the_runs_protocol() -> None:
     name, differences = reproduce.recipe_check(
         "dreamerv1", "dreamer_v1:scores/dreamer.json", [info("dreamerv1", "dreamerv1_2020_dmc_vision@1")])
     assert name == "dreamerv1_2020_dmc_vision@2" and differences == ["free_nats_mean=False (recipe: True)"]
+    older_code = info("dreamerv1", "dreamerv1_2020_dmc_vision@2")  # a run whose code predates the key
+    del older_code["config"]["free_nats_mean"]
+    _, differences = reproduce.recipe_check("dreamerv1", "dreamer_v1:scores/dreamer.json", [older_code])
+    assert differences == ["free_nats_mean=<not recorded: the run's code predates the key> (recipe: True)"]

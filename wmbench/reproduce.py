@@ -764,6 +764,7 @@ def recipe_check(method: str, source: str, infos: Sequence[dict[str, Any]]) -> t
     protocol (else the latest): a run made with an earlier version is not comparable, and the differences name the
     settings it lacks. (Before wave 2's fix the first version by name was taken, so runs of the latest version,
     e.g. `dreamerv1_2020_dmc_vision@2`, were 'not comparable'.)"""
+    from wmbench.config import flatten
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names
 
     try:
@@ -781,9 +782,20 @@ def recipe_check(method: str, source: str, infos: Sequence[dict[str, Any]]) -> t
         if not isinstance(config, dict):
             found.setdefault("config", (None, "(the recipe's)"))
             continue
-        for key, pair in recipe_differences(config, recipe).items():
-            found.setdefault(key, pair)
+        recorded = flatten(config)
+        for key, (ours, theirs) in recipe_differences(config, recipe).items():
+            found.setdefault(key, (ours if key in recorded else _NOT_RECORDED, theirs))
     return recipe.id, [f"{k}={ours!r} (recipe: {theirs!r})" for k, (ours, theirs) in sorted(found.items())]
+
+
+class _NotRecorded:
+    """A key that a run's config lacks (its code predates the key): shown as such, not as the value None."""
+
+    def __repr__(self) -> str:
+        return "<not recorded: the run's code predates the key>"
+
+
+_NOT_RECORDED = _NotRecorded()
 
 
 # ----------------------------------------------------------------------------------------------------------- CLI
