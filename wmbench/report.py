@@ -627,7 +627,8 @@ class Report:
         c = self.collection
         labels = [e.label for e in c.entries]
         colour_of = plots.method_colours(labels)
-        norm_label = f"{c.protocol.score.normaliser}-normalised score"
+        normaliser = c.protocol.score.normaliser
+        norm_label = "raw score (no normaliser)" if normaliser == "none" else f"{normaliser}-normalised score"
         figs = {
             "intervals": plots.to_png_base64(plots.interval_plot(
                 c.aggregates, list(c.protocol.score.aggregates), xlabel=norm_label, colour_of=colour_of)),
