@@ -386,20 +386,20 @@ class SLAC(Method):
         first slice), with a progress line on stderr. Returns the last update's metrics as `pretrain/...`."""
         c = self.config
         total = c.initial_model_train_steps
+        per = c.pretrain_updates_per_step or total  # 0: all in one call (the released schedule)
         if self.pretrain_updates == 0:
             self.pretrain_data_end = int(replay.total)
         if self._pretrain_clock is None:  # this process's first slice (a resumed run continues where it stopped)
             self._pretrain_clock = (time.monotonic(), self.pretrain_updates)
             self._pretrain_line = self._pretrain_clock[0]
             resumed = f" (resumed at update {self.pretrain_updates:,})" if self.pretrain_updates else ""
-            per = c.pretrain_updates_per_step or total
             slices = "in this agent step" if per >= total else (
-                f"{c.pretrain_updates_per_step:,} per agent step, acting at random meanwhile, so checkpoints can fall "
+                f"{per:,} per agent step, acting at random meanwhile, so checkpoints can fall "
                 "inside it")
             print(f"slac: model pre-training, {total:,} updates on the replay's first {self.pretrain_data_end:,} steps "
                   f"(the random phase), {slices}{resumed}", file=sys.stderr, flush=True)
         metrics: dict[str, float] = {}
-        for _ in range(min(c.pretrain_updates_per_step or total, total - self.pretrain_updates)):
+        for _ in range(min(per, total - self.pretrain_updates)):
             metrics = self.train_model(self.sample(replay, c.model_batch_size, before=self.pretrain_data_end))
             self.pretrain_updates += 1
             now = time.monotonic()
