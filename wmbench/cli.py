@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new-method": ("wmbench.scaffold", "scaffold an installable method package"),
     "leaderboard": ("wmbench.report", "static HTML leaderboard per protocol"),
     "plot": ("wmbench.runplot", "PNG of one run's episode returns and training metrics"),
+    "archive": ("wmbench.archive", "copy runs' small evidence files (run.json, scores) where they outlive the machine"),
 }
 
 
