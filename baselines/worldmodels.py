@@ -5,7 +5,8 @@
 The paper's procedures (its Car Racing and VizDoom experiments), as the runner drives it (the runner calls `policy` every env step and
 `update` after it; every env step counts in the budget):
 1. Collect: the first `data_episodes` training episodes act uniformly at random; they are V's and M's data set (the
-   replay stores them, so a resumed run has them again).
+   replay stores them, so a resumed run has them again): read from its RAM (`data_source` "memory"), or from its
+   chunk files on disk ("disk", for a data set larger than RAM: V then trains on pools of `vae_pool_chunks` files).
 2. V: `vae_updates` gradient steps of the ConvVAE (`wmbench.nn.vae`) on random frames of that data set
    (batch `vae_batch`, Adam lr `vae_lr`, KL tolerance 0.5 x z_dim).
 3. M: the data set's frames are encoded once (mean and log-variance of q(z | frame)); `rnn_updates` gradient steps of
@@ -71,12 +72,14 @@ from wmbench.nn.mdn import MDN, MDNRNN
 from wmbench.nn.networks import count_params
 from wmbench.nn.vae import ConvVAE
 from wmbench.nn.world_model import finite_values
+from wmbench.replay import ReplayError
 from wmbench.seeding import derive_seed, generator_state, set_generator_state
 from wmbench.sweep_backends import POOL_BACKENDS, TaskPool, make_pool
 
 STAGES = ("collect", "vae", "rnn", "evolve")
 CONTROLLER_INPUTS = ("zh", "zch")
 ROLLOUT_BACKENDS = ("runner", *POOL_BACKENDS)
+DATA_SOURCES = ("memory", "disk")
 
 
 class RolloutError(RuntimeError):
@@ -148,6 +151,14 @@ class WorldModelsConfig:
     sample_z: bool = False
     # --- data and schedule
     data_episodes: int = bounded(10000, low=1)
+    # where V's and M's data set is read from (docs/worldmodels.md, "Data set on disk"): "memory", the replay's RAM
+    # (the data set must fit in it: 4 GiB holds about 350 CarRacing rollouts); "disk", the replay's chunk files
+    # (the paper's 10,000 rollouts, 120 GB of frames): V trains on `vae_pool_chunks` chunks of the data set held in
+    # RAM at a time, a new random draw of chunks after each pass over them; M and the dream read the encoded data set
+    # (mean and log-variance of z per frame) and per-step actions and done flags, in RAM
+    data_source: str = "memory"
+    vae_pool_chunks: int = bounded(32, low=1)
+    replay_chunk: int = bounded(1024, low=1)  # steps per replay chunk file (the runner's default; tests: fewer)
     stage_updates_per_step: int = bounded(1, low=1)
     # --- C and CMA-ES (paper: agent model, controller; Car Racing procedure)
     controller_input: str = "zh"
@@ -240,6 +251,9 @@ class WorldModels(Method):
         if c.evolve == "dream" and not c.predict_done:
             raise ConfigError("worldmodels: evolve='dream' needs predict_done=true: a dream episode ends when M "
                               "predicts it (add --set predict_done=true)")
+        if c.data_source not in DATA_SOURCES:
+            raise ConfigError(f"worldmodels: data_source {c.data_source!r} must be one of {DATA_SOURCES} ('memory': "
+                              "the replay's RAM; 'disk': its chunk files, for a data set larger than RAM)")
         if c.rollout_backend not in ROLLOUT_BACKENDS:
             raise ConfigError(f"worldmodels: rollout_backend {c.rollout_backend!r} must be one of {ROLLOUT_BACKENDS} "
                               "('runner': the runner's env; 'local': --set rollout_workers=N processes; 'ray')")
@@ -286,6 +300,8 @@ class WorldModels(Method):
         self.pending_metrics: dict[str, float] = {}
         self.gen_seconds: list[float] = []
         self._data: dict[str, Any] | None = None  # the data set (rebuilt from the replay, never saved)
+        self.data_steps = 0  # data_source "disk": the stream's length when the data set was complete
+        self._vae_pool: tuple[int, Tensor] | None = None  # data_source "disk": (pool number, its frames)
         self.rollout_env_steps = 0  # env steps of pool rollouts (envs of the factory: not in the run's budget)
         self.env_factory: Any = None  # wmbench.envs.EnvFactory, from the runner (set_env_factory)
         self._pool: TaskPool | None = None  # the rollout pool of this process (built at its first generation)
@@ -409,7 +425,10 @@ class WorldModels(Method):
             return metrics
         if self.stage == "collect":
             if self.episodes_finished >= c.data_episodes:
-                self.stage = "vae"
+                self.data_steps = self.data_steps or int(replay.total)
+                # "disk" reads the data set from chunk files: wait (acting at random) for the one holding its end
+                if c.data_source == "memory" or replay.chunks * replay.chunk_size >= self.data_steps:
+                    self.stage = "vae"
             return {}
         if self.stage == "vae":
             metrics = [self._vae_step(replay) for _ in range(min(c.stage_updates_per_step, c.vae_updates - self.vae_steps))]
@@ -431,6 +450,8 @@ class WorldModels(Method):
 
     def data(self, replay: Any) -> dict[str, Any]:
         """The data set: the first `data_episodes` training episodes of the replay (frames, M's actions, dones)."""
+        if self._data is None and self.config.data_source == "disk":
+            self._data = self._data_on_disk(replay)
         if self._data is None:
             episodes = replay.episodes()[: self.config.data_episodes]
             if len(episodes) < self.config.data_episodes:
@@ -447,6 +468,75 @@ class WorldModels(Method):
                           "offsets": np.concatenate([[0], np.cumsum(lengths)]), "all": torch.cat(frames)}
         return self._data
 
+    def _stored_chunk(self, replay: Any, index: int) -> dict[str, np.ndarray]:
+        try:
+            return replay.stored_chunk(index)
+        except (AttributeError, ReplayError) as e:
+            raise MethodError(f"worldmodels: data_source='disk' reads the data set from the replay's chunk files: {e}; "
+                              "run through `wmbench run` (its replay writes them), or use data_source='memory'") from e
+
+    def _data_on_disk(self, replay: Any) -> dict[str, Any]:
+        """The data set read from the replay's chunk files (data_source "disk"): one pass over them for the episode
+        bounds, M's actions and the done flags; frames stay on disk (`_vae_frames`, `_frame_chunks`). The episodes
+        are the stream's first `data_episodes`, from step 0 on, one after another (one env)."""
+        if getattr(replay, "directory", None) is None:
+            self._stored_chunk(replay, 0)  # raises, naming what is missing
+        n, size = self.config.data_episodes, replay.chunk_size
+        parts: dict[str, list[np.ndarray]] = {"action": [], "is_terminal": [], "is_first": []}
+        ends: list[int] = []
+        index = 0
+        while len(ends) < n:
+            if index >= replay.chunks:
+                raise MethodError(f"worldmodels: the replay's {replay.chunks} chunk files hold {len(ends)} complete "
+                                  f"episodes, fewer than data_episodes={n}")
+            chunk = self._stored_chunk(replay, index)
+            if np.any(chunk["worker"] != 0):
+                raise MethodError("worldmodels: data_source='disk' reads one env's stream, and the replay holds "
+                                  "steps of several envs; run one env")
+            for key, values in parts.items():
+                values.append(chunk[key])
+            ends += [index * size + int(t) + 1 for t in np.flatnonzero(chunk["is_last"])]
+            index += 1
+        offsets = np.concatenate([[0], ends[:n]]).astype(np.int64)
+        stream = {key: np.concatenate(values)[: offsets[-1]] for key, values in parts.items()}
+        if not stream["is_first"][offsets[:-1]].all():
+            raise MethodError("worldmodels: the replay's stream is not one episode after another from step 0")
+        bounds = list(zip(offsets[:-1], offsets[1:], strict=True))
+        return {"actions": [self._m_action_of(stream["action"][a:b]) for a, b in bounds],
+                "dones": [torch.as_tensor(stream["is_terminal"][a:b]).float() for a, b in bounds],
+                "lengths": np.diff(offsets), "offsets": offsets, "chunk_size": size}
+
+    def _frame_chunks(self, replay: Any) -> Any:
+        """The data set's frames in order, a piece at a time (RAM: 1,000 frames; disk: a chunk file's worth)."""
+        data = self.data(replay)
+        if self.config.data_source == "memory":
+            yield from data["all"].split(1000)
+            return
+        end, size = int(data["offsets"][-1]), data["chunk_size"]
+        for index in range(-(-end // size)):
+            yield torch.as_tensor(self._stored_chunk(replay, index)["image"][: end - index * size])
+
+    def _vae_frames(self, replay: Any) -> Tensor:
+        """The frames V's next batch is drawn from: all of the data set (RAM), or (disk) the current pool of
+        `vae_pool_chunks` chunk files. Pool k holds the chunks at positions [k' P, (k' + 1) P) of epoch e's random
+        permutation of the data set's chunks (k = e x pools per epoch + k'), and serves P x chunk_size / vae_batch
+        updates (a pass over its frames); so the pool is a function of V's step count and a resumed run reads the
+        same frames."""
+        data = self.data(replay)
+        if self.config.data_source == "memory":
+            return data["all"]
+        end, size, c = int(data["offsets"][-1]), data["chunk_size"], self.config
+        chunks = -(-end // size)
+        per_pool = min(c.vae_pool_chunks, chunks)
+        pool = self.vae_steps // max(1, per_pool * size // c.vae_batch)
+        if self._vae_pool is None or self._vae_pool[0] != pool:
+            epoch, part = divmod(pool, -(-chunks // per_pool))
+            order = np.random.default_rng(derive_seed(self.seed, "worldmodels/vae_pool", epoch)).permutation(chunks)
+            frames = [torch.as_tensor(self._stored_chunk(replay, int(i))["image"][: end - int(i) * size])
+                      for i in sorted(order[part * per_pool:(part + 1) * per_pool])]
+            self._vae_pool = (pool, torch.cat(frames))
+        return self._vae_pool[1]
+
     def _m_action_of(self, action: np.ndarray) -> Tensor:
         action = torch.as_tensor(np.asarray(action))
         if self.is_discrete:
@@ -454,7 +544,7 @@ class WorldModels(Method):
         return action.float().reshape(-1, self.m_action_dim)
 
     def _vae_step(self, replay: Any) -> dict[str, float]:
-        c, frames = self.config, self.data(replay)["all"]
+        c, frames = self.config, self._vae_frames(replay)
         index = torch.as_tensor(self.rng.integers(0, len(frames), c.vae_batch))
         loss, terms = self.vae.loss(frames[index].to(self.device), self.gen_train, c.kl_tolerance)
         values = finite_values("worldmodels", {"vae/loss": loss, **terms}, self.vae_steps, ["vae_lr"])
@@ -471,10 +561,11 @@ class WorldModels(Method):
         data = self.data(replay)
         if "mean" not in data:
             means, logvars = [], []
-            for chunk in data["all"].split(1000):
-                mean, logvar = self.vae.encode(chunk.to(self.device))
-                means.append(mean)
-                logvars.append(logvar)
+            for frames in self._frame_chunks(replay):
+                for chunk in frames.split(1000):
+                    mean, logvar = self.vae.encode(chunk.to(self.device))
+                    means.append(mean)
+                    logvars.append(logvar)
             data["mean"], data["logvar"] = torch.cat(means), torch.cat(logvars)
         return data
 
@@ -695,6 +786,7 @@ class WorldModels(Method):
                 "episodes_started": self.episodes_started, "episodes_finished": self.episodes_finished,
                 "vae_steps": self.vae_steps, "rnn_steps": self.rnn_steps,
                 "pending_generations": self.pending_generations, "rollout_env_steps": self.rollout_env_steps,
+                "data_steps": self.data_steps,
             },
             "candidate_returns": torch.tensor(self.candidate_returns, dtype=torch.float64),
             "episode_return": self.episode_return,
@@ -730,7 +822,7 @@ class WorldModels(Method):
         self.rollout = bool(state["rollout"])
         self.pending_metrics = {k: float(v) for k, v in state["pending_metrics"].items()}
         self.gen_t0 = time.monotonic()
-        self._data = None
+        self._data = self._vae_pool = None
         self._close_pool()  # built again from the loaded weights at the next generation
 
 

@@ -507,3 +507,25 @@ def test_the_rings_large_arrays_use_small_pages_and_small_ones_are_left_alone():
             "print(' '.join(_vm_flags(a.ctypes.data)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "nh" not in out.stdout.split(), out.stdout
+
+
+def test_stored_chunks_read_back_evicted_history(tmp_path):
+    probe = Replay(10**6)
+    probe.add(make_step(0))
+    r = Replay(20 * probe.nbytes, tmp_path / "replay", chunk_size=8)  # holds 20 steps; 50 are added
+    fill(r, 50)
+    assert len(r) == 20 and r.chunks == 6
+    for i in range(r.chunks):  # steps 0..47 again, the evicted ones included, in stream order
+        chunk = r.stored_chunk(i)
+        assert np.array_equal(chunk["reward"], np.arange(8 * i, 8 * i + 8))
+        assert np.array_equal(chunk["worker"], np.zeros(8)) and chunk["image"].dtype == np.uint8
+    with pytest.raises(ReplayError, match="chunk 6 does not exist: the replay has written 6 complete chunks"):
+        r.stored_chunk(6)
+    path = tmp_path / "replay" / "chunk_000002.tar.zst"
+    swapped = path.read_bytes()
+    path.write_bytes((tmp_path / "replay" / "chunk_000003.tar.zst").read_bytes())
+    with pytest.raises(ReplayError, match="not the chunk the checkpoint covers"):
+        r.stored_chunk(2)
+    path.write_bytes(swapped)
+    with pytest.raises(ReplayError, match="no directory"):
+        probe.stored_chunk(0)

@@ -271,7 +271,9 @@ def test_protocols_load_and_state_their_rule():
     ["preset=tiny", "evolve=dream", "predict_done=true", "controller_input=zch", "rollout_backend=inline"],
     # the released code's options: M's learning rate decays, acting reads z drawn from q (from a saved generator)
     ["preset=tiny", "rnn_lr_decay=0.9", "sample_z=true"],
-], ids=["real", "dream", "real-pool", "dream-pool", "real-released"])
+    # the data set read from the replay's chunk files, V from pools of 2 chunks
+    ["preset=tiny", "data_source=disk", "replay_chunk=16", "vae_pool_chunks=2"],
+], ids=["real", "dream", "real-pool", "dream-pool", "real-released", "real-disk"])
 def test_contract_deterministic_and_exact_resume_with_the_cma_state(tmp_path, overrides):
     result = check_method("worldmodels", tmp_path, task="image_continuous", overrides=overrides, steps=400,
                           checkpoint_every=150)
@@ -526,14 +528,15 @@ def test_recipes_version_2_add_the_released_codes_options_and_nothing_else():
     from wmbench.recipes import load_recipe, recipe_differences, recipe_names, resolve_config
 
     assert recipe_names("worldmodels") == [
-        "worldmodels_2018_carracing@1", "worldmodels_2018_carracing@2",
-        "worldmodels_2018_vizdoom_takecover@1", "worldmodels_2018_vizdoom_takecover@2"]
+        "worldmodels_2018_carracing@1", "worldmodels_2018_carracing@2", "worldmodels_2018_carracing@3",
+        "worldmodels_2018_vizdoom_takecover@1", "worldmodels_2018_vizdoom_takecover@2",
+        "worldmodels_2018_vizdoom_takecover@3"]
     released = {  # carracing/rnn_train.py and model.py; doomrnn/rnn_train.py and doomreal.py (commit fd982b9)
         "worldmodels_2018_carracing": {"rnn_lr_decay": 1.0, "rnn_lr_min": 1e-5, "sample_z": True},
         "worldmodels_2018_vizdoom_takecover": {"rnn_lr_decay": 0.99999, "rnn_lr_min": 1e-5, "sample_z": True},
     }
     for name, keys in released.items():
-        old, new = load_recipe("worldmodels", f"{name}@1"), load_recipe("worldmodels", name)
+        old, new = load_recipe("worldmodels", f"{name}@1"), load_recipe("worldmodels", f"{name}@2")
         assert new.version == 2 and new.sources == old.sources and new.protocol == old.protocol
         assert new.config == {**old.config, **keys}  # version 1 keeps its meaning (the method's defaults there)
         config, _ = resolve_config(get_method("worldmodels"), load_protocol(new.protocol), (), new.id)
@@ -545,6 +548,15 @@ def test_recipes_version_2_add_the_released_codes_options_and_nothing_else():
             k: (getattr(defaults, k), v) for k, v in keys.items() if getattr(defaults, k) != v}
     default = method_config(get_method("worldmodels"), load_protocol("vizdoom_takecover@1"), [])
     assert (default.rnn_lr_decay, default.sample_z) == (1.0, False)  # the method's default: unchanged
+    # version 3: the data set on disk (both), and Doom's M on the released 500-frame pieces (499 transitions)
+    version_3 = {"worldmodels_2018_carracing": {"data_source": "disk"},
+                 "worldmodels_2018_vizdoom_takecover": {"data_source": "disk", "rnn_seq": 499}}
+    for name, keys in version_3.items():
+        old, new = load_recipe("worldmodels", f"{name}@2"), load_recipe("worldmodels", name)
+        assert new.version == 3 and new.sources == old.sources and new.config == {**old.config, **keys}
+        assert set(keys) <= set(new.provenance)
+        config_v2, _ = resolve_config(get_method("worldmodels"), load_protocol(old.protocol), (), old.id)
+        assert set(recipe_differences(config_v2, new)) == set(keys)
 
 
 def _finals(values, method="worldmodels", task="car_racing"):
@@ -618,3 +630,88 @@ def test_a_data_set_larger_than_the_replay_is_refused():
         agent.data(Replay())
     agent = _method("carracing@1", ["data_episodes=2"])
     assert len(agent.data(Replay())["all"]) == 6
+
+
+# ---------------------------------------------------------------------------------------------- data set on disk
+def _stream(directory, episodes, chunk=8, capacity_steps=10**5):
+    """A replay of `episodes` (lengths) of 16x16 frames and 2-D actions, one env; `capacity_steps` small: it evicts."""
+    from wmbench.replay import Replay
+
+    rng = np.random.default_rng(3)
+    probe_step = {"image": np.zeros((16, 16, 3), np.uint8), "action": np.zeros(2, np.float32), "reward": 0.0,
+                  "is_first": True, "is_last": False, "is_terminal": False}
+    probe = Replay(10**6)
+    probe.add(probe_step)
+    replay = Replay(capacity_steps * probe.nbytes, directory, chunk_size=chunk, seed=0)
+    for length in episodes:
+        for t in range(length):
+            replay.add({"image": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+                        "action": rng.uniform(-1, 1, 2).astype(np.float32), "reward": float(t),
+                        "is_first": t == 0, "is_last": t == length - 1, "is_terminal": t == length - 1 == 6})
+    return replay
+
+
+@needs_cma
+def test_data_set_on_disk_equals_the_one_in_memory_and_survives_eviction(tmp_path):
+    lengths = [7, 12, 5, 9, 20]  # 53 steps in 7 chunk files of 8 (6 complete, 5 steps in RAM only)
+    whole = _stream(tmp_path / "a", lengths)
+    evicting = _stream(tmp_path / "b", lengths, capacity_steps=10)  # RAM holds the last 10 steps only
+    memory = _small(["data_episodes=4"])
+    disk = _small(["data_episodes=4", "data_source=disk"])
+    with pytest.raises(Exception, match="holds 0 complete episodes, fewer than data_episodes=4"):
+        _small(["data_episodes=4"]).data(evicting)  # in RAM, the evicted episodes are gone
+    a, b = memory.data(whole), disk.data(evicting)
+    assert b["lengths"].tolist() == a["lengths"].tolist() == [7, 12, 5, 9]
+    assert b["offsets"].tolist() == a["offsets"].tolist()
+    for key in ("actions", "dones"):
+        assert all(torch.equal(x, y) for x, y in zip(a[key], b[key], strict=True))
+    assert [d.sum().item() for d in b["dones"]] == [1.0, 0.0, 0.0, 0.0]
+    frames = torch.cat(list(disk._frame_chunks(evicting)))
+    assert torch.equal(frames, a["all"])  # the 33 data-set frames, read back from 5 chunk files
+    # M trains on the same encoded data set, batch for batch (same seed, same V)
+    assert memory._rnn_step(whole) == disk._rnn_step(evicting)
+    with pytest.raises(Exception, match="chunk files hold 4 complete episodes, fewer than data_episodes=5"):
+        _small(["data_episodes=5", "data_source=disk"]).data(evicting)  # the 5th episode's end is not in a file yet
+
+
+@needs_cma
+def test_v_pools_cover_the_data_set_each_epoch_and_follow_the_step_count(tmp_path):
+    replay = _stream(tmp_path / "r", [7, 12, 5, 9, 20], capacity_steps=10)
+    agent = _small(["data_episodes=4", "data_source=disk", "vae_pool_chunks=2", "vae_batch=4"])
+    data_frames = torch.cat(list(agent._frame_chunks(replay)))  # 33 frames in chunks of 8, 8, 8, 8, 1
+    seen, pools = [], []
+    for step in range(0, 12, 4):  # a pool of 2 chunks serves 2 x 8 / 4 = 4 updates; 5 chunks: 3 pools an epoch
+        agent.vae_steps = step
+        pool = agent._vae_frames(replay)
+        assert agent._vae_frames(replay) is pool  # kept while its updates last
+        agent.vae_steps = step + 3
+        assert agent._vae_frames(replay) is pool
+        pools.append(pool)
+        seen.append(pool)
+    epoch = torch.cat(seen)
+    assert len(epoch) == len(data_frames) == 33
+    assert sorted(map(bytes, epoch.flatten(1).numpy())) == sorted(map(bytes, data_frames.flatten(1).numpy()))
+    # a resumed method (fresh object, same step count) reads the same pool
+    other = _small(["data_episodes=4", "data_source=disk", "vae_pool_chunks=2", "vae_batch=4"])
+    other.vae_steps = 5
+    assert torch.equal(other._vae_frames(replay), pools[1])
+    before = [p.clone() for p in agent.vae.parameters()]
+    agent.vae_steps = 0
+    assert math.isfinite(agent._vae_step(replay)["vae/loss"])
+    assert any(not torch.equal(x, y) for x, y in zip(before, agent.vae.parameters(), strict=True))
+
+
+@needs_cma
+def test_data_on_disk_needs_chunk_files_and_one_env(tmp_path):
+    with pytest.raises(ConfigError, match="data_source 'ssd' must be one of"):
+        _small(["data_source=ssd"])
+    with pytest.raises(Exception, match="data_source='disk' reads the data set from the replay's chunk files"):
+        _small(["data_source=disk"]).data(EpisodesReplay())
+    replay = _stream(tmp_path / "r", [7, 12])
+    replay.add({"image": np.zeros((16, 16, 3), np.uint8), "action": np.zeros(2, np.float32), "reward": 0.0,
+                "is_first": True, "is_last": False, "is_terminal": False}, worker=1)
+    for _ in range(8):
+        replay.add({"image": np.zeros((16, 16, 3), np.uint8), "action": np.zeros(2, np.float32), "reward": 0.0,
+                    "is_first": False, "is_last": False, "is_terminal": False})
+    with pytest.raises(Exception, match="several envs"):
+        _small(["data_episodes=3", "data_source=disk"]).data(replay)

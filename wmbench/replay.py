@@ -511,6 +511,23 @@ class Replay:
                 removed.append(p)
         return removed
 
+    @property
+    def chunks(self) -> int:
+        """Complete chunks of the stream: chunk i holds global steps [i * chunk_size, (i + 1) * chunk_size)."""
+        return self._chunks
+
+    def stored_chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Chunk `index` as its file holds it (sha256 checked against the one recorded when it was written): every
+        stored key plus `worker`, `chunk_size` steps. The steps ever added stay readable this way after the ring has
+        evicted them, for a method whose data set outgrows RAM (World Models' 10,000 rollouts)."""
+        if self.directory is None:
+            raise ReplayError("this replay has no directory, so no chunk files: only the steps in RAM can be read")
+        if not 0 <= index < self._chunks:
+            raise ReplayError(f"chunk {index} does not exist: the replay has written {self._chunks} complete chunks "
+                              f"of {self.chunk_size} steps ({self.total} steps added)")
+        self.flush()
+        return self._read_chunk(index)
+
     def _read_chunk(self, index: int) -> dict[str, np.ndarray]:
         path = self._existing_chunk_path(index)
         try:
