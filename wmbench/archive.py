@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from wmbench.errors import WmbenchError
+from wmbench.results import load_scores, read_run_info
 
 FILES = ("run.json", "scores.csv", "timing.csv")
 METRICS = "metrics.jsonl"
@@ -42,17 +42,6 @@ def _complete_lines(data: bytes) -> bytes:
     """The bytes up to and including the last newline: a line being appended is left for the next archive."""
     end = data.rfind(b"\n")
     return data[: end + 1] if end >= 0 else b""
-
-
-def _read_info(run_dir: Path) -> dict[str, Any]:
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ArchiveError(f"{run_dir / 'run.json'}: cannot read ({e}); is this a wmbench run directory?") from e
-    missing = [k for k in ("method", "protocol", "task", "seed") if k not in info]
-    if missing:
-        raise ArchiveError(f"{run_dir / 'run.json'}: missing keys {missing}; not a run directory the runner wrote")
-    return info
 
 
 def find_run_dirs(paths: list[Path], exclude: Path | None = None) -> list[Path]:
@@ -75,11 +64,10 @@ def find_run_dirs(paths: list[Path], exclude: Path | None = None) -> list[Path]:
 
 def archive_run(run_dir: Path, dest_root: Path, metrics: bool = False) -> tuple[Path, str]:
     """Copy one run's evidence files into `dest_root` in the runner's layout; returns (archive dir, what happened)."""
-    from wmbench.results import load_scores
     from wmbench.runner import run_dir_for
 
     run_dir = Path(run_dir)
-    info = _read_info(run_dir)
+    info = read_run_info(run_dir)
     dest = run_dir_for(dest_root, str(info["protocol"]), str(info["task"]), str(info["method"]), int(info["seed"]),
                        smoke=bool(info.get("smoke", False)))
     if dest.resolve() == run_dir.resolve():
@@ -94,7 +82,7 @@ def archive_run(run_dir: Path, dest_root: Path, metrics: bool = False) -> tuple[
             data[name] = raw if name == "run.json" else _complete_lines(raw)
     old_scores = dest / "scores.csv"
     if (dest / "run.json").is_file():
-        old = _read_info(dest)
+        old = read_run_info(dest)
         if old.get("run_seed") != info.get("run_seed") or old.get("started") != info.get("started"):
             raise ArchiveError(
                 f"{dest} holds another run of {info['method']} on {info['protocol']} {info['task']} seed {info['seed']} "

@@ -277,14 +277,20 @@ def headline() -> pd.DataFrame:
 # our runs
 
 
-def _load_run(run_dir: Path) -> pd.DataFrame:
+def read_run_info(run_dir: Path) -> dict:
+    """A run directory's run.json, with the keys every reader of runs needs (method, protocol, task, seed)."""
     try:
         info = json.loads((run_dir / "run.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ResultsError(f"{run_dir / 'run.json'}: cannot read ({e}); is this a wmbench run directory?") from e
     missing = [k for k in ("method", "protocol", "task", "seed") if k not in info]
     if missing:
-        raise ResultsError(f"{run_dir / 'run.json'}: missing keys {missing}")
+        raise ResultsError(f"{run_dir / 'run.json'}: missing keys {missing}; not a run directory the runner wrote")
+    return info
+
+
+def _load_run(run_dir: Path) -> pd.DataFrame:
+    info = read_run_info(run_dir)
     path = run_dir / "scores.csv"
     if not path.exists() or path.stat().st_size == 0:
         scores = pd.DataFrame(columns=RUN_SCORE_COLUMNS)
