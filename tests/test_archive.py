@@ -43,13 +43,19 @@ def test_archive_holds_what_verdicts_read_and_is_idempotent(tmp_path, capsys) ->
         pd.testing.assert_frame_equal(_scores(copy), _scores(_run_dir(runs, seed)))
         manifest = json.loads((copy / "ARCHIVE.json").read_text())
         assert manifest["source"] == str(_run_dir(runs, seed).resolve()) and manifest["status"] == "finished"
-    # The archive sits in the runner's layout: reproduce's discovery finds both seeds there.
-    found = reproduce.find_runs(dest, load_protocol("fake@1"), "random", [TASK])
-    assert found[TASK] == []  # smoke runs live under <method>/smoke/, apart from full runs, as in the runner
+    # The archive sits in the runner's layout: smoke runs under <method>/smoke/, which verdicts never read ...
+    assert reproduce.find_runs(dest, load_protocol("fake@1"), "random", [TASK])[TASK] == []
     assert (dest / "fake@1" / TASK / "random" / "smoke" / "seed_1" / "run.json").is_file()
-    # Archiving again changes nothing; --check finds every hash intact.
+    # ... and a full run where reproduce's discovery finds it.
+    assert main(["run", "random", "fake@1", "--task", TASK, "--seed", "2", "--steps", "300", "--root", str(runs),
+                 "--no-progress"]) == 0
     assert main(["archive", str(runs), "--to", str(dest)]) == 0
-    assert capsys.readouterr().out.count("unchanged ") == 2
+    found = reproduce.find_runs(dest, load_protocol("fake@1"), "random", [TASK])[TASK]
+    assert [p.name for p in found] == ["seed_2"] and json.loads((found[0] / "run.json").read_text())["seed"] == 2
+    # Archiving again changes nothing; --check finds every hash intact.
+    capsys.readouterr()
+    assert main(["archive", str(runs), "--to", str(dest)]) == 0
+    assert capsys.readouterr().out.count("unchanged ") == 3
     assert main(["archive", "--to", str(dest), "--check"]) == 0
 
 
