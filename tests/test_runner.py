@@ -377,3 +377,22 @@ def test_cli_pause_at_says_paused(tmp_path, capsys):
     assert "paused at agent step" in err and "without --pause-at" in err
     code, out, err = cli([*base, "--no-progress"], capsys)
     assert code == 0 and "final score: " in out
+
+
+def test_progress_rate_and_eta_follow_the_last_minutes_not_the_start(capsys):
+    from wmbench.runner import _Progress
+
+    now = [0.0]
+    show = _Progress("m p t seed 0", 10_000, True, interval=5.0, window=600.0, clock=lambda: now[0])
+    step = 0
+    for _ in range(20):  # a fast prefill: 1,000 steps in 10 s
+        now[0] += 0.5
+        step += 50
+        show(step, None)
+    for _ in range(400):  # then training at 1 step/s for 2,000 s
+        now[0] += 5.0
+        step += 5
+        show(step, 1.0)
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "3000/10000 agent steps (30%), 1.0 steps/s, ETA 1:56:40" in last  # 7,000 steps at 1/s
+    # since the start it would have read 3,000 / 2,010 s = 1.5 steps/s, ETA 1:17

@@ -31,6 +31,7 @@ run whose checkpoints are gone needs `restart`, and a run is `finished` only wit
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime as _dt
@@ -353,24 +354,38 @@ def _fmt(x: float) -> str:
 
 
 class _Progress:
-    """A progress line on stderr at most every `interval` seconds: steps/s, ETA, last return."""
+    """A progress line on stderr at most every `interval` seconds: steps/s, ETA, last return.
 
-    def __init__(self, label: str, total: int, enabled: bool, interval: float = 5.0):
-        self.label, self.total, self.enabled, self.interval = label, total, enabled, interval
-        self.t0 = self.last = time.monotonic()
-        self.step0: int | None = None
+    The rate is measured over the last `window` seconds, not since the start: a run's speed changes (fast random
+    prefill, then training; other jobs starting and ending on the machine), and a rate since the start would keep
+    the prefill in the ETA for hours."""
+
+    def __init__(self, label: str, total: int, enabled: bool, interval: float = 5.0, window: float = 600.0,
+                 clock=time.monotonic):
+        self.label, self.total, self.enabled, self.interval, self.window = label, total, enabled, interval, window
+        self.clock = clock
+        self.last = clock()
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()  # (time, step), oldest first
         self.last_eval: float | None = None  # mean return of the last evaluation (protocols with eval episodes)
+
+    def rate(self, now: float, step: int) -> float:
+        """Agent steps per second since the oldest sample inside the window (the first sample if none is)."""
+        self.samples.append((now, step))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        t0, s0 = self.samples[0]
+        return (step - s0) / max(now - t0, 1e-9)
 
     def __call__(self, step: int, last_return: float | None, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if self.step0 is None:
-            self.step0 = step
+        now = self.clock()
+        if not self.samples:
+            self.samples.append((now, step))
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        rate = (step - self.step0) / max(now - self.t0, 1e-9)
+        rate = self.rate(now, step)
         eta = (self.total - step) / rate if rate > 0 else float("inf")
         eta_s = "?" if not math.isfinite(eta) else str(_dt.timedelta(seconds=int(eta)))
         ret = "-" if last_return is None else f"{last_return:.4g}"
